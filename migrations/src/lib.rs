@@ -1,0 +1,1 @@
+//! Journal format migrations (placeholder; filled by the journal work).

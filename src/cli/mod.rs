@@ -1,0 +1,71 @@
+//! Command-line interface. Enters: argv. Leaves: an exit code; output on stdout, logs on stderr.
+//!
+//! One file per top-level command; `anyhow` with context is used here (and only here) for error reports.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod journal;
+
+/// The version line: crate version and the journal's on-disk format version.
+pub fn version_line() -> String {
+    format!(
+        "{} (journal format v{})",
+        env!("CARGO_PKG_VERSION"),
+        crate::journal::FORMAT_VERSION
+    )
+}
+
+/// cloudsync — keep an Active Directory in sync with a cloud directory.
+#[derive(Debug, Parser)]
+#[command(name = "cloudsync", version = &*Box::leak(version_line().into_boxed_str()), propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `cloudsync=debug`.
+    #[arg(long, global = true, env = "CLOUDSYNC_LOG", default_value = "info")]
+    pub log: String,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "CLOUDSYNC_LOG_JSON")]
+    pub log_json: bool,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, replay, verify and export an event journal.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
+}
+
+/// Initialises tracing to stderr.
+pub fn init_tracing(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json);
+    let result = match cli.command {
+        Command::Journal(cmd) => journal::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

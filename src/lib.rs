@@ -1,0 +1,14 @@
+//! cloudsync: an open, event-sourced re-implementation of a hybrid-identity cloud sync provisioning agent.
+//!
+//! Changes read from Active Directory are first made durable in a local journal; everything downstream
+//! (projection, push to the cloud directory) is a deterministic function of that journal. The local tenant
+//! (`cloudsync tenant serve`) emulates the cloud side. ARCHITECTURE.md has the code map and invariants.
+//!
+//! # Layout
+//! - [`event`]   — the journal's event types, the heart of the system.
+//! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
+//! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
+
+pub mod cli;
+pub mod event;
+pub mod journal;

@@ -47,7 +47,22 @@ impl fmt::Display for Guid {
         write!(
             f,
             "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+            b[3],
+            b[2],
+            b[1],
+            b[0],
+            b[5],
+            b[4],
+            b[7],
+            b[6],
+            b[8],
+            b[9],
+            b[10],
+            b[11],
+            b[12],
+            b[13],
+            b[14],
+            b[15]
         )
     }
 }
@@ -92,7 +107,12 @@ impl ObjectClass {
         } else if has("organizationalUnit") {
             ObjectClass::OrganizationalUnit
         } else {
-            ObjectClass::Other(values.last().map(|v| v.as_ref().to_string()).unwrap_or_default())
+            ObjectClass::Other(
+                values
+                    .last()
+                    .map(|v| v.as_ref().to_string())
+                    .unwrap_or_default(),
+            )
         }
     }
 
@@ -125,7 +145,10 @@ impl Attribute {
     pub fn text<S: AsRef<str>>(name: &str, values: &[S]) -> Attribute {
         Attribute {
             name: name.to_string(),
-            values: values.iter().map(|v| v.as_ref().as_bytes().to_vec()).collect(),
+            values: values
+                .iter()
+                .map(|v| v.as_ref().as_bytes().to_vec())
+                .collect(),
         }
     }
 }
@@ -374,11 +397,15 @@ mod tests {
     fn guid_text_round_trip_uses_ad_byte_order() {
         // objectGUID bytes as AD stores them; the textual form swaps the first three fields.
         let raw = [
-            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
         ];
         let g = Guid(raw);
         assert_eq!(g.to_string(), "00112233-4455-6677-8899-aabbccddeeff");
-        assert_eq!(Guid::parse("{00112233-4455-6677-8899-AABBCCDDEEFF}"), Some(g));
+        assert_eq!(
+            Guid::parse("{00112233-4455-6677-8899-AABBCCDDEEFF}"),
+            Some(g)
+        );
         assert_eq!(Guid::parse("00112233445566778899aabbccddeeff"), None);
         assert_eq!(Guid::from_slice(&raw[..15]), None);
     }
@@ -386,15 +413,33 @@ mod tests {
     #[test]
     fn object_class_prefers_the_most_specific_value() {
         assert_eq!(
-            ObjectClass::from_values(&["top", "person", "organizationalPerson", "user", "inetOrgPerson"]),
+            ObjectClass::from_values(&[
+                "top",
+                "person",
+                "organizationalPerson",
+                "user",
+                "inetOrgPerson"
+            ]),
             ObjectClass::InetOrgPerson
         );
         assert_eq!(
-            ObjectClass::from_values(&["top", "person", "organizationalPerson", "user", "computer"]),
+            ObjectClass::from_values(&[
+                "top",
+                "person",
+                "organizationalPerson",
+                "user",
+                "computer"
+            ]),
             ObjectClass::Other("computer".into())
         );
-        assert_eq!(ObjectClass::from_values(&["top", "GROUP"]), ObjectClass::Group);
-        assert_eq!(ObjectClass::from_values(&["top", "contact"]), ObjectClass::Contact);
+        assert_eq!(
+            ObjectClass::from_values(&["top", "GROUP"]),
+            ObjectClass::Group
+        );
+        assert_eq!(
+            ObjectClass::from_values(&["top", "contact"]),
+            ObjectClass::Contact
+        );
     }
 
     #[test]
@@ -402,7 +447,10 @@ mod tests {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
-        assert_eq!(EventKind::parse("OBJECT_DELETED"), Some(EventKind::ObjectDeleted));
+        assert_eq!(
+            EventKind::parse("OBJECT_DELETED"),
+            Some(EventKind::ObjectDeleted)
+        );
         assert_eq!(EventKind::parse("nope"), None);
     }
 }

@@ -17,6 +17,8 @@ pub enum JournalCommand {
 /// Runs a journal subcommand.
 pub fn run(cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        JournalCommand::Inspect { dir } => anyhow::bail!("journal inspect {}: not built yet", dir.display()),
+        JournalCommand::Inspect { dir } => {
+            anyhow::bail!("journal inspect {}: not built yet", dir.display())
+        }
     }
 }

@@ -9,6 +9,9 @@
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 
+pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod event;
 pub mod journal;
+pub mod source;

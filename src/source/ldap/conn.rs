@@ -1,0 +1,113 @@
+//! Opening and binding an LDAP connection to a domain controller, with TLS verified by default.
+//!
+//! `ldaps://` or `ldap://` + StartTLS; the DC certificate is verified against the configured CA file
+//! only (no system roots: an AD CA is private). `insecure_skip_verify` turns verification off and is
+//! logged as a warning at every connect. Simple bind as the service account by UPN or DN.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::error::{BindFailure, LdapSourceError};
+use crate::config::DomainConfig;
+
+/// Builds a rustls client configuration trusting only the certificates in `ca_file`.
+pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<ClientConfig>, LdapSourceError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| LdapSourceError::Tls(format!("{}: {e}", ca_file.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| LdapSourceError::Tls(format!("{}: {e}", ca_file.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| LdapSourceError::Tls(format!("{}: {e}", ca_file.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(LdapSourceError::Tls(format!(
+            "{} holds no certificate",
+            ca_file.display()
+        )));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LdapSourceError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The connection settings a domain's configuration asks for.
+pub fn settings(cfg: &DomainConfig) -> Result<LdapConnSettings, LdapSourceError> {
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(cfg.connect_timeout())
+        .set_starttls(cfg.starttls);
+    let tls = cfg.url.to_ascii_lowercase().starts_with("ldaps://") || cfg.starttls;
+    if tls && cfg.insecure_skip_verify {
+        tracing::warn!(
+            domain = %cfg.dns_name,
+            url = %cfg.url,
+            "TLS certificate verification is OFF for this domain (insecure_skip_verify); use only in a lab."
+        );
+        settings = settings.set_no_tls_verify(true);
+    } else if let Some(ca) = &cfg.ca_file {
+        settings = settings.set_config(tls_config(ca)?);
+    }
+    if !tls {
+        tracing::warn!(
+            domain = %cfg.dns_name,
+            url = %cfg.url,
+            "LDAP without TLS: the bind password crosses the network in clear (allow_plaintext); use only in a lab."
+        );
+    }
+    Ok(settings)
+}
+
+/// A bound connection and the per-operation timeout to apply to each request.
+#[derive(Debug, Clone)]
+pub struct DcConn {
+    /// The ldap3 handle (cheap to clone; operations are multiplexed on one connection).
+    pub ldap: Ldap,
+    /// Applied to every operation (and to every wait for the next search result).
+    pub timeout: Duration,
+}
+
+impl DcConn {
+    /// The handle, armed with the operation timeout for the next request.
+    pub fn op(&mut self) -> &mut Ldap {
+        self.ldap.with_timeout(self.timeout)
+    }
+
+    /// Unbinds politely; errors are irrelevant at that point.
+    pub async fn close(mut self) {
+        let _ = self.ldap.unbind().await;
+    }
+}
+
+/// Connects and binds; the connection driver runs as its own task until the handle is dropped.
+pub async fn connect(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings(cfg)?, &cfg.url)
+        .await
+        .map_err(|e| LdapSourceError::Connection(format!("{}: {e}", cfg.url)))?;
+    ldap3::drive!(conn);
+    let password = cfg
+        .resolve_password()
+        .map_err(|e| LdapSourceError::Password(e.to_string()))?;
+    ldap.with_timeout(cfg.operation_timeout());
+    let res = ldap.simple_bind(&cfg.bind_dn, password.expose()).await?;
+    match res.rc {
+        0 => Ok(DcConn {
+            ldap,
+            timeout: cfg.operation_timeout(),
+        }),
+        49 => Err(LdapSourceError::Bind {
+            bind_dn: cfg.bind_dn.clone(),
+            failure: BindFailure::from_diagnostic(&res.text),
+        }),
+        _ => Err(LdapSourceError::from_result(res)),
+    }
+}

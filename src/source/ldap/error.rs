@@ -1,0 +1,237 @@
+//! Errors of the LDAP source, classified for the retry loop, and AD's bind sub-codes.
+
+use ldap3::{LdapError, LdapResult};
+
+use super::ber::BerError;
+use super::entry::EntryError;
+use crate::source::SinkError;
+
+/// Why a bind was refused, from AD's `AcceptSecurityContext error, data XXX` diagnostic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindFailure {
+    /// 525: the account does not exist.
+    NoSuchUser,
+    /// 52e: wrong password (or unknown user on some servers).
+    BadCredentials,
+    /// 530: logon not permitted at this time.
+    LogonHours,
+    /// 531: logon not permitted from this workstation.
+    Workstation,
+    /// 532: the password has expired.
+    PasswordExpired,
+    /// 533: the account is disabled.
+    Disabled,
+    /// 701: the account has expired.
+    AccountExpired,
+    /// 773: the password must be changed before the first logon.
+    MustChangePassword,
+    /// 775: the account is locked out.
+    LockedOut,
+    /// Result 49 without a known sub-code.
+    Other,
+}
+
+impl BindFailure {
+    /// Extracts the sub-code from the server's diagnostic text (`…, data 52e, v1db1`).
+    pub fn from_diagnostic(text: &str) -> BindFailure {
+        let lower = text.to_ascii_lowercase();
+        let code = lower.split("data ").nth(1).map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_hexdigit())
+                .collect::<String>()
+        });
+        match code.as_deref() {
+            Some("525") => BindFailure::NoSuchUser,
+            Some("52e") => BindFailure::BadCredentials,
+            Some("530") => BindFailure::LogonHours,
+            Some("531") => BindFailure::Workstation,
+            Some("532") => BindFailure::PasswordExpired,
+            Some("533") => BindFailure::Disabled,
+            Some("701") => BindFailure::AccountExpired,
+            Some("773") => BindFailure::MustChangePassword,
+            Some("775") => BindFailure::LockedOut,
+            _ => BindFailure::Other,
+        }
+    }
+
+    /// A message an administrator can act on.
+    pub fn message(self) -> &'static str {
+        match self {
+            BindFailure::NoSuchUser => "the service account does not exist (525)",
+            BindFailure::BadCredentials => {
+                "bad credentials: wrong password or unknown bind name (52e)"
+            }
+            BindFailure::LogonHours => "logon is not permitted at this time (530)",
+            BindFailure::Workstation => "logon is not permitted from this host (531)",
+            BindFailure::PasswordExpired => {
+                "the service account's password has expired; set a new one (532)"
+            }
+            BindFailure::Disabled => "the service account is disabled (533)",
+            BindFailure::AccountExpired => "the service account has expired (701)",
+            BindFailure::MustChangePassword => {
+                "the service account must change its password before it can bind (773)"
+            }
+            BindFailure::LockedOut => {
+                "the service account is locked out; unlock it or wait for the lockout to end (775)"
+            }
+            BindFailure::Other => "invalid credentials (49)",
+        }
+    }
+}
+
+/// What went wrong while reading a domain.
+#[derive(Debug, thiserror::Error)]
+pub enum LdapSourceError {
+    /// The TCP/TLS connection could not be made or broke (incl. timeouts); retry with backoff.
+    #[error("LDAP connection failed: {0}")]
+    Connection(String),
+    /// TLS could not be set up from the configuration (CA file unreadable, no certificate in it).
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The bind password could not be read (`password_file`).
+    #[error("cannot read the bind password: {0}")]
+    Password(String),
+    /// The server refused the bind.
+    #[error("bind as {bind_dn} refused: {}", failure.message())]
+    Bind {
+        /// The bind name that was used.
+        bind_dn: String,
+        /// The decoded reason.
+        failure: BindFailure,
+    },
+    /// The server refused the stored DirSync cookie; a full resync is needed.
+    #[error("the server rejected the DirSync cookie: {0}")]
+    CookieRejected(String),
+    /// The account lacks the right to use DirSync (use the uSNChanged mode or grant Get-Changes).
+    #[error("DirSync not permitted for this account: {0}")]
+    DirSyncDenied(String),
+    /// The server returned a non-success result code.
+    #[error("LDAP operation failed with result {rc}: {text}")]
+    Server {
+        /// The LDAP result code.
+        rc: u32,
+        /// The server's diagnostic text.
+        text: String,
+    },
+    /// The server's reply could not be decoded.
+    #[error("malformed reply from the server: {0}")]
+    Protocol(String),
+    /// The journal refused the events.
+    #[error("journal append failed: {0}")]
+    Sink(#[from] SinkError),
+}
+
+impl LdapSourceError {
+    /// Maps a non-success `LdapResult`.
+    pub fn from_result(res: LdapResult) -> LdapSourceError {
+        LdapSourceError::Server {
+            rc: res.rc,
+            text: res.text,
+        }
+    }
+
+    /// True when waiting and reconnecting may help (network, server busy or restarting).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            LdapSourceError::Connection(_) | LdapSourceError::Protocol(_) => true,
+            // busy, unavailable, unwillingToPerform during start-up, timeLimitExceeded, other.
+            LdapSourceError::Server { rc, .. } => matches!(rc, 1 | 3 | 51 | 52 | 53 | 80 | 81),
+            LdapSourceError::Bind { failure, .. } => *failure == BindFailure::LockedOut,
+            LdapSourceError::Sink(e) => e.is_retriable(),
+            LdapSourceError::Tls(_)
+            | LdapSourceError::Password(_)
+            | LdapSourceError::CookieRejected(_)
+            | LdapSourceError::DirSyncDenied(_) => false,
+        }
+    }
+}
+
+impl From<LdapError> for LdapSourceError {
+    fn from(err: LdapError) -> Self {
+        match err {
+            LdapError::LdapResult { result } => LdapSourceError::from_result(result),
+            other => LdapSourceError::Connection(other.to_string()),
+        }
+    }
+}
+
+impl From<BerError> for LdapSourceError {
+    fn from(err: BerError) -> Self {
+        LdapSourceError::Protocol(err.to_string())
+    }
+}
+
+impl From<EntryError> for LdapSourceError {
+    fn from(err: EntryError) -> Self {
+        LdapSourceError::Protocol(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ad_sub_codes_map_to_failures() {
+        // Diagnostics as Samba and AD print them.
+        let cases = [
+            (
+                "80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 52e, v3839",
+                BindFailure::BadCredentials,
+            ),
+            (
+                "AcceptSecurityContext error, data 775, v1db1",
+                BindFailure::LockedOut,
+            ),
+            (
+                "AcceptSecurityContext error, data 532, v1db1",
+                BindFailure::PasswordExpired,
+            ),
+            (
+                "AcceptSecurityContext error, data 773, v1db1",
+                BindFailure::MustChangePassword,
+            ),
+            (
+                "AcceptSecurityContext error, data 533, v1db1",
+                BindFailure::Disabled,
+            ),
+            (
+                "AcceptSecurityContext error, data 701, v1db1",
+                BindFailure::AccountExpired,
+            ),
+            (
+                "AcceptSecurityContext error, data 525, v1db1",
+                BindFailure::NoSuchUser,
+            ),
+            ("invalid credentials", BindFailure::Other),
+        ];
+        for (text, want) in cases {
+            assert_eq!(BindFailure::from_diagnostic(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert!(LdapSourceError::Connection("reset".into()).is_retriable());
+        assert!(
+            LdapSourceError::Server {
+                rc: 51,
+                text: String::new()
+            }
+            .is_retriable()
+        );
+        assert!(
+            !LdapSourceError::Server {
+                rc: 50,
+                text: String::new()
+            }
+            .is_retriable()
+        );
+        let bind = LdapSourceError::Bind {
+            bind_dn: "svc".into(),
+            failure: BindFailure::BadCredentials,
+        };
+        assert!(!bind.is_retriable());
+        assert!(bind.to_string().contains("52e"));
+    }
+}

@@ -1,0 +1,53 @@
+//! Sources: readers of Active Directory that turn directory changes into journal events.
+//!
+//! Enters: a domain's configuration and its last checkpoint. Leaves: batches of [`Event`]s, each handed to
+//! an [`EventSink`] together with the checkpoint that covers it, in one call (DESIGN invariant 2).
+
+use std::future::Future;
+
+use crate::event::{Event, SourceKind};
+
+pub mod ldap;
+
+/// A checkpoint written atomically with the events it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCheckpoint {
+    /// The domain's DNS name.
+    pub domain: String,
+    /// The reader owning the checkpoint.
+    pub source: SourceKind,
+    /// Opaque bytes (format owned by the source; see [`ldap::checkpoint`]).
+    pub data: Vec<u8>,
+}
+
+/// An append failure, as reported by the sink.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// The sink's message.
+    pub message: String,
+    /// True when the same append may succeed later (e.g. a full queue); false for a poisoned store.
+    pub retriable: bool,
+}
+
+impl SinkError {
+    /// True when the same append may succeed later.
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}
+
+/// Where sources put their events: the journal in production. `append` must be durable on return and
+/// atomic with the checkpoint.
+pub trait EventSink: Send + Sync {
+    /// The last checkpoint stored for this domain and source.
+    fn checkpoint(&self, domain: &str, source: SourceKind) -> Result<Option<Vec<u8>>, SinkError>;
+
+    /// Appends events and (optionally) the checkpoint covering them, durably and atomically.
+    /// Returns the sequence number of the last event written, if any.
+    fn append(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<SourceCheckpoint>,
+    ) -> impl Future<Output = Result<Option<u64>, SinkError>> + Send;
+}

@@ -2,6 +2,7 @@
 //!
 //! See the [module doc](super) for the steps and the chunking rule.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ldap3::Scope;
@@ -47,6 +48,8 @@ pub struct PassReport {
     pub entries: u64,
     /// Events appended (including resync markers).
     pub events: u64,
+    /// Events appended, by kind (`object-upserted`, …).
+    pub by_kind: BTreeMap<&'static str, u64>,
     /// Append calls made.
     pub appends: u32,
     /// The journal sequence number of the last event appended.
@@ -219,16 +222,24 @@ async fn pass<S: EventSink>(
     Ok(report)
 }
 
-async fn append<S: EventSink>(
+/// Appends one batch and accounts for it in the report.
+pub(crate) async fn append<S: EventSink>(
     sink: &S,
     report: &mut PassReport,
     events: Vec<Event>,
     checkpoint: Option<SourceCheckpoint>,
 ) -> Result<(), LdapSourceError> {
     let n = events.len() as u64;
+    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for e in &events {
+        *kinds.entry(e.kind().as_str()).or_default() += 1;
+    }
     let seq = sink.append(events, checkpoint).await?;
     report.events += n;
     report.appends += 1;
+    for (k, v) in kinds {
+        *report.by_kind.entry(k).or_default() += v;
+    }
     if seq.is_some() {
         report.last_seq = seq;
     }

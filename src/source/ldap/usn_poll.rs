@@ -14,7 +14,7 @@ use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 
 use super::checkpoint::UsnCheckpoint;
 use super::conn::DcConn;
-use super::dirsync::{PassOptions, PassReport, SYNC_FILTER};
+use super::dirsync::{PassOptions, PassReport, SYNC_FILTER, append};
 use super::entry::{RawEntry, parse_entry};
 use super::error::LdapSourceError;
 use super::page;
@@ -98,13 +98,7 @@ pub async fn run_pass<S: EventSink>(
             let chunk = std::mem::take(&mut buffer);
             pending.extend(page::to_events(&mut work, &base, &domain, true, chunk).await?);
             buffered = 0;
-            let n = pending.len() as u64;
-            report.last_seq = sink
-                .append(std::mem::take(&mut pending), None)
-                .await?
-                .or(report.last_seq);
-            report.events += n;
-            report.appends += 1;
+            append(sink, &mut report, std::mem::take(&mut pending), None).await?;
         }
     }
     let res = stream.finish().await;
@@ -130,10 +124,7 @@ pub async fn run_pass<S: EventSink>(
             }
             .encode(),
         };
-        let n = pending.len() as u64;
-        report.last_seq = sink.append(pending, Some(cp)).await?.or(report.last_seq);
-        report.events += n;
-        report.appends += 1;
+        append(sink, &mut report, pending, Some(cp)).await?;
     }
     report.elapsed = started.elapsed();
     Ok(report)

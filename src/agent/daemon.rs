@@ -46,7 +46,7 @@ pub async fn run_domain_pass<S: EventSink>(
 }
 
 fn budget(config: &Config) -> usize {
-    usize::try_from(config.agent.memory_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    usize::try_from(config.agent.memory_budget_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
 }
 
 /// One initial-or-delta pass per domain, one domain after the other.
@@ -81,6 +81,23 @@ pub enum RunError {
     /// append is lost from this run but will be re-read (checkpoints only advance with appends).
     #[error("shutdown grace period of {0:?} exceeded")]
     ShutdownTimeout(Duration),
+    /// The journal refused a write and cannot take more (poisoned); the agent stopped every feed.
+    #[error("the journal cannot be written: {0}")]
+    Journal(String),
+}
+
+/// The first fatal error of any domain task; setting it also cancels the whole agent.
+#[derive(Clone)]
+struct Fatal {
+    error: Arc<std::sync::OnceLock<String>>,
+    shutdown: CancellationToken,
+}
+
+impl Fatal {
+    fn raise(&self, message: String) {
+        let _ = self.error.set(message);
+        self.shutdown.cancel();
+    }
 }
 
 /// Keeps every domain's feed going until `shutdown` fires, then waits for the passes in flight
@@ -94,6 +111,10 @@ pub async fn run<S: EventSink + 'static>(
     let tracker = TaskTracker::new();
     let grace = Duration::from_secs(config.agent.shutdown_grace_secs);
     let memory_budget = budget(&config);
+    let fatal = Fatal {
+        error: Arc::new(std::sync::OnceLock::new()),
+        shutdown: shutdown.clone(),
+    };
     for (label, cfg) in config.domains {
         let wake = Arc::new(Notify::new());
         if cfg.notifications {
@@ -109,6 +130,7 @@ pub async fn run<S: EventSink + 'static>(
             sink.clone(),
             wake,
             shutdown.child_token(),
+            fatal.clone(),
             memory_budget,
             grace,
             interactive,
@@ -120,7 +142,11 @@ pub async fn run<S: EventSink + 'static>(
         grace_secs = grace.as_secs(),
         "Shutting down: finishing passes in flight."
     );
-    match tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait()).await {
+    let drained = tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait()).await;
+    if let Some(message) = fatal.error.get() {
+        return Err(RunError::Journal(message.clone()));
+    }
+    match drained {
         Ok(()) => {
             tracing::info!("All domain feeds stopped.");
             Ok(())
@@ -136,6 +162,7 @@ async fn domain_loop<S: EventSink>(
     sink: Arc<S>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
+    fatal: Fatal,
     memory_budget: usize,
     grace: Duration,
     interactive: bool,
@@ -172,10 +199,13 @@ async fn domain_loop<S: EventSink>(
                 }
                 cfg.poll_interval()
             }
+            Some(Err(LdapSourceError::Sink(err))) if !err.is_retriable() => {
+                tracing::error!(domain = %domain, error = %err, "The journal refused events; stopping the agent.");
+                fatal.raise(err.to_string());
+                break;
+            }
             Some(Err(err)) => {
-                if let Some(dc) = conn.take() {
-                    drop(dc);
-                }
+                conn = None;
                 let delay = backoff.next_delay();
                 if err.is_retriable() {
                     tracing::warn!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "Pass failed; reconnecting.");

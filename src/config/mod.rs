@@ -49,8 +49,8 @@ pub struct Config {
 pub struct AgentConfig {
     /// Where the event journal lives.
     pub journal_dir: PathBuf,
-    /// Events buffered per pass before a chunk is appended without the cookie, in MiB.
-    pub memory_budget_mib: u64,
+    /// Entries buffered per pass before a chunk is appended without the cookie, in KiB (approximate).
+    pub memory_budget_kib: u64,
     /// How long `agent run` waits for passes to finish after SIGTERM before it gives up, in seconds.
     pub shutdown_grace_secs: u64,
 }
@@ -59,7 +59,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             journal_dir: PathBuf::from("/var/lib/cloudsync/journal"),
-            memory_budget_mib: 64,
+            memory_budget_kib: 64 * 1024,
             shutdown_grace_secs: 30,
         }
     }

@@ -35,8 +35,8 @@ impl Config {
                 "at least one [domains.<label>] table is required",
             );
         }
-        if self.agent.memory_budget_mib == 0 {
-            push("agent.memory_budget_mib".into(), "must be at least 1");
+        if self.agent.memory_budget_kib == 0 {
+            push("agent.memory_budget_kib".into(), "must be at least 1");
         }
         for (label, d) in &self.domains {
             check_domain(label, d, &mut push);
@@ -140,7 +140,7 @@ mod tests {
     fn every_problem_is_reported_with_its_key() {
         let toml = r#"
             [agent]
-            memory_budget_mib = 0
+            memory_budget_kib = 0
             [domains.corp]
             dns_name = "corp.example.test"
             url = "ldap://127.0.0.1"
@@ -157,7 +157,7 @@ mod tests {
         };
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         for want in [
-            "agent.memory_budget_mib",
+            "agent.memory_budget_kib",
             "domains.corp.url",
             "domains.corp.bind_dn",
             "domains.corp.password",

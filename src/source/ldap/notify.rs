@@ -62,6 +62,7 @@ async fn listen(
         if re.is_ref() || re.is_intermediate() {
             continue;
         }
+        tracing::debug!(domain = %cfg.dns_name, "Change notification received.");
         wake.notify_one();
     }
     let res = stream.finish().await;

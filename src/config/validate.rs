@@ -190,6 +190,18 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_example_is_valid_apart_from_the_lab_files() {
+        match Config::from_toml_str(include_str!("../../examples/agent.toml")) {
+            Ok(c) => assert_eq!(c.domains["corp"].dns_name, "corp.example.test"),
+            // Only the CA file may be missing (no lab provisioned in this checkout).
+            Err(ConfigError::Invalid(problems)) => {
+                assert!(problems.iter().all(|p| p.key == "domains.corp.ca_file"), "{problems:?}")
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let toml = "[domains.corp]\ndns_name = \"a\"\nurl = \"ldaps://x\"\nbind_dn = \"a@b\"\npasword = \"typo\"\n";
         assert!(matches!(

@@ -97,7 +97,13 @@ EOF
   )
 }
 
-is_running() { [ -f "$D/samba.pid" ] && kill -0 "$(cat "$D/samba.pid")" 2>/dev/null; }
+# The pid file names a live Samba master (checked by name, so a recycled pid is never signalled).
+is_running() {
+  local pid
+  [ -f "$D/samba.pid" ] || return 1
+  pid=$(cat "$D/samba.pid")
+  [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = samba ]
+}
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -388,6 +394,7 @@ cmd_clone() {
   ! is_running || die "$S is running; stop it first (its tdb files are not crash-consistent while live)"
   [ ! -e "$2" ] || die "$2 already exists"
   t0=$(now)
+  mkdir -p "$(dirname "$2")"
   cp -a "$S" "$2"
   D=$(cd "$2" && pwd)
   rm -rf "$D/samba.pid" "$D/samba.log" "$D"/log.* "$D/run"

@@ -102,8 +102,13 @@ is_running() {
   local pid
   [ -f "$D/samba.pid" ] || return 1
   pid=$(cat "$D/samba.pid")
-  [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = samba ]
+  [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = samba ] && alive "$pid"
 }
+
+# Alive = exists and is not a zombie: in containers whose init reaps slowly (measured: ~1.2 s),
+# a dead Samba lingers as a zombie that `kill -0` would still report.
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+group_alive() { ps -o stat= -g "$1" 2>/dev/null | grep -qv '^Z'; }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -251,7 +256,7 @@ cmd_start() {
   echo "$pid" > "$D/samba.pid"
   deadline=$(awk -v t="$(now)" -v d="${LAB_START_TIMEOUT:-60}" 'BEGIN { print t + d }')
   until ready; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       rm -f "$D/samba.pid"
       tail -n 20 "$D/samba.log" >&2
       die "samba exited during startup (log: $D/samba.log)"
@@ -285,15 +290,16 @@ cmd_stop() {
   pid=$(cat "$D/samba.pid")
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < ${LAB_STOP_TIMEOUT:-20} * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
   # The children normally leave with the master; anything left in its process group goes now.
   kill -KILL -- "-$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do
-    pgrep -g "$pid" >/dev/null 2>&1 || break
-    sleep 0.1
+    group_alive "$pid" || break
+    sleep 0.05
   done
+  ! group_alive "$pid" || die "processes of group $pid survived SIGKILL"
   rm -f "$D/samba.pid"
   say "stopped pid $pid in $(since "$t0")s"
 }

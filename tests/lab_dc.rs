@@ -412,3 +412,18 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s.trim())
         .unwrap()
 }
+
+#[test]
+fn single_process_model_serves_the_same_directory() {
+    let dc = LabDc::start_with(lab::LabOptions {
+        single_process: true,
+    });
+    runtime().block_on(async {
+        let mut ldap = bind(&dc, &dc.svc_upn, &dc.svc_password).await;
+        let person = "(&(objectCategory=person)(objectClass=user))";
+        assert_eq!(
+            count(&mut ldap, &dc.ou_dn("SyncUsers"), person).await,
+            SYNC_USERS_ACCOUNTS
+        );
+    });
+}

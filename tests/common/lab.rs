@@ -223,7 +223,10 @@ impl LabDc {
 impl Drop for LabDc {
     fn drop(&mut self) {
         // Never panic here: a panic while the test is already unwinding would abort the process.
-        if let Err(e) = tools::try_lab_sh(&["stop", path_str(&self.dir)], &[]) {
+        // The clone is thrown away, so no graceful shutdown (saves ~2 s per test): SIGKILL at once.
+        if let Err(e) =
+            tools::try_lab_sh(&["stop", path_str(&self.dir)], &[("LAB_STOP_TIMEOUT", "0")])
+        {
             eprintln!("lab: could not stop the DC in {}: {e}", self.dir.display());
             return; // keep the dir and the lease record so the next holder stops it
         }

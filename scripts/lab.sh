@@ -74,7 +74,9 @@ open_dir() {
   [ -n "${1:-}" ] || die "missing DIR (see: lab.sh help)"
   [ -d "$1" ] || die "$1: no such directory"
   D=$(cd "$1" && pwd)
-  [ -f "$D/lab.env" ] && [ -f "$D/etc/smb.conf" ] || die "$D is not a provisioned lab (no lab.env / etc/smb.conf)"
+  if [ ! -f "$D/lab.env" ] || [ ! -f "$D/etc/smb.conf" ]; then
+    die "$D is not a provisioned lab (no lab.env / etc/smb.conf)"
+  fi
   # shellcheck source=/dev/null
   . "$D/lab.env"
   derive_names
@@ -108,6 +110,7 @@ is_running() {
 # Alive = exists and is not a zombie: in containers whose init reaps slowly (measured: ~1.2 s),
 # a dead Samba lingers as a zombie that `kill -0` would still report.
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+# shellcheck disable=SC2009 # pgrep cannot leave out zombies
 group_alive() { ps -o stat= -g "$1" 2>/dev/null | grep -qv '^Z'; }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -323,7 +326,9 @@ cmd_seed() {
   local t0 n
   open_dir "${1:-}"
   n=${2:-}
-  [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 99999 ] || die "usage: lab.sh seed DIR N (1..99999)"
+  if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 99999 ]; then
+    die "usage: lab.sh seed DIR N (1..99999)"
+  fi
   is_running || die "$D is not running (lab.sh start $D first)"
   [ ! -e "$D/seed.done" ] || die "$D is already seeded ($(cat "$D/seed.done"))"
   t0=$(now)

@@ -73,6 +73,7 @@ fn two_dcs_run_side_by_side_with_the_seeded_directory() {
         ("CORP.EXAMPLE.TEST", "corp.example.test")
     );
     assert_eq!(a.netbios_domain, "CORP");
+    assert_eq!(a.svc_sam_account_name(), "svc-sync");
 
     runtime().block_on(async {
         for dc in [&a, &b] {

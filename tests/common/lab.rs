@@ -193,6 +193,11 @@ impl LabDc {
         self.running
     }
 
+    /// The service account's sAMAccountName (`svc-sync`), for NTLM (`NETBIOS\\name`) logons.
+    pub fn svc_sam_account_name(&self) -> &str {
+        self.svc_upn.split('@').next().unwrap_or(&self.svc_upn)
+    }
+
     /// `ldapi://` URL of [`LabDc::priv_ldapi`] (percent-encoded path), for root-only secret reads.
     pub fn priv_ldapi_url(&self) -> String {
         format!("ldapi://{}", path_str(&self.priv_ldapi).replace('/', "%2F"))

@@ -57,7 +57,10 @@ fn build_or_reuse() -> PathBuf {
     }
     discard(&dir);
     build(&dir);
-    remove_other_templates(&cache, &name);
+    // A cache shared through $CLOUDSYNC_LAB_CACHE may serve worktrees with other script versions.
+    if std::env::var_os("CLOUDSYNC_LAB_CACHE").is_none() {
+        remove_other_templates(&cache, &name);
+    }
     dir // `lock` is released here
 }
 

@@ -195,7 +195,10 @@ mod tests {
             Ok(c) => assert_eq!(c.domains["corp"].dns_name, "corp.example.test"),
             // Only the CA file may be missing (no lab provisioned in this checkout).
             Err(ConfigError::Invalid(problems)) => {
-                assert!(problems.iter().all(|p| p.key == "domains.corp.ca_file"), "{problems:?}")
+                assert!(
+                    problems.iter().all(|p| p.key == "domains.corp.ca_file"),
+                    "{problems:?}"
+                )
             }
             Err(e) => panic!("{e}"),
         }

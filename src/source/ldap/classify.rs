@@ -118,6 +118,10 @@ fn full_attributes(attrs: Vec<RawAttr>) -> Vec<Attribute> {
         if attr.range.and_then(|r| r.incremental()) == Some(Incremental::Removed) {
             continue;
         }
+        if attr.values.is_empty() {
+            // "Present with no values" means absent; a full image lists only what is there.
+            continue;
+        }
         let key = attr.name.to_ascii_lowercase();
         let slot = merged.entry(key.clone()).or_insert_with(|| {
             order.push(key);
@@ -185,6 +189,9 @@ pub fn classify(entry: RawEntry, ctx: &Context<'_>) -> Result<Vec<Event>, Classi
 
     if ctx.full_read || own_class.is_some() {
         let pwd = pwd_last_set(&entry);
+        // A new account created without a password also shows the secret attributes; only a
+        // non-zero pwdLastSet says a password was actually set.
+        let password_signal = password_signal && pwd.is_some_and(|p| p != 0);
         let dn = entry.dn;
         let mut events = vec![Event::ObjectUpserted {
             domain: domain.clone(),

@@ -257,6 +257,24 @@ fn created_in_delta_is_a_full_image_and_computers_are_skipped() {
         }
     ));
 
+    // Created without a password: Samba still lists the secret attributes, but pwdLastSet is 0.
+    let no_password = entry(
+        "CN=new2,DC=corp,DC=example,DC=test",
+        &[
+            ("objectClass", t(&["top", "user"])),
+            ("unicodePwd", vec![]),
+            ("pwdLastSet", t(&["0"])),
+            ("logonHours", vec![]),
+            guid_attr(),
+        ],
+    );
+    let events = run(no_password, false, &HashMap::new());
+    let [Event::ObjectUpserted { attributes, .. }] = events.as_slice() else {
+        panic!("one upsert expected, got {events:?}");
+    };
+    let names: Vec<&str> = attributes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["objectClass", "pwdLastSet", "objectGUID"]);
+
     let computer = entry(
         "CN=PC1,DC=corp,DC=example,DC=test",
         &[

@@ -21,7 +21,8 @@ use crate::config::DomainConfig;
 use crate::event::{Event, ResyncReason, SourceKind};
 use crate::source::{EventSink, SourceCheckpoint};
 
-/// The objects the feed asks for: users, inetOrgPersons, groups, contacts and OUs, not computers.
+/// The objects the feed asks for: users (incl. inetOrgPersons), groups, contacts and OUs, not
+/// computers. Tombstones keep their `objectClass`, so deletes match too (measured on Samba 4.17).
 pub const SYNC_FILTER: &str = "(&(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))(!(objectClass=computer)))";
 
 /// The reply size hint sent to the server (Samba ignores it; AD pages by it).
@@ -246,13 +247,47 @@ pub(crate) async fn append<S: EventSink>(
     Ok(())
 }
 
-/// Maps a failed DirSync search: with a cookie, protocol/unwilling answers mean the cookie is bad.
+/// Maps a failed DirSync search. With a cookie, Samba answers a cookie it cannot parse with 12
+/// (`0000202C: Unable to unmarshall cookie …`); AD uses protocolError or unwillingToPerform.
 fn classify_failure(res: ldap3::LdapResult, had_cookie: bool) -> LdapSourceError {
     let text = res.text.to_ascii_lowercase();
     match res.rc {
         50 => LdapSourceError::DirSyncDenied(res.text),
-        2 | 53 if had_cookie => LdapSourceError::CookieRejected(res.text),
+        2 | 12 | 53 if had_cookie => LdapSourceError::CookieRejected(res.text),
         _ if had_cookie && text.contains("cookie") => LdapSourceError::CookieRejected(res.text),
         _ => LdapSourceError::from_result(res),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(rc: u32, text: &str) -> ldap3::LdapResult {
+        ldap3::LdapResult {
+            rc,
+            matched: String::new(),
+            text: text.into(),
+            refs: vec![],
+            ctrls: vec![],
+        }
+    }
+
+    #[test]
+    fn samba_cookie_refusal_means_resync_only_when_a_cookie_was_sent() {
+        // Measured on Samba 4.17 with a garbage and with a truncated cookie.
+        let text = "0000202C: Unable to unmarshall cookie as a ldapControlDirSyncCookie structure at ../../source4/dsdb/samdb/ldb_modules/dirsync.c:1259";
+        assert!(matches!(
+            classify_failure(result(12, text), true),
+            LdapSourceError::CookieRejected(_)
+        ));
+        assert!(matches!(
+            classify_failure(result(12, text), false),
+            LdapSourceError::Server { rc: 12, .. }
+        ));
+        assert!(matches!(
+            classify_failure(result(50, "insufficient access rights"), true),
+            LdapSourceError::DirSyncDenied(_)
+        ));
     }
 }

@@ -151,14 +151,21 @@ pub async fn token(
         )
         .into_response();
     }
-    let Ok(axum::Form(req)) = body else {
-        return oauth_error(
+    let req = match body {
+        Ok(axum::Form(req)) => req,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::PayloadTooLarge("The request body is too large.".into())
+                .into_response();
+        }
+        Err(_) => {
+            return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             900144,
-            "The request body must be application/x-www-form-urlencoded and contain 'grant_type'.",
-        )
-        .into_response();
+                "The request body must be application/x-www-form-urlencoded and contain 'grant_type'.",
+            )
+            .into_response();
+        }
     };
     let aud = match audience(req.scope.as_deref()) {
         Ok(aud) => aud,
@@ -284,11 +291,12 @@ pub async fn openid_configuration(
     State(state): State<SharedState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     if !state.identity.matches(&tenant) {
         return Err(ApiError::NotFound(format!("Tenant '{tenant}' not found.")));
     }
-    let base = super::graph::base_url(&state, &headers);
+    let base = super::graph::base_url(&state, &headers, &uri);
     let tid = state.identity.tenant_id;
     let cloud = match state.identity.environment {
         crate::api::Environment::AzureCloud => "microsoftonline.com",

@@ -36,10 +36,12 @@ pub const READERS: &[Role] = &[
 pub const MAX_BATCH_REQUESTS: usize = 20;
 
 /// The tenant's external base URL as the client addressed it (scheme from the server, host from `Host`).
-pub fn base_url(state: &SharedState, headers: &HeaderMap) -> String {
+pub fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> String {
+    // HTTP/1.1 sends `Host`; HTTP/2 puts the authority into the request URI instead.
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     format!("{}://{}", state.options.scheme, host)
 }
@@ -326,7 +328,7 @@ pub async fn get(
         .throttle
         .take(Budget::Reads, 1)
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, &headers, &uri);
     let path = uri.path().strip_prefix("/v1.0").unwrap_or(uri.path());
     Ok(Json(get_resource(
         &state,
@@ -373,6 +375,7 @@ fn item_response(id: &str, result: Result<Value, ApiError>) -> Value {
 pub async fn batch(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    uri: Uri,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
     authorize_read(&state, &headers)?;
@@ -389,7 +392,7 @@ pub async fn batch(
             "Request ids in a batch must be unique.".into(),
         ));
     }
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, &headers, &uri);
     let responses: Vec<Value> = req
         .requests
         .iter()

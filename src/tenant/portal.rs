@@ -206,10 +206,16 @@ pub async fn set_writeback(
     State(state): State<SharedState>,
     form: Result<Form<WritebackForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
-    let Ok(Form(form)) = form else {
-        return Err(ApiError::BadRequest(
-            "The form needs configurationId, enabled, username and password.".into(),
-        ));
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::PayloadTooLarge("The form is too large.".into()));
+        }
+        Err(_) => {
+            return Err(ApiError::BadRequest(
+                "The form needs configurationId, enabled, username and password.".into(),
+            ));
+        }
     };
     let user = state
         .identity

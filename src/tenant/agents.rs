@@ -138,7 +138,7 @@ pub fn agent_infos(state: &SharedState) -> Result<Vec<AgentInfo>, StoreError> {
     for entry in state.store.agents.iter() {
         let (_, bytes) = entry?;
         let a: AgentRecord = decode("agents", &bytes)?;
-        let status = if now.saturating_sub(parse_unix(&a.last_seen)) > inactive_after {
+        let status = if now.saturating_sub(parse_unix(&a.last_seen)) >= inactive_after {
             AgentStatus::Inactive
         } else {
             AgentStatus::Active

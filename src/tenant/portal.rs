@@ -77,7 +77,7 @@ pub async fn page(
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cloudsync local tenant — {domain}</title><style>{STYLE}</style></head><body>\
-         <header><h1>Microsoft Entra Connect cloud sync <small>(cloudsync local tenant)</small></h1>\
+         <header><h1>Cloud sync admin center <small>(cloudsync local tenant, an emulator)</small></h1>\
          <p>Tenant <b id=\"tenant-domain\">{domain}</b> · ID <code id=\"tenant-id\">{tid}</code> · Environment <b id=\"environment\">{env}</b></p></header>",
         domain = esc(&id.domain),
         tid = id.tenant_id,

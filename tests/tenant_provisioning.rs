@@ -96,6 +96,26 @@ async fn batch_route_rejects_wrong_token_role_malformed_and_oversized() {
     assert_odata(r, 404).await;
     let (status, _) = t.post_batch(&agent.token, &config, &ok).await;
     assert_eq!(status, 200);
+    // An agent of another domain may not push to this configuration.
+    let stranger = t
+        .register_agent(&admin, "dc.other", &["other.example.com"])
+        .await;
+    let r = t
+        .client
+        .post(&url)
+        .bearer_auth(&stranger.token)
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_odata(r, 403).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("corp.example.com"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -29,6 +29,8 @@
 pub mod admin;
 pub mod agents;
 pub mod apply;
+#[cfg(test)]
+mod apply_model;
 pub mod apply_ops;
 pub mod auth;
 pub mod error;

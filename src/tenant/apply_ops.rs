@@ -1,6 +1,6 @@
 //! The per-operation rules of a batch: upsert, delete, membership and password hash.
 //!
-//! Each function returns an [`Outcome`] (applied, skipped or failed with a code) and does its store
+//! Each function returns an outcome (applied, skipped or failed with a code) and does its store
 //! writes; the batch loop in [`super::apply`] logs the outcome.
 
 use uuid::Uuid;

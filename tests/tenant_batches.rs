@@ -132,7 +132,13 @@ async fn batches_apply_in_order_and_replays_apply_nothing_twice() {
 
     // State survives a restart: same objects, batch ids still known, tokens still valid.
     let mut t = t;
+    let ca_before = std::fs::read(t.dir.path().join("ca.pem")).unwrap();
     t.restart();
+    let ca_after = std::fs::read(t.dir.path().join("ca.pem")).unwrap();
+    assert_eq!(
+        ca_before, ca_after,
+        "the CA must survive a restart so clients keep trusting it"
+    );
     let (status, after) = t.post_batch(&agent.token, &config, &b).await;
     assert_eq!(status, 200, "{after}\n{}", t.log());
     assert_eq!(after["replayed"], true);

@@ -193,3 +193,44 @@ async fn signin_route_rejects_malformed_and_oversized_bodies() {
         .unwrap();
     assert_odata(r, 404).await;
 }
+
+#[tokio::test]
+async fn tokens_expire() {
+    let t = TenantFixture::start_with(&["--token-lifetime-secs", "3"]);
+    let token = t.user_token(GA).await;
+    let r = t
+        .client
+        .get(t.at("/v1.0/users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Poll with a deadline until the token has expired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = t
+            .client
+            .get(t.at("/v1.0/users"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            let body = assert_odata(r, 401).await;
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("expired"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -8,7 +8,11 @@
 //! - [`event`]   — the journal's event types, the heart of the system.
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
+//! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
+//! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 
+pub mod api;
 pub mod cli;
 pub mod event;
 pub mod journal;
+pub mod tenant;

@@ -65,6 +65,7 @@
 mod codec;
 mod cursor;
 mod error;
+mod read;
 mod recovery;
 mod store;
 
@@ -152,3 +153,6 @@ impl Default for JournalOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Recovery on open (the corrupt-tail rule) and the full consistency check behind `cloudsync journal verify`.
 
 use super::codec::{self, RecordType, StoredEvent};
-use super::store::decode_checkpoint;
+use super::read::decode_checkpoint;
 use super::{Journal, JournalError};
 
 /// Reads the sequence high-water mark (0 when absent).

@@ -88,21 +88,21 @@ pub fn describe_key(key: &[u8]) -> String {
 
 /// Payload of an event record as written.
 #[derive(Serialize)]
-pub(crate) struct StoredEventRef<'a> {
+pub(super) struct StoredEventRef<'a> {
     pub appended_at_unix_ms: i64,
     pub event: &'a Event,
 }
 
 /// Payload of an event record as read (same shape as [`StoredEventRef`]).
 #[derive(Deserialize)]
-pub(crate) struct StoredEvent {
+pub(super) struct StoredEvent {
     pub appended_at_unix_ms: i64,
     pub event: Event,
 }
 
 /// Payload of a checkpoint: the checkpoint plus the last seq assigned when it was written.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct StoredCheckpoint {
+pub(super) struct StoredCheckpoint {
     pub domain: String,
     pub source: SourceKind,
     pub data: Vec<u8>,
@@ -179,6 +179,60 @@ pub fn open<T: serde::de::DeserializeOwned>(
         return Err(format!("{} trailing payload bytes", payload.len() - used));
     }
     Ok(value)
+}
+
+/// The key and envelope of event `seq` as the journal stores it (for fixtures, tooling and fuzzing).
+pub fn encode_event(
+    seq: u64,
+    appended_at_unix_ms: i64,
+    event: &Event,
+) -> Result<(Vec<u8>, Vec<u8>), JournalError> {
+    let value = seal(
+        RecordType::Event,
+        &StoredEventRef {
+            appended_at_unix_ms,
+            event,
+        },
+    )?;
+    Ok((event_key(seq).to_vec(), value))
+}
+
+/// Checks and decodes a stored event envelope; the error names `seq`.
+pub fn decode_event(seq: u64, bytes: &[u8]) -> Result<super::Record, JournalError> {
+    let stored = open::<StoredEvent>(RecordType::Event, bytes)
+        .map_err(|reason| JournalError::Corrupt { seq, reason })?;
+    Ok(super::Record {
+        seq,
+        appended_at_unix_ms: stored.appended_at_unix_ms,
+        event: stored.event,
+    })
+}
+
+/// The key and envelope of a checkpoint written when the last assigned seq was `covers_seq`.
+pub fn encode_checkpoint(
+    checkpoint: &super::Checkpoint,
+    covers_seq: u64,
+) -> Result<(Vec<u8>, Vec<u8>), JournalError> {
+    let stored = StoredCheckpoint {
+        domain: checkpoint.domain.clone(),
+        source: checkpoint.source,
+        data: checkpoint.data.clone(),
+        covers_seq,
+    };
+    Ok((
+        checkpoint_key(&checkpoint.domain, checkpoint.source),
+        seal(RecordType::Checkpoint, &stored)?,
+    ))
+}
+
+/// The key and envelope of cursor `name` at `seq`.
+pub fn encode_cursor(name: &str, seq: u64) -> Result<(Vec<u8>, Vec<u8>), JournalError> {
+    Ok((cursor_key(name), seal(RecordType::Cursor, &seq)?))
+}
+
+/// The key and envelope of the high-water mark `seq`.
+pub fn encode_high_water(seq: u64) -> Result<(Vec<u8>, Vec<u8>), JournalError> {
+    Ok((HIGH_WATER_KEY.to_vec(), seal(RecordType::HighWater, &seq)?))
 }
 
 #[cfg(test)]

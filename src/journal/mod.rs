@@ -62,7 +62,7 @@
 //! anywhere else is reported as [`JournalError::Corrupt`] naming the seq when the record is read, and by
 //! [`Journal::verify`].
 
-mod codec;
+pub mod codec;
 mod cursor;
 mod error;
 mod read;

@@ -42,7 +42,11 @@ pub struct Migrated {
 /// Reads the stored format version; `None` when the marker is absent (v0).
 pub fn stored_version(db: &sled::Db) -> Result<Option<u32>, MigrationError> {
     // Look before opening: opening a tree creates it, and read-only callers must not write.
-    if !db.tree_names().iter().any(|n| n.as_ref() == META_TREE.as_bytes()) {
+    if !db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == META_TREE.as_bytes())
+    {
         return Ok(None);
     }
     let meta = db.open_tree(META_TREE)?;

@@ -68,6 +68,7 @@ mod error;
 mod read;
 mod recovery;
 mod store;
+pub mod view;
 
 pub use codec::{BINCODE, HEADER_LEN, MAGIC, MAX_PAYLOAD, RecordType};
 pub use error::JournalError;

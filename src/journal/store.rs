@@ -75,7 +75,9 @@ impl Journal {
             .open()?;
         let migrated = cloudsync_migrations::migrate(&db, FORMAT_VERSION)
             .map_err(|e| map_migration(dir, e))?;
-        if !migrated.steps.is_empty() {
+        if migrated.from == 0 {
+            tracing::info!(dir = %dir.display(), format_version = migrated.to, "Journal created.");
+        } else if !migrated.steps.is_empty() {
             tracing::info!(
                 dir = %dir.display(),
                 from = migrated.from,

@@ -115,17 +115,8 @@ pub fn run(cmd: JournalCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn open(dir: &Path) -> anyhow::Result<Journal> {
-    Journal::open_existing(dir).map_err(|e| {
-        let hint = if e.to_string().contains("lock") {
-            " (is a cloudsync agent using this journal? stop it first)"
-        } else {
-            ""
-        };
-        anyhow::Error::new(e).context(format!(
-            "cannot open the journal at {}{hint}",
-            dir.display()
-        ))
-    })
+    Journal::open_existing(dir)
+        .with_context(|| format!("cannot open the journal at {}", dir.display()))
 }
 
 fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {

@@ -36,6 +36,12 @@ pub enum JournalError {
         /// The one found instead.
         found: u64,
     },
+    /// Another process (or a handle not yet fully closed) holds the journal's lock.
+    #[error("the journal at {} is in use by another process (is a cloudsync agent running?)", dir.display())]
+    Locked {
+        /// The journal directory.
+        dir: PathBuf,
+    },
     /// The directory does not exist (tooling never creates one).
     #[error("no journal at {}: the directory does not exist", dir.display())]
     NotFound {
@@ -88,7 +94,7 @@ impl JournalError {
     /// Storage errors during reads are transient at best; every write failure poisons the handle, so
     /// [`JournalError::Poisoned`] is not retriable here (the caller must reopen).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, JournalError::Task(_))
+        matches!(self, JournalError::Task(_) | JournalError::Locked { .. })
     }
 
     /// True when the journal's data is damaged (a record, an entry or the sequence), as opposed to the

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::codec::{self, RecordType, StoredCheckpoint, StoredEventRef};
 use super::{AppendAck, Checkpoint, FORMAT_VERSION, JournalError, JournalOptions, recovery};
@@ -69,10 +69,12 @@ impl Journal {
         if !dir.exists() {
             create_private_dir(dir).map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
         }
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(opts.cache_capacity_bytes)
-            .open()?;
+        let db = open_db(
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(opts.cache_capacity_bytes),
+            dir,
+        )?;
         let migrated = cloudsync_migrations::migrate(&db, FORMAT_VERSION)
             .map_err(|e| map_migration(dir, e))?;
         if migrated.from == 0 {
@@ -111,7 +113,7 @@ impl Journal {
                 reason: "no sled database files (`conf`, `db`) in it".into(),
             });
         }
-        let db = sled::Config::new().path(dir).open()?;
+        let db = open_db(sled::Config::new().path(dir), dir)?;
         cloudsync_migrations::check(&db, FORMAT_VERSION).map_err(|e| map_migration(dir, e))?;
         let tree = db.open_tree(JOURNAL_TREE)?;
         // Tooling reads everything present, including a tail that `open` would drop, so `verify` sees it.
@@ -324,6 +326,29 @@ fn map_migration(dir: &Path, err: cloudsync_migrations::MigrationError) -> Journ
             reason,
         },
         other => JournalError::Migration(other),
+    }
+}
+
+/// How long opening waits for sled's file lock. A handle dropped in this process releases the lock only when
+/// sled's background I/O threads finish (they hold the file), typically within milliseconds.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled, polling for the file lock until [`LOCK_WAIT`] has passed; then [`JournalError::Locked`].
+fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= deadline {
+                    return Err(JournalError::Locked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -113,7 +113,9 @@ pub(super) struct StoredCheckpoint {
 
 /// Encodes `value` with [`BINCODE`] and wraps it in an envelope.
 pub fn seal<T: Serialize>(record_type: RecordType, value: &T) -> Result<Vec<u8>, JournalError> {
-    let mut out = vec![0u8; HEADER_LEN];
+    // Sized for a typical event so that encoding rarely reallocates.
+    let mut out = Vec::with_capacity(HEADER_LEN + 496);
+    out.resize(HEADER_LEN, 0);
     bincode::serde::encode_into_std_write(value, &mut out, BINCODE)
         .map_err(|e| JournalError::Encode(e.to_string()))?;
     let len = out.len() - HEADER_LEN;
@@ -309,5 +311,28 @@ mod tests {
         assert_eq!(seq_of_key(&event_key(0x0102_0304)), Some(0x0102_0304));
         assert_eq!(seq_of_key(b"s"), None);
         assert_eq!(describe_key(&event_key(9)), "event seq 9");
+    }
+
+    proptest::proptest! {
+        /// Stored bytes are outside input: any bytes, even with a valid envelope around a random payload
+        /// (correct CRC, so bincode itself sees garbage), must give an error, never a panic or a huge
+        /// allocation.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let _ = decode_event(1, &bytes);
+            let mut framed = vec![0u8; HEADER_LEN];
+            framed[0..4].copy_from_slice(&MAGIC);
+            framed[4..6].copy_from_slice(&1u16.to_le_bytes());
+            framed[6] = RecordType::Event as u8;
+            framed[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&framed[0..12]), &payload);
+            framed[12..16].copy_from_slice(&crc.to_le_bytes());
+            framed.extend_from_slice(&payload);
+            let _ = decode_event(1, &framed);
+            let _ = open::<StoredCheckpoint>(RecordType::Checkpoint, &framed);
+        }
     }
 }

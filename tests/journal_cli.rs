@@ -82,6 +82,21 @@ fn make_journal(dir: &Path) {
     j.set_cursor("projection", 2).unwrap();
 }
 
+/// Opens the sled database directly, waiting (bounded) for the writer's just-dropped handle to release the
+/// file lock, which sled does asynchronously.
+fn raw_sled(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open sled at {}: {e}", dir.display()),
+        }
+    }
+}
+
 #[test]
 fn inspect_shows_range_counts_cursors_and_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +216,7 @@ fn verify_passes_a_sound_journal_and_names_the_corrupt_seq() {
     );
 
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let tree = db.open_tree("journal").unwrap();
         let mut bytes = tree.get(codec::event_key(2)).unwrap().unwrap().to_vec();
         bytes[20] ^= 0x40;

@@ -38,9 +38,24 @@ fn all(j: &Journal) -> Vec<Record> {
     j.read(0).collect::<Result<_, _>>().unwrap()
 }
 
+/// Opens the journal's sled database directly, waiting (bounded) for a just-dropped handle to release the
+/// file lock, which sled does asynchronously.
+fn raw_sled(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open sled at {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// Writes `bytes` under `key` in the journal tree, bypassing the journal (the journal must be closed).
 fn poke(dir: &Path, key: &[u8], bytes: &[u8]) {
-    let db = sled::open(dir).unwrap();
+    let db = raw_sled(dir);
     db.open_tree(store::JOURNAL_TREE)
         .unwrap()
         .insert(key, bytes)
@@ -49,7 +64,7 @@ fn poke(dir: &Path, key: &[u8], bytes: &[u8]) {
 }
 
 fn flip_last_byte(dir: &Path, seq: u64) {
-    let db = sled::open(dir).unwrap();
+    let db = raw_sled(dir);
     let tree = db.open_tree(store::JOURNAL_TREE).unwrap();
     let mut bytes = tree.get(codec::event_key(seq)).unwrap().unwrap().to_vec();
     *bytes.last_mut().unwrap() ^= 0x01;
@@ -248,7 +263,7 @@ fn a_missing_record_is_a_gap() {
         j.append((1..=4).map(upsert).collect(), None).unwrap();
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         db.open_tree(store::JOURNAL_TREE)
             .unwrap()
             .remove(codec::event_key(3))
@@ -374,7 +389,7 @@ fn a_newer_format_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         db.open_tree(cloudsync_migrations::META_TREE)
             .unwrap()
             .insert(cloudsync_migrations::VERSION_KEY, &2u32.to_be_bytes())

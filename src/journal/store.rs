@@ -68,6 +68,17 @@ impl Journal {
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
         if !dir.exists() {
             create_private_dir(dir).map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
+        } else if let Ok(meta) = std::fs::metadata(dir) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                // The journal holds DNs and salted password hashes: other local users should not read it.
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{mode:o}"),
+                    "The journal directory is accessible to other users; chmod 700 it."
+                );
+            }
         }
         let db = open_db(
             sled::Config::new()

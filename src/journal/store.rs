@@ -127,8 +127,9 @@ impl Journal {
         let db = open_db(sled::Config::new().path(dir), dir)?;
         cloudsync_migrations::check(&db, FORMAT_VERSION).map_err(|e| map_migration(dir, e))?;
         let tree = db.open_tree(JOURNAL_TREE)?;
-        // Tooling reads everything present, including a tail that `open` would drop, so `verify` sees it.
-        let high_water = recovery::read_high_water(&tree)?;
+        // Tooling reads everything present, including a tail that `open` would drop and past a corrupt
+        // high-water mark, so that `verify` can report them.
+        let high_water = recovery::read_high_water(&tree).unwrap_or(0);
         let last_present = recovery::last_event_seq(&tree)?.unwrap_or(0);
         Ok(Journal::from_parts(
             dir,

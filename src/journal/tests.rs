@@ -303,6 +303,16 @@ fn a_corrupt_high_water_mark_is_an_error_not_a_silent_reset() {
     );
     let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
     assert!(matches!(err, JournalError::CorruptEntry { .. }), "{err}");
+    // Tooling still opens it, reads the records and reports the mark.
+    let j = Journal::open_existing(dir.path()).unwrap();
+    assert_eq!(all(&j).len(), 1);
+    let report = j.verify().unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("\"s\" is corrupt"),
+        "{:?}",
+        report.problems
+    );
 }
 
 #[test]

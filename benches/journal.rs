@@ -62,6 +62,30 @@ fn journal_round(events: &[Event]) -> f64 {
     events.len() as f64 / secs
 }
 
+/// The same events from `threads` concurrent appenders (batches of 1,000 each): their flushes are shared.
+fn journal_concurrent_round(events: &[Event], threads: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let mut shares: Vec<Vec<Vec<Event>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, chunk) in events.chunks(BATCH).enumerate() {
+        shares[i % threads].push(chunk.to_vec());
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for share in shares {
+            let journal = journal.clone();
+            s.spawn(move || {
+                for batch in share {
+                    journal.append(batch, None).unwrap();
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(journal.last_seq(), Some(events.len() as u64));
+    events.len() as f64 / secs
+}
+
 fn raw_round(entries: &[(Vec<u8>, Vec<u8>)]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new()
@@ -134,6 +158,13 @@ fn main() {
         raw.push(r);
         ratios.push(j / r);
     }
+    let concurrent: Vec<f64> = (0..rounds.min(5))
+        .map(|_| journal_concurrent_round(&events, 2))
+        .collect();
+    println!(
+        "journal, 2 concurrent appenders (group commit): median {:.0} events/s",
+        median(concurrent)
+    );
     // Each round's ratio pairs two runs seconds apart, so its median is steadier than the ratio of the
     // medians on a machine shared with other work.
     println!(

@@ -178,11 +178,14 @@ impl Journal {
                 last_seq: None,
             });
         }
-        // Encoding is the expensive part and needs no sequence number: do it outside the writer lock.
+        // Encoding is the expensive part and needs no sequence number: do it outside the writer lock, into
+        // one buffer (sled copies each record out of it).
         let now = unix_ms();
+        let mut buffer = Vec::with_capacity(events.len() * 384);
         let mut values = Vec::with_capacity(events.len());
         for event in &events {
-            values.push(codec::seal(
+            values.push(codec::seal_into(
+                &mut buffer,
                 RecordType::Event,
                 &StoredEventRef {
                     appended_at_unix_ms: now,
@@ -190,6 +193,7 @@ impl Journal {
                 },
             )?);
         }
+        drop(events);
         let count = values.len() as u64;
         let mut ack = AppendAck {
             first_seq: None,
@@ -198,8 +202,8 @@ impl Journal {
         let generation = self.commit(|state, batch| {
             let first = state.last_seq + 1;
             let last = state.last_seq + count;
-            for (seq, value) in (first..).zip(values) {
-                batch.insert(&codec::event_key(seq), value);
+            for (seq, range) in (first..).zip(values) {
+                batch.insert(&codec::event_key(seq), &buffer[range]);
             }
             if count > 0 {
                 batch.insert(

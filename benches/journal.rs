@@ -124,6 +124,9 @@ fn main() {
     } else {
         env_or("JOURNAL_BENCH_ROUNDS", 15)
     };
+    if quick {
+        println!("smoke run (not `cargo bench`): the figures below are not measurements");
+    }
     let events: Vec<Event> = (0..n as u64).map(event).collect();
     // The raw side writes exactly the bytes the journal stores, encoded ahead of time (its cost is ours).
     let entries: Vec<(Vec<u8>, Vec<u8>)> = events

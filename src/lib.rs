@@ -7,11 +7,18 @@
 //! # Layout
 //! - [`event`]   — the journal's event types, the heart of the system.
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
+//! - [`config`]  — layered agent configuration (defaults → TOML → `CLOUDSYNC_*`), validation, secrets.
+//! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback) into the journal.
+//! - [`agent`]   — the agent daemon: `sync_once`, the long-running feed loop, shutdown, progress.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
+//! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
+//! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod journal;
 pub mod source;
+pub mod tenant;

@@ -4,6 +4,7 @@
 
 mod daemon;
 mod progress;
+mod sink;
 
 pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, sync_once};
 pub use progress::Progress;

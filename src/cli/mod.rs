@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod agent;
 pub mod journal;
 pub mod tenant;
 
@@ -39,6 +40,9 @@ pub enum Command {
     /// Inspect, replay, verify and export an event journal.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// The AD change feed: one pass (`sync-once`) or the daemon (`run`).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Run the local tenant (the emulated cloud directory).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
     init_tracing(&cli.log, cli.log_json);
     let result = match cli.command {
         Command::Journal(cmd) => journal::run(cmd),
+        Command::Agent(cmd) => agent::run(cmd),
         Command::Tenant(cmd) => tenant::run(cmd),
     };
     match result {

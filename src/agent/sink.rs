@@ -1,0 +1,35 @@
+//! The journal as the sources' [`EventSink`].
+
+use crate::event::{Event, SourceKind};
+use crate::journal::{Checkpoint, Journal, JournalError};
+use crate::source::{EventSink, SinkError, SourceCheckpoint};
+
+fn sink_error(err: JournalError) -> SinkError {
+    SinkError {
+        message: err.to_string(),
+        retriable: err.is_retriable(),
+    }
+}
+
+impl EventSink for Journal {
+    fn checkpoint(&self, domain: &str, source: SourceKind) -> Result<Option<Vec<u8>>, SinkError> {
+        Journal::checkpoint(self, domain, source).map_err(sink_error)
+    }
+
+    async fn append(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<SourceCheckpoint>,
+    ) -> Result<Option<u64>, SinkError> {
+        let checkpoint = checkpoint.map(|c| Checkpoint {
+            domain: c.domain,
+            source: c.source,
+            data: c.data,
+        });
+        let ack = self
+            .append_async(events, checkpoint)
+            .await
+            .map_err(sink_error)?;
+        Ok(ack.last_seq)
+    }
+}

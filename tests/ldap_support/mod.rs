@@ -1,0 +1,67 @@
+//! Helpers shared by the `ldap_*` integration tests: an agent configuration for a lab DC, journal
+//! reads, and small LDIF builders. Expected values in the tests never come from these helpers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cloudsync::config::Config;
+use cloudsync::event::{Event, Guid};
+use cloudsync::journal::Journal;
+
+use crate::common::lab::LabDc;
+
+/// The agent configuration for `dc` (LDAPS, CA-verified, as the sync service account) as TOML.
+pub fn config_toml(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> String {
+    format!(
+        "[agent]\njournal_dir = {journal:?}\n\n[domains.lab]\ndns_name = {dns:?}\nurl = {url:?}\n\
+         ca_file = {ca:?}\nbind_dn = {bind:?}\npassword = {pw:?}\n{extra_domain_keys}\n",
+        journal = journal_dir.display().to_string(),
+        dns = dc.dns_domain,
+        url = dc.ldaps_url,
+        ca = dc.ca_file.display().to_string(),
+        bind = dc.svc_upn,
+        pw = dc.svc_password,
+    )
+}
+
+/// [`config_toml`], parsed and validated.
+pub fn config(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> Config {
+    Config::from_toml_str(&config_toml(dc, journal_dir, extra_domain_keys)).unwrap()
+}
+
+/// Every event with a sequence number `>= from`.
+pub fn events_from(journal: &Journal, from: u64) -> Vec<(u64, Event)> {
+    journal
+        .read(from)
+        .map(|r| {
+            let r = r.unwrap();
+            (r.seq, r.event)
+        })
+        .collect()
+}
+
+/// The events only.
+pub fn bare(events: &[(u64, Event)]) -> Vec<Event> {
+    events.iter().map(|(_, e)| e.clone()).collect()
+}
+
+/// DN (lowercased) → GUID, from the full images in `events`.
+pub fn guids_by_dn(events: &[(u64, Event)]) -> HashMap<String, Guid> {
+    events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ObjectUpserted { dn, guid, .. } => Some((dn.to_ascii_lowercase(), *guid)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A current-thread runtime for one test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

@@ -33,7 +33,10 @@ pub fn config_toml(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> S
 pub fn admin_config(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> Config {
     let text = config_toml(dc, journal_dir, extra_domain_keys)
         .replace(&format!("{:?}", dc.svc_upn), &format!("{:?}", dc.admin_upn))
-        .replace(&format!("{:?}", dc.svc_password), &format!("{:?}", dc.admin_password));
+        .replace(
+            &format!("{:?}", dc.svc_password),
+            &format!("{:?}", dc.admin_password),
+        );
     Config::from_toml_str(&text).unwrap()
 }
 

@@ -9,7 +9,8 @@
 //!    notification search, and until the event is durable in the journal. Reports medians of both and
 //!    of the difference (target ≤ 1 s beyond the server's notification delay).
 //!
-//! Run: `cargo bench --bench ldap_sync` (needs the lab prerequisites, see `scripts/lab.sh`).
+//! Run: `cargo bench --bench ldap_sync` (needs the lab prerequisites, see `scripts/lab.sh`);
+//! `LDAP_BENCH_USERS=1000` skips seeding extra users (the template has 1,000).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/common/mod.rs"]
@@ -30,6 +31,7 @@ use ldap3::Scope;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use tokio_util::sync::CancellationToken;
 
+/// Users in the DC for the rate measurement; `LDAP_BENCH_USERS` overrides (the template has 1,000).
 const USERS: usize = 10_000;
 const RUNS: usize = 3;
 const LATENCY_SAMPLES: usize = 10;
@@ -206,7 +208,11 @@ fn main() {
         return;
     }
     let dc = LabDc::start();
-    let extra = USERS - lab::TEMPLATE_USERS;
+    let users = std::env::var("LDAP_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(USERS);
+    let extra = users.saturating_sub(lab::TEMPLATE_USERS);
     let mut ldif = String::new();
     for i in 0..extra {
         writeln!(

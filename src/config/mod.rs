@@ -206,8 +206,9 @@ impl Config {
 
     /// As [`Config::load`] with another environment prefix (tests use one no environment has).
     pub fn load_with_env_prefix(path: &Path, prefix: &str) -> Result<Config, ConfigError> {
+        // Keys keep the environment's case until figment lowercases them at the end.
         let env = Env::prefixed(prefix).split("__").filter(|key| {
-            let key = key.as_str();
+            let key = key.as_str().to_ascii_lowercase();
             key.starts_with("agent") || key.starts_with("domains")
         });
         let config: Config = Figment::new()

@@ -1,0 +1,55 @@
+//! Configuration layering through the binary: TOML, then `CLOUDSYNC_*` environment with `__` nesting;
+//! every problem reported with its key; secrets never printed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+const TOML: &str = r#"
+[agent]
+journal_dir = "/from/the/file"
+
+[domains.corp]
+dns_name = "corp.example.test"
+url = "ldap://127.0.0.1:389"
+allow_plaintext = true
+bind_dn = "svc-sync@corp.example.test"
+"#;
+
+fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
+    cmd.args(["agent", "check-config", "--config", path.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn environment_overrides_the_file_and_secrets_stay_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, TOML).unwrap();
+
+    let missing = check_config(&path, &[]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("domains.corp.password"), "{stderr}");
+
+    let ok = check_config(
+        &path,
+        &[
+            ("CLOUDSYNC_DOMAINS__CORP__PASSWORD", "S3cret-from-env"),
+            ("CLOUDSYNC_AGENT__JOURNAL_DIR", "/from/the/env"),
+            ("CLOUDSYNC_DOMAINS__CORP__POLL_INTERVAL_SECS", "1"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("/from/the/env"), "{stdout}");
+    assert!(stdout.contains("poll_interval_secs: 1,"), "{stdout}");
+    assert!(!stdout.contains("S3cret-from-env"), "{stdout}");
+}

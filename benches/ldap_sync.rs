@@ -138,7 +138,7 @@ fn change_latency(dc: &LabDc, rt: &tokio::runtime::Runtime) {
             .streaming_search(
                 &domain.base(),
                 Scope::Subtree,
-                "(title=lat-*)",
+                "(objectClass=*)",
                 vec!["title"],
             )
             .await

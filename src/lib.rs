@@ -7,8 +7,10 @@
 //! # Layout
 //! - [`event`]   — the journal's event types, the heart of the system.
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
+//! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 
 pub mod cli;
 pub mod event;
 pub mod journal;
+pub mod projection;

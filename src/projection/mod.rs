@@ -4,6 +4,18 @@
 //! Enters: `(seq, Event)` pairs read from the journal in order. Leaves: operations for the outbox, each
 //! upsert carrying the full mapped attribute set and `version = seq`; provisioning-log entries.
 
+pub mod anchor;
+pub mod config;
 pub mod dn;
 pub mod expr;
+pub mod mapping;
+mod membership;
+pub mod model;
+pub mod ops;
+pub mod projector;
+#[cfg(test)]
+mod projector_tests;
+pub mod provlog;
+pub mod scope;
 pub mod sid;
+pub mod state;

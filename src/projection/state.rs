@@ -1,0 +1,141 @@
+//! The projected state: every object projection knows, the DN index, pending member references and
+//! in-progress resyncs. Ordered maps only (no hash iteration order), no clocks: the same journal always
+//! gives the same bytes ([`State::to_bytes`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::model::AttrBlob;
+use super::ops::ObjectKind;
+use crate::event::Guid;
+
+/// Membership of a group: resolved members by GUID, and member DNs not seen yet (canonical form).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// Members whose objects are known.
+    pub members: BTreeSet<Guid>,
+    /// Member DNs (canonical) that no known object has yet.
+    pub pending: BTreeSet<Box<str>>,
+}
+
+/// What projection keeps per object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjState {
+    /// Index into [`State::domains`].
+    pub domain: u16,
+    /// The synced kind.
+    pub kind: ObjectKind,
+    /// The distinguished name as AD last reported it ("" until the object itself has been read).
+    pub dn: Box<str>,
+    /// The kept attributes.
+    pub attrs: AttrBlob,
+    /// The source anchor, fixed when the object is first read.
+    pub anchor: Box<str>,
+    /// Whether the cloud has (or has been sent) this object.
+    pub in_cloud: bool,
+    /// Fingerprint of the last upsert sent, to skip identical upserts.
+    pub last_hash: u64,
+    /// The journal sequence of the last read of this object; 0 for a placeholder known only from a
+    /// membership event.
+    pub seen_seq: u64,
+    /// For groups: the membership.
+    pub group: Option<Box<GroupState>>,
+    /// Why the object is held back (a mapping failed), if it is.
+    pub quarantine: Option<Box<str>>,
+    /// Values of on-create mappings as first sent, kept so updates resend them unchanged.
+    pub on_create: Option<Box<BTreeMap<String, serde_json::Value>>>,
+}
+
+impl ObjState {
+    /// A placeholder for an object known only by reference.
+    pub fn placeholder(domain: u16, kind: ObjectKind) -> ObjState {
+        ObjState {
+            domain,
+            kind,
+            dn: "".into(),
+            attrs: AttrBlob::default(),
+            anchor: "".into(),
+            in_cloud: false,
+            last_hash: 0,
+            seen_seq: 0,
+            group: None,
+            quarantine: None,
+            on_create: None,
+        }
+    }
+}
+
+/// The whole projected state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Domain names, interned in order of first appearance.
+    pub domains: Vec<String>,
+    /// Objects by objectGUID.
+    pub objects: BTreeMap<Guid, ObjState>,
+    /// (domain, canonical DN) to objectGUID, for resolving member DNs.
+    pub dn_index: BTreeMap<(u16, Box<str>), Guid>,
+    /// (domain, canonical member DN) to the groups waiting for that object.
+    pub waiting: BTreeMap<(u16, Box<str>), BTreeSet<Guid>>,
+    /// Member to the groups it is a direct member of.
+    pub member_of: BTreeMap<Guid, BTreeSet<Guid>>,
+    /// Domains with a resync in progress: domain to the sequence of its `ResyncStarted`.
+    pub resyncs: BTreeMap<u16, u64>,
+    /// Password hashes that arrived before their user reached the cloud: (sequence, OrgId string).
+    pub pending_hashes: BTreeMap<Guid, (u64, String)>,
+    /// Values chosen by `SelectUniqueValue` mappings (lower-cased) to the object that holds them.
+    pub claimed: BTreeMap<String, Guid>,
+    /// The last journal sequence applied.
+    pub last_seq: u64,
+}
+
+/// The bincode configuration of state snapshots (varint integers, bounded length prefixes).
+const CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ 16 * 1024 * 1024 * 1024 }>,
+> = bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 * 1024 }>();
+
+/// Snapshot decoding failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The bytes are not a state of this format version.
+    #[error("projection snapshot does not decode: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    /// Encoding failed (cannot happen for this type; reported rather than unwrapped).
+    #[error("projection snapshot does not encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// Bytes remained after the state.
+    #[error("projection snapshot has {0} trailing bytes")]
+    Trailing(usize),
+}
+
+impl State {
+    /// The state as bytes (bincode, standard configuration): equal states give equal bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StateError> {
+        Ok(bincode::serde::encode_to_vec(self, CONFIG)?)
+    }
+
+    /// Decodes [`State::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<State, StateError> {
+        let (state, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+        if used != bytes.len() {
+            return Err(StateError::Trailing(bytes.len() - used));
+        }
+        Ok(state)
+    }
+
+    /// The id of `domain`, interning it on first use.
+    pub fn domain_id(&mut self, domain: &str) -> u16 {
+        if let Some(i) = self.domains.iter().position(|d| d == domain) {
+            return i as u16;
+        }
+        self.domains.push(domain.to_string());
+        (self.domains.len() - 1) as u16
+    }
+
+    /// The name of domain `id`.
+    pub fn domain_name(&self, id: u16) -> &str {
+        self.domains.get(usize::from(id)).map_or("", String::as_str)
+    }
+}

@@ -9,8 +9,12 @@
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
 //! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
+//! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
+//! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 
+pub mod api;
 pub mod cli;
 pub mod event;
 pub mod journal;
 pub mod projection;
+pub mod tenant;

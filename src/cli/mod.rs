@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod journal;
+pub mod tenant;
 
 /// The version line: crate version and the journal's on-disk format version.
 pub fn version_line() -> String {
@@ -38,6 +39,9 @@ pub enum Command {
     /// Inspect, replay, verify and export an event journal.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// Run the local tenant (the emulated cloud directory).
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
 }
 
 /// Initialises tracing to stderr.
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
     init_tracing(&cli.log, cli.log_json);
     let result = match cli.command {
         Command::Journal(cmd) => journal::run(cmd),
+        Command::Tenant(cmd) => tenant::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,120 @@
+//! Agent registration and heartbeats.
+//!
+//! Flow: the installer signs in as an admin (password grant), `POST /api/v1/agents` with a
+//! [`RegistrationRequest`], and receives a [`RegistrationResponse`] holding the agent's client id and
+//! secret (shown once). The agent then uses client credentials for every further call, and sends a
+//! [`HeartbeatRequest`] periodically; the answer carries the configurations it serves and any pending
+//! restart requests.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Environment;
+use super::config::RestartScope;
+
+/// Sent by the installer to register an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationRequest {
+    /// The agent's host name.
+    pub host_name: String,
+    /// The agent's version string.
+    pub version: String,
+    /// The cloud the agent was installed for; must match the tenant's environment.
+    pub environment: Environment,
+    /// The AD domains (DNS names) the agent serves.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// The tenant's answer to a registration; the secret is shown only here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationResponse {
+    /// The agent's id.
+    pub agent_id: Uuid,
+    /// The tenant id (GUID).
+    pub tenant_id: Uuid,
+    /// The client id for the client-credentials grant.
+    pub client_id: String,
+    /// The client secret for the client-credentials grant.
+    pub client_secret: String,
+    /// The token endpoint path relative to the tenant's base URL.
+    pub token_endpoint: String,
+}
+
+/// An agent's periodic heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    /// The agent's current version.
+    pub version: String,
+    /// Restart requests (by id) the agent has carried out since the last heartbeat.
+    #[serde(default)]
+    pub acknowledged_restarts: Vec<Uuid>,
+}
+
+/// A restart the agent must carry out for one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRestart {
+    /// The restart request's id, acknowledged in a later heartbeat.
+    pub id: Uuid,
+    /// The configuration it concerns.
+    pub configuration_id: Uuid,
+    /// What to reset.
+    pub scopes: Vec<RestartScope>,
+}
+
+/// The tenant's answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatResponse {
+    /// The tenant's clock, RFC 3339.
+    pub server_time: String,
+    /// How often the tenant expects heartbeats, in seconds.
+    pub heartbeat_interval_seconds: u64,
+    /// (id, revision) of every configuration for the agent's domains; refetch when a revision changes.
+    pub configurations: Vec<ConfigurationRef>,
+    /// Restarts the agent has not yet acknowledged.
+    pub pending_restarts: Vec<PendingRestart>,
+}
+
+/// A pointer to a configuration and its current revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationRef {
+    /// The configuration id.
+    pub id: Uuid,
+    /// Its revision, bumped on every change.
+    pub revision: u64,
+}
+
+/// Whether an agent is alive, as the admin center shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentStatus {
+    /// A heartbeat arrived recently.
+    Active,
+    /// Heartbeats were missed.
+    Inactive,
+}
+
+/// An agent as the tenant lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    /// The agent's id.
+    pub id: Uuid,
+    /// Host name.
+    pub host_name: String,
+    /// Version last reported.
+    pub version: String,
+    /// The agent's environment.
+    pub environment: Environment,
+    /// Domains served.
+    pub domains: Vec<String>,
+    /// Active or Inactive.
+    pub status: AgentStatus,
+    /// Last heartbeat (or registration), RFC 3339.
+    pub last_seen: String,
+}

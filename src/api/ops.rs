@@ -1,0 +1,257 @@
+//! Operation batches: what the agent's push stage sends, and the per-operation results it gets back.
+//!
+//! # Semantics the push stage relies on
+//! - Objects are keyed by their **source anchor** (`onPremisesImmutableId`, base64 of the objectGUID by
+//!   default). The tenant assigns each new anchor a cloud object id (GUID) that never changes.
+//! - An upsert carries the **full** set of mapped attributes and a per-object `version` (monotonic, e.g.
+//!   the journal sequence number). An upsert or delete whose version is not greater than the stored one
+//!   is acknowledged with status `skipped` and changes nothing, so replays are harmless.
+//! - A `batchId` (a UUID, unique across configurations) the tenant has seen before returns the stored
+//!   results (`replayed: true`) and applies nothing twice. Batches over
+//!   [`super::MAX_BATCH_OPERATIONS`] operations are refused with 413.
+//! - Operations are applied in order, so an upsert earlier in a batch may be referenced by a
+//!   membership operation later in the same batch.
+//! - Membership operations reference anchors. A group or member anchor the tenant does not know is
+//!   the retriable error `ReferenceNotFound` (send the object first, then retry); membership is not
+//!   held pending on the tenant side.
+//! - A user principal name already held by another anchor is the permanent error
+//!   `DuplicateUserPrincipalName`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The kind of a directory object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ObjectKind {
+    /// A user (Graph `/users`).
+    User,
+    /// A group (Graph `/groups`).
+    Group,
+    /// A contact (Graph `/contacts`, orgContact).
+    Contact,
+}
+
+impl ObjectKind {
+    /// The lower-case name used in logs and URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::User => "user",
+            ObjectKind::Group => "group",
+            ObjectKind::Contact => "contact",
+        }
+    }
+}
+
+/// The on-premises identity of a synced object (Graph's `onPremises*` properties).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnPremisesIdentity {
+    /// `sAMAccountName`.
+    #[serde(default)]
+    pub sam_account_name: Option<String>,
+    /// The object's distinguished name.
+    #[serde(default)]
+    pub distinguished_name: Option<String>,
+    /// The objectSid in SDDL form (`S-1-5-21-…`).
+    #[serde(default)]
+    pub security_identifier: Option<String>,
+    /// The domain's DNS name.
+    #[serde(default)]
+    pub domain_name: Option<String>,
+}
+
+/// Create or fully replace an object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upsert {
+    /// User, group or contact.
+    pub kind: ObjectKind,
+    /// The source anchor (becomes `onPremisesImmutableId`).
+    pub source_anchor: String,
+    /// Per-object version; older or equal versions are skipped.
+    pub version: u64,
+    /// On-premises identity.
+    #[serde(default)]
+    pub on_premises: OnPremisesIdentity,
+    /// Mapped cloud attributes by Graph property name (`displayName`, `userPrincipalName`,
+    /// `accountEnabled`, `givenName`, `surname`, `mail`, `mailNickname`, …). Users need
+    /// `userPrincipalName`; every kind needs `displayName`.
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+/// One operation in a batch, tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Operation {
+    /// Create or replace an object.
+    Upsert(Upsert),
+    /// Delete an object.
+    #[serde(rename_all = "camelCase")]
+    Delete {
+        /// The object's kind.
+        kind: ObjectKind,
+        /// Its source anchor.
+        source_anchor: String,
+        /// Per-object version of the delete.
+        version: u64,
+    },
+    /// Add a member (user, group or contact) to a group.
+    #[serde(rename_all = "camelCase")]
+    AddMember {
+        /// The group's source anchor.
+        group_anchor: String,
+        /// The member's source anchor.
+        member_anchor: String,
+    },
+    /// Remove a member from a group.
+    #[serde(rename_all = "camelCase")]
+    RemoveMember {
+        /// The group's source anchor.
+        group_anchor: String,
+        /// The member's source anchor.
+        member_anchor: String,
+    },
+    /// Set a user's synced password hash.
+    #[serde(rename_all = "camelCase")]
+    SetPasswordHash {
+        /// The user's source anchor.
+        source_anchor: String,
+        /// Per-object version (the same sequence as upserts).
+        version: u64,
+        /// `v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;`
+        credential: String,
+    },
+}
+
+impl Operation {
+    /// The action name used in provisioning logs.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Operation::Upsert(_) => "upsert",
+            Operation::Delete { .. } => "delete",
+            Operation::AddMember { .. } => "addMember",
+            Operation::RemoveMember { .. } => "removeMember",
+            Operation::SetPasswordHash { .. } => "setPasswordHash",
+        }
+    }
+
+    /// The source anchor the operation is about (the group's, for membership operations).
+    pub fn source_anchor(&self) -> &str {
+        match self {
+            Operation::Upsert(u) => &u.source_anchor,
+            Operation::Delete { source_anchor, .. } => source_anchor,
+            Operation::AddMember { group_anchor, .. } => group_anchor,
+            Operation::RemoveMember { group_anchor, .. } => group_anchor,
+            Operation::SetPasswordHash { source_anchor, .. } => source_anchor,
+        }
+    }
+}
+
+/// A batch of operations for one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationBatch {
+    /// Idempotency key: a batch id seen before returns its stored results.
+    pub batch_id: Uuid,
+    /// At most [`super::MAX_BATCH_OPERATIONS`] operations, applied in order.
+    pub operations: Vec<Operation>,
+}
+
+/// The outcome of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OpStatus {
+    /// Applied.
+    Success,
+    /// Nothing to do: an older or equal version, or a membership already in the wanted state.
+    Skipped,
+    /// Not applied; see the error.
+    Error,
+}
+
+/// Error codes of a failed operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OpErrorCode {
+    /// Another source anchor already holds this user principal name. Permanent.
+    DuplicateUserPrincipalName,
+    /// A required attribute is missing or has the wrong type. Permanent.
+    InvalidAttribute,
+    /// The anchor belongs to an object of another kind. Permanent.
+    KindMismatch,
+    /// A referenced group, member or user anchor is unknown to the tenant. Retriable after sending it.
+    ReferenceNotFound,
+    /// The password hash string is not `v1;PPH1_MD4,…`. Permanent.
+    InvalidPasswordHash,
+    /// The configuration does not have password hash sync switched on. Permanent until it is.
+    PasswordHashSyncDisabled,
+    /// The delete threshold was reached; retriable after an admin restart with `ForceDeletes`.
+    DeleteThresholdExceeded,
+    /// The configuration is quarantined; retriable after an admin restart with `Quarantine`.
+    Quarantined,
+}
+
+impl OpErrorCode {
+    /// Whether sending the same operation again later can succeed.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            OpErrorCode::ReferenceNotFound
+                | OpErrorCode::DeleteThresholdExceeded
+                | OpErrorCode::Quarantined
+        )
+    }
+}
+
+/// An operation's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpError {
+    /// The code.
+    pub code: OpErrorCode,
+    /// A human-readable message.
+    pub message: String,
+    /// Same as `code.is_retriable()`, spelled out for clients that do not know every code.
+    pub retriable: bool,
+}
+
+impl OpError {
+    /// Builds an error; `retriable` follows the code.
+    pub fn new(code: OpErrorCode, message: impl Into<String>) -> Self {
+        OpError {
+            code,
+            message: message.into(),
+            retriable: code.is_retriable(),
+        }
+    }
+}
+
+/// The result of one operation, in the order the operations were sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpResult {
+    /// Index of the operation in the batch.
+    pub index: usize,
+    /// Success, skipped or error.
+    pub status: OpStatus,
+    /// The cloud object id, when the object exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<Uuid>,
+    /// The error, when `status` is `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<OpError>,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    /// The batch id.
+    pub batch_id: Uuid,
+    /// True when the batch id had been seen before and these are the stored results.
+    pub replayed: bool,
+    /// One result per operation.
+    pub results: Vec<OpResult>,
+}

@@ -1,0 +1,55 @@
+//! The local tenant: an emulated cloud directory that agents, tests and the quickstart run against.
+//!
+//! Enters: HTTPS requests from agents (registration, heartbeats, operation batches), admins (token
+//! requests, configurations, restarts, logs, fault settings, the portal) and Graph clients (reads).
+//! Leaves: responses shaped by [`crate::api`] (agent contract), Microsoft Graph (reads) and
+//! Microsoft's OAuth2 endpoint (tokens); durable state in sled under `--state`.
+//!
+//! The tenant meets the agent only through [`crate::api`] and HTTP; nothing here imports the agent's
+//! modules (and the agent does not import these).
+//!
+//! # Files, one role each
+//! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
+//! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
+//! - [`state`]        — the shared state and fixed tunables.
+//! - [`identity`]     — tenant id/domain/environment, seeded admin users.
+//! - [`token`]        — HS256-signed access tokens.
+//! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
+//! - [`agents`]       — registration, heartbeats, agent status.
+//! - [`provisioning`] — configurations, restarts, the batch endpoint.
+//! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
+//! - [`store`]        — the sled trees and their on-disk format.
+//! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
+//! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
+//! - [`logs`]         — provisioning log search.
+//! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
+//! - [`portal`]       — the admin page at `/`.
+//! - [`error`]        — OData error bodies and body extractors that never panic.
+
+pub mod admin;
+pub mod agents;
+pub mod apply;
+#[cfg(test)]
+mod apply_model;
+pub mod apply_ops;
+pub mod auth;
+pub mod error;
+pub mod graph;
+pub mod graph_batch;
+pub mod graph_query;
+pub mod identity;
+pub mod logs;
+pub mod orgid;
+pub mod portal;
+pub mod provisioning;
+pub mod server;
+pub mod signin;
+pub mod state;
+pub mod store;
+pub mod throttle;
+pub mod tls;
+pub mod token;
+
+pub use server::{RunningTenant, ServeConfig, ServeError, start};
+pub use state::TenantOptions;
+pub use throttle::ThrottleSettings;

@@ -1,0 +1,250 @@
+//! Configurations, restarts and operation batches.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use uuid::Uuid;
+
+use crate::api::MAX_BATCH_OPERATIONS;
+use crate::api::agent::PendingRestart;
+use crate::api::auth::Role;
+use crate::api::config::{
+    Configuration, ConfigurationSpec, Health, RestartRequest, RestartResponse, RestartScope,
+};
+use crate::api::ops::{BatchResponse, OperationBatch};
+
+use super::agents::{all_configs, parse_id};
+use super::apply::{BatchContext, apply_batch};
+use super::auth::{ADMINS, Principal};
+use super::error::{ApiError, ApiJson};
+use super::state::{SharedState, now_rfc3339, now_unix};
+use super::store::{AgentRecord, ConfigRecord, get_json, put_json};
+use super::throttle::Budget;
+
+fn validate_spec(spec: &ConfigurationSpec) -> Result<(), ApiError> {
+    if spec.domain.trim().is_empty() || !spec.domain.contains('.') {
+        return Err(ApiError::BadRequest(
+            "domain must be the AD domain's DNS name, e.g. corp.example.com.".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn load(state: &SharedState, id: Uuid) -> Result<ConfigRecord, ApiError> {
+    get_json(&state.store.configs, "configs", id.as_bytes())?
+        .ok_or_else(|| ApiError::NotFound(format!("Configuration {id} does not exist.")))
+}
+
+/// `POST /api/v1/configurations` (admins).
+pub async fn create(
+    State(state): State<SharedState>,
+    principal: Principal,
+    ApiJson(spec): ApiJson<ConfigurationSpec>,
+) -> Result<(StatusCode, Json<Configuration>), ApiError> {
+    principal.require(ADMINS)?;
+    validate_spec(&spec)?;
+    let _guard = state.apply_lock.lock().await;
+    if all_configs(&state)?
+        .iter()
+        .any(|c| c.config.spec.domain.eq_ignore_ascii_case(&spec.domain))
+    {
+        return Err(ApiError::Conflict(format!(
+            "A configuration for domain {} already exists.",
+            spec.domain
+        )));
+    }
+    let record = ConfigRecord {
+        config: Configuration {
+            id: Uuid::new_v4(),
+            revision: 1,
+            spec,
+            health: Health::Healthy,
+            last_sync: None,
+        },
+        delete_window_start: 0,
+        delete_window_count: 0,
+        force_deletes_until: 0,
+        consecutive_failed_batches: 0,
+        pending_restarts: Vec::new(),
+    };
+    put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
+    state.store.flush().await?;
+    Ok((StatusCode::CREATED, Json(record.config)))
+}
+
+/// `GET /api/v1/configurations` (admins and agents).
+pub async fn list(
+    State(state): State<SharedState>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(&[
+        Role::GlobalAdministrator,
+        Role::HybridIdentityAdministrator,
+        Role::Agent,
+    ])?;
+    let value: Vec<Configuration> = all_configs(&state)?.into_iter().map(|r| r.config).collect();
+    Ok(Json(serde_json::json!({ "value": value })))
+}
+
+/// `GET /api/v1/configurations/{id}` (admins and agents).
+pub async fn get(
+    State(state): State<SharedState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Configuration>, ApiError> {
+    principal.require(&[
+        Role::GlobalAdministrator,
+        Role::HybridIdentityAdministrator,
+        Role::Agent,
+    ])?;
+    Ok(Json(load(&state, parse_id(&id)?)?.config))
+}
+
+/// `PUT /api/v1/configurations/{id}` (admins): replaces the spec and bumps the revision.
+pub async fn update(
+    State(state): State<SharedState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<ConfigurationSpec>,
+) -> Result<Json<Configuration>, ApiError> {
+    principal.require(ADMINS)?;
+    validate_spec(&spec)?;
+    let id = parse_id(&id)?;
+    let _guard = state.apply_lock.lock().await;
+    let mut record = load(&state, id)?;
+    if !record.config.spec.domain.eq_ignore_ascii_case(&spec.domain) {
+        return Err(ApiError::BadRequest(
+            "The domain of a configuration cannot change.".into(),
+        ));
+    }
+    record.config.spec = spec;
+    record.config.revision += 1;
+    put_json(&state.store.configs, id.as_bytes(), &record)?;
+    state.store.flush().await?;
+    Ok(Json(record.config))
+}
+
+/// Applies a restart to a record; returns the pending restart to hand to agents.
+pub fn restart_record(
+    record: &mut ConfigRecord,
+    scopes: &[RestartScope],
+    now: i64,
+    window_secs: u64,
+) -> PendingRestart {
+    let all = scopes.contains(&RestartScope::Full);
+    if all || scopes.contains(&RestartScope::Quarantine) {
+        if matches!(record.config.health, Health::Quarantine { .. }) {
+            record.config.health = Health::Healthy;
+        }
+        record.consecutive_failed_batches = 0;
+    }
+    if all || scopes.contains(&RestartScope::ForceDeletes) {
+        if matches!(record.config.health, Health::DeleteThresholdExceeded { .. }) {
+            record.config.health = Health::Healthy;
+        }
+        record.delete_window_count = 0;
+        record.delete_window_start = now;
+        record.force_deletes_until =
+            now.saturating_add(i64::try_from(window_secs).unwrap_or(i64::MAX));
+    }
+    record.config.revision += 1;
+    let pending = PendingRestart {
+        id: Uuid::new_v4(),
+        configuration_id: record.config.id,
+        scopes: scopes.to_vec(),
+    };
+    record.pending_restarts.push(pending.clone());
+    pending
+}
+
+/// `POST /api/v1/configurations/{id}/restart` (admins).
+pub async fn restart(
+    State(state): State<SharedState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RestartRequest>,
+) -> Result<(StatusCode, Json<RestartResponse>), ApiError> {
+    principal.require(ADMINS)?;
+    if req.scopes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "scopes must name at least one of Watermark, Quarantine, ForceDeletes, Full.".into(),
+        ));
+    }
+    let id = parse_id(&id)?;
+    let _guard = state.apply_lock.lock().await;
+    let mut record = load(&state, id)?;
+    let pending = restart_record(
+        &mut record,
+        &req.scopes,
+        now_unix(),
+        state.options.delete_window_secs,
+    );
+    put_json(&state.store.configs, id.as_bytes(), &record)?;
+    state.store.flush().await?;
+    tracing::info!(configuration = %id, scopes = ?req.scopes, by = %principal.id(), "Configuration restarted.");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RestartResponse {
+            restart_id: pending.id,
+            configuration: record.config,
+        }),
+    ))
+}
+
+/// `POST /api/v1/configurations/{id}/batches` (agents serving the configuration's domain).
+#[tracing::instrument(skip_all, fields(configuration = %id, batch_id = %batch.batch_id))]
+pub async fn batch(
+    State(state): State<SharedState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(batch): ApiJson<OperationBatch>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    principal.require(&[Role::Agent])?;
+    let id = parse_id(&id)?;
+    if batch.operations.len() > MAX_BATCH_OPERATIONS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "A batch may carry at most {MAX_BATCH_OPERATIONS} operations; this one has {}.",
+            batch.operations.len()
+        )));
+    }
+    // The domain of a configuration never changes, so this check may run before taking the lock.
+    let domain = load(&state, id)?.config.spec.domain;
+    let agent: AgentRecord = get_json(&state.store.agents, "agents", principal.id().as_bytes())?
+        .ok_or_else(|| ApiError::Forbidden("The calling agent is no longer registered.".into()))?;
+    if !agent
+        .domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "Agent {} does not serve domain {domain}; it may only push to configurations of its domains.",
+            agent.id
+        )));
+    }
+    let _guard = state.apply_lock.lock().await;
+    if let Some(mut stored) =
+        get_json::<BatchResponse>(&state.store.batches, "batches", batch.batch_id.as_bytes())?
+    {
+        stored.replayed = true;
+        tracing::info!("Batch replayed; returning stored results.");
+        return Ok(Json(stored));
+    }
+    // Reload under the lock: health and counters may have changed since the check above.
+    let mut record = load(&state, id)?;
+    let cost = u64::try_from(batch.operations.len()).unwrap_or(u64::MAX);
+    state
+        .throttle
+        .take(Budget::Writes, cost)
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let ctx = BatchContext {
+        agent_id: principal.id(),
+        now: now_unix(),
+        now_text: now_rfc3339(),
+        delete_window_secs: state.options.delete_window_secs,
+        quarantine_after: state.options.quarantine_after_failed_batches,
+    };
+    let response = apply_batch(&state.store, &mut record, &batch, &ctx)?;
+    state.store.flush().await?;
+    tracing::info!(operations = batch.operations.len(), "Batch applied.");
+    Ok(Json(response))
+}

@@ -1,0 +1,274 @@
+//! The HTTP(S) server: routes, middleware (body limit, faults), binding and the address file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::api::MAX_BODY_BYTES;
+
+use super::error::ApiError;
+use super::identity::{Seed, SeedUser, random_password};
+use super::state::{SharedState, TenantOptions, TenantState};
+use super::store::{Store, StoreError};
+use super::throttle::ThrottleSettings;
+use super::tls::{self, TlsError, TlsMaterial};
+use super::{admin, agents, auth, graph, graph_batch, logs, portal, provisioning, signin};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The state store could not be opened.
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    /// The seed file is unusable.
+    #[error(transparent)]
+    Seed(#[from] super::identity::SeedError),
+    /// TLS material could not be created or read.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Binding or serving failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Everything `cloudsync tenant serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Plain HTTP instead of HTTPS.
+    pub http: bool,
+    /// State directory (sled database and TLS files).
+    pub state_dir: PathBuf,
+    /// Seed file.
+    pub seed: Option<PathBuf>,
+    /// Write the base URL here after binding.
+    pub address_file: Option<PathBuf>,
+    /// Write the CA certificate (PEM) here.
+    pub ca_out: Option<PathBuf>,
+    /// Fixed tunables.
+    pub options: TenantOptions,
+    /// Initial throttle and fault settings.
+    pub throttle: ThrottleSettings,
+}
+
+/// A started tenant.
+#[derive(Debug)]
+pub struct RunningTenant {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// `https://127.0.0.1:PORT` (or `http://…`).
+    pub url: String,
+    /// The CA certificate PEM (HTTPS only).
+    pub ca_pem: Option<String>,
+    /// The shared state (for in-process use, e.g. benchmarks).
+    pub state: SharedState,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningTenant {
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, and waits for the server.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), ServeError> {
+        self.handle.graceful_shutdown(Some(grace));
+        self.wait().await
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let io_err = |source| ServeError::Io {
+            context: "serving".into(),
+            source,
+        };
+        match self.task.await {
+            Ok(result) => result.map_err(io_err),
+            Err(join) => Err(io_err(std::io::Error::other(join.to_string()))),
+        }
+    }
+}
+
+/// Builds the router over a state.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/", get(portal::page))
+        .route("/portal/writeback", post(portal::set_writeback))
+        .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(auth::openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(auth::jwks))
+        .route("/{tenant}/signin", post(signin::signin))
+        .route("/api/v1/agents", post(agents::register).get(agents::list))
+        .route("/api/v1/agents/{id}/heartbeat", post(agents::heartbeat))
+        .route(
+            "/api/v1/configurations",
+            post(provisioning::create).get(provisioning::list),
+        )
+        .route(
+            "/api/v1/configurations/{id}",
+            get(provisioning::get).put(provisioning::update),
+        )
+        .route(
+            "/api/v1/configurations/{id}/restart",
+            post(provisioning::restart),
+        )
+        .route(
+            "/api/v1/configurations/{id}/batches",
+            post(provisioning::batch),
+        )
+        .route("/api/v1/provisioningLogs", get(logs::list))
+        .route(
+            "/admin/faults",
+            get(admin::get_faults).put(admin::put_faults),
+        )
+        .route("/v1.0/$batch", post(graph_batch::batch))
+        .route("/v1.0/{*path}", get(graph::get))
+        .fallback(|| async { ApiError::NotFound("No such route.".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("The method is not allowed on this resource.".into())
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), faults))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Injected latency, 503s and dropped connections on `/api/*` and `/v1.0/*`.
+async fn faults(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !(path.starts_with("/api/") || path.starts_with("/v1.0/")) {
+        return next.run(req).await;
+    }
+    let settings = state.throttle.settings();
+    if settings.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+    }
+    if settings.error_rate > 0.0 && rand::random::<f64>() < settings.error_rate {
+        return ApiError::ServiceUnavailable.into_response();
+    }
+    let response = next.run(req).await;
+    if settings.drop_rate > 0.0 && rand::random::<f64>() < settings.drop_rate {
+        // Promise more body than is sent: hyper aborts the connection mid-response, so the client
+        // sees a transport error although the handler's effects (e.g. an applied batch) are durable.
+        let (mut parts, _) = response.into_parts();
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(1_048_576u32));
+        tracing::info!("Dropping the connection (injected fault).");
+        return Response::from_parts(parts, axum::body::Body::from("{"));
+    }
+    response
+}
+
+/// Opens the state, applies the seed, and builds the shared state.
+pub fn build_state(cfg: &ServeConfig) -> Result<(SharedState, Option<PathBuf>), ServeError> {
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| ServeError::Io {
+        context: format!("creating {}", cfg.state_dir.display()),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let store = Store::open(&cfg.state_dir.join("db"))?;
+    let (seed, generated) = match &cfg.seed {
+        Some(path) => (Seed::load(path)?, None),
+        None => {
+            let mut seed: Seed =
+                toml::from_str("").map_err(|source| super::identity::SeedError::Parse {
+                    path: "(default)".into(),
+                    source,
+                })?;
+            let password = random_password();
+            let path = cfg.state_dir.join("admin-password");
+            tls::write_file(&path, &format!("{password}\n"), true)?;
+            seed.users.push(SeedUser {
+                user_principal_name: format!("admin@{}", seed.domain),
+                password,
+                roles: vec![crate::api::auth::Role::GlobalAdministrator],
+            });
+            (seed, Some(path))
+        }
+    };
+    let state = TenantState::new(store, &seed, cfg.options.clone(), cfg.throttle.clone())?;
+    Ok((Arc::new(state), generated))
+}
+
+/// Binds, writes the address file (and CA), and starts serving in the background.
+pub async fn start(cfg: ServeConfig) -> Result<RunningTenant, ServeError> {
+    let mut cfg = cfg;
+    cfg.options.scheme = if cfg.http { "http" } else { "https" }.to_owned();
+    let (state, generated) = build_state(&cfg)?;
+    let io_err = |context: &str| {
+        let context = context.to_owned();
+        move |source| ServeError::Io { context, source }
+    };
+    let listener = std::net::TcpListener::bind(cfg.listen).map_err(io_err("binding"))?;
+    listener.set_nonblocking(true).map_err(io_err("binding"))?;
+    let addr = listener.local_addr().map_err(io_err("binding"))?;
+    let url = format!("{}://{addr}", cfg.options.scheme);
+    let handle = axum_server::Handle::new();
+    let app = router(state.clone()).into_make_service();
+    let (task, ca_pem) = if cfg.http {
+        let server = axum_server::from_tcp(listener)
+            .map_err(io_err("serving"))?
+            .handle(handle.clone());
+        (tokio::spawn(server.serve(app)), None)
+    } else {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let TlsMaterial {
+            ca_pem,
+            chain_pem,
+            key_pem,
+        } = tls::load_or_create(&cfg.state_dir.join("tls"))?;
+        let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            chain_pem.into_bytes(),
+            key_pem.into_bytes(),
+        )
+        .await
+        .map_err(io_err("loading TLS certificate"))?;
+        let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+            .map_err(io_err("serving"))?
+            .handle(handle.clone());
+        (tokio::spawn(server.serve(app)), Some(ca_pem))
+    };
+    if let (Some(path), Some(pem)) = (&cfg.ca_out, &ca_pem) {
+        tls::write_file(path, pem, false)?;
+    }
+    if let Some(path) = &cfg.address_file {
+        // Write then rename, so a reader polling for the file never sees it half-written.
+        let tmp = path.with_extension("tmp");
+        tls::write_file(&tmp, &format!("{url}\n"), false)?;
+        std::fs::rename(&tmp, path).map_err(io_err("writing the address file"))?;
+    }
+    tracing::info!(
+        url = %url,
+        tenant_id = %state.identity.tenant_id,
+        domain = %state.identity.domain,
+        environment = %state.identity.environment,
+        admin_password_file = ?generated,
+        "Local tenant listening."
+    );
+    Ok(RunningTenant {
+        addr,
+        url,
+        ca_pem,
+        state,
+        handle,
+        task,
+    })
+}

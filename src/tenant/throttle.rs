@@ -1,0 +1,260 @@
+//! Throttling and fault injection, configurable at start (flags) and at run time
+//! (`GET|PUT /admin/faults`, Global Administrator).
+//!
+//! - **Write budget**: a token bucket per tenant; each operation in a batch costs one token. The
+//!   `realistic` profile models the documented Entra limit of 7,000 writes per 5 minutes (capacity
+//!   7,000, refill 7,000/300 s). A batch that does not fit is refused whole with 429 and `Retry-After`
+//!   (seconds until enough tokens have refilled); nothing of it is applied.
+//! - **Read budget**: a second bucket for Graph reads; each request, and each item of a `$batch`,
+//!   costs one token. A throttled `$batch` item gets its own 429 with `Retry-After`.
+//! - **Faults** on `/api/*` and `/v1.0/*`: `errorRate` (0..1) answers 503 + `Retry-After: 1` before the
+//!   handler runs; `latencyMs` delays every request; `dropRate` (0..1) runs the handler and then cuts
+//!   the connection before the response body — the case where a write was applied but its
+//!   acknowledgement was lost.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// A token bucket's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketSettings {
+    /// Maximum tokens (burst).
+    pub capacity: f64,
+    /// Tokens added per second.
+    pub refill_per_second: f64,
+}
+
+/// Everything that can be changed at run time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThrottleSettings {
+    /// Write budget; `None` means unlimited.
+    #[serde(default)]
+    pub writes: Option<BucketSettings>,
+    /// Read budget; `None` means unlimited.
+    #[serde(default)]
+    pub reads: Option<BucketSettings>,
+    /// Fraction of requests answered with an injected 503.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Added latency per request, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Fraction of requests whose connection is cut after the handler ran.
+    #[serde(default)]
+    pub drop_rate: f64,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            writes: None,
+            reads: None,
+            error_rate: 0.0,
+            latency_ms: 0,
+            drop_rate: 0.0,
+        }
+    }
+}
+
+impl ThrottleSettings {
+    /// The `realistic` profile: 7,000 writes per 5 minutes; 3,500 reads per 10 seconds.
+    pub fn realistic() -> ThrottleSettings {
+        ThrottleSettings {
+            writes: Some(BucketSettings {
+                capacity: 7000.0,
+                refill_per_second: 7000.0 / 300.0,
+            }),
+            reads: Some(BucketSettings {
+                capacity: 3500.0,
+                refill_per_second: 350.0,
+            }),
+            ..ThrottleSettings::default()
+        }
+    }
+
+    /// Checks ranges; returns every problem at once.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for (name, rate) in [("errorRate", self.error_rate), ("dropRate", self.drop_rate)] {
+            if !(0.0..=1.0).contains(&rate) {
+                problems.push(format!("{name} must be between 0 and 1"));
+            }
+        }
+        for (name, bucket) in [("writes", self.writes), ("reads", self.reads)] {
+            if let Some(b) = bucket
+                && !(b.capacity >= 1.0 && b.refill_per_second > 0.0 && b.capacity.is_finite())
+            {
+                problems.push(format!(
+                    "{name} needs capacity >= 1 and refillPerSecond > 0"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes `cost` tokens, or says how many seconds until they are there.
+    fn take(&mut self, settings: BucketSettings, cost: f64, now: Instant) -> Result<(), u64> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * settings.refill_per_second).min(settings.capacity);
+        self.at = now;
+        if cost > settings.capacity {
+            // Never fits: tell the client to wait a full refill (it should split the batch).
+            return Err((settings.capacity / settings.refill_per_second)
+                .ceil()
+                .max(1.0) as u64);
+        }
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            Ok(())
+        } else {
+            let wait = (cost - self.tokens) / settings.refill_per_second;
+            Err(wait.ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: ThrottleSettings,
+    writes: Bucket,
+    reads: Bucket,
+}
+
+/// The live throttle and fault state.
+#[derive(Debug)]
+pub struct Throttle {
+    inner: Mutex<Inner>,
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Provisioning writes.
+    Writes,
+    /// Graph reads.
+    Reads,
+}
+
+impl Throttle {
+    /// A throttle with full buckets.
+    pub fn new(settings: ThrottleSettings) -> Throttle {
+        let now = Instant::now();
+        let full = |b: Option<BucketSettings>| Bucket {
+            tokens: b.map_or(0.0, |b| b.capacity),
+            at: now,
+        };
+        Throttle {
+            inner: Mutex::new(Inner {
+                writes: full(settings.writes),
+                reads: full(settings.reads),
+                settings,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another request panicked mid-update of plain numbers.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> ThrottleSettings {
+        self.lock().settings.clone()
+    }
+
+    /// Replaces the settings; buckets restart full.
+    pub fn set(&self, settings: ThrottleSettings) {
+        *self.lock() = Throttle::new(settings)
+            .inner
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// Takes `cost` tokens from a budget, or returns the seconds to wait (`Retry-After`).
+    pub fn take(&self, budget: Budget, cost: u64) -> Result<(), u64> {
+        self.take_at(budget, cost, Instant::now())
+    }
+
+    /// [`Throttle::take`] with an explicit clock (tests).
+    pub fn take_at(&self, budget: Budget, cost: u64, now: Instant) -> Result<(), u64> {
+        let mut inner = self.lock();
+        let Inner {
+            settings,
+            writes,
+            reads,
+        } = &mut *inner;
+        let (bucket, shape) = match budget {
+            Budget::Writes => (writes, settings.writes),
+            Budget::Reads => (reads, settings.reads),
+        };
+        match shape {
+            None => Ok(()),
+            Some(shape) => bucket.take(shape, cost as f64, now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn realistic_profile_allows_7000_writes_then_asks_to_wait() {
+        let t = Throttle::new(ThrottleSettings::realistic());
+        let start = Instant::now();
+        for _ in 0..14 {
+            assert_eq!(t.take_at(Budget::Writes, 500, start), Ok(()));
+        }
+        // 7,000 spent; 500 more need 500 / (7000/300) = 21.4 s -> 22.
+        assert_eq!(t.take_at(Budget::Writes, 500, start), Err(22));
+        // After 30 s, 700 tokens have refilled.
+        assert_eq!(
+            t.take_at(Budget::Writes, 500, start + Duration::from_secs(30)),
+            Ok(())
+        );
+        assert_eq!(
+            t.take_at(Budget::Writes, 500, start + Duration::from_secs(30)),
+            Err(13)
+        );
+        // Reads are a separate budget.
+        assert_eq!(t.take_at(Budget::Reads, 1, start), Ok(()));
+    }
+
+    #[test]
+    fn unlimited_by_default_and_validation_lists_every_problem() {
+        let t = Throttle::new(ThrottleSettings::default());
+        assert_eq!(t.take(Budget::Writes, 1_000_000), Ok(()));
+        let bad = ThrottleSettings {
+            error_rate: 2.0,
+            drop_rate: -1.0,
+            writes: Some(BucketSettings {
+                capacity: 0.0,
+                refill_per_second: 1.0,
+            }),
+            ..ThrottleSettings::default()
+        };
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.contains("errorRate") && err.contains("dropRate") && err.contains("writes"),
+            "{err}"
+        );
+    }
+}

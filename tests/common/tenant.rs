@@ -1,0 +1,374 @@
+//! Test fixture: spawns the real `cloudsync tenant serve` binary on 127.0.0.1:0, reads the address
+//! file, gives a reqwest client that trusts the tenant's CA, and kills the process in `Drop`.
+//!
+//! Use from an integration test with `#[path = "common/tenant.rs"] mod tenant_fixture;`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Global Administrator of the seeded tenant.
+pub const GA: (&str, &str) = ("ga@contoso.onmicrosoft.com", "Ga-Passw0rd!");
+/// Hybrid Identity Administrator.
+pub const HIA: (&str, &str) = ("hia@contoso.onmicrosoft.com", "Hia-Passw0rd!");
+/// A plain user.
+pub const USER: (&str, &str) = ("bob@contoso.onmicrosoft.com", "Bob-Passw0rd!");
+/// The seeded tenant id.
+pub const TENANT_ID: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+/// The seeded domain.
+pub const DOMAIN: &str = "contoso.onmicrosoft.com";
+
+const SEED: &str = r#"
+tenant_id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+domain = "contoso.onmicrosoft.com"
+[[users]]
+user_principal_name = "ga@contoso.onmicrosoft.com"
+password = "Ga-Passw0rd!"
+roles = ["GlobalAdministrator"]
+[[users]]
+user_principal_name = "hia@contoso.onmicrosoft.com"
+password = "Hia-Passw0rd!"
+roles = ["HybridIdentityAdministrator"]
+[[users]]
+user_principal_name = "bob@contoso.onmicrosoft.com"
+password = "Bob-Passw0rd!"
+"#;
+
+/// A running tenant process.
+pub struct TenantFixture {
+    child: Option<Child>,
+    /// Base URL, e.g. `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// A client trusting the tenant's CA (or a plain client with `--http`).
+    pub client: reqwest::Client,
+    /// Temporary directory holding the state, seed, address file and CA.
+    pub dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+/// A registered agent and its client-credentials token.
+pub struct Agent {
+    /// Agent id.
+    pub id: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// A bearer token obtained with client credentials.
+    pub token: String,
+}
+
+impl TenantFixture {
+    /// Starts a tenant over HTTPS with the standard seed.
+    pub fn start() -> TenantFixture {
+        Self::start_with(&[])
+    }
+
+    /// Starts a tenant with extra `tenant serve` flags.
+    pub fn start_with(extra: &[&str]) -> TenantFixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seed.toml"), SEED).unwrap();
+        let mut fixture = TenantFixture {
+            child: None,
+            url: String::new(),
+            client: reqwest::Client::new(),
+            dir,
+            extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        fixture.spawn();
+        fixture
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn spawn(&mut self) {
+        let addr_file = self.path("address");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::File::create(self.path("tenant.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+            .args(["tenant", "serve", "--listen", "127.0.0.1:0"])
+            .arg("--state")
+            .arg(self.path("state"))
+            .arg("--seed")
+            .arg(self.path("seed.toml"))
+            .arg("--address-file")
+            .arg(&addr_file)
+            .arg("--ca-out")
+            .arg(self.path("ca.pem"))
+            .args(&self.extra_args)
+            .env("CLOUDSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn cloudsync tenant serve");
+        self.child = Some(child);
+        let log = self.path("tenant.log");
+        let url = wait_for_file(
+            &addr_file,
+            Duration::from_secs(30),
+            self.child.as_mut().unwrap(),
+            &log,
+        );
+        let http = url.starts_with("http://");
+        self.client = if http {
+            reqwest::Client::new()
+        } else {
+            let ca = std::fs::read(self.path("ca.pem")).unwrap();
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+                .build()
+                .unwrap()
+        };
+        self.url = url;
+    }
+
+    /// Kills the process and starts it again over the same state directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The tenant's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("tenant.log")).unwrap_or_default()
+    }
+
+    /// An absolute URL for `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// A password-grant token.
+    pub async fn user_token(&self, (upn, password): (&str, &str)) -> String {
+        let r = self
+            .client
+            .post(self.at(&format!("/{DOMAIN}/oauth2/v2.0/token")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("grant_type", "password"),
+                ("client_id", "cloudsync-installer"),
+                ("username", upn),
+                ("password", password),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "token for {upn}");
+        r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Registers an agent serving `domains` and returns it with a client-credentials token.
+    pub async fn register_agent(&self, admin: &str, host: &str, domains: &[&str]) -> Agent {
+        let r = self
+            .client
+            .post(self.at("/api/v1/agents"))
+            .bearer_auth(admin)
+            .json(&json!({"hostName": host, "version": "1.2.3", "environment": "AzureCloud", "domains": domains}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let reg: Value = r.json().await.unwrap();
+        let client_id = reg["clientId"].as_str().unwrap().to_owned();
+        let client_secret = reg["clientSecret"].as_str().unwrap().to_owned();
+        let token = self.client_token(&client_id, &client_secret).await.unwrap();
+        Agent {
+            id: reg["agentId"].as_str().unwrap().to_owned(),
+            client_id,
+            client_secret,
+            token,
+        }
+    }
+
+    /// A client-credentials token, or the error response body.
+    pub async fn client_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<String, (u16, Value)> {
+        let r = self
+            .client
+            .post(self.at(&format!("/{TENANT_ID}/oauth2/v2.0/token")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", "api://cloudsync/.default"),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        if status == 200 {
+            Ok(body["access_token"].as_str().unwrap().to_owned())
+        } else {
+            Err((status, body))
+        }
+    }
+
+    /// Creates a configuration and returns its id.
+    pub async fn create_config(&self, admin: &str, spec: Value) -> String {
+        let r = self
+            .client
+            .post(self.at("/api/v1/configurations"))
+            .bearer_auth(admin)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Posts a batch and returns (status, body).
+    pub async fn post_batch(&self, agent: &str, config: &str, batch: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.at(&format!("/api/v1/configurations/{config}/batches")))
+            .bearer_auth(agent)
+            .json(batch)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for TenantFixture {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_for_file(path: &Path, timeout: Duration, child: &mut Child, log: &Path) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+        {
+            return s.trim().to_owned();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the tenant exited with {status} before writing its address:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tenant did not write {} in time",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An upsert of a user.
+pub fn user_upsert(anchor: &str, version: u64, upn: &str, name: &str) -> Value {
+    json!({
+        "op": "upsert", "kind": "user", "sourceAnchor": anchor, "version": version,
+        "onPremises": {"samAccountName": name.to_lowercase().replace(' ', "."), "distinguishedName": format!("CN={name},OU=Staff,DC=corp,DC=example,DC=com"),
+                        "securityIdentifier": "S-1-5-21-1-2-3-1105", "domainName": "corp.example.com"},
+        "attributes": {"displayName": name, "userPrincipalName": upn, "accountEnabled": true}
+    })
+}
+
+/// An upsert of a group.
+pub fn group_upsert(anchor: &str, version: u64, name: &str) -> Value {
+    json!({"op": "upsert", "kind": "group", "sourceAnchor": anchor, "version": version,
+           "attributes": {"displayName": name, "securityEnabled": true, "mailEnabled": false}})
+}
+
+/// A batch with a fresh id.
+pub fn batch(ops: Vec<Value>) -> Value {
+    json!({"batchId": uuid::Uuid::new_v4(), "operations": ops})
+}
+
+/// Asserts an OData error body with the given status.
+pub async fn assert_odata(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let body: Value = response.json().await.expect("an OData JSON error body");
+    assert!(
+        body["error"]["code"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "no error.code in {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no error.message in {body}"
+    );
+    body
+}
+
+/// A JSON body just over the tenant's 8 MiB limit.
+pub fn oversized_json() -> String {
+    format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024 * 1024 + 16))
+}
+
+/// Encodes an `application/x-www-form-urlencoded` body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Registers an agent for corp.example.com and creates a configuration: (admin token, agent, config id).
+pub async fn setup(t: &TenantFixture, spec: Value) -> (String, Agent, String) {
+    let admin = t.user_token(HIA).await;
+    let agent = t
+        .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
+        .await;
+    let config = t.create_config(&admin, spec).await;
+    (admin, agent, config)
+}
+
+/// The status of each result, `error:<code>` for errors.
+pub fn statuses(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| match r["error"]["code"].as_str() {
+            Some(code) => format!("error:{code}"),
+            None => r["status"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}

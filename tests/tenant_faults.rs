@@ -1,0 +1,246 @@
+//! Throttling and fault injection, set at start (flags) and at run time (`PUT /admin/faults`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use serde_json::{Value, json};
+use tenant_fixture::*;
+
+async fn put_faults(t: &TenantFixture, token: &str, settings: &Value) -> reqwest::Response {
+    t.client
+        .put(t.at("/admin/faults"))
+        .bearer_auth(token)
+        .json(settings)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn write_budget_from_flags_answers_429_with_retry_after_and_applies_nothing() {
+    // 10 writes of burst, refilled at 0.1/s: the 11th write waits at least 10 s.
+    let t =
+        TenantFixture::start_with(&["--write-capacity", "10", "--write-refill-per-second", "0.1"]);
+    let admin = t.user_token(GA).await;
+    let agent = t.register_agent(&admin, "dc1", &["corp.example.com"]).await;
+    let config = t
+        .create_config(&admin, json!({"domain": "corp.example.com"}))
+        .await;
+    let ops = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| {
+                user_upsert(
+                    &format!("a{i}"),
+                    1,
+                    &format!("u{i}@contoso.onmicrosoft.com"),
+                    "U",
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (status, _) = t.post_batch(&agent.token, &config, &batch(ops(0, 8))).await;
+    assert_eq!(status, 200);
+    let r = t
+        .client
+        .post(t.at(&format!("/api/v1/configurations/{config}/batches")))
+        .bearer_auth(&agent.token)
+        .json(&batch(ops(8, 5)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 3 tokens missing at 0.1/s → 30 s.
+    assert_eq!(retry, 30);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TooManyRequests");
+    let users: Value = t
+        .client
+        .get(t.at("/v1.0/users"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        users["value"].as_array().unwrap().len(),
+        8,
+        "the throttled batch must not be applied"
+    );
+    let (status, _) = t.post_batch(&agent.token, &config, &batch(ops(8, 2))).await;
+    assert_eq!(status, 200, "2 tokens were left");
+}
+
+#[tokio::test]
+async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
+    let t = TenantFixture::start();
+    let ga = t.user_token(GA).await;
+    let hia = t.user_token(HIA).await;
+    let agent = t.register_agent(&ga, "dc1", &["corp.example.com"]).await;
+    let config = t
+        .create_config(&ga, json!({"domain": "corp.example.com"}))
+        .await;
+
+    // The admin route: GA only; validation lists every problem; malformed and oversized bodies.
+    assert_odata(
+        t.client.get(t.at("/admin/faults")).send().await.unwrap(),
+        401,
+    )
+    .await;
+    assert_odata(put_faults(&t, &hia, &json!({})).await, 403).await;
+    let bad = assert_odata(
+        put_faults(&t, &ga, &json!({"errorRate": 3, "dropRate": -1})).await,
+        400,
+    )
+    .await;
+    let msg = bad["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("errorRate") && msg.contains("dropRate"),
+        "{msg}"
+    );
+    assert_odata(put_faults(&t, &ga, &json!({"bogus": 1})).await, 400).await;
+    assert_odata(
+        t.client
+            .put(t.at("/admin/faults"))
+            .bearer_auth(&ga)
+            .header("content-type", "application/json")
+            .body(oversized_json())
+            .send()
+            .await
+            .unwrap(),
+        413,
+    )
+    .await;
+    let current: Value = t
+        .client
+        .get(t.at("/admin/faults"))
+        .bearer_auth(&ga)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(current["errorRate"], 0.0);
+
+    // errorRate 1: every API call is a 503 with Retry-After, and nothing is applied.
+    assert_eq!(
+        put_faults(&t, &ga, &json!({"errorRate": 1.0}))
+            .await
+            .status(),
+        200
+    );
+    let b = batch(vec![user_upsert("a", 1, "a@contoso.onmicrosoft.com", "A")]);
+    let r = t
+        .client
+        .post(t.at(&format!("/api/v1/configurations/{config}/batches")))
+        .bearer_auth(&agent.token)
+        .json(&b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // The admin route itself is not subject to faults, so they can always be switched off.
+    assert_eq!(
+        put_faults(&t, &ga, &json!({"dropRate": 1.0}))
+            .await
+            .status(),
+        200
+    );
+
+    // dropRate 1: the batch is applied but the response is cut; the replay returns the stored results.
+    let r = t
+        .client
+        .post(t.at(&format!("/api/v1/configurations/{config}/batches")))
+        .bearer_auth(&agent.token)
+        .json(&b)
+        .send()
+        .await;
+    let failed = match r {
+        Err(_) => true,
+        Ok(resp) => resp.json::<Value>().await.is_err(),
+    };
+    assert!(failed, "the response should have been cut");
+    assert_eq!(put_faults(&t, &ga, &json!({})).await.status(), 200);
+    let (status, replay) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        replay["replayed"], true,
+        "the dropped batch must have been applied once"
+    );
+
+    // A read budget of 3: the 4th and 5th $batch items get their own 429 with Retry-After.
+    assert_eq!(
+        put_faults(
+            &t,
+            &ga,
+            &json!({"reads": {"capacity": 3, "refillPerSecond": 0.01}})
+        )
+        .await
+        .status(),
+        200
+    );
+    let reqs: Vec<Value> = (0..5)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
+        .collect();
+    let out: Value = t
+        .client
+        .post(t.at("/v1.0/$batch"))
+        .bearer_auth(&ga)
+        .json(&json!({"requests": reqs}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<u64> = out["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(out["responses"][3]["headers"]["Retry-After"], "100");
+    let r = t
+        .client
+        .get(t.at("/v1.0/users"))
+        .bearer_auth(&ga)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+
+    // The realistic profile: 7,000 writes per 5 minutes.
+    let realistic: Value = json!({"writes": {"capacity": 7000, "refillPerSecond": 7000.0 / 300.0}});
+    let set: Value = put_faults(&t, &ga, &realistic).await.json().await.unwrap();
+    assert_eq!(set["writes"]["capacity"], 7000.0);
+}
+
+#[tokio::test]
+async fn realistic_profile_from_the_command_line() {
+    let t = TenantFixture::start_with(&["--throttle", "realistic", "--latency-ms", "1"]);
+    let ga = t.user_token(GA).await;
+    let s: Value = t
+        .client
+        .get(t.at("/admin/faults"))
+        .bearer_auth(&ga)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["writes"]["capacity"], 7000.0);
+    assert!((s["writes"]["refillPerSecond"].as_f64().unwrap() - 7000.0 / 300.0).abs() < 1e-9);
+    assert_eq!(s["latencyMs"], 1);
+}

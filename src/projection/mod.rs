@@ -16,6 +16,9 @@ pub mod projector;
 #[cfg(test)]
 mod projector_tests;
 pub mod provlog;
+pub mod runner;
 pub mod scope;
 pub mod sid;
 pub mod state;
+pub mod store;
+pub mod threshold;

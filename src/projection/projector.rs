@@ -217,6 +217,29 @@ impl Projector {
         }
     }
 
+    /// On-demand provisioning of one object: Import, Scope (filter ignored; exclusions still apply), Match
+    /// and Action on a copy of the state, so the real state is untouched. Versions use the current sequence.
+    pub fn provision_preview(&self, guid: Guid) -> (Vec<LogEntry>, Vec<ProjectedOp>) {
+        let mut copy = self.clone();
+        copy.ignore_scope = true;
+        copy.log_enabled = true;
+        let seq = copy.state.last_seq;
+        if let Some(o) = copy.state.objects.get_mut(&guid) {
+            // Forget the last fingerprint so an unchanged object still shows its upsert.
+            o.last_hash = 0;
+        }
+        let mut out = Output::default();
+        let dn = copy
+            .state
+            .objects
+            .get(&guid)
+            .map(|o| o.dn.to_string())
+            .unwrap_or_default();
+        copy.log(&mut out, guid, seq, Step::Import, "OnDemand", dn);
+        copy.reconcile(seq, guid, &mut out);
+        (out.log, out.ops)
+    }
+
     fn log(
         &self,
         out: &mut Output,

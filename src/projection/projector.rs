@@ -56,7 +56,7 @@ struct Ctx<'a> {
     entries: Vec<AttrEntry<'a>>,
     dn: &'a str,
     guid: Guid,
-    seed: [u8; 16],
+    seq: u64,
     claimed: &'a BTreeMap<String, Guid>,
 }
 
@@ -78,7 +78,7 @@ impl EvalContext for Ctx<'_> {
     }
 
     fn guid_bytes(&self) -> [u8; 16] {
-        self.seed
+        seed(self.guid, self.seq)
     }
 
     fn is_unique(&self, value: &str) -> bool {
@@ -420,7 +420,7 @@ impl Projector {
             entries: obj.attrs.entries(),
             dn: &obj.dn,
             guid,
-            seed: seed(guid, seq),
+            seq,
             claimed: &self.state.claimed,
         }
     }

@@ -68,7 +68,7 @@ fn sid(i: u64) -> Vec<u8> {
 /// Event `n` of the synthetic journal (0-based); `users` counts users created so far.
 fn event(n: u64, users: &mut u64, groups: &mut u64) -> Event {
     if n % GROUP_EVERY == GROUP_EVERY - 1 {
-        if (n / GROUP_EVERY) % 100 == 0 || *groups == 0 {
+        if (n / GROUP_EVERY).is_multiple_of(100) || *groups == 0 {
             *groups += 1;
             let g = 1 << 40 | *groups;
             return Event::ObjectUpserted {

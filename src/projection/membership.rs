@@ -31,14 +31,14 @@ impl Projector {
     }
 
     /// Resolves pending references to `guid`'s DN; returns the groups that gained it as a member.
-    pub(super) fn resolve_waiting(&mut self, domain: u16, guid: Guid) -> Vec<Guid> {
-        let Some(obj) = self.state().objects.get(&guid) else {
-            return Vec::new();
-        };
-        if obj.dn.is_empty() {
-            return Vec::new();
-        }
-        let canon: Box<str> = dn::canonical(&obj.dn).into();
+    /// `canonical` is the object's new canonical DN.
+    pub(super) fn resolve_waiting(
+        &mut self,
+        domain: u16,
+        guid: Guid,
+        canonical: &str,
+    ) -> Vec<Guid> {
+        let canon: Box<str> = canonical.into();
         let state = self.state_mut();
         let Some(groups) = state.waiting.remove(&(domain, canon.clone())) else {
             return Vec::new();

@@ -27,7 +27,6 @@ pub fn kind_of(class: &ObjectClass) -> Option<ObjectKind> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttrTable {
     names: Vec<String>,
-    ids: BTreeMap<String, u16>,
 }
 
 impl AttrTable {
@@ -41,21 +40,17 @@ impl AttrTable {
         sorted.sort();
         sorted.dedup();
         sorted.truncate(usize::from(u16::MAX));
-        let ids = sorted
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u16))
-            .collect();
-        AttrTable { names: sorted, ids }
+        AttrTable { names: sorted }
     }
 
     /// The id of `name` (any case), if the table keeps it.
     pub fn id(&self, name: &str) -> Option<u16> {
-        if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.ids.get(&name.to_ascii_lowercase()).copied()
-        } else {
-            self.ids.get(name).copied()
-        }
+        // Names are stored lower-cased and sorted by bytes, so a case-folding comparison can binary-search
+        // without allocating.
+        self.names
+            .binary_search_by(|n| n.bytes().cmp(name.bytes().map(|b| b.to_ascii_lowercase())))
+            .ok()
+            .map(|i| i as u16)
     }
 
     /// The name of `id`.

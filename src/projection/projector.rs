@@ -62,17 +62,17 @@ struct Ctx<'a> {
 
 impl EvalContext for Ctx<'_> {
     fn attribute(&self, name: &str) -> Value {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "dn" | "distinguishedname" => return Value::Str(self.dn.to_string()),
-            "objectguid" => return Value::Bin(self.guid.0.to_vec()),
-            _ => {}
+        if name.eq_ignore_ascii_case("dn") || name.eq_ignore_ascii_case("distinguishedName") {
+            return Value::Str(self.dn.to_string());
         }
-        let Some(id) = self.cfg.table.id(&lower) else {
+        if name.eq_ignore_ascii_case("objectGUID") {
+            return Value::Bin(self.guid.0.to_vec());
+        }
+        let Some(id) = self.cfg.table.id(name) else {
             return Value::Null;
         };
         match self.entries.iter().find(|(i, _)| *i == id) {
-            Some((_, values)) => to_value(&lower, values),
+            Some((_, values)) => to_value(self.cfg.table.name(id).unwrap_or_default(), values),
             None => Value::Null,
         }
     }
@@ -180,8 +180,8 @@ impl Projector {
             Event::ObjectMoved { guid, new_dn, .. } => {
                 if self.state.objects.contains_key(guid) {
                     self.log(out, *guid, seq, Step::Import, "Moved", new_dn.clone());
-                    self.set_dn(domain, *guid, new_dn);
-                    let newly = self.resolve_waiting(domain, *guid);
+                    let canonical = self.set_dn(domain, *guid, new_dn);
+                    let newly = self.resolve_waiting(domain, *guid, &canonical);
                     let was = self.state.objects.get(guid).is_some_and(|o| o.in_cloud);
                     self.reconcile(seq, *guid, out);
                     self.add_resolved(seq, *guid, &newly, was, out);
@@ -325,9 +325,7 @@ impl Projector {
         );
         let was = obj.in_cloud;
         let dn_changed = !new_dn.is_empty() && *obj.dn != *new_dn;
-        if dn_changed {
-            self.set_dn(domain, guid, new_dn);
-        }
+        let canonical = dn_changed.then(|| self.set_dn(domain, guid, new_dn));
         if kind == ObjectKind::Group {
             self.state.objects.entry(guid).and_modify(|o| {
                 if o.group.is_none() {
@@ -338,7 +336,10 @@ impl Projector {
         let member_attr = attributes
             .iter()
             .find(|a| a.name.eq_ignore_ascii_case("member"));
-        let newly = self.resolve_waiting(domain, guid);
+        let newly = match &canonical {
+            Some(c) => self.resolve_waiting(domain, guid, c),
+            None => Vec::new(),
+        };
         self.reconcile(seq, guid, out);
         self.add_resolved(seq, guid, &newly, was, out);
         if dn_changed && kind == ObjectKind::Group {
@@ -356,9 +357,11 @@ impl Projector {
         }
     }
 
-    fn set_dn(&mut self, domain: u16, guid: Guid, new_dn: &str) {
+    /// Moves `guid` to `new_dn` in the DN index; returns the new canonical DN.
+    fn set_dn(&mut self, domain: u16, guid: Guid, new_dn: &str) -> Box<str> {
+        let canonical: Box<str> = dn::canonical(new_dn).into();
         let Some(obj) = self.state.objects.get_mut(&guid) else {
-            return;
+            return canonical;
         };
         if !obj.dn.is_empty() {
             let old = dn::canonical(&obj.dn);
@@ -369,18 +372,15 @@ impl Projector {
         obj.dn = new_dn.into();
         self.state
             .dn_index
-            .insert((domain, dn::canonical(new_dn).into()), guid);
+            .insert((domain, canonical.clone()), guid);
+        canonical
     }
 
     /// Whether the object is in scope, and why not.
-    pub(super) fn in_scope(&self, guid: Guid) -> Result<(), &'static str> {
-        let Some(obj) = self.state.objects.get(&guid) else {
-            return Err("unknown object");
-        };
+    fn in_scope(&self, guid: Guid, obj: &ObjState, ctx: &Ctx<'_>) -> Result<(), &'static str> {
         if obj.seen_seq == 0 {
             return Err("object not read yet");
         }
-        let ctx = self.ctx(guid, obj, 0);
         if ctx
             .attribute("isCriticalSystemObject")
             .to_bool("scope")
@@ -401,11 +401,7 @@ impl Projector {
                 })
             })
         };
-        if !self
-            .cfg
-            .scope
-            .mode_selects(&dn::canonical(&obj.dn), &in_group)
-        {
+        if !self.cfg.scope.mode_selects(&obj.dn, &in_group) {
             return Err("outside the selected OUs or groups");
         }
         if !self.cfg.scope.filters_match(&|name| ctx.attribute(name)) {
@@ -425,13 +421,12 @@ impl Projector {
         }
     }
 
-    fn build_upsert(&self, seq: u64, guid: Guid, obj: &ObjState) -> Result<Upsert, String> {
-        let ctx = self.ctx(guid, obj, seq);
+    fn build_upsert(&self, seq: u64, obj: &ObjState, ctx: &Ctx<'_>) -> Result<Upsert, String> {
         let creating = !obj.in_cloud;
         let attributes = self
             .cfg
             .mappings
-            .evaluate(obj.kind, &ctx, creating, obj.on_create.as_deref())
+            .evaluate(obj.kind, ctx, creating, obj.on_create.as_deref())
             .map_err(|(target, e)| format!("{target}: {e}"))?;
         let text = |name: &str| ctx.attribute(name).to_opt_str("onPremises").ok().flatten();
         let sid = match ctx.attribute("objectSid") {
@@ -458,7 +453,12 @@ impl Projector {
             return;
         };
         let domain = obj.domain;
-        match self.in_scope(guid) {
+        let decision = {
+            let ctx = self.ctx(guid, obj, seq);
+            self.in_scope(guid, obj, &ctx)
+                .map(|()| self.build_upsert(seq, obj, &ctx))
+        };
+        match decision {
             Err(reason) => {
                 self.log(out, guid, seq, Step::Scope, "Skipped", reason.to_string());
                 if obj.in_cloud {
@@ -480,10 +480,10 @@ impl Projector {
                     self.leave_cloud(guid);
                 }
             }
-            Ok(()) => {
+            Ok(built) => {
                 self.log(out, guid, seq, Step::Scope, "InScope", String::new());
                 let creating = !obj.in_cloud;
-                let upsert = match self.build_upsert(seq, guid, obj) {
+                let upsert = match built {
                     Ok(u) => u,
                     Err(reason) => {
                         self.log(out, guid, seq, Step::Action, "Error", reason.clone());

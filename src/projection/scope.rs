@@ -228,12 +228,15 @@ impl Scope {
             .all(|c| clause_holds(c, &get(&c.attribute)))
     }
 
-    /// Whether the mode selects an object at canonical DN `dn_canonical` whose direct group memberships
-    /// include a scoping group (`in_scoping_group`, only asked in group mode).
-    pub fn mode_selects(&self, dn_canonical: &str, in_scoping_group: &dyn Fn() -> bool) -> bool {
+    /// Whether the mode selects an object at DN `object_dn` whose direct group memberships include a
+    /// scoping group (`in_scoping_group`, only asked in group mode).
+    pub fn mode_selects(&self, object_dn: &str, in_scoping_group: &dyn Fn() -> bool) -> bool {
         match &self.mode {
             Mode::All => true,
-            Mode::Ous(bases) => bases.iter().any(|b| dn::is_within(dn_canonical, b)),
+            Mode::Ous(bases) => {
+                let canonical = dn::canonical(object_dn);
+                bases.iter().any(|b| dn::is_within(&canonical, b))
+            }
             Mode::Groups(_) => in_scoping_group(),
         }
     }
@@ -371,7 +374,7 @@ mod tests {
         })
         .unwrap();
         let no = || false;
-        assert!(scope.mode_selects(&dn::canonical("CN=a,OU=East,OU=Sales,DC=corp,DC=test"), &no));
-        assert!(!scope.mode_selects(&dn::canonical("CN=a,OU=HR,DC=corp,DC=test"), &no));
+        assert!(scope.mode_selects("CN=a,OU=East,ou=sales,DC=corp,DC=test", &no));
+        assert!(!scope.mode_selects("CN=a,OU=HR,DC=corp,DC=test", &no));
     }
 }

@@ -6,15 +6,32 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::Guid;
+
+/// The 16 bytes behind an anchor, kept inline (no heap) and rendered as base64 on use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorBytes(pub [u8; 16]);
+
+impl std::fmt::Display for AnchorBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+/// The anchor bytes for `guid` and, if set, the raw `ms-DS-ConsistencyGuid` (used only when 16 bytes).
+pub fn anchor_bytes(guid: Guid, consistency_guid: Option<&[u8]>) -> AnchorBytes {
+    match consistency_guid.and_then(|v| <[u8; 16]>::try_from(v).ok()) {
+        Some(bytes) => AnchorBytes(bytes),
+        None => AnchorBytes(guid.0),
+    }
+}
 
 /// The anchor for an object with `guid` and, if set, the raw `ms-DS-ConsistencyGuid` value.
 /// A consistency GUID that is not exactly 16 bytes is ignored (AD would not accept it either).
 pub fn source_anchor(guid: Guid, consistency_guid: Option<&[u8]>) -> String {
-    match consistency_guid.filter(|v| v.len() == 16) {
-        Some(bytes) => STANDARD.encode(bytes),
-        None => STANDARD.encode(guid.0),
-    }
+    anchor_bytes(guid, consistency_guid).to_string()
 }
 
 #[cfg(test)]

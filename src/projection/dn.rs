@@ -67,26 +67,70 @@ fn unescape(v: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// A canonical form for comparing DNs: RDNs re-joined with `,`, types and values lower-cased, spaces around
-/// separators removed, escapes resolved and `,` `+` `=` `\` re-escaped. Falls back to the trimmed lower-case
-/// text when the DN does not parse.
+/// A canonical form for comparing DNs: RDNs re-joined with `,`, types and values lower-cased (per character,
+/// no context-dependent rules), spaces around separators removed, escapes resolved and `,` `+` `=` `\` `;`
+/// re-escaped. Falls back to the trimmed lower-case text when the DN does not parse.
 pub fn canonical(dn: &str) -> String {
+    fast_canonical(dn).unwrap_or_else(|| slow_canonical(dn))
+}
+
+fn push_lower(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+}
+
+/// The common case — no escapes, quotes, `;` or `+`, and no `=` inside values — in one pass.
+fn fast_canonical(dn: &str) -> Option<String> {
+    if dn.contains(['\\', '"', ';', '+']) || dn.trim().is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (attr, value) = rdn.split_once('=')?;
+        let (attr, value) = (attr.trim(), value.trim());
+        if attr.is_empty() || value.contains('=') {
+            return None;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        push_lower(&mut out, attr);
+        out.push('=');
+        push_lower(&mut out, value);
+    }
+    Some(out)
+}
+
+fn slow_canonical(dn: &str) -> String {
     match split(dn) {
         Some(rdns) => rdns
             .iter()
             .map(|r| {
-                let mut v = String::with_capacity(r.value.len());
-                for c in r.value.to_lowercase().chars() {
+                let mut lower = String::with_capacity(r.value.len());
+                push_lower(&mut lower, &r.value);
+                let mut v = String::with_capacity(lower.len());
+                for c in lower.chars() {
                     if matches!(c, ',' | '+' | '=' | '\\' | ';') {
                         v.push('\\');
                     }
                     v.push(c);
                 }
-                format!("{}={}", r.attr.to_ascii_lowercase(), v)
+                let mut attr = String::new();
+                push_lower(&mut attr, &r.attr);
+                format!("{attr}={v}")
             })
             .collect::<Vec<_>>()
             .join(","),
-        None => dn.trim().to_lowercase(),
+        None => {
+            let mut out = String::new();
+            push_lower(&mut out, dn.trim());
+            out
+        }
     }
 }
 
@@ -128,6 +172,19 @@ fn escape_value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass form agrees with the full parse wherever it applies.
+        #[test]
+        fn fast_path_agrees_with_the_full_parse(parts in proptest::collection::vec(
+            ("[a-zA-Z]{1,3}", "[ a-zA-ZÀ-ÿΣσ0-9=_-]{0,8}"), 1..5)) {
+            let dn = parts.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(",");
+            if let Some(fast) = fast_canonical(&dn) {
+                prop_assert_eq!(fast, slow_canonical(&dn));
+            }
+        }
+    }
 
     #[test]
     fn splits_with_escapes() {

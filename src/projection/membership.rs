@@ -48,7 +48,7 @@ impl Projector {
             if let Some(gs) = state.objects.get_mut(&g).and_then(|o| o.group.as_mut()) {
                 gs.pending.remove(&canon);
                 if gs.members.insert(guid) {
-                    state.member_of.entry(guid).or_default().insert(g);
+                    state.member_of.insert((guid, g));
                     newly.push(g);
                 }
             }
@@ -86,7 +86,7 @@ impl Projector {
             .state_mut()
             .objects
             .entry(group)
-            .or_insert_with(|| ObjState::placeholder(domain, ObjectKind::Group));
+            .or_insert_with(|| ObjState::placeholder(domain, ObjectKind::Group, group));
         if obj.group.is_none() {
             obj.group = Some(Box::new(GroupState::default()));
         }
@@ -118,12 +118,7 @@ impl Projector {
             };
             match resolved {
                 Some(m) if gs.members.remove(&m) => {
-                    if let Some(set) = state.member_of.get_mut(&m) {
-                        set.remove(&group);
-                        if set.is_empty() {
-                            state.member_of.remove(&m);
-                        }
-                    }
+                    state.member_of.remove(&(m, group));
                     if self.in_cloud(group) && self.in_cloud(m) {
                         let op = Operation::RemoveMember {
                             group_anchor: self.anchor(group),
@@ -158,7 +153,7 @@ impl Projector {
                     if !gs.members.insert(m) {
                         continue;
                     }
-                    state.member_of.entry(m).or_default().insert(group);
+                    state.member_of.insert((m, group));
                     if self.in_cloud(m) {
                         if self.in_cloud(group) {
                             let op = Operation::AddMember {
@@ -245,11 +240,11 @@ impl Projector {
             }
         }
         state.pending_hashes.remove(&guid);
-        if let Some(groups) = state.member_of.remove(&guid) {
-            for g in groups {
-                if let Some(gs) = state.objects.get_mut(&g).and_then(|o| o.group.as_mut()) {
-                    gs.members.remove(&guid);
-                }
+        let groups: Vec<Guid> = state.groups_of(guid).collect();
+        for g in groups {
+            state.member_of.remove(&(guid, g));
+            if let Some(gs) = state.objects.get_mut(&g).and_then(|o| o.group.as_mut()) {
+                gs.members.remove(&guid);
             }
         }
         let mut former_members = Vec::new();
@@ -264,12 +259,7 @@ impl Projector {
                 }
             }
             for m in gs.members {
-                if let Some(set) = state.member_of.get_mut(&m) {
-                    set.remove(&guid);
-                    if set.is_empty() {
-                        state.member_of.remove(&m);
-                    }
-                }
+                state.member_of.remove(&(m, guid));
                 former_members.push(m);
             }
         }

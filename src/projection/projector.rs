@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::anchor::source_anchor;
+use super::anchor::anchor_bytes;
 use super::config::Compiled;
 use super::dn;
 use super::expr::{EvalContext, Value};
@@ -303,15 +303,16 @@ impl Projector {
             .state
             .objects
             .entry(guid)
-            .or_insert_with(|| ObjState::placeholder(domain, kind));
+            .or_insert_with(|| ObjState::placeholder(domain, kind, guid));
         obj.kind = kind;
         obj.domain = domain;
-        if obj.anchor.is_empty() {
+        if obj.seen_seq == 0 {
+            // First read: the anchor is fixed now, for the object's life.
             let cg = attributes
                 .iter()
                 .find(|a| a.name.eq_ignore_ascii_case("ms-DS-ConsistencyGuid"))
                 .and_then(|a| a.values.first());
-            obj.anchor = source_anchor(guid, cg.map(Vec::as_slice)).into();
+            obj.anchor = anchor_bytes(guid, cg.map(Vec::as_slice));
         }
         obj.seen_seq = seq;
         let table = &self.cfg.table;
@@ -392,13 +393,11 @@ impl Projector {
             return Ok(());
         }
         let in_group = || {
-            self.state.member_of.get(&guid).is_some_and(|groups| {
-                groups.iter().any(|g| {
-                    self.state
-                        .objects
-                        .get(g)
-                        .is_some_and(|o| self.cfg.scope.is_scoping_group(&dn::canonical(&o.dn)))
-                })
+            self.state.groups_of(guid).any(|g| {
+                self.state
+                    .objects
+                    .get(&g)
+                    .is_some_and(|o| self.cfg.scope.is_scoping_group(&dn::canonical(&o.dn)))
             })
         };
         if !self.cfg.scope.mode_selects(&obj.dn, &in_group) {
@@ -624,15 +623,13 @@ impl Projector {
                 }
             }
         }
-        if let Some(groups) = self.state.member_of.get(&guid) {
-            for g in groups {
-                if let Some(go) = self.state.objects.get(g).filter(|go| go.in_cloud) {
-                    let op = Operation::AddMember {
-                        group_anchor: go.anchor.to_string(),
-                        member_anchor: anchor.clone(),
-                    };
-                    self.emit(out, go.domain, seq, op);
-                }
+        for g in self.state.groups_of(guid) {
+            if let Some(go) = self.state.objects.get(&g).filter(|go| go.in_cloud) {
+                let op = Operation::AddMember {
+                    group_anchor: go.anchor.to_string(),
+                    member_anchor: anchor.clone(),
+                };
+                self.emit(out, go.domain, seq, op);
             }
         }
         if kind == ObjectKind::User

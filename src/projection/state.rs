@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::anchor::AnchorBytes;
 use super::model::AttrBlob;
 use super::ops::ObjectKind;
 use crate::event::Guid;
@@ -30,8 +31,8 @@ pub struct ObjState {
     pub dn: Box<str>,
     /// The kept attributes.
     pub attrs: AttrBlob,
-    /// The source anchor, fixed when the object is first read.
-    pub anchor: Box<str>,
+    /// The source anchor's 16 bytes (rendered as base64), fixed when the object is first read.
+    pub anchor: AnchorBytes,
     /// Whether the cloud has (or has been sent) this object.
     pub in_cloud: bool,
     /// Fingerprint of the last upsert sent, to skip identical upserts.
@@ -49,13 +50,13 @@ pub struct ObjState {
 
 impl ObjState {
     /// A placeholder for an object known only by reference.
-    pub fn placeholder(domain: u16, kind: ObjectKind) -> ObjState {
+    pub fn placeholder(domain: u16, kind: ObjectKind, guid: Guid) -> ObjState {
         ObjState {
             domain,
             kind,
             dn: "".into(),
             attrs: AttrBlob::default(),
-            anchor: "".into(),
+            anchor: AnchorBytes(guid.0),
             in_cloud: false,
             last_hash: 0,
             seen_seq: 0,
@@ -77,8 +78,9 @@ pub struct State {
     pub dn_index: BTreeMap<(u16, Box<str>), Guid>,
     /// (domain, canonical member DN) to the groups waiting for that object.
     pub waiting: BTreeMap<(u16, Box<str>), BTreeSet<Guid>>,
-    /// Member to the groups it is a direct member of.
-    pub member_of: BTreeMap<Guid, BTreeSet<Guid>>,
+    /// (member, group) for every resolved direct membership: one flat ordered set (a per-member set
+    /// would cost a whole B-tree node for the usual one or two groups).
+    pub member_of: BTreeSet<(Guid, Guid)>,
     /// Domains with a resync in progress: domain to the sequence of its `ResyncStarted`.
     pub resyncs: BTreeMap<u16, u64>,
     /// Password hashes that arrived before their user reached the cloud: (sequence, OrgId string).
@@ -111,6 +113,13 @@ pub enum StateError {
 }
 
 impl State {
+    /// The groups `member` is a direct member of.
+    pub fn groups_of(&self, member: Guid) -> impl Iterator<Item = Guid> + '_ {
+        self.member_of
+            .range((member, Guid([0; 16]))..=(member, Guid([0xff; 16])))
+            .map(|(_, g)| *g)
+    }
+
     /// The state as bytes (bincode, standard configuration): equal states give equal bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, StateError> {
         Ok(bincode::serde::encode_to_vec(self, CONFIG)?)

@@ -5,8 +5,6 @@
 //! byte blob ([`AttrBlob`]): `{ id: u16 LE, count: varint, (len: varint, bytes)* }*`, ids ascending.
 //! That keeps a typical user at a few hundred bytes.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::expr::Value;
@@ -135,7 +133,7 @@ impl AttrBlob {
             .unwrap_or_default()
     }
 
-    fn encode(entries: &BTreeMap<u16, Vec<Vec<u8>>>) -> AttrBlob {
+    fn encode<V: AsRef<[u8]>>(entries: &[(u16, &[V])]) -> AttrBlob {
         let mut out = Vec::new();
         for (id, values) in entries {
             if values.is_empty() {
@@ -143,7 +141,8 @@ impl AttrBlob {
             }
             out.extend_from_slice(&id.to_le_bytes());
             put_varint(&mut out, values.len());
-            for v in values {
+            for v in values.iter() {
+                let v = v.as_ref();
                 put_varint(&mut out, v.len());
                 out.extend_from_slice(v);
             }
@@ -153,25 +152,37 @@ impl AttrBlob {
 
     /// Applies changes: with `replace_all` the blob becomes exactly `changes`, otherwise each changed attribute
     /// replaces its old values (an empty value list removes it). Attributes the table does not keep are
-    /// dropped. Returns whether anything changed.
+    /// dropped; of repeated names the last wins. Returns whether anything changed.
     pub fn apply<'a, I>(&mut self, table: &AttrTable, changes: I, replace_all: bool) -> bool
     where
         I: IntoIterator<Item = (&'a str, &'a [Vec<u8>])>,
     {
-        let mut map: BTreeMap<u16, Vec<Vec<u8>>> = if replace_all {
-            BTreeMap::new()
+        let mut new: Vec<(u16, &[Vec<u8>])> = changes
+            .into_iter()
+            .filter_map(|(name, values)| table.id(name).map(|id| (id, values)))
+            .collect();
+        // Stable sort keeps arrival order among equal ids; keep the last of each.
+        new.sort_by_key(|(id, _)| *id);
+        new.reverse();
+        new.dedup_by_key(|(id, _)| *id);
+        new.reverse();
+        let next = if replace_all {
+            AttrBlob::encode(&new)
         } else {
-            self.entries()
+            let old = self.entries();
+            let mut merged: Vec<(u16, Vec<&[u8]>)> = old
                 .into_iter()
-                .map(|(id, vals)| (id, vals.into_iter().map(<[u8]>::to_vec).collect()))
-                .collect()
+                .filter(|(id, _)| new.binary_search_by_key(id, |(i, _)| *i).is_err())
+                .collect();
+            merged.extend(
+                new.iter()
+                    .map(|(id, vals)| (*id, vals.iter().map(Vec::as_slice).collect())),
+            );
+            merged.sort_by_key(|(id, _)| *id);
+            let refs: Vec<(u16, &[&[u8]])> =
+                merged.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+            AttrBlob::encode(&refs)
         };
-        for (name, values) in changes {
-            if let Some(id) = table.id(name) {
-                map.insert(id, values.to_vec());
-            }
-        }
-        let next = AttrBlob::encode(&map);
         let changed = next != *self;
         *self = next;
         changed

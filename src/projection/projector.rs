@@ -98,11 +98,63 @@ fn seed(guid: Guid, seq: u64) -> [u8; 16] {
     out
 }
 
-/// FNV-1a over the upsert's content: cheap, stable across runs and platforms.
-fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// FNV-1a, fed piece by piece: cheap, stable across runs and platforms.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator so that ("ab", "c") and ("a", "bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
+
+    fn json(&mut self, v: &serde_json::Value) {
+        use serde_json::Value as J;
+        match v {
+            J::Null => self.bytes(b"n"),
+            J::Bool(b) => self.bytes(if *b { b"t" } else { b"f" }),
+            J::Number(n) => self.bytes(n.to_string().as_bytes()),
+            J::String(s) => self.bytes(s.as_bytes()),
+            J::Array(a) => {
+                self.bytes(b"[");
+                a.iter().for_each(|x| self.json(x));
+                self.bytes(b"]");
+            }
+            J::Object(o) => {
+                self.bytes(b"{");
+                for (k, x) in o {
+                    self.bytes(k.as_bytes());
+                    self.json(x);
+                }
+                self.bytes(b"}");
+            }
+        }
+    }
+
+    fn opt(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.bytes(s.as_bytes()),
+            None => self.bytes(b"\x00none"),
+        }
+    }
+}
+
+/// What decides whether an upsert must be sent again: kind, on-premises identity and attributes
+/// (not the anchor, which never changes, nor the version).
+fn upsert_fingerprint(u: &Upsert) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.bytes(u.kind.as_str().as_bytes());
+    h.opt(u.on_premises.sam_account_name.as_deref());
+    h.opt(u.on_premises.distinguished_name.as_deref());
+    h.opt(u.on_premises.security_identifier.as_deref());
+    h.opt(u.on_premises.domain_name.as_deref());
+    for (k, v) in &u.attributes {
+        h.bytes(k.as_bytes());
+        h.json(v);
+    }
+    h.0
 }
 
 impl Projector {
@@ -493,10 +545,7 @@ impl Projector {
                         return;
                     }
                 };
-                let print = fingerprint(
-                    &serde_json::to_vec(&(&upsert.kind, &upsert.on_premises, &upsert.attributes))
-                        .unwrap_or_default(),
-                );
+                let print = upsert_fingerprint(&upsert);
                 if !creating && print == obj.last_hash {
                     self.log(out, guid, seq, Step::Match, "NoChange", String::new());
                     return;

@@ -111,7 +111,7 @@ impl Projector {
             .map_or(domain, |o| o.domain);
         for member_dn in removed {
             let canon: Box<str> = dn::canonical(member_dn).into();
-            let resolved = self.state().dn_index.get(&(domain, canon.clone())).copied();
+            let resolved = self.state().dn_lookup(domain, &canon);
             let state = self.state_mut();
             let Some(gs) = state.objects.get_mut(&group).and_then(|o| o.group.as_mut()) else {
                 continue;
@@ -143,7 +143,7 @@ impl Projector {
         }
         for member_dn in added {
             let canon: Box<str> = dn::canonical(member_dn).into();
-            let resolved = self.state().dn_index.get(&(domain, canon.clone())).copied();
+            let resolved = self.state().dn_lookup(domain, &canon);
             let state = self.state_mut();
             let Some(gs) = state.objects.get_mut(&group).and_then(|o| o.group.as_mut()) else {
                 continue;
@@ -235,9 +235,7 @@ impl Projector {
         };
         if !obj.dn.is_empty() {
             let key = (domain, dn::canonical(&obj.dn).into_boxed_str());
-            if state.dn_index.get(&key) == Some(&guid) {
-                state.dn_index.remove(&key);
-            }
+            state.dn_remove(domain, &key.1, guid);
         }
         state.pending_hashes.remove(&guid);
         let groups: Vec<Guid> = state.groups_of(guid).collect();

@@ -124,13 +124,37 @@ impl AttrBlob {
         out
     }
 
-    /// The values of attribute `id` (empty when absent).
+    /// The values of attribute `id` (empty when absent). Scans the blob; allocates only the result.
     pub fn get(&self, id: u16) -> Vec<&[u8]> {
-        self.entries()
-            .into_iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, v)| v)
-            .unwrap_or_default()
+        let b = &self.0;
+        let mut at = 0;
+        while at + 2 <= b.len() {
+            let this = u16::from_le_bytes([b[at], b[at + 1]]);
+            at += 2;
+            let Some(count) = get_varint(b, &mut at) else {
+                break;
+            };
+            if this > id {
+                break;
+            }
+            let mut values = Vec::new();
+            for _ in 0..count {
+                let Some(len) = get_varint(b, &mut at) else {
+                    return Vec::new();
+                };
+                let Some(v) = b.get(at..at.saturating_add(len)) else {
+                    return Vec::new();
+                };
+                at += len;
+                if this == id {
+                    values.push(v);
+                }
+            }
+            if this == id {
+                return values;
+            }
+        }
+        Vec::new()
     }
 
     fn encode<V: AsRef<[u8]>>(entries: &[(u16, &[V])]) -> AttrBlob {

@@ -13,7 +13,7 @@ use super::anchor::anchor_bytes;
 use super::config::Compiled;
 use super::dn;
 use super::expr::{EvalContext, Value};
-use super::model::{AttrEntry, kind_of, to_value};
+use super::model::{AttrBlob, kind_of, to_value};
 use super::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
 use super::provlog::{LogEntry, Step};
 use super::sid::sid_to_string;
@@ -53,7 +53,7 @@ pub struct Projector {
 
 struct Ctx<'a> {
     cfg: &'a Compiled,
-    entries: Vec<AttrEntry<'a>>,
+    blob: &'a AttrBlob,
     dn: &'a str,
     guid: Guid,
     seq: u64,
@@ -71,10 +71,8 @@ impl EvalContext for Ctx<'_> {
         let Some(id) = self.cfg.table.id(name) else {
             return Value::Null;
         };
-        match self.entries.iter().find(|(i, _)| *i == id) {
-            Some((_, values)) => to_value(self.cfg.table.name(id).unwrap_or_default(), values),
-            None => Value::Null,
-        }
+        let values = self.blob.get(id);
+        to_value(self.cfg.table.name(id).unwrap_or_default(), &values)
     }
 
     fn guid_bytes(&self) -> [u8; 16] {
@@ -214,24 +212,19 @@ impl Projector {
                 ..
             } => {
                 if attribute.eq_ignore_ascii_case("member") {
-                    self.log(
-                        out,
-                        *guid,
-                        seq,
-                        Step::Import,
-                        "MembersChanged",
-                        format!("+{} -{}", added.len(), removed.len()),
-                    );
+                    self.log(out, *guid, seq, Step::Import, "MembersChanged", || {
+                        format!("+{} -{}", added.len(), removed.len())
+                    });
                     self.members_changed(seq, domain, *guid, added, removed, out);
                 }
             }
             Event::ObjectDeleted { guid, .. } => {
-                self.log(out, *guid, seq, Step::Import, "Deleted", String::new());
+                self.log(out, *guid, seq, Step::Import, "Deleted", String::new);
                 self.deleted(seq, *guid, out);
             }
             Event::ObjectMoved { guid, new_dn, .. } => {
                 if self.state.objects.contains_key(guid) {
-                    self.log(out, *guid, seq, Step::Import, "Moved", new_dn.clone());
+                    self.log(out, *guid, seq, Step::Import, "Moved", || new_dn.clone());
                     let canonical = self.set_dn(domain, *guid, new_dn);
                     let newly = self.resolve_waiting(domain, *guid, &canonical);
                     let was = self.state.objects.get(guid).is_some_and(|o| o.in_cloud);
@@ -261,7 +254,7 @@ impl Projector {
                         .map(|(g, _)| *g)
                         .collect();
                     for g in gone {
-                        self.log(out, g, seq, Step::Import, "NotSeenInResync", String::new());
+                        self.log(out, g, seq, Step::Import, "NotSeenInResync", String::new);
                         self.deleted(seq, g, out);
                     }
                 }
@@ -287,7 +280,7 @@ impl Projector {
             .get(&guid)
             .map(|o| o.dn.to_string())
             .unwrap_or_default();
-        copy.log(&mut out, guid, seq, Step::Import, "OnDemand", dn);
+        copy.log(&mut out, guid, seq, Step::Import, "OnDemand", || dn);
         copy.reconcile(seq, guid, &mut out);
         (out.log, out.ops)
     }
@@ -299,7 +292,7 @@ impl Projector {
         seq: u64,
         step: Step,
         outcome: &str,
-        detail: String,
+        detail: impl FnOnce() -> String,
     ) {
         if self.log_enabled {
             out.log.push(LogEntry {
@@ -307,7 +300,7 @@ impl Projector {
                 seq,
                 step,
                 outcome: outcome.to_string(),
-                detail,
+                detail: detail(),
             });
         }
     }
@@ -333,14 +326,9 @@ impl Projector {
         out: &mut Output,
     ) {
         let Some(kind) = kind_of(class) else {
-            self.log(
-                out,
-                guid,
-                seq,
-                Step::Import,
-                "Skipped",
-                format!("class {} is not synced", class.as_str()),
-            );
+            self.log(out, guid, seq, Step::Import, "Skipped", || {
+                format!("class {} is not synced", class.as_str())
+            });
             return;
         };
         self.log(
@@ -349,7 +337,7 @@ impl Projector {
             seq,
             Step::Import,
             if full_image { "FullImage" } else { "Delta" },
-            new_dn.to_string(),
+            || new_dn.to_string(),
         );
         let obj = self
             .state
@@ -416,16 +404,12 @@ impl Projector {
         let Some(obj) = self.state.objects.get_mut(&guid) else {
             return canonical;
         };
-        if !obj.dn.is_empty() {
-            let old = dn::canonical(&obj.dn);
-            if self.state.dn_index.get(&(domain, old.clone().into())) == Some(&guid) {
-                self.state.dn_index.remove(&(domain, old.into()));
-            }
-        }
+        let old = (!obj.dn.is_empty()).then(|| dn::canonical(&obj.dn));
         obj.dn = new_dn.into();
-        self.state
-            .dn_index
-            .insert((domain, canonical.clone()), guid);
+        if let Some(old) = old {
+            self.state.dn_remove(domain, &old, guid);
+        }
+        self.state.dn_insert(domain, canonical.clone(), guid);
         canonical
     }
 
@@ -464,7 +448,7 @@ impl Projector {
     fn ctx<'a>(&'a self, guid: Guid, obj: &'a ObjState, seq: u64) -> Ctx<'a> {
         Ctx {
             cfg: &self.cfg,
-            entries: obj.attrs.entries(),
+            blob: &obj.attrs,
             dn: &obj.dn,
             guid,
             seq,
@@ -511,33 +495,30 @@ impl Projector {
         };
         match decision {
             Err(reason) => {
-                self.log(out, guid, seq, Step::Scope, "Skipped", reason.to_string());
+                self.log(out, guid, seq, Step::Scope, "Skipped", || {
+                    reason.to_string()
+                });
                 if obj.in_cloud {
                     let op = Operation::Delete {
                         kind: obj.kind,
                         source_anchor: obj.anchor.to_string(),
                         version: seq,
                     };
-                    self.log(out, guid, seq, Step::Match, "Delete", String::new());
-                    self.log(
-                        out,
-                        guid,
-                        seq,
-                        Step::Action,
-                        "Delete",
-                        obj.anchor.to_string(),
-                    );
+                    self.log(out, guid, seq, Step::Match, "Delete", String::new);
+                    self.log(out, guid, seq, Step::Action, "Delete", || {
+                        obj.anchor.to_string()
+                    });
                     self.emit(out, domain, seq, op);
                     self.leave_cloud(guid);
                 }
             }
             Ok(built) => {
-                self.log(out, guid, seq, Step::Scope, "InScope", String::new());
+                self.log(out, guid, seq, Step::Scope, "InScope", String::new);
                 let creating = !obj.in_cloud;
                 let upsert = match built {
                     Ok(u) => u,
                     Err(reason) => {
-                        self.log(out, guid, seq, Step::Action, "Error", reason.clone());
+                        self.log(out, guid, seq, Step::Action, "Error", || reason.clone());
                         tracing::warn!(object = %guid, seq, reason = %reason, "Mapping failed; object held back.");
                         if let Some(o) = self.state.objects.get_mut(&guid) {
                             o.quarantine = Some(reason.into());
@@ -547,7 +528,7 @@ impl Projector {
                 };
                 let print = upsert_fingerprint(&upsert);
                 if !creating && print == obj.last_hash {
-                    self.log(out, guid, seq, Step::Match, "NoChange", String::new());
+                    self.log(out, guid, seq, Step::Match, "NoChange", String::new);
                     return;
                 }
                 self.log(
@@ -556,16 +537,11 @@ impl Projector {
                     seq,
                     Step::Match,
                     if creating { "Create" } else { "Update" },
-                    String::new(),
+                    String::new,
                 );
-                self.log(
-                    out,
-                    guid,
-                    seq,
-                    Step::Action,
-                    "Upsert",
-                    upsert.source_anchor.clone(),
-                );
+                self.log(out, guid, seq, Step::Action, "Upsert", || {
+                    upsert.source_anchor.clone()
+                });
                 let unique: Vec<String> = self
                     .cfg
                     .mappings
@@ -629,25 +605,13 @@ impl Projector {
                     version: seq,
                     credential: hash.to_string(),
                 };
-                self.log(
-                    out,
-                    guid,
-                    seq,
-                    Step::Action,
-                    "SetPasswordHash",
-                    String::new(),
-                );
+                self.log(out, guid, seq, Step::Action, "SetPasswordHash", String::new);
                 self.emit(out, o.domain, seq, op);
             }
             _ => {
-                self.log(
-                    out,
-                    guid,
-                    seq,
-                    Step::Action,
-                    "HashHeld",
-                    "user not in the cloud yet".into(),
-                );
+                self.log(out, guid, seq, Step::Action, "HashHeld", || {
+                    "user not in the cloud yet".into()
+                });
                 self.state
                     .pending_hashes
                     .insert(guid, (seq, hash.to_string()));
@@ -705,15 +669,10 @@ impl Projector {
                 source_anchor: obj.anchor.to_string(),
                 version: seq,
             };
-            self.log(out, guid, seq, Step::Match, "Delete", String::new());
-            self.log(
-                out,
-                guid,
-                seq,
-                Step::Action,
-                "Delete",
-                obj.anchor.to_string(),
-            );
+            self.log(out, guid, seq, Step::Match, "Delete", String::new);
+            self.log(out, guid, seq, Step::Action, "Delete", || {
+                obj.anchor.to_string()
+            });
             self.emit(out, domain, seq, op);
         }
         self.leave_cloud(guid);

@@ -509,5 +509,5 @@ fn deleting_a_user_removes_it_everywhere() {
             .as_ref()
             .is_some_and(|gs| gs.members.is_empty())
     );
-    assert!(st.member_of.is_empty() && st.dn_index.len() == 1);
+    assert!(st.member_of.is_empty() && st.dn_count() == 1);
 }

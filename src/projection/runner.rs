@@ -268,9 +268,8 @@ impl<S: OpSink> Runner<S> {
             .projector
             .state()
             .dn_index
-            .iter()
-            .find(|((_, d), _)| **d == *canon)
-            .map(|(_, g)| *g)
+            .values()
+            .find_map(|m| m.get(canon.as_str()).copied())
             .ok_or_else(|| RunnerError::UnknownDn(dn.to_string()))?;
         let (log, ops) = self.projector.provision_preview(guid);
         self.sink.enqueue(ops.clone(), None).await?;

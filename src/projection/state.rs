@@ -74,8 +74,9 @@ pub struct State {
     pub domains: Vec<String>,
     /// Objects by objectGUID.
     pub objects: BTreeMap<Guid, ObjState>,
-    /// (domain, canonical DN) to objectGUID, for resolving member DNs.
-    pub dn_index: BTreeMap<(u16, Box<str>), Guid>,
+    /// Per domain: canonical DN to objectGUID, for resolving member DNs (nested so lookups by `&str`
+    /// need no allocation).
+    pub dn_index: BTreeMap<u16, BTreeMap<Box<str>, Guid>>,
     /// (domain, canonical member DN) to the groups waiting for that object.
     pub waiting: BTreeMap<(u16, Box<str>), BTreeSet<Guid>>,
     /// (member, group) for every resolved direct membership: one flat ordered set (a per-member set
@@ -113,6 +114,32 @@ pub enum StateError {
 }
 
 impl State {
+    /// The object holding canonical DN `canonical` in `domain`.
+    pub fn dn_lookup(&self, domain: u16, canonical: &str) -> Option<Guid> {
+        self.dn_index.get(&domain)?.get(canonical).copied()
+    }
+
+    /// Records that `guid` holds canonical DN `canonical`.
+    pub fn dn_insert(&mut self, domain: u16, canonical: Box<str>, guid: Guid) {
+        self.dn_index
+            .entry(domain)
+            .or_default()
+            .insert(canonical, guid);
+    }
+
+    /// Forgets canonical DN `canonical` if `guid` holds it.
+    pub fn dn_remove(&mut self, domain: u16, canonical: &str, guid: Guid) {
+        if let Some(m) = self.dn_index.get_mut(&domain)
+            && m.get(canonical) == Some(&guid)
+        {
+            m.remove(canonical);
+        }
+    }
+
+    /// How many DNs the index holds.
+    pub fn dn_count(&self) -> usize {
+        self.dn_index.values().map(BTreeMap::len).sum()
+    }
     /// The groups `member` is a direct member of.
     pub fn groups_of(&self, member: Guid) -> impl Iterator<Item = Guid> + '_ {
         self.member_of

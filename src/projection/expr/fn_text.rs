@@ -160,7 +160,7 @@ const EXTRA_FOLDS: &[(char, &str)] = &[
 ];
 
 /// Removes diacritics: canonical decomposition (NFD) without combining marks, then NFC, plus the
-/// [`EXTRA_FOLDS`] letters.
+/// letters in `EXTRA_FOLDS` (ø ł đ ħ ı ß æ œ þ ð) that Unicode does not decompose.
 pub fn fold_diacritics(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.nfd().filter(|c| !is_combining_mark(*c)) {

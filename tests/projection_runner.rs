@@ -226,3 +226,57 @@ async fn on_demand_ignores_the_scope_filter_and_leaves_state_alone() {
         Some("Skipped")
     );
 }
+
+#[tokio::test]
+async fn journal_replay_shows_the_provisioning_log_next_to_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let pdir = dir.path().join("projection");
+    {
+        let journal = Journal::open(&jdir, JournalOptions::default()).unwrap();
+        journal
+            .append(vec![user(1, "In"), user(2, "Out"), user(1, "Out")], None)
+            .unwrap();
+        let store = ProjectionStore::open(&pdir).unwrap();
+        let mut runner = Runner::open(
+            cfg(500).compile().unwrap(),
+            journal,
+            store,
+            MemOutbox::default(),
+        )
+        .unwrap();
+        runner.run_once(1000).await.unwrap();
+    }
+    let guid = Guid([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args(["journal", "replay"])
+        .arg(&jdir)
+        .args(["--object", &guid, "--projection"])
+        .arg(&pdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Event 1 (created in scope), then event 3 (moved out of scope: deleted); user 2's event is not shown.
+    assert_eq!(
+        lines.iter().filter(|l| !l.starts_with("    -> ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(lines.contains(&"    -> Match Create: "), "{text}");
+    assert!(
+        lines.contains(&"    -> Scope Skipped: outside the selected OUs or groups"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("    -> Action Delete: ")),
+        "{text}"
+    );
+}

@@ -264,12 +264,9 @@ impl<S: OpSink> Runner<S> {
         dn: &str,
     ) -> Result<(Vec<LogEntry>, Vec<ProjectedOp>), RunnerError> {
         let canon = super::dn::canonical(dn);
-        let guid: Guid = self
-            .projector
-            .state()
-            .dn_index
-            .values()
-            .find_map(|m| m.get(canon.as_str()).copied())
+        let state = self.projector.state();
+        let guid: Guid = (0..state.domains.len())
+            .find_map(|d| state.dn_lookup(d as u16, &canon))
             .ok_or_else(|| RunnerError::UnknownDn(dn.to_string()))?;
         let (log, ops) = self.projector.provision_preview(guid);
         self.sink.enqueue(ops.clone(), None).await?;

@@ -74,9 +74,11 @@ pub struct State {
     pub domains: Vec<String>,
     /// Objects by objectGUID.
     pub objects: BTreeMap<Guid, ObjState>,
-    /// Per domain: canonical DN to objectGUID, for resolving member DNs (nested so lookups by `&str`
-    /// need no allocation).
-    pub dn_index: BTreeMap<u16, BTreeMap<Box<str>, Guid>>,
+    /// (domain, 64-bit FNV-1a of the canonical DN) to objectGUID, for resolving member DNs. Keyed by hash so
+    /// the DN is not stored a second time; every hit is verified against the object's own DN.
+    pub dn_index: BTreeMap<(u16, u64), Guid>,
+    /// The rare DNs whose hash another DN already holds: domain to canonical DN to objectGUID.
+    pub dn_collisions: BTreeMap<u16, BTreeMap<Box<str>, Guid>>,
     /// (domain, canonical member DN) to the groups waiting for that object.
     pub waiting: BTreeMap<(u16, Box<str>), BTreeSet<Guid>>,
     /// (member, group) for every resolved direct membership: one flat ordered set (a per-member set
@@ -90,6 +92,13 @@ pub struct State {
     pub claimed: BTreeMap<String, Guid>,
     /// The last journal sequence applied.
     pub last_seq: u64,
+}
+
+/// FNV-1a (64 bit) of a canonical DN: stable across runs and platforms, as the state's bytes must be.
+pub fn dn_hash(canonical: &str) -> u64 {
+    canonical.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The bincode configuration of state snapshots (varint integers, bounded length prefixes).
@@ -116,29 +125,78 @@ pub enum StateError {
 impl State {
     /// The object holding canonical DN `canonical` in `domain`.
     pub fn dn_lookup(&self, domain: u16, canonical: &str) -> Option<Guid> {
-        self.dn_index.get(&domain)?.get(canonical).copied()
+        self.dn_lookup_hashed(domain, dn_hash(canonical), canonical)
     }
 
-    /// Records that `guid` holds canonical DN `canonical`.
+    fn holds(&self, guid: Guid, canonical: &str) -> bool {
+        self.objects
+            .get(&guid)
+            .is_some_and(|o| crate::projection::dn::canonical(&o.dn) == canonical)
+    }
+
+    fn dn_lookup_hashed(&self, domain: u16, hash: u64, canonical: &str) -> Option<Guid> {
+        if let Some(g) = self
+            .dn_collisions
+            .get(&domain)
+            .and_then(|m| m.get(canonical))
+        {
+            return Some(*g);
+        }
+        let g = *self.dn_index.get(&(domain, hash))?;
+        self.holds(g, canonical).then_some(g)
+    }
+
+    /// Records that `guid` holds canonical DN `canonical` (the object's `dn` must already be set).
     pub fn dn_insert(&mut self, domain: u16, canonical: Box<str>, guid: Guid) {
-        self.dn_index
-            .entry(domain)
-            .or_default()
-            .insert(canonical, guid);
+        self.dn_insert_hashed(domain, dn_hash(&canonical), canonical, guid);
+    }
+
+    fn dn_insert_hashed(&mut self, domain: u16, hash: u64, canonical: Box<str>, guid: Guid) {
+        match self.dn_index.get(&(domain, hash)).copied() {
+            Some(other)
+                if other != guid
+                    && self.objects.contains_key(&other)
+                    && !self.holds(other, &canonical) =>
+            {
+                self.dn_collisions
+                    .entry(domain)
+                    .or_default()
+                    .insert(canonical, guid);
+            }
+            _ => {
+                self.dn_index.insert((domain, hash), guid);
+            }
+        }
     }
 
     /// Forgets canonical DN `canonical` if `guid` holds it.
     pub fn dn_remove(&mut self, domain: u16, canonical: &str, guid: Guid) {
-        if let Some(m) = self.dn_index.get_mut(&domain)
+        self.dn_remove_hashed(domain, dn_hash(canonical), canonical, guid);
+    }
+
+    fn dn_remove_hashed(&mut self, domain: u16, hash: u64, canonical: &str, guid: Guid) {
+        if let Some(m) = self.dn_collisions.get_mut(&domain)
             && m.get(canonical) == Some(&guid)
         {
             m.remove(canonical);
+            if m.is_empty() {
+                self.dn_collisions.remove(&domain);
+            }
+            return;
+        }
+        if self.dn_index.get(&(domain, hash)) == Some(&guid) {
+            self.dn_index.remove(&(domain, hash));
         }
     }
 
     /// How many DNs the index holds.
     pub fn dn_count(&self) -> usize {
-        self.dn_index.values().map(BTreeMap::len).sum()
+        self.dn_index.len()
+            + self
+                .dn_collisions
+                .values()
+                .map(BTreeMap::len)
+                .sum::<usize>()
     }
     /// The groups `member` is a direct member of.
     pub fn groups_of(&self, member: Guid) -> impl Iterator<Item = Guid> + '_ {
@@ -173,5 +231,48 @@ impl State {
     /// The name of domain `id`.
     pub fn domain_name(&self, id: u16) -> &str {
         self.domains.get(usize::from(id)).map_or("", String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ops::ObjectKind;
+
+    fn object(state: &mut State, n: u8, dn: &str) -> Guid {
+        let g = Guid([n; 16]);
+        let mut o = ObjState::placeholder(0, ObjectKind::User, g);
+        o.dn = dn.into();
+        state.objects.insert(g, o);
+        g
+    }
+
+    #[test]
+    fn hash_collisions_go_to_the_side_table() {
+        let mut st = State::default();
+        let a = object(&mut st, 1, "CN=A,DC=x");
+        let b = object(&mut st, 2, "CN=B,DC=x");
+        // Force both DNs onto one hash value.
+        st.dn_insert_hashed(0, 7, "cn=a,dc=x".into(), a);
+        st.dn_insert_hashed(0, 7, "cn=b,dc=x".into(), b);
+        assert_eq!(st.dn_lookup_hashed(0, 7, "cn=a,dc=x"), Some(a));
+        assert_eq!(st.dn_lookup_hashed(0, 7, "cn=b,dc=x"), Some(b));
+        assert_eq!(
+            st.dn_lookup_hashed(0, 7, "cn=c,dc=x"),
+            None,
+            "a hash hit is verified"
+        );
+        assert_eq!(st.dn_count(), 2);
+        st.dn_remove_hashed(0, 7, "cn=b,dc=x", b);
+        st.dn_remove_hashed(0, 7, "cn=a,dc=x", a);
+        assert_eq!(st.dn_count(), 0);
+        assert!(st.dn_collisions.is_empty());
+    }
+
+    #[test]
+    fn dn_hash_is_fnv1a() {
+        // Published FNV-1a 64 test vectors (Fowler/Noll/Vo): "" and "a".
+        assert_eq!(dn_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(dn_hash("a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -10,6 +10,7 @@
 //! - [`config`]  — layered agent configuration (defaults → TOML → `CLOUDSYNC_*`), validation, secrets.
 //! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback) into the journal.
 //! - [`agent`]   — the agent daemon: `sync_once`, the long-running feed loop, shutdown, progress.
+//! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 //! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
@@ -20,5 +21,6 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod journal;
+pub mod projection;
 pub mod source;
 pub mod tenant;

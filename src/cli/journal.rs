@@ -42,6 +42,10 @@ pub enum JournalCommand {
         /// Print JSON lines instead of the timeline.
         #[arg(long)]
         json: bool,
+        /// With `--object`: projection's store directory; the object's provisioning-log entries
+        /// (Import → Scope → Match → Action) are shown under the events that caused them.
+        #[arg(long, value_name = "DIR", requires = "object")]
+        projection: Option<PathBuf>,
     },
     /// Check every record's CRC and payload and the sequence continuity; exit 2 on any problem.
     Verify {
@@ -84,6 +88,7 @@ pub fn run(cmd: JournalCommand) -> anyhow::Result<ExitCode> {
             object,
             kind,
             json,
+            projection,
         } => {
             let object = object
                 .map(|text| {
@@ -98,7 +103,19 @@ pub fn run(cmd: JournalCommand) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .transpose()?;
-            replay(&dir, from, to.unwrap_or(u64::MAX), object, kind, json)
+            let provlog = match (projection, object) {
+                (Some(p), Some(g)) => provisioning_log(&p, g)?,
+                _ => Default::default(),
+            };
+            replay(
+                &dir,
+                from,
+                to.unwrap_or(u64::MAX),
+                object,
+                kind,
+                json,
+                &provlog,
+            )
         }
         JournalCommand::Verify { dir } => verify(&dir),
         JournalCommand::Export {
@@ -179,6 +196,28 @@ fn hex_preview(data: &[u8]) -> String {
     }
 }
 
+/// The provisioning log of one object from projection's store, by journal sequence.
+fn provisioning_log(
+    dir: &Path,
+    guid: Guid,
+) -> anyhow::Result<std::collections::BTreeMap<u64, Vec<crate::projection::provlog::LogEntry>>> {
+    let store = crate::projection::store::ProjectionStore::open(dir).with_context(|| {
+        format!(
+            "cannot open projection's store at {} (is the agent running?)",
+            dir.display()
+        )
+    })?;
+    let mut by_seq = std::collections::BTreeMap::<u64, Vec<_>>::new();
+    for entry in store
+        .provlog()
+        .for_object(guid)
+        .context("while reading the provisioning log")?
+    {
+        by_seq.entry(entry.seq).or_default().push(entry);
+    }
+    Ok(by_seq)
+}
+
 fn replay(
     dir: &Path,
     from: u64,
@@ -186,6 +225,7 @@ fn replay(
     object: Option<Guid>,
     kind: Option<EventKind>,
     json: bool,
+    provlog: &std::collections::BTreeMap<u64, Vec<crate::projection::provlog::LogEntry>>,
 ) -> anyhow::Result<ExitCode> {
     let journal = open(dir)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -203,6 +243,17 @@ fn replay(
             writeln!(out, "{}", view::record_json(&record, false))?;
         } else {
             writeln!(out, "{}", view::timeline_line(&record))?;
+        }
+        for entry in provlog.get(&record.seq).into_iter().flatten() {
+            if json {
+                writeln!(out, "{}", serde_json::to_string(entry)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "    -> {:?} {}: {}",
+                    entry.step, entry.outcome, entry.detail
+                )?;
+            }
         }
     }
     out.flush()?;

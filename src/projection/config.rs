@@ -1,0 +1,170 @@
+//! Projection's configuration (`[projection]` in the agent's TOML) and its compiled form.
+//!
+//! ```toml
+//! [projection]
+//! delete_threshold = 500            # deletes per run before they are staged; 0 switches protection off
+//! [projection.scope]
+//! ous = ["OU=Sales,DC=corp,DC=example,DC=test"]     # or groups = ["CN=Pilot,OU=Groups,…"]
+//! filters = [{ attribute = "department", operator = "NOT_EQUALS", value = "Contractors" }]
+//! [[projection.mappings]]
+//! object = "user"
+//! target = "jobTitle"
+//! expression = 'Trim(ToUpper([title]))'
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::mapping::{MappingSpec, Mappings};
+use super::model::AttrTable;
+use super::scope::{Scope, ScopeSpec};
+
+/// Microsoft's default accidental-delete threshold.
+pub const DEFAULT_DELETE_THRESHOLD: u32 = 500;
+
+fn default_threshold() -> u32 {
+    DEFAULT_DELETE_THRESHOLD
+}
+
+/// The configuration as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionConfig {
+    /// Which objects are synced.
+    #[serde(default)]
+    pub scope: ScopeSpec,
+    /// Mappings that replace or add to the defaults.
+    #[serde(default)]
+    pub mappings: Vec<MappingSpec>,
+    /// Deletes per run at which they are staged instead of sent (Microsoft: 500 means at most 499 go
+    /// through); 0 switches the protection off.
+    #[serde(default = "default_threshold")]
+    pub delete_threshold: u32,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        ProjectionConfig {
+            scope: ScopeSpec::default(),
+            mappings: Vec::new(),
+            delete_threshold: DEFAULT_DELETE_THRESHOLD,
+        }
+    }
+}
+
+/// A configuration problem naming the key to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The key, e.g. `projection.mappings[2].expression`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Attributes projection always keeps: identity, anchor, exclusion and fallback inputs.
+const ALWAYS_KEPT: &[&str] = &[
+    "cn",
+    "displayname",
+    "iscriticalsystemobject",
+    "mail",
+    "mailnickname",
+    "ms-ds-consistencyguid",
+    "objectsid",
+    "samaccountname",
+    "useraccountcontrol",
+    "userprincipalname",
+];
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// Scope.
+    pub scope: Scope,
+    /// Mappings.
+    pub mappings: Mappings,
+    /// The attributes kept per object.
+    pub table: AttrTable,
+    /// The delete threshold (0: off).
+    pub delete_threshold: u32,
+}
+
+impl ProjectionConfig {
+    /// Checks everything and reports every problem at once.
+    pub fn compile(&self) -> Result<Compiled, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let scope = Scope::compile(&self.scope).map_err(|es| {
+            errors.extend(es.into_iter().map(|e| ConfigError {
+                key: e.key,
+                message: e.message,
+            }));
+        });
+        let mappings = Mappings::compile(&self.mappings).map_err(|es| {
+            errors.extend(es.into_iter().map(|e| ConfigError {
+                key: e.key,
+                message: e.message,
+            }));
+        });
+        match (scope, mappings) {
+            (Ok(scope), Ok(mappings)) if errors.is_empty() => {
+                let names = ALWAYS_KEPT
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(mappings.attributes())
+                    .chain(scope.attributes());
+                Ok(Compiled {
+                    table: AttrTable::new(names),
+                    scope,
+                    mappings,
+                    delete_threshold: self.delete_threshold,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_toml_and_reports_all_errors() {
+        let text = r#"
+            delete_threshold = 10
+            [scope]
+            ous = ["OU=Sales,DC=corp,DC=example,DC=test"]
+            filters = [{ attribute = "department", operator = "NOT_EQUALS", value = "Contractors" }]
+            [[mappings]]
+            object = "user"
+            target = "jobTitle"
+            expression = 'Trim(ToUpper([title]))'
+        "#;
+        let cfg: ProjectionConfig = toml::from_str(text).unwrap();
+        let compiled = cfg.compile().unwrap();
+        assert_eq!(compiled.delete_threshold, 10);
+        assert!(compiled.table.id("title").is_some());
+        assert!(compiled.table.id("department").is_some());
+
+        let bad = ProjectionConfig {
+            scope: ScopeSpec {
+                ous: vec!["junk".into()],
+                ..ScopeSpec::default()
+            },
+            mappings: vec![MappingSpec {
+                expression: Some("Left([a],".into()),
+                ..MappingSpec::new(super::super::ops::ObjectKind::User, "x")
+            }],
+            ..ProjectionConfig::default()
+        };
+        let errs = bad.compile().unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].key, "projection.scope.ous[0]");
+        assert_eq!(errs[1].key, "projection.mappings[0].expression");
+    }
+
+    #[test]
+    fn default_threshold_is_microsofts() {
+        let cfg: ProjectionConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg.delete_threshold, 500);
+    }
+}

@@ -1,0 +1,224 @@
+//! Distinguished names: splitting into RDNs (RFC 4514 escapes), a canonical form for comparisons and
+//! the subtree test that OU scoping uses.
+
+/// One relative distinguished name: attribute type and value, the value unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rdn {
+    /// The attribute type as written (`CN`, `OU`, `DC`, …).
+    pub attr: String,
+    /// The value with RFC 4514 escapes (`\,`, `\2C`, …) resolved.
+    pub value: String,
+}
+
+/// Splits `dn` into RDNs, leftmost first. `None` when an RDN has no `=` or an escape is malformed.
+/// Multi-valued RDNs (`a=1+b=2`) are kept whole in `value` of their first type; AD does not create them.
+pub fn split(dn: &str) -> Option<Vec<Rdn>> {
+    let mut out = Vec::new();
+    if dn.trim().is_empty() {
+        return Some(out);
+    }
+    let mut raw = String::new();
+    let mut chars = dn.chars().peekable();
+    let mut parts: Vec<String> = Vec::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                raw.push('\\');
+                raw.push(chars.next()?);
+            }
+            ',' | ';' => parts.push(std::mem::take(&mut raw)),
+            c => raw.push(c),
+        }
+    }
+    parts.push(raw);
+    for part in parts {
+        let (attr, value) = part.split_once('=')?;
+        let attr = attr.trim();
+        if attr.is_empty() {
+            return None;
+        }
+        out.push(Rdn {
+            attr: attr.to_string(),
+            value: unescape(value.trim())?,
+        });
+    }
+    Some(out)
+}
+
+fn unescape(v: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let n = chars.next()?;
+        if n.is_ascii_hexdigit() {
+            let m = chars.next()?;
+            let hex: String = [n, m].iter().collect();
+            bytes.push(u8::from_str_radix(&hex, 16).ok()?);
+        } else {
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(n.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// A canonical form for comparing DNs: RDNs re-joined with `,`, types and values lower-cased (per character,
+/// no context-dependent rules), spaces around separators removed, escapes resolved and `,` `+` `=` `\` `;`
+/// re-escaped. Falls back to the trimmed lower-case text when the DN does not parse.
+pub fn canonical(dn: &str) -> String {
+    fast_canonical(dn).unwrap_or_else(|| slow_canonical(dn))
+}
+
+fn push_lower(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+}
+
+/// The common case — no escapes, quotes, `;` or `+`, and no `=` inside values — in one pass.
+fn fast_canonical(dn: &str) -> Option<String> {
+    if dn.contains(['\\', '"', ';', '+']) || dn.trim().is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (attr, value) = rdn.split_once('=')?;
+        let (attr, value) = (attr.trim(), value.trim());
+        if attr.is_empty() || value.contains('=') {
+            return None;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        push_lower(&mut out, attr);
+        out.push('=');
+        push_lower(&mut out, value);
+    }
+    Some(out)
+}
+
+fn slow_canonical(dn: &str) -> String {
+    match split(dn) {
+        Some(rdns) => rdns
+            .iter()
+            .map(|r| {
+                let mut lower = String::with_capacity(r.value.len());
+                push_lower(&mut lower, &r.value);
+                let mut v = String::with_capacity(lower.len());
+                for c in lower.chars() {
+                    if matches!(c, ',' | '+' | '=' | '\\' | ';') {
+                        v.push('\\');
+                    }
+                    v.push(c);
+                }
+                let mut attr = String::new();
+                push_lower(&mut attr, &r.attr);
+                format!("{attr}={v}")
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        None => {
+            let mut out = String::new();
+            push_lower(&mut out, dn.trim());
+            out
+        }
+    }
+}
+
+/// Whether canonical DN `dn` equals or lies below canonical DN `base`.
+pub fn is_within(dn_canonical: &str, base_canonical: &str) -> bool {
+    dn_canonical == base_canonical
+        || (dn_canonical.len() > base_canonical.len()
+            && dn_canonical.ends_with(base_canonical)
+            && dn_canonical[..dn_canonical.len() - base_canonical.len()].ends_with(','))
+            && !dn_canonical[..dn_canonical.len() - base_canonical.len()].ends_with("\\,")
+}
+
+/// The parent of `dn` (everything after the first unescaped comma), or `None` at the top.
+pub fn parent(dn: &str) -> Option<String> {
+    let rdns = split(dn)?;
+    if rdns.len() < 2 {
+        return None;
+    }
+    Some(
+        rdns[1..]
+            .iter()
+            .map(|r| format!("{}={}", r.attr, escape_value(&r.value)))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn escape_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(c, ',' | '+' | '=' | '\\' | ';' | '"' | '<' | '>') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass form agrees with the full parse wherever it applies.
+        #[test]
+        fn fast_path_agrees_with_the_full_parse(parts in proptest::collection::vec(
+            ("[a-zA-Z]{1,3}", "[ a-zA-ZÀ-ÿΣσ0-9=_-]{0,8}"), 1..5)) {
+            let dn = parts.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(",");
+            if let Some(fast) = fast_canonical(&dn) {
+                prop_assert_eq!(fast, slow_canonical(&dn));
+            }
+        }
+    }
+
+    #[test]
+    fn splits_with_escapes() {
+        let rdns = split(r"CN=Doe\, John,OU=Sales , DC=corp,DC=example").unwrap();
+        assert_eq!(rdns.len(), 4);
+        assert_eq!(rdns[0].value, "Doe, John");
+        assert_eq!(rdns[1].attr, "OU");
+        assert_eq!(rdns[1].value, "Sales");
+        assert_eq!(split(r"CN=Caf\C3\A9,DC=x").unwrap()[0].value, "Café");
+        assert_eq!(split("CN=a,junk"), None);
+        assert_eq!(split(r"CN=a\"), None);
+    }
+
+    #[test]
+    fn canonical_and_subtree() {
+        let base = canonical("OU=Sales,DC=Corp,DC=Example");
+        assert_eq!(base, "ou=sales,dc=corp,dc=example");
+        assert!(is_within(
+            &canonical("CN=A, OU=sales,DC=corp,DC=example"),
+            &base
+        ));
+        assert!(is_within(&base, &base));
+        assert!(!is_within(
+            &canonical("CN=A,OU=Presales,DC=corp,DC=example"),
+            &base
+        ));
+        assert!(!is_within(
+            &canonical(r"CN=x\,ou=sales,DC=corp,DC=example"),
+            &canonical("DC=corp,DC=example").replacen("dc=corp", "ou=sales,dc=corp", 1)
+        ));
+        assert_eq!(
+            parent("CN=A,OU=Sales,DC=x").as_deref(),
+            Some("OU=Sales,DC=x")
+        );
+        assert_eq!(parent("DC=x"), None);
+    }
+}

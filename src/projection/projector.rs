@@ -1,0 +1,305 @@
+//! The projector: applies journal events, in sequence order, to the [`State`] and emits cloud operations
+//! and provisioning-log entries. Pure and deterministic: no I/O, no clock, no randomness.
+//!
+//! Per event the steps are Import (update the object), Scope, Match (create / update / delete / nothing),
+//! Action (the operation). Operations come out in an order the tenant can apply one by one: an object's
+//! upsert precedes membership operations that name it, and an object's own operations keep event order.
+
+use super::anchor::anchor_bytes;
+use super::config::Compiled;
+use super::dn;
+use super::model::kind_of;
+use super::ops::{ObjectKind, Operation};
+use super::provlog::{LogEntry, Step};
+use super::state::{ObjState, State};
+use crate::event::{Attribute, Event, Guid, SourceKind};
+
+/// One operation for the outbox, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedOp {
+    /// The AD domain (selects the tenant configuration).
+    pub domain: String,
+    /// The journal sequence that produced it.
+    pub origin_seq: u64,
+    /// The operation.
+    pub op: Operation,
+}
+
+/// What applying events produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Operations, in sending order.
+    pub ops: Vec<ProjectedOp>,
+    /// Provisioning-log entries (only when [`Projector::log_enabled`]).
+    pub log: Vec<LogEntry>,
+}
+
+/// Applies events to the state.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    pub(super) cfg: Compiled,
+    pub(super) state: State,
+    /// Whether to produce provisioning-log entries.
+    pub log_enabled: bool,
+    /// Ignore the scoping filter (on-demand provisioning, as the product does).
+    pub ignore_scope: bool,
+}
+
+impl Projector {
+    /// A projector over `state` (empty for a first run, or a restored snapshot).
+    pub fn new(cfg: Compiled, state: State) -> Projector {
+        Projector {
+            cfg,
+            state,
+            log_enabled: true,
+            ignore_scope: false,
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub(super) fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Gives the state back (to snapshot it).
+    pub fn into_state(self) -> State {
+        self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Compiled {
+        &self.cfg
+    }
+
+    /// Applies one event with journal sequence `seq`; events must come in increasing sequence order
+    /// (an event at or below the last applied sequence is ignored, so replays are harmless).
+    pub fn apply(&mut self, seq: u64, event: &Event, out: &mut Output) {
+        if seq <= self.state.last_seq {
+            return;
+        }
+        self.state.last_seq = seq;
+        let domain = self.state.domain_id(event.domain());
+        match event {
+            Event::ObjectUpserted {
+                guid,
+                dn,
+                class,
+                attributes,
+                full_image,
+                ..
+            } => {
+                self.upserted(seq, domain, *guid, dn, class, attributes, *full_image, out);
+            }
+            Event::MembersChanged {
+                guid,
+                attribute,
+                added,
+                removed,
+                ..
+            } => {
+                if attribute.eq_ignore_ascii_case("member") {
+                    self.log(out, *guid, seq, Step::Import, "MembersChanged", || {
+                        format!("+{} -{}", added.len(), removed.len())
+                    });
+                    self.members_changed(seq, domain, *guid, added, removed, out);
+                }
+            }
+            Event::ObjectDeleted { guid, .. } => {
+                self.log(out, *guid, seq, Step::Import, "Deleted", String::new);
+                self.deleted(seq, *guid, out);
+            }
+            Event::ObjectMoved { guid, new_dn, .. } => {
+                if self.state.objects.contains_key(guid) {
+                    self.log(out, *guid, seq, Step::Import, "Moved", || new_dn.clone());
+                    let canonical = self.set_dn(domain, *guid, new_dn);
+                    let newly = self.resolve_waiting(domain, *guid, &canonical);
+                    let was = self.state.objects.get(guid).is_some_and(|o| o.in_cloud);
+                    self.reconcile(seq, *guid, out);
+                    self.add_resolved(seq, *guid, &newly, was, out);
+                    self.rescope_members(seq, *guid, out);
+                }
+            }
+            Event::PasswordChanged { .. } => {}
+            Event::PasswordHashChanged {
+                guid, org_id_hash, ..
+            } => self.password_hash(seq, *guid, org_id_hash, out),
+            Event::ResyncStarted { source, .. } => {
+                if matches!(source, SourceKind::LdapDirSync | SourceKind::LdapUsnPoll) {
+                    self.state.resyncs.insert(domain, seq);
+                }
+            }
+            Event::ResyncCompleted { source, .. } => {
+                if matches!(source, SourceKind::LdapDirSync | SourceKind::LdapUsnPoll)
+                    && let Some(start) = self.state.resyncs.remove(&domain)
+                {
+                    let gone: Vec<Guid> = self
+                        .state
+                        .objects
+                        .iter()
+                        .filter(|(_, o)| o.domain == domain && o.seen_seq < start)
+                        .map(|(g, _)| *g)
+                        .collect();
+                    for g in gone {
+                        self.log(out, g, seq, Step::Import, "NotSeenInResync", String::new);
+                        self.deleted(seq, g, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// On-demand provisioning of one object: Import, Scope (filter ignored; exclusions still apply), Match
+    /// and Action on a copy of the state, so the real state is untouched. Versions use the current sequence.
+    pub fn provision_preview(&self, guid: Guid) -> (Vec<LogEntry>, Vec<ProjectedOp>) {
+        let mut copy = self.clone();
+        copy.ignore_scope = true;
+        copy.log_enabled = true;
+        let seq = copy.state.last_seq;
+        if let Some(o) = copy.state.objects.get_mut(&guid) {
+            // Forget the last fingerprint so an unchanged object still shows its upsert.
+            o.last_hash = 0;
+        }
+        let mut out = Output::default();
+        let dn = copy
+            .state
+            .objects
+            .get(&guid)
+            .map(|o| o.dn.to_string())
+            .unwrap_or_default();
+        copy.log(&mut out, guid, seq, Step::Import, "OnDemand", || dn);
+        copy.reconcile(seq, guid, &mut out);
+        (out.log, out.ops)
+    }
+
+    pub(super) fn log(
+        &self,
+        out: &mut Output,
+        guid: Guid,
+        seq: u64,
+        step: Step,
+        outcome: &str,
+        detail: impl FnOnce() -> String,
+    ) {
+        if self.log_enabled {
+            out.log.push(LogEntry {
+                guid,
+                seq,
+                step,
+                outcome: outcome.to_string(),
+                detail: detail(),
+            });
+        }
+    }
+
+    pub(super) fn emit(&self, out: &mut Output, domain: u16, seq: u64, op: Operation) {
+        out.ops.push(ProjectedOp {
+            domain: self.state.domain_name(domain).to_string(),
+            origin_seq: seq,
+            op,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upserted(
+        &mut self,
+        seq: u64,
+        domain: u16,
+        guid: Guid,
+        new_dn: &str,
+        class: &crate::event::ObjectClass,
+        attributes: &[Attribute],
+        full_image: bool,
+        out: &mut Output,
+    ) {
+        let Some(kind) = kind_of(class) else {
+            self.log(out, guid, seq, Step::Import, "Skipped", || {
+                format!("class {} is not synced", class.as_str())
+            });
+            return;
+        };
+        self.log(
+            out,
+            guid,
+            seq,
+            Step::Import,
+            if full_image { "FullImage" } else { "Delta" },
+            || new_dn.to_string(),
+        );
+        let obj = self
+            .state
+            .objects
+            .entry(guid)
+            .or_insert_with(|| ObjState::placeholder(domain, kind, guid));
+        obj.kind = kind;
+        obj.domain = domain;
+        if obj.seen_seq == 0 {
+            // First read: the anchor is fixed now, for the object's life.
+            let cg = attributes
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case("ms-DS-ConsistencyGuid"))
+                .and_then(|a| a.values.first());
+            obj.anchor = anchor_bytes(guid, cg.map(Vec::as_slice));
+        }
+        obj.seen_seq = seq;
+        let table = &self.cfg.table;
+        obj.attrs.apply(
+            table,
+            attributes
+                .iter()
+                .filter(|a| !a.name.eq_ignore_ascii_case("member"))
+                .map(|a| (a.name.as_str(), a.values.as_slice())),
+            full_image,
+        );
+        let was = obj.in_cloud;
+        let dn_changed = !new_dn.is_empty() && *obj.dn != *new_dn;
+        let canonical = dn_changed.then(|| self.set_dn(domain, guid, new_dn));
+        if kind == ObjectKind::Group {
+            self.state.objects.entry(guid).and_modify(|o| {
+                if o.group.is_none() {
+                    o.group = Some(Box::default());
+                }
+            });
+        }
+        let member_attr = attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case("member"));
+        let newly = match &canonical {
+            Some(c) => self.resolve_waiting(domain, guid, c),
+            None => Vec::new(),
+        };
+        self.reconcile(seq, guid, out);
+        self.add_resolved(seq, guid, &newly, was, out);
+        if dn_changed && kind == ObjectKind::Group {
+            self.rescope_members(seq, guid, out);
+        }
+        if kind == ObjectKind::Group
+            && let Some(member) = member_attr
+        {
+            let dns: Vec<String> = member
+                .values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            self.replace_members(seq, domain, guid, &dns, out);
+        }
+    }
+
+    /// Moves `guid` to `new_dn` in the DN index; returns the new canonical DN.
+    fn set_dn(&mut self, domain: u16, guid: Guid, new_dn: &str) -> Box<str> {
+        let canonical: Box<str> = dn::canonical(new_dn).into();
+        let Some(obj) = self.state.objects.get_mut(&guid) else {
+            return canonical;
+        };
+        let old = (!obj.dn.is_empty()).then(|| dn::canonical(&obj.dn));
+        obj.dn = new_dn.into();
+        if let Some(old) = old {
+            self.state.dn_remove(domain, &old, guid);
+        }
+        self.state.dn_insert(domain, canonical.clone(), guid);
+        canonical
+    }
+}

@@ -1,0 +1,275 @@
+//! The runner: journal → projector → delete gate → outbox, with snapshots and the restart contract of
+//! [`super::store`]. The outbox is reached through [`OpSink`] (implemented by `push::Outbox`), so that
+//! one atomic outbox write carries a run's operations and projection's cursor.
+
+use std::future::Future;
+
+use super::config::Compiled;
+use super::projector::{Output, ProjectedOp, Projector};
+use super::provlog::{LogEntry, Step};
+use super::state::State;
+use super::store::{ProjectionStore, StagedDelete, StoreError};
+use super::threshold::gate;
+use crate::event::Guid;
+use crate::journal::{CURSOR_PROJECTION, Journal, JournalError};
+
+/// Where the runner puts operations: the push stage's durable outbox.
+pub trait OpSink {
+    /// The projection cursor stored with the last enqueue (`None` before the first).
+    fn producer_cursor(&self) -> Result<Option<u64>, SinkError>;
+
+    /// Durably enqueues `ops` and, in the same atomic write, the cursor `cursor` (when given).
+    fn enqueue(
+        &self,
+        ops: Vec<ProjectedOp>,
+        cursor: Option<u64>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// An outbox failure, as the sink reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("outbox: {message}")]
+pub struct SinkError {
+    /// What failed.
+    pub message: String,
+    /// Whether retrying can succeed.
+    pub retriable: bool,
+}
+
+/// Runner failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Projection's store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The journal no longer holds the events after the snapshot (pruned without projection's cursor).
+    #[error(
+        "the journal starts at {first} but projection needs events from {needed}; rebuild with a resync"
+    )]
+    JournalGap {
+        /// The first sequence projection needs.
+        needed: u64,
+        /// The journal's first retained sequence.
+        first: u64,
+    },
+    /// On-demand provisioning: no object has that DN.
+    #[error("no synced object has the DN `{0}`")]
+    UnknownDn(String),
+}
+
+impl RunnerError {
+    /// Whether the run can be retried as it is.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            RunnerError::Journal(_) => false,
+            RunnerError::Store(e) => e.is_retriable(),
+            RunnerError::Sink(e) => e.retriable,
+            RunnerError::JournalGap { .. } | RunnerError::UnknownDn(_) => false,
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Events projected.
+    pub events: u64,
+    /// Operations enqueued.
+    pub enqueued: usize,
+    /// Deletes staged by the threshold.
+    pub staged: usize,
+    /// Domains whose deletes reached the threshold ("Delete threshold exceeded").
+    pub exceeded: Vec<String>,
+    /// The journal sequence projection has reached.
+    pub cursor: u64,
+}
+
+/// Drives projection.
+pub struct Runner<S: OpSink> {
+    journal: Journal,
+    store: ProjectionStore,
+    sink: S,
+    projector: Projector,
+    /// Write a snapshot after this many projected events (and at the end of a run that passed it).
+    pub snapshot_every: u64,
+    since_snapshot: u64,
+}
+
+impl<S: OpSink> Runner<S> {
+    /// Restores the state (snapshot, then a silent replay up to the outbox's cursor) and returns a
+    /// runner ready for [`Runner::run_once`].
+    pub fn open(
+        cfg: Compiled,
+        journal: Journal,
+        store: ProjectionStore,
+        sink: S,
+    ) -> Result<Runner<S>, RunnerError> {
+        let state = store.load_snapshot()?.unwrap_or_default();
+        let from = state.last_seq + 1;
+        if let Some(first) = journal.first_seq()?
+            && first > from
+        {
+            return Err(RunnerError::JournalGap {
+                needed: from,
+                first,
+            });
+        }
+        let mut projector = Projector::new(cfg, state);
+        let enqueued = sink.producer_cursor()?.unwrap_or(0);
+        if enqueued >= from {
+            projector.log_enabled = false;
+            let mut discard = Output::default();
+            for rec in journal.read(from) {
+                let rec = rec?;
+                if rec.seq > enqueued {
+                    break;
+                }
+                projector.apply(rec.seq, &rec.event, &mut discard);
+                discard.ops.clear();
+            }
+            projector.log_enabled = true;
+            tracing::info!(from, to = enqueued, "Projection state restored by replay.");
+        }
+        Ok(Runner {
+            journal,
+            store,
+            sink,
+            projector,
+            snapshot_every: 50_000,
+            since_snapshot: 0,
+        })
+    }
+
+    /// The projected state.
+    pub fn state(&self) -> &State {
+        self.projector.state()
+    }
+
+    /// The store (provisioning log, staged deletes).
+    pub fn store(&self) -> &ProjectionStore {
+        &self.store
+    }
+
+    /// Projects up to `max_events` journal events after the cursor: gates deletes, stages what the
+    /// threshold holds back, enqueues the rest with the new cursor, records the provisioning log.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn run_once(&mut self, max_events: usize) -> Result<RunReport, RunnerError> {
+        let from = self.projector.state().last_seq + 1;
+        let mut out = Output::default();
+        let mut events = 0u64;
+        for rec in self.journal.read(from).take(max_events) {
+            let rec = rec?;
+            self.projector.apply(rec.seq, &rec.event, &mut out);
+            events += 1;
+        }
+        let cursor = self.projector.state().last_seq;
+        let mut report = RunReport {
+            events,
+            cursor,
+            ..RunReport::default()
+        };
+        if events == 0 {
+            return Ok(report);
+        }
+        let gated = gate(self.projector.config().delete_threshold, out.ops);
+        if !gated.staged.is_empty() {
+            let staged: Vec<StagedDelete> = gated
+                .staged
+                .iter()
+                .map(|p| StagedDelete {
+                    domain: p.domain.clone(),
+                    origin_seq: p.origin_seq,
+                    operation: p.op.clone(),
+                })
+                .collect();
+            self.store.stage(&staged)?;
+            for (domain, count) in &gated.exceeded {
+                tracing::warn!(domain = %domain, deletes = count, threshold = self.projector.config().delete_threshold, "Delete threshold exceeded; deletes are staged until allowed.");
+            }
+            let staged_log: Vec<LogEntry> = gated
+                .staged
+                .iter()
+                .filter_map(|p| {
+                    let guid = out
+                        .log
+                        .iter()
+                        .rev()
+                        .find(|e| {
+                            e.seq == p.origin_seq && e.step == Step::Action && e.outcome == "Delete"
+                        })?
+                        .guid;
+                    Some(LogEntry {
+                        guid,
+                        seq: p.origin_seq,
+                        step: Step::Action,
+                        outcome: "StagedDelete".into(),
+                        detail: "delete threshold exceeded".into(),
+                    })
+                })
+                .collect();
+            out.log.extend(staged_log);
+        }
+        report.staged = gated.staged.len();
+        report.exceeded = gated.exceeded.keys().cloned().collect();
+        report.enqueued = gated.send.len();
+        self.sink.enqueue(gated.send, Some(cursor)).await?;
+        if let Err(e) = self.store.provlog().append(&out.log) {
+            tracing::warn!(error = %e, "Provisioning log entries were not recorded.");
+        }
+        self.since_snapshot += events;
+        if self.since_snapshot >= self.snapshot_every {
+            self.snapshot()?;
+        }
+        Ok(report)
+    }
+
+    /// Writes a snapshot and moves the journal cursor to it (so the journal may prune below it).
+    pub fn snapshot(&mut self) -> Result<(), RunnerError> {
+        self.store.save_snapshot(self.projector.state())?;
+        self.journal
+            .set_cursor(CURSOR_PROJECTION, self.projector.state().last_seq)?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Releases staged deletes (of one domain, or all): enqueues them, then forgets them.
+    pub async fn allow_deletes(&mut self, domain: Option<&str>) -> Result<usize, RunnerError> {
+        let staged = self.store.take_staged(domain)?;
+        let ops: Vec<ProjectedOp> = staged
+            .iter()
+            .map(|s| ProjectedOp {
+                domain: s.domain.clone(),
+                origin_seq: s.origin_seq,
+                op: s.operation.clone(),
+            })
+            .collect();
+        let n = ops.len();
+        self.sink.enqueue(ops, None).await?;
+        self.store.forget_staged(&staged)?;
+        tracing::info!(released = n, "Staged deletes released.");
+        Ok(n)
+    }
+
+    /// On-demand provisioning: runs the object at `dn` through every step at once, ignoring the scoping
+    /// filter as the product does, enqueues the result, and returns the steps. The projected state is not
+    /// changed (it stays a function of the journal).
+    pub async fn provision(
+        &mut self,
+        dn: &str,
+    ) -> Result<(Vec<LogEntry>, Vec<ProjectedOp>), RunnerError> {
+        let canon = super::dn::canonical(dn);
+        let state = self.projector.state();
+        let guid: Guid = (0..state.domains.len())
+            .find_map(|d| state.dn_lookup(d as u16, &canon))
+            .ok_or_else(|| RunnerError::UnknownDn(dn.to_string()))?;
+        let (log, ops) = self.projector.provision_preview(guid);
+        self.sink.enqueue(ops.clone(), None).await?;
+        Ok((log, ops))
+    }
+}

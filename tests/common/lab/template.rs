@@ -1,0 +1,132 @@
+//! The template DC: provisioned and seeded once, stopped, then only ever copied.
+//!
+//! Build protocol (any number of threads and processes may race here):
+//! 1. take the exclusive lock `<cache>/template.lock` (blocking);
+//! 2. if `<cache>/template-<hash>/.ready` exists, the template is complete: done;
+//! 3. otherwise remove whatever a crashed builder left, lease an address, `provision`, `start`,
+//!    `seed`, `stop`, and write `.ready` last;
+//! 4. remove templates of other hashes (older versions of the script).
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::lease::{self, IpLease};
+use super::{TEMPLATE_USERS, tools};
+
+const READY_MARK: &str = ".ready";
+
+/// `$CLOUDSYNC_LAB_CACHE`, else `<repo>/target/lab`.
+pub(super) fn cache_dir() -> PathBuf {
+    std::env::var_os("CLOUDSYNC_LAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target")
+                .join("lab")
+        })
+}
+
+/// Where the DC on `ip` lives while a test runs.
+pub(super) fn run_dir(ip: std::net::Ipv4Addr) -> PathBuf {
+    cache_dir().join("run").join(ip.to_string())
+}
+
+/// The directory of the complete template, building it first if needed.
+pub(super) fn ensure_template() -> PathBuf {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(build_or_reuse).clone()
+}
+
+fn build_or_reuse() -> PathBuf {
+    let cache = cache_dir();
+    fs::create_dir_all(&cache)
+        .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", cache.display()));
+    let name = format!("template-{}", template_hash());
+    let dir = cache.join(&name);
+    let lock_path = cache.join("template.lock");
+    let lock = File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("lab: cannot open {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("lab: cannot lock {}: {e}", lock_path.display()));
+    if dir.join(READY_MARK).is_file() {
+        return dir;
+    }
+    discard(&dir);
+    build(&dir);
+    // A cache shared through $CLOUDSYNC_LAB_CACHE may serve worktrees with other script versions.
+    if std::env::var_os("CLOUDSYNC_LAB_CACHE").is_none() {
+        remove_other_templates(&cache, &name);
+    }
+    dir // `lock` is released here
+}
+
+fn build(dir: &std::path::Path) {
+    eprintln!(
+        "lab: building the template DC in {} (about 30 s, once per script version).",
+        dir.display()
+    );
+    let mut lease = IpLease::acquire();
+    let ip = lease.ip.to_string();
+    let path = dir.to_string_lossy();
+    let users = TEMPLATE_USERS.to_string();
+    let t0 = Instant::now();
+    tools::lab_sh(&["provision", &path], &[("LAB_IP", &ip)]);
+    let provisioned = t0.elapsed();
+    lease.record_user(dir);
+    tools::lab_sh(&["start", &path], &[]);
+    let t1 = Instant::now();
+    let seeded = tools::try_lab_sh(&["seed", &path, &users], &[]);
+    let seed_time = t1.elapsed();
+    tools::lab_sh(&["stop", &path], &[]);
+    lease.clear_record();
+    if let Err(e) = seeded {
+        panic!("lab: seeding the template failed: {e}");
+    }
+    let summary = format!(
+        "provision {:.2}s, seed {TEMPLATE_USERS} users {:.2}s, total {:.2}s\n",
+        provisioned.as_secs_f64(),
+        seed_time.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    fs::write(dir.join(READY_MARK), &summary)
+        .unwrap_or_else(|e| panic!("lab: cannot mark the template ready: {e}"));
+    eprintln!("lab: template ready: {}", summary.trim_end());
+}
+
+/// Changes whenever the script or the seed size changes, so a stale template is never reused.
+fn template_hash() -> String {
+    let script = tools::script_path();
+    let bytes =
+        fs::read(&script).unwrap_or_else(|e| panic!("lab: cannot read {}: {e}", script.display()));
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes);
+    hasher.update(TEMPLATE_USERS.to_le_bytes());
+    hex::encode(hasher.finalize())[..16].to_owned()
+}
+
+fn remove_other_templates(cache: &std::path::Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("template-") && name != keep && entry.path().is_dir() {
+            discard(&entry.path());
+            eprintln!("lab: removed the outdated {name}.");
+        }
+    }
+}
+
+/// Stops (if it runs) and removes a template directory.
+fn discard(dir: &std::path::Path) {
+    lease::stop_dc(dir);
+    if dir.exists() {
+        fs::remove_dir_all(dir)
+            .unwrap_or_else(|e| panic!("lab: cannot remove {}: {e}", dir.display()));
+    }
+}

@@ -10,9 +10,11 @@
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 //! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
+//! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
 
 pub mod api;
 pub mod cli;
 pub mod event;
 pub mod journal;
+pub mod push;
 pub mod tenant;

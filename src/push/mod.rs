@@ -64,6 +64,7 @@ pub mod pacer;
 mod pusher;
 pub mod quarantine;
 pub mod retry;
+pub mod synthetic;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -180,7 +180,8 @@ impl PushTenant {
             .to_owned()
     }
 
-    /// Sends an admin request, retrying injected 503s (faults hit every `/api/` route).
+    /// Sends an admin request, retrying injected 503s and cut answers (faults hit every `/api/`
+    /// route). Set up agents and configurations before turning faults on: a POST is not idempotent.
     async fn admin_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let token = self.admin().await;
         for _ in 0..50 {
@@ -200,7 +201,11 @@ impl PushTenant {
                 continue;
             }
             assert!(r.status().is_success(), "{method} {path}: {status}");
-            return r.json().await.unwrap_or(Value::Null);
+            // A body cut by an injected dropped connection: ask again (only GETs run under faults).
+            match r.json().await {
+                Ok(v) => return v,
+                Err(_) => continue,
+            }
         }
         panic!("{method} {path} kept failing");
     }

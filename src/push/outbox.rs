@@ -189,11 +189,13 @@ impl Outbox {
             (count > 0).then(|| (first, next - 1))
         };
         self.flush().await?;
-        self.notify.notify_waiters();
+        // `notify_one` keeps a permit when the consumer is not waiting yet, so no wake-up is lost.
+        self.notify.notify_one();
         Ok(range)
     }
 
-    /// Waits until something is enqueued after this call started (or a spurious wake-up).
+    /// Waits until something is enqueued. Meant for the single consumer (the push loop): an
+    /// enqueue while it is busy leaves a permit, so the next wait returns at once.
     pub async fn wait_for_new(&self) {
         self.notify.notified().await;
     }
@@ -325,70 +327,5 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::ops::ObjectKind;
-
-    fn op(n: u64) -> OutboxOp {
-        OutboxOp {
-            configuration_id: Uuid::nil(),
-            operation: Operation::Delete {
-                kind: ObjectKind::User,
-                source_anchor: format!("a{n}"),
-                version: n,
-            },
-            origin_seq: n * 10,
-        }
-    }
-
-    #[tokio::test]
-    async fn enqueue_read_acknowledge_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let outbox = Outbox::open(dir.path()).unwrap();
-            assert_eq!(outbox.enqueue(vec![], None).await.unwrap(), None);
-            let r = outbox
-                .enqueue((1..=5).map(op).collect(), Some(("projection", 50)))
-                .await
-                .unwrap();
-            assert_eq!(r, Some((1, 5)));
-            outbox.acknowledge(3, &[]).await.unwrap();
-            assert!(outbox.acknowledge(2, &[]).await.is_err(), "backwards");
-            assert!(outbox.acknowledge(6, &[]).await.is_err(), "past the end");
-        }
-        let outbox = Outbox::open(dir.path()).unwrap();
-        assert_eq!(outbox.checkpoint().unwrap(), 3);
-        assert_eq!(outbox.producer_cursor("projection").unwrap(), Some(50));
-        let rest = outbox
-            .read_after(outbox.checkpoint().unwrap(), 100)
-            .unwrap();
-        assert_eq!(rest, vec![(4, op(4)), (5, op(5))]);
-        // Pruned entries are gone; sequences keep growing after a full prune.
-        outbox.acknowledge(5, &[]).await.unwrap();
-        assert_eq!(outbox.pending_len(), 0);
-        assert_eq!(
-            outbox.enqueue(vec![op(6)], None).await.unwrap(),
-            Some((6, 6))
-        );
-    }
-
-    #[tokio::test]
-    async fn corrupt_record_is_reported_not_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path()).unwrap();
-        outbox.enqueue(vec![op(1)], None).await.unwrap();
-        let mut raw = outbox
-            .ops
-            .get(1u64.to_be_bytes())
-            .unwrap()
-            .unwrap()
-            .to_vec();
-        let last = raw.len() - 1;
-        raw[last] ^= 0x55;
-        outbox.ops.insert(1u64.to_be_bytes(), raw).unwrap();
-        assert!(matches!(
-            outbox.read_after(0, 10),
-            Err(OutboxError::Corrupt { seq: 1, .. })
-        ));
-    }
-}
+#[path = "outbox_tests.rs"]
+mod tests;

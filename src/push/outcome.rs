@@ -99,7 +99,11 @@ impl Pusher {
         }
         let until = now + delay;
         self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
-        self.retry_batches.push(batch);
+        let position = batch.items.first().map_or(0, |i| i.position());
+        let at = self
+            .retry_batches
+            .partition_point(|b| b.items.first().map_or(0, |i| i.position()) < position);
+        self.retry_batches.insert(at, batch);
     }
 
     fn apply_results(&mut self, batch: Batch, response: BatchResponse) {
@@ -153,7 +157,7 @@ impl Pusher {
                 }
                 (status, _) => {
                     if status == OpStatus::Success
-                        && matches!(item.op, Operation::Upsert(_))
+                        && matches!(item.op, Operation::Upsert(_) | Operation::Delete { .. })
                         && self.quarantined_anchors.remove(item.op.source_anchor())
                         && let Err(e) = self.outbox.release_object(item.op.source_anchor())
                     {

@@ -149,7 +149,11 @@ impl Pusher {
         if let Some(p) = self.pacer.as_mut() {
             p.spend(batch.len(), Instant::now());
         }
-        self.status.send_modify(|s| s.batch_attempts += 1);
+        let in_flight = self.tasks.len() + 1;
+        self.status.send_modify(|s| {
+            s.batch_attempts += 1;
+            s.in_flight = in_flight;
+        });
         tracing::debug!(batch_id = %batch.id, ops = batch.len(), attempt = batch.attempts, "Sending batch.");
         let client = self.client.clone();
         self.tasks.spawn(async move {
@@ -172,9 +176,11 @@ impl Pusher {
         let mut wake: Option<Instant> = None;
         while self.tasks.len() < self.cfg.max_in_flight {
             // Whole-batch retries first, under their original ids.
-            if let Some(batch) = self.retry_batches.pop() {
+            // Lowest positions first, so the checkpoint can move as early as possible.
+            if !self.retry_batches.is_empty() {
+                let batch = self.retry_batches.remove(0);
                 if let Some(w) = self.pace(batch.len(), now) {
-                    self.retry_batches.push(batch);
+                    self.retry_batches.insert(0, batch);
                     return Ok(Some(w));
                 }
                 self.spawn(batch);

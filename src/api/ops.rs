@@ -6,8 +6,9 @@
 //! - An upsert carries the **full** set of mapped attributes and a per-object `version` (monotonic, e.g.
 //!   the journal sequence number). An upsert or delete whose version is not greater than the stored one
 //!   is acknowledged with status `skipped` and changes nothing, so replays are harmless.
-//! - A `batchId` the tenant has seen before returns the stored results (`replayed: true`) and applies
-//!   nothing twice. Batches over [`super::MAX_BATCH_OPERATIONS`] operations are refused with 413.
+//! - A `batchId` (a UUID, unique across configurations) the tenant has seen before returns the stored
+//!   results (`replayed: true`) and applies nothing twice. Batches over
+//!   [`super::MAX_BATCH_OPERATIONS`] operations are refused with 413.
 //! - Operations are applied in order, so an upsert earlier in a batch may be referenced by a
 //!   membership operation later in the same batch.
 //! - Membership operations reference anchors. A group or member anchor the tenant does not know is

@@ -9,9 +9,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use axum::http::{HeaderMap, Uri, header};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -19,7 +17,7 @@ use crate::api::auth::Role;
 use crate::api::ops::ObjectKind;
 
 use super::auth::Principal;
-use super::error::{ApiError, ApiJson};
+use super::error::ApiError;
 use super::graph_query::{Filter, parse_query, percent_decode, percent_encode, select};
 use super::state::SharedState;
 use super::store::{StoredObject, decode, get_json, uuid_value};
@@ -31,9 +29,6 @@ pub const READERS: &[Role] = &[
     Role::HybridIdentityAdministrator,
     Role::Agent,
 ];
-
-/// The largest `$batch`.
-pub const MAX_BATCH_REQUESTS: usize = 20;
 
 /// The tenant's external base URL as the client addressed it (scheme from the server, host from `Host`).
 pub fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> String {
@@ -312,7 +307,7 @@ pub fn get_resource(
     }
 }
 
-fn authorize_read(state: &SharedState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize_read(state: &SharedState, headers: &HeaderMap) -> Result<(), ApiError> {
     let claims = super::auth::authenticate(headers, state)?;
     Principal { claims }.require(READERS)
 }
@@ -336,82 +331,4 @@ pub async fn get(
         path,
         uri.query().unwrap_or(""),
     )?))
-}
-
-/// One request of a `$batch`.
-#[derive(Debug, Deserialize)]
-pub struct BatchItem {
-    /// Client-chosen id, echoed in the response.
-    pub id: String,
-    /// HTTP method; only GET is served.
-    pub method: String,
-    /// URL relative to `/v1.0`.
-    pub url: String,
-}
-
-/// The `$batch` body.
-#[derive(Debug, Deserialize)]
-pub struct BatchRequest {
-    /// 1 to 20 requests.
-    pub requests: Vec<BatchItem>,
-}
-
-fn item_response(id: &str, result: Result<Value, ApiError>) -> Value {
-    match result {
-        Ok(body) => {
-            json!({"id": id, "status": 200, "headers": {"Content-Type": "application/json"}, "body": body})
-        }
-        Err(e) => {
-            let mut headers = json!({"Content-Type": "application/json"});
-            if let Some(secs) = e.retry_after() {
-                headers["Retry-After"] = json!(secs.to_string());
-            }
-            json!({"id": id, "status": e.status().as_u16(), "headers": headers, "body": e.body()})
-        }
-    }
-}
-
-/// `POST /v1.0/$batch`.
-pub async fn batch(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    uri: Uri,
-    ApiJson(req): ApiJson<BatchRequest>,
-) -> Result<Response, ApiError> {
-    authorize_read(&state, &headers)?;
-    let n = req.requests.len();
-    if n == 0 || n > MAX_BATCH_REQUESTS {
-        return Err(ApiError::BadRequest(format!(
-            "Number of requests in a batch must be between 1 and {MAX_BATCH_REQUESTS}; got {n}."
-        )));
-    }
-    let mut ids: Vec<&str> = req.requests.iter().map(|r| r.id.as_str()).collect();
-    ids.sort_unstable();
-    if ids.windows(2).any(|w| w[0] == w[1]) {
-        return Err(ApiError::BadRequest(
-            "Request ids in a batch must be unique.".into(),
-        ));
-    }
-    let base = base_url(&state, &headers, &uri);
-    let responses: Vec<Value> = req
-        .requests
-        .iter()
-        .map(|item| {
-            let result = if !item.method.eq_ignore_ascii_case("GET") {
-                Err(ApiError::MethodNotAllowed(format!(
-                    "This tenant's Graph API is read-only; {} is not allowed.",
-                    item.method
-                )))
-            } else if let Err(retry_after) = state.throttle.take(Budget::Reads, 1) {
-                Err(ApiError::TooManyRequests { retry_after })
-            } else {
-                let url = item.url.trim_start_matches('/');
-                let url = url.strip_prefix("v1.0/").unwrap_or(url);
-                let (path, query) = url.split_once('?').unwrap_or((url, ""));
-                get_resource(&state, &base, path, query)
-            };
-            item_response(&item.id, result)
-        })
-        .collect();
-    Ok((StatusCode::OK, Json(json!({ "responses": responses }))).into_response())
 }

@@ -256,3 +256,21 @@ mod tests {
         assert_eq!(percent_decode("%4"), "%4");
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn filter_and_query_parsers_never_panic(s in "\\PC{0,80}", t in "(startswith\\(|eq |and |'|,|\\)|displayName|userPrincipalName| |%[0-9A-Fa-f]{0,2}){0,12}") {
+            let _ = Filter::parse(&s, "User");
+            let _ = Filter::parse(&t, "User");
+            let _ = parse_query(&s);
+            let _ = parse_query(&t);
+            prop_assert_eq!(percent_decode(&percent_encode(&s)), s);
+        }
+    }
+}

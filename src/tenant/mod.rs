@@ -17,9 +17,9 @@
 //! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
 //! - [`agents`]       — registration, heartbeats, agent status.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
-//! - [`apply`]        — per-operation semantics of a batch (versions, anchors, thresholds).
+//! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
 //! - [`store`]        — the sled trees and their on-disk format.
-//! - [`graph`], [`graph_query`] — the Graph-shaped reads and their OData options.
+//! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
 //! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
 //! - [`logs`]         — provisioning log search.
 //! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
@@ -29,9 +29,13 @@
 pub mod admin;
 pub mod agents;
 pub mod apply;
+#[cfg(test)]
+mod apply_model;
+pub mod apply_ops;
 pub mod auth;
 pub mod error;
 pub mod graph;
+pub mod graph_batch;
 pub mod graph_query;
 pub mod identity;
 pub mod logs;

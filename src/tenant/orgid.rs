@@ -204,3 +204,20 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,120}", t in "v1;PPH1_MD4,[0-9a-fz]{0,24},[0-9-]{0,9},[0-9a-f]{0,70};?") {
+            let _ = OrgIdHash::parse(&s);
+            if let Ok(h) = OrgIdHash::parse(&t) {
+                prop_assert_eq!(h.hash.len(), 32);
+            }
+        }
+    }
+}

@@ -18,7 +18,7 @@ use super::apply::{BatchContext, apply_batch};
 use super::auth::{ADMINS, Principal};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix};
-use super::store::{ConfigRecord, get_json, put_json};
+use super::store::{AgentRecord, ConfigRecord, get_json, put_json};
 use super::throttle::Budget;
 
 fn validate_spec(spec: &ConfigurationSpec) -> Result<(), ApiError> {
@@ -191,7 +191,8 @@ pub async fn restart(
     ))
 }
 
-/// `POST /api/v1/configurations/{id}/batches` (agents).
+/// `POST /api/v1/configurations/{id}/batches` (agents serving the configuration's domain).
+#[tracing::instrument(skip_all, fields(configuration = %id, batch_id = %batch.batch_id))]
 pub async fn batch(
     State(state): State<SharedState>,
     principal: Principal,
@@ -206,14 +207,29 @@ pub async fn batch(
             batch.operations.len()
         )));
     }
+    // The domain of a configuration never changes, so this check may run before taking the lock.
+    let domain = load(&state, id)?.config.spec.domain;
+    let agent: AgentRecord = get_json(&state.store.agents, "agents", principal.id().as_bytes())?
+        .ok_or_else(|| ApiError::Forbidden("The calling agent is no longer registered.".into()))?;
+    if !agent
+        .domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "Agent {} does not serve domain {domain}; it may only push to configurations of its domains.",
+            agent.id
+        )));
+    }
     let _guard = state.apply_lock.lock().await;
     if let Some(mut stored) =
         get_json::<BatchResponse>(&state.store.batches, "batches", batch.batch_id.as_bytes())?
     {
         stored.replayed = true;
-        tracing::info!(batch_id = %batch.batch_id, "Batch replayed; returning stored results.");
+        tracing::info!("Batch replayed; returning stored results.");
         return Ok(Json(stored));
     }
+    // Reload under the lock: health and counters may have changed since the check above.
     let mut record = load(&state, id)?;
     let cost = u64::try_from(batch.operations.len()).unwrap_or(u64::MAX);
     state
@@ -229,6 +245,6 @@ pub async fn batch(
     };
     let response = apply_batch(&state.store, &mut record, &batch, &ctx)?;
     state.store.flush().await?;
-    tracing::info!(batch_id = %batch.batch_id, configuration = %id, operations = batch.operations.len(), "Batch applied.");
+    tracing::info!(operations = batch.operations.len(), "Batch applied.");
     Ok(Json(response))
 }

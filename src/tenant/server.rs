@@ -20,7 +20,7 @@ use super::state::{SharedState, TenantOptions, TenantState};
 use super::store::{Store, StoreError};
 use super::throttle::ThrottleSettings;
 use super::tls::{self, TlsError, TlsMaterial};
-use super::{admin, agents, auth, graph, logs, portal, provisioning, signin};
+use super::{admin, agents, auth, graph, graph_batch, logs, portal, provisioning, signin};
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ pub fn router(state: SharedState) -> Router {
             "/admin/faults",
             get(admin::get_faults).put(admin::put_faults),
         )
-        .route("/v1.0/$batch", post(graph::batch))
+        .route("/v1.0/$batch", post(graph_batch::batch))
         .route("/v1.0/{*path}", get(graph::get))
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async {

@@ -12,7 +12,7 @@
 //! | `upns` | lower-cased userPrincipalName | 16-byte object id |
 //! | `members` | group id ‖ member id (32 bytes) | empty |
 //! | `member_of` | member id ‖ group id (32 bytes) | empty |
-//! | `credentials` | 16-byte object id | the `v1;PPH1_MD4,…` string (salted PBKDF2, never an NT hash) |
+//! | `credentials` | 16-byte object id | `{version, credential}`: the `v1;PPH1_MD4,…` string (salted PBKDF2, never an NT hash) |
 //! | `agents` | 16-byte agent id | [`AgentRecord`] |
 //! | `clients` | client id (UTF-8) | 16-byte agent id |
 //! | `configs` | 16-byte configuration id | [`ConfigRecord`] |

@@ -198,3 +198,18 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn verify_never_panics_and_never_accepts_garbage(s in "[A-Za-z0-9_.-]{0,200}") {
+            let signer = TokenSigner::new(vec![1; 32], Uuid::nil());
+            prop_assert!(signer.verify(&s, 0).is_err());
+        }
+    }
+}

@@ -349,3 +349,26 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// Registers an agent for corp.example.com and creates a configuration: (admin token, agent, config id).
+pub async fn setup(t: &TenantFixture, spec: Value) -> (String, Agent, String) {
+    let admin = t.user_token(HIA).await;
+    let agent = t
+        .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
+        .await;
+    let config = t.create_config(&admin, spec).await;
+    (admin, agent, config)
+}
+
+/// The status of each result, `error:<code>` for errors.
+pub fn statuses(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| match r["error"]["code"].as_str() {
+            Some(code) => format!("error:{code}"),
+            None => r["status"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}

@@ -1,0 +1,363 @@
+//! Batch semantics against the real tenant binary: idempotent replays, versions, references, UPN
+//! clashes, password hashes and the sign-in check, deletes and the threshold, quarantine, restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use serde_json::{Value, json};
+use tenant_fixture::*;
+
+/// DSInternals' published OrgId hash of `Pa$$w0rd` (ConvertTo-OrgIdHash Pester test).
+const PPH1_PASSWORD: &str = "Pa$$w0rd";
+const PPH1: &str = "v1;PPH1_MD4,317ee9d1dec6508fa510,1000,7eaea8e1628dffee62cf319f4e1fc05254da30a1d42ff755ff352f5b13497531;";
+
+#[tokio::test]
+async fn batches_apply_in_order_and_replays_apply_nothing_twice() {
+    let t = TenantFixture::start();
+    let (admin, agent, config) = setup(
+        &t,
+        json!({"domain": "corp.example.com", "passwordHashSync": true}),
+    )
+    .await;
+
+    let b = batch(vec![
+        user_upsert("anchor-ann", 10, "ann@contoso.onmicrosoft.com", "Ann Lee"),
+        user_upsert("anchor-bo", 11, "bo@contoso.onmicrosoft.com", "Bo Chen"),
+        group_upsert("anchor-staff", 12, "Staff"),
+        json!({"op": "addMember", "groupAnchor": "anchor-staff", "memberAnchor": "anchor-ann"}),
+        json!({"op": "addMember", "groupAnchor": "anchor-staff", "memberAnchor": "anchor-missing"}),
+        // Same UPN as Ann, other anchor: permanent error.
+        user_upsert(
+            "anchor-imposter",
+            13,
+            "ANN@contoso.onmicrosoft.com",
+            "Imposter",
+        ),
+        // Older version of Ann: skipped.
+        user_upsert("anchor-ann", 9, "old@contoso.onmicrosoft.com", "Old Ann"),
+        json!({"op": "setPasswordHash", "sourceAnchor": "anchor-ann", "version": 14, "credential": PPH1}),
+        json!({"op": "setPasswordHash", "sourceAnchor": "anchor-bo", "version": 15, "credential": "v1;PPH1_MD4,nothex,1000,00;"}),
+    ]);
+    let (status, first) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["replayed"], false);
+    assert_eq!(
+        statuses(&first),
+        [
+            "success",
+            "success",
+            "success",
+            "success",
+            "error:ReferenceNotFound",
+            "error:DuplicateUserPrincipalName",
+            "skipped",
+            "success",
+            "error:InvalidPasswordHash",
+        ]
+    );
+    let results = first["results"].as_array().unwrap();
+    assert_eq!(results[4]["error"]["retriable"], true);
+    assert_eq!(results[5]["error"]["retriable"], false);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i);
+    }
+
+    // The same batch id again: stored results, nothing applied twice (no new log entries).
+    let logs_before = log_count(&t, &admin).await;
+    let (status, again) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["results"], first["results"]);
+    assert_eq!(log_count(&t, &admin).await, logs_before);
+
+    // The member that did not exist: send it, then the retry succeeds.
+    let (_, fixed) = t
+        .post_batch(&agent.token, &config, &batch(vec![
+            user_upsert("anchor-missing", 16, "cy@contoso.onmicrosoft.com", "Cy Diaz"),
+            json!({"op": "addMember", "groupAnchor": "anchor-staff", "memberAnchor": "anchor-missing"}),
+            json!({"op": "addMember", "groupAnchor": "anchor-staff", "memberAnchor": "anchor-missing"}),
+        ]))
+        .await;
+    assert_eq!(statuses(&fixed), ["success", "success", "skipped"]);
+
+    // Sign-in proves the synced hash end to end; wrong password, unknown user → 401.
+    let signin = |upn: &'static str, pw: &'static str| {
+        let t = &t;
+        async move {
+            t.client
+                .post(t.at(&format!("/{DOMAIN}/signin")))
+                .json(&json!({"userPrincipalName": upn, "password": pw}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        signin("ann@contoso.onmicrosoft.com", PPH1_PASSWORD).await,
+        200
+    );
+    assert_eq!(
+        signin("Ann@Contoso.onmicrosoft.com", PPH1_PASSWORD).await,
+        200
+    );
+    assert_eq!(signin("ann@contoso.onmicrosoft.com", "Pa$$w0rD").await, 401);
+    assert_eq!(
+        signin("bo@contoso.onmicrosoft.com", PPH1_PASSWORD).await,
+        401
+    );
+    assert_eq!(
+        signin("nobody@contoso.onmicrosoft.com", PPH1_PASSWORD).await,
+        401
+    );
+    // A synced user can also use the password grant (role User).
+    let tok = t
+        .user_token(("ann@contoso.onmicrosoft.com", PPH1_PASSWORD))
+        .await;
+    assert!(!tok.is_empty());
+
+    // Disable Ann: the cloud refuses the sign-in although the hash matches.
+    let mut disabled = user_upsert("anchor-ann", 20, "ann@contoso.onmicrosoft.com", "Ann Lee");
+    disabled["attributes"]["accountEnabled"] = json!(false);
+    let (_, r) = t
+        .post_batch(&agent.token, &config, &batch(vec![disabled]))
+        .await;
+    assert_eq!(statuses(&r), ["success"]);
+    assert_eq!(
+        signin("ann@contoso.onmicrosoft.com", PPH1_PASSWORD).await,
+        401
+    );
+
+    // State survives a restart: same objects, batch ids still known, tokens still valid.
+    let mut t = t;
+    let ca_before = std::fs::read(t.dir.path().join("ca.pem")).unwrap();
+    t.restart();
+    let ca_after = std::fs::read(t.dir.path().join("ca.pem")).unwrap();
+    assert_eq!(
+        ca_before, ca_after,
+        "the CA must survive a restart so clients keep trusting it"
+    );
+    let (status, after) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 200, "{after}\n{}", t.log());
+    assert_eq!(after["replayed"], true);
+    let users: Value = t
+        .client
+        .get(t.at("/v1.0/users?$select=userPrincipalName"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut upns: Vec<&str> = users["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    upns.sort_unstable();
+    assert_eq!(
+        upns,
+        [
+            "ann@contoso.onmicrosoft.com",
+            "bo@contoso.onmicrosoft.com",
+            "cy@contoso.onmicrosoft.com"
+        ]
+    );
+}
+
+async fn log_count(t: &TenantFixture, admin: &str) -> usize {
+    let page: Value = t
+        .client
+        .get(t.at("/api/v1/provisioningLogs?top=1000"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["value"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn deletes_tombstone_objects_and_the_threshold_stages_them_until_force_deletes() {
+    let t = TenantFixture::start();
+    let (admin, agent, config) = setup(
+        &t,
+        json!({"domain": "corp.example.com", "deleteThreshold": 3}),
+    )
+    .await;
+    let ups: Vec<Value> = (0..5)
+        .map(|i| {
+            user_upsert(
+                &format!("a{i}"),
+                1,
+                &format!("u{i}@contoso.onmicrosoft.com"),
+                &format!("User {i}"),
+            )
+        })
+        .collect();
+    t.post_batch(&agent.token, &config, &batch(ups)).await;
+    let del = |anchor: &str, v: u64| json!({"op": "delete", "kind": "user", "sourceAnchor": anchor, "version": v});
+    // Threshold 3 means at most 2 deletes per window.
+    let (_, r) = t
+        .post_batch(
+            &agent.token,
+            &config,
+            &batch(vec![
+                del("a0", 2),
+                del("a1", 2),
+                del("a2", 2),
+                del("a0", 3),
+                del("nope", 1),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        statuses(&r),
+        [
+            "success",
+            "success",
+            "error:DeleteThresholdExceeded",
+            "skipped",
+            "skipped"
+        ]
+    );
+    let cfg: Value = t
+        .client
+        .get(t.at(&format!("/api/v1/configurations/{config}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["health"]["state"], "deleteThresholdExceeded");
+
+    // A stale upsert of a deleted object is ignored; the UPN of a deleted user is free again.
+    let (_, r) = t
+        .post_batch(
+            &agent.token,
+            &config,
+            &batch(vec![
+                user_upsert("a0", 2, "u0@contoso.onmicrosoft.com", "User 0"),
+                user_upsert("fresh", 1, "u0@contoso.onmicrosoft.com", "Fresh"),
+            ]),
+        )
+        .await;
+    assert_eq!(statuses(&r), ["skipped", "success"]);
+
+    // The heartbeat shows no restart yet; an admin restarts with ForceDeletes.
+    let restart = t
+        .client
+        .post(t.at(&format!("/api/v1/configurations/{config}/restart")))
+        .bearer_auth(&admin)
+        .json(&json!({"scopes": ["ForceDeletes"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restart.status(), 202);
+    let restart: Value = restart.json().await.unwrap();
+    assert_eq!(restart["configuration"]["health"]["state"], "healthy");
+    let (_, r) = t
+        .post_batch(
+            &agent.token,
+            &config,
+            &batch(vec![del("a2", 2), del("a3", 2), del("a4", 2)]),
+        )
+        .await;
+    assert_eq!(statuses(&r), ["success", "success", "success"]);
+
+    // The agent learns about the restart from its heartbeat and acknowledges it.
+    let hb = |acks: Vec<Value>| {
+        let t = &t;
+        let agent = &agent;
+        async move {
+            let r = t
+                .client
+                .post(t.at(&format!("/api/v1/agents/{}/heartbeat", agent.id)))
+                .bearer_auth(&agent.token)
+                .json(&json!({"version": "1.2.4", "acknowledgedRestarts": acks}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let first = hb(vec![]).await;
+    assert_eq!(first["pendingRestarts"][0]["id"], restart["restartId"]);
+    assert_eq!(
+        first["pendingRestarts"][0]["scopes"],
+        json!(["ForceDeletes"])
+    );
+    assert_eq!(first["configurations"][0]["id"], json!(config));
+    let second = hb(vec![restart["restartId"].clone()]).await;
+    assert_eq!(second["pendingRestarts"], json!([]));
+
+    let users: Value = t
+        .client
+        .get(t.at("/v1.0/users"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        users["value"].as_array().unwrap().len(),
+        1,
+        "only 'fresh' is left: {users}"
+    );
+}
+
+#[tokio::test]
+async fn consecutive_failed_batches_quarantine_until_restart() {
+    let t = TenantFixture::start();
+    let (admin, agent, config) = setup(&t, json!({"domain": "corp.example.com"})).await;
+    let bad = || {
+        batch(vec![
+            json!({"op": "upsert", "kind": "user", "sourceAnchor": "x", "version": 1, "attributes": {"displayName": "No UPN"}}),
+        ])
+    };
+    for _ in 0..3 {
+        let (_, r) = t.post_batch(&agent.token, &config, &bad()).await;
+        assert_eq!(statuses(&r), ["error:InvalidAttribute"]);
+    }
+    let good = batch(vec![user_upsert(
+        "ok",
+        1,
+        "ok@contoso.onmicrosoft.com",
+        "Ok",
+    )]);
+    let (_, r) = t.post_batch(&agent.token, &config, &good).await;
+    assert_eq!(statuses(&r), ["error:Quarantined"]);
+    let r = t
+        .client
+        .post(t.at(&format!("/api/v1/configurations/{config}/restart")))
+        .bearer_auth(&admin)
+        .json(&json!({"scopes": ["Quarantine"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (_, r) = t
+        .post_batch(
+            &agent.token,
+            &config,
+            &batch(vec![user_upsert(
+                "ok",
+                1,
+                "ok@contoso.onmicrosoft.com",
+                "Ok",
+            )]),
+        )
+        .await;
+    assert_eq!(statuses(&r), ["success"]);
+}

@@ -1,0 +1,236 @@
+//! The identity endpoints against the real tenant binary: OAuth2 token grants and their AADSTS-shaped
+//! errors, OpenID discovery per environment, and the sign-in route's input checks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use serde_json::{Value, json};
+use tenant_fixture::*;
+
+#[tokio::test]
+async fn token_and_discovery_endpoints() {
+    let t = TenantFixture::start_with(&["--environment", "AzureUSGovernment"]);
+    let conf: Value = t
+        .client
+        .get(t.at(&format!("/{DOMAIN}/v2.0/.well-known/openid-configuration")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        conf["token_endpoint"],
+        json!(format!("{}/{TENANT_ID}/oauth2/v2.0/token", t.url))
+    );
+    assert_eq!(
+        conf["issuer"],
+        json!(format!("https://login.microsoftonline.us/{TENANT_ID}/v2.0"))
+    );
+    assert_eq!(conf["cloud_instance_name"], "microsoftonline.us");
+    let r = t
+        .client
+        .get(t.at("/other.onmicrosoft.com/v2.0/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_odata(r, 404).await;
+
+    let token_url = t.at(&format!("/{TENANT_ID}/oauth2/v2.0/token"));
+    let post = |body: String| {
+        let t = &t;
+        let url = token_url.clone();
+        async move {
+            let r = t
+                .client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, ok) = post(form(&[
+        ("grant_type", "password"),
+        ("client_id", "i"),
+        ("username", GA.0),
+        ("password", GA.1),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ]))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(ok["token_type"], "Bearer");
+    assert_eq!(ok["expires_in"], 3600);
+    let (status, bad) = post(form(&[
+        ("grant_type", "password"),
+        ("client_id", "i"),
+        ("username", GA.0),
+        ("password", "nope"),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ]))
+    .await;
+    assert_eq!(
+        (status, bad["error"].as_str().unwrap()),
+        (400, "invalid_grant")
+    );
+    assert_eq!(bad["error_codes"], json!([50126]));
+    let (status, bad) = post(form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", "i"),
+    ]))
+    .await;
+    assert_eq!(
+        (status, bad["error"].as_str().unwrap()),
+        (400, "unsupported_grant_type")
+    );
+    let (status, bad) = post(form(&[
+        ("grant_type", "password"),
+        ("username", GA.0),
+        ("password", GA.1),
+        ("scope", "openid"),
+    ]))
+    .await;
+    assert_eq!(
+        (status, bad["error"].as_str().unwrap()),
+        (400, "invalid_scope")
+    );
+    let (status, bad) = post("%%%".into()).await;
+    assert_eq!(
+        (status, bad["error"].as_str().unwrap()),
+        (400, "invalid_request")
+    );
+    let r = t
+        .client
+        .post(t.at("/nope.example/oauth2/v2.0/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("grant_type", "password")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let big = format!(
+        "grant_type=password&pad={}",
+        "x".repeat(8 * 1024 * 1024 + 16)
+    );
+    let r = t
+        .client
+        .post(&token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_odata(r, 413).await;
+
+    // The agent registered for another cloud is refused.
+    let admin = t.user_token(GA).await;
+    let r = t
+        .client
+        .post(t.at("/api/v1/agents"))
+        .bearer_auth(&admin)
+        .json(&json!({"hostName": "h", "version": "1", "environment": "AzureCloud"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_odata(r, 400).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AzureUSGovernment")
+    );
+}
+
+#[tokio::test]
+async fn signin_route_rejects_malformed_and_oversized_bodies() {
+    let t = TenantFixture::start_with(&["--http"]);
+    assert!(t.url.starts_with("http://"));
+    let url = t.at(&format!("/{DOMAIN}/signin"));
+    let r = t
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"userPrincipalName\":")
+        .send()
+        .await
+        .unwrap();
+    assert_odata(r, 400).await;
+    let r = t
+        .client
+        .post(&url)
+        .json(&json!({"userPrincipalName": "a@b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_odata(r, 400).await;
+    let r = t
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(oversized_json())
+        .send()
+        .await
+        .unwrap();
+    assert_odata(r, 413).await;
+    let r = t
+        .client
+        .post(&url)
+        .json(&json!({"userPrincipalName": GA.0, "password": GA.1}))
+        .send()
+        .await
+        .unwrap();
+    // Seeded cloud-only admins have no synced hash: the sign-in check is for synced users.
+    assert_odata(r, 401).await;
+    let r = t
+        .client
+        .post(t.at("/other.example/signin"))
+        .json(&json!({"userPrincipalName": "a@b", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_odata(r, 404).await;
+}
+
+#[tokio::test]
+async fn tokens_expire() {
+    let t = TenantFixture::start_with(&["--token-lifetime-secs", "3"]);
+    let token = t.user_token(GA).await;
+    let r = t
+        .client
+        .get(t.at("/v1.0/users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Poll with a deadline until the token has expired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = t
+            .client
+            .get(t.at("/v1.0/users"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            let body = assert_odata(r, 401).await;
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("expired"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

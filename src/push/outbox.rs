@@ -18,6 +18,8 @@ use super::envelope::{self, EnvelopeError};
 const CHECKPOINT_KEY: &[u8] = b"push_checkpoint";
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
 const CURSOR_PREFIX: &str = "cursor/";
+/// How long [`Outbox::open`] waits for a just-dropped handle to release the database lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Errors of the outbox store.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,9 @@ pub enum OutboxError {
         /// What was wrong.
         source: EnvelopeError,
     },
+    /// Another handle (another agent process) holds the outbox's lock.
+    #[error("the outbox at {0} is in use by another process")]
+    Locked(String),
     /// A key or a meta value had the wrong length.
     #[error("corrupt outbox key or meta value in tree {0}")]
     CorruptKey(&'static str),
@@ -57,7 +62,10 @@ pub enum OutboxError {
 impl OutboxError {
     /// Whether retrying the same call later can succeed (only I/O errors may be transient).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, OutboxError::Sled(sled::Error::Io(_)))
+        matches!(
+            self,
+            OutboxError::Sled(sled::Error::Io(_)) | OutboxError::Locked(_)
+        )
     }
 }
 
@@ -115,9 +123,23 @@ fn u64_value(tree: &'static str, v: &[u8]) -> Result<u64, OutboxError> {
 }
 
 impl Outbox {
-    /// Opens (or creates) the outbox database in `dir`.
+    /// Opens (or creates) the outbox database in `dir`. sled releases the file lock of a dropped
+    /// handle asynchronously, so a lock conflict is retried for up to [`LOCK_WAIT`] (blocking the
+    /// calling thread; this happens once, at start) before it is reported as [`OutboxError::Locked`].
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(OutboxError::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(Outbox {
             ops: db.open_tree("ops")?,
             meta: db.open_tree("meta")?,

@@ -74,6 +74,18 @@ async fn corrupt_record_is_reported_not_skipped() {
     ));
 }
 
+#[test]
+fn a_held_lock_is_reported_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Outbox::open(dir.path()).unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(matches!(
+        Outbox::open(dir.path()),
+        Err(OutboxError::Locked(_))
+    ));
+    assert!(t0.elapsed() >= LOCK_WAIT);
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Enqueue(u8),

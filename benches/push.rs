@@ -181,6 +181,11 @@ async fn push_rate(t: &Tenant, n: u64, cfg: PushConfig) -> (f64, Duration, PushS
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run a tiny smoke version.
     let smoke = !std::env::args().any(|a| a == "--bench");
+    if smoke {
+        println!(
+            "(smoke run under `cargo test`: tiny sizes; use `cargo bench --bench push` for figures)"
+        );
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let n = if smoke { 1000 } else { env_u64("PUSH_BENCH_OPS", 20_000) };

@@ -259,7 +259,7 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Number of entries not yet acknowledged and pruned.
+    /// Number of entries not yet acknowledged and pruned (O(n): sled counts by iterating).
     pub fn pending_len(&self) -> usize {
         self.ops.len()
     }

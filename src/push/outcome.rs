@@ -23,7 +23,9 @@ fn now_rfc3339() -> String {
 }
 
 impl Pusher {
-    pub(super) async fn handle(&mut self, (batch, result): Sent) -> Result<(), PushError> {
+    #[tracing::instrument(skip_all, fields(batch_id = %sent.0.id, ops = sent.0.len()))]
+    pub(super) async fn handle(&mut self, sent: Sent) -> Result<(), PushError> {
+        let (batch, result) = sent;
         let result = result.and_then(|r| {
             if r.results.len() == batch.len()
                 && r.results.iter().enumerate().all(|(i, x)| x.index == i)

@@ -54,9 +54,13 @@ impl Pusher {
     pub(super) fn new(
         outbox: Arc<Outbox>,
         client: Arc<TenantClient>,
-        cfg: PushConfig,
+        mut cfg: PushConfig,
         status: watch::Sender<PushStatus>,
     ) -> Result<Pusher, PushError> {
+        // Values that would stall the loop are raised to the smallest that work.
+        cfg.max_batch_ops = cfg.max_batch_ops.clamp(1, crate::api::MAX_BATCH_OPERATIONS);
+        cfg.max_in_flight = cfg.max_in_flight.max(1);
+        cfg.max_pending = cfg.max_pending.max(cfg.max_batch_ops);
         let checkpoint = outbox.checkpoint()?;
         let quarantined_anchors = outbox
             .quarantined_objects()?

@@ -342,3 +342,71 @@ async fn tenant_quarantine_is_mirrored_and_cleared_by_a_restart() {
         "{s:?}"
     );
 }
+
+fn group(anchor: &str) -> cloudsync::api::ops::Operation {
+    cloudsync::api::ops::Operation::Upsert(cloudsync::api::ops::Upsert {
+        kind: cloudsync::api::ops::ObjectKind::Group,
+        source_anchor: anchor.into(),
+        version: 1,
+        on_premises: Default::default(),
+        attributes: [("displayName".to_owned(), json!(anchor))]
+            .into_iter()
+            .collect(),
+    })
+}
+
+/// A membership that arrives before its group and member (one operation per batch, so it fails
+/// alone with ReferenceNotFound): the upserts overtake the waiting retry, and the retry then
+/// succeeds. A membership whose member never arrives gives up and quarantines the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_not_found_is_retried_after_the_referenced_objects() {
+    let tenant = PushTenant::start(&[]);
+    let a = agent(&tenant).await;
+    let add = |g: &str, m: &str| cloudsync::api::ops::Operation::AddMember {
+        group_anchor: g.into(),
+        member_anchor: m.into(),
+    };
+    let ops = vec![
+        add("grp-1", &synthetic::anchor(1)),
+        group("grp-1"),
+        synthetic::user_upsert(1, 1, DOMAIN),
+        add("grp-1", "never-synced"),
+    ];
+    let ops = ops
+        .into_iter()
+        .enumerate()
+        .map(|(n, operation)| OutboxOp {
+            configuration_id: a.config,
+            operation,
+            origin_seq: n as u64,
+        })
+        .collect();
+    a.outbox.enqueue(ops, None).await.unwrap();
+    let mut cfg = fast_config();
+    cfg.max_batch_ops = 1;
+    cfg.max_reference_attempts = 3;
+    let (handle, _rx, _c) = start(&a, cfg);
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("no livelock behind the waiting membership")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.checkpoint, 4);
+    let logs = tenant.all_logs().await;
+    let added = logs
+        .iter()
+        .filter(|e| e.action == "addMember" && e.result == OpStatus::Success)
+        .count();
+    assert_eq!(
+        added, 1,
+        "the early membership was applied once, after its objects"
+    );
+    let q = a.outbox.quarantined_objects().unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].code, "ReferenceNotFound");
+    assert!(
+        q[0].message.starts_with("Gave up after 3 attempts"),
+        "{}",
+        q[0].message
+    );
+}

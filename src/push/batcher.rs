@@ -56,6 +56,14 @@ impl Item {
     }
 }
 
+/// Whether an operation changes a group membership.
+pub fn is_membership(op: &Operation) -> bool {
+    matches!(
+        op,
+        Operation::AddMember { .. } | Operation::RemoveMember { .. }
+    )
+}
+
 /// The source anchors an operation touches.
 pub fn op_keys(op: &Operation) -> Vec<&str> {
     match op {
@@ -184,6 +192,11 @@ impl Pending {
     /// the same object behind) items that are not due, that touch an object in flight, or that go
     /// to another configuration; coalesces an upsert into the previous upsert of the same object
     /// when nothing in between touched it. Returns `None` when nothing can go now.
+    ///
+    /// One exception to the blocking: a skipped membership operation does not hold back later
+    /// UPSERTS of its group or member. A membership retry usually waits for exactly that upsert
+    /// (`ReferenceNotFound`), and an upsert carries no membership, so letting it overtake is safe;
+    /// later membership operations and deletes of those objects still wait.
     pub fn assemble(
         &mut self,
         limits: Limits,
@@ -191,6 +204,7 @@ impl Pending {
         now: Instant,
     ) -> Option<(Uuid, Vec<Item>)> {
         let mut blocked: HashSet<String> = HashSet::new();
+        let mut blocked_except_upserts: HashSet<String> = HashSet::new();
         let mut batch: Vec<Item> = Vec::new();
         let mut last_touch: HashMap<String, usize> = HashMap::new();
         let mut bytes = 0usize;
@@ -201,13 +215,21 @@ impl Pending {
             scanned += 1;
             let Some(item) = self.items.get(i) else { break };
             let keys = item.keys();
+            let upsert = matches!(item.op, Operation::Upsert(_));
             let skip = item.not_before.is_some_and(|t| t > now)
                 || configuration.is_some_and(|c| c != item.configuration)
-                || keys
-                    .iter()
-                    .any(|k| in_flight.contains_key(*k) || blocked.contains(*k));
+                || keys.iter().any(|k| {
+                    in_flight.contains_key(*k)
+                        || blocked.contains(*k)
+                        || (!upsert && blocked_except_upserts.contains(*k))
+                });
             if skip {
-                blocked.extend(keys.iter().map(|k| (*k).to_owned()));
+                let set = if is_membership(&item.op) {
+                    &mut blocked_except_upserts
+                } else {
+                    &mut blocked
+                };
+                set.extend(keys.iter().map(|k| (*k).to_owned()));
                 i += 1;
                 continue;
             }

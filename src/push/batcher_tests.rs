@@ -92,6 +92,44 @@ fn in_flight_and_waiting_objects_block_later_operations_of_the_same_object() {
 }
 
 #[test]
+fn a_waiting_membership_retry_lets_upserts_of_its_objects_overtake_but_nothing_else() {
+    let now = Instant::now();
+    let remove = Operation::RemoveMember {
+        group_anchor: "g".into(),
+        member_anchor: "m".into(),
+    };
+    let delete = Operation::Delete {
+        kind: ObjectKind::User,
+        source_anchor: "m".into(),
+        version: 9,
+    };
+    let mut p = pending(
+        vec![
+            add("g", "m"),
+            upsert("m", 1),
+            remove.clone(),
+            upsert("g", 1),
+            delete,
+        ],
+        now,
+    );
+    let mut first = p.items.pop_front().unwrap();
+    first.not_before = Some(now + Duration::from_secs(5));
+    p.requeue(first);
+    let (_, items) = p.assemble(WIDE, &HashMap::new(), now).unwrap();
+    let sent: Vec<_> = items.iter().map(|i| i.op.clone()).collect();
+    assert_eq!(sent, vec![upsert("m", 1), upsert("g", 1)]);
+    let later = now + Duration::from_secs(5);
+    let (_, items) = p.assemble(WIDE, &HashMap::new(), later).unwrap();
+    let positions: Vec<_> = items.iter().map(|i| i.position()).collect();
+    assert_eq!(
+        positions,
+        vec![1, 3, 5],
+        "the retry, then the removal and the delete, in order"
+    );
+}
+
+#[test]
 fn count_and_byte_limits() {
     let now = Instant::now();
     let mut p = pending((0..10).map(|n| upsert(&format!("u{n}"), 1)).collect(), now);

@@ -46,7 +46,9 @@
 //! 7. Per operation: `success`/`skipped` acknowledge it; a retriable error requeues it at its order
 //!    position with its own backoff, together with every later operation of the same object in that
 //!    batch (resent after it); a permanent error quarantines that object in the local provisioning log
-//!    with the tenant's message and acknowledges it. The rest of the batch proceeds.
+//!    with the tenant's message and acknowledges it. The rest of the batch proceeds. Exception: a
+//!    waiting membership operation lets later upserts of its group and member overtake it (that is
+//!    what resolves `ReferenceNotFound`), and gives up after `max_reference_attempts`.
 //! 8. The checkpoint advances to just below the lowest sequence not yet acknowledged, in one atomic
 //!    write with new provisioning-log entries and the pruning of acknowledged entries, then a flush.
 //! 9. Shutdown (cancellation): no new batches; in-flight batches get up to `shutdown_grace`; then the
@@ -94,6 +96,9 @@ pub struct PushConfig {
     pub call_backoff: Backoff,
     /// Backoff of an operation after a retriable per-operation error.
     pub op_backoff: Backoff,
+    /// Attempts of an operation failing with `ReferenceNotFound` before its object is quarantined
+    /// (the referenced object never arrived); other retriable codes wait for an admin and never give up.
+    pub max_reference_attempts: u32,
     /// When the configuration enters quarantine, and how it probes.
     pub quarantine: QuarantinePolicy,
     /// Client-side write pacing in operations per second (e.g. 7000/300 for Entra); `None` = off.
@@ -118,6 +123,7 @@ impl Default for PushConfig {
                 cap: Duration::from_secs(300),
                 jitter: 0.5,
             },
+            max_reference_attempts: 12,
             quarantine: QuarantinePolicy {
                 after_failures: 10,
                 after: Duration::from_secs(120),

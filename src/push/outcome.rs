@@ -10,7 +10,7 @@ use crate::api::config::Health;
 use crate::api::ops::{BatchResponse, OpErrorCode, OpStatus, Operation};
 
 use super::PushError;
-use super::batcher::Batch;
+use super::batcher::{Batch, is_membership};
 use super::client::CallError;
 use super::outbox::QuarantinedObject;
 use super::pusher::{Pusher, Sent};
@@ -110,14 +110,34 @@ impl Pusher {
 
     fn apply_results(&mut self, batch: Batch, response: BatchResponse) {
         let now = Instant::now();
+        // Objects with a retried operation in this batch; for a retried membership operation, only
+        // later non-upserts of its objects must follow it (see `Pending::assemble`).
         let mut failed_keys: HashSet<String> = HashSet::new();
+        let mut failed_membership_keys: HashSet<String> = HashSet::new();
         let mut tenant_quarantine: Option<String> = None;
         let (mut acked, mut retried, mut refused) = (0u64, 0u64, 0u64);
+        let give_up_after = self.cfg.max_reference_attempts;
         for (mut item, result) in batch.items.into_iter().zip(response.results) {
             let keys: Vec<String> = item.keys().iter().map(|k| (*k).to_owned()).collect();
-            let follows_failure = keys.iter().any(|k| failed_keys.contains(k));
-            match (result.status, result.error) {
-                (OpStatus::Error, Some(err)) if err.retriable || err.code.is_retriable() => {
+            let upsert = matches!(item.op, Operation::Upsert(_));
+            let follows_failure = keys.iter().any(|k| {
+                failed_keys.contains(k) || (!upsert && failed_membership_keys.contains(k))
+            });
+            let mut error = result.error;
+            if let Some(e) = error.as_mut()
+                && e.code == OpErrorCode::ReferenceNotFound
+                && item.attempts + 1 >= give_up_after
+            {
+                // An object that never arrives must not hold its queue forever: escrow expiry.
+                e.retriable = false;
+                e.message = format!(
+                    "Gave up after {} attempts: {}",
+                    item.attempts + 1,
+                    e.message
+                );
+            }
+            match (result.status, error) {
+                (OpStatus::Error, Some(err)) if err.retriable => {
                     if err.code == OpErrorCode::Quarantined {
                         tenant_quarantine.get_or_insert(err.message.clone());
                     } else {
@@ -126,7 +146,11 @@ impl Pusher {
                     item.attempts += 1;
                     item.not_before =
                         Some(now + self.cfg.op_backoff.delay_random(item.attempts, None));
-                    failed_keys.extend(keys);
+                    if is_membership(&item.op) {
+                        failed_membership_keys.extend(keys);
+                    } else {
+                        failed_keys.extend(keys);
+                    }
                     retried += 1;
                     self.pending.requeue(item);
                 }

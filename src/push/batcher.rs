@@ -56,11 +56,15 @@ impl Item {
     }
 }
 
-/// Whether an operation changes a group membership.
-pub fn is_membership(op: &Operation) -> bool {
+/// Whether an operation needs its objects to exist but changes none of their attributes: membership
+/// changes and password hashes. Such an operation waiting for a retry (typically
+/// `ReferenceNotFound`) lets later upserts of its objects overtake it.
+pub fn needs_existing_objects(op: &Operation) -> bool {
     matches!(
         op,
-        Operation::AddMember { .. } | Operation::RemoveMember { .. }
+        Operation::AddMember { .. }
+            | Operation::RemoveMember { .. }
+            | Operation::SetPasswordHash { .. }
     )
 }
 
@@ -193,10 +197,10 @@ impl Pending {
     /// to another configuration; coalesces an upsert into the previous upsert of the same object
     /// when nothing in between touched it. Returns `None` when nothing can go now.
     ///
-    /// One exception to the blocking: a skipped membership operation does not hold back later
-    /// UPSERTS of its group or member. A membership retry usually waits for exactly that upsert
-    /// (`ReferenceNotFound`), and an upsert carries no membership, so letting it overtake is safe;
-    /// later membership operations and deletes of those objects still wait.
+    /// One exception to the blocking: a skipped membership or password-hash operation does not hold
+    /// back later UPSERTS of its objects. Its retry usually waits for exactly that upsert
+    /// (`ReferenceNotFound`), and an upsert carries neither membership nor credentials, so letting
+    /// it overtake is safe; later operations of any other kind on those objects still wait.
     pub fn assemble(
         &mut self,
         limits: Limits,
@@ -224,7 +228,7 @@ impl Pending {
                         || (!upsert && blocked_except_upserts.contains(*k))
                 });
             if skip {
-                let set = if is_membership(&item.op) {
+                let set = if needs_existing_objects(&item.op) {
                     &mut blocked_except_upserts
                 } else {
                     &mut blocked

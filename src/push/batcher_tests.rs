@@ -130,6 +130,25 @@ fn a_waiting_membership_retry_lets_upserts_of_its_objects_overtake_but_nothing_e
 }
 
 #[test]
+fn a_waiting_password_hash_lets_the_user_upsert_overtake() {
+    let now = Instant::now();
+    let phs = Operation::SetPasswordHash {
+        source_anchor: "u".into(),
+        version: 1,
+        credential: "v1;PPH1_MD4,00,1000,00;".into(),
+    };
+    let mut p = pending(vec![phs, upsert("u", 2)], now);
+    let mut first = p.items.pop_front().unwrap();
+    first.not_before = Some(now + Duration::from_secs(1));
+    p.requeue(first);
+    let (_, items) = p.assemble(WIDE, &HashMap::new(), now).unwrap();
+    assert_eq!(
+        items.iter().map(|i| i.position()).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
 fn count_and_byte_limits() {
     let now = Instant::now();
     let mut p = pending((0..10).map(|n| upsert(&format!("u{n}"), 1)).collect(), now);

@@ -47,8 +47,8 @@
 //!    position with its own backoff, together with every later operation of the same object in that
 //!    batch (resent after it); a permanent error quarantines that object in the local provisioning log
 //!    with the tenant's message and acknowledges it. The rest of the batch proceeds. Exception: a
-//!    waiting membership operation lets later upserts of its group and member overtake it (that is
-//!    what resolves `ReferenceNotFound`), and gives up after `max_reference_attempts`.
+//!    waiting membership or password-hash operation lets later upserts of its objects overtake it
+//!    (that is what resolves `ReferenceNotFound`); it gives up after `max_reference_attempts`.
 //! 8. The checkpoint advances to just below the lowest sequence not yet acknowledged, in one atomic
 //!    write with new provisioning-log entries and the pruning of acknowledged entries, then a flush.
 //! 9. Shutdown (cancellation): no new batches; in-flight batches get up to `shutdown_grace`; then the

@@ -10,7 +10,7 @@ use crate::api::config::Health;
 use crate::api::ops::{BatchResponse, OpErrorCode, OpStatus, Operation};
 
 use super::PushError;
-use super::batcher::{Batch, is_membership};
+use super::batcher::{Batch, needs_existing_objects};
 use super::client::CallError;
 use super::outbox::QuarantinedObject;
 use super::pusher::{Pusher, Sent};
@@ -146,7 +146,7 @@ impl Pusher {
                     item.attempts += 1;
                     item.not_before =
                         Some(now + self.cfg.op_backoff.delay_random(item.attempts, None));
-                    if is_membership(&item.op) {
+                    if needs_existing_objects(&item.op) {
                         failed_membership_keys.extend(keys);
                     } else {
                         failed_keys.extend(keys);

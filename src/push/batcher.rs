@@ -30,9 +30,21 @@ pub struct Item {
 }
 
 impl Item {
-    /// Builds an item for one outbox entry.
+    /// Builds an item for one outbox entry, measuring its size by encoding the operation.
     pub fn new(seq: u64, configuration: Uuid, op: Operation, now: Instant) -> Item {
         let size = serde_json::to_vec(&op).map_or(1024, |v| v.len() + 1);
+        Item::with_size(seq, configuration, op, size, now)
+    }
+
+    /// Builds an item whose encoded size is already known (the push loop uses the stored
+    /// payload length, so it does not encode every operation once more).
+    pub fn with_size(
+        seq: u64,
+        configuration: Uuid,
+        op: Operation,
+        size: usize,
+        now: Instant,
+    ) -> Item {
         Item {
             seqs: vec![seq],
             configuration,

@@ -247,6 +247,20 @@ impl Outbox {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxOp)>, OutboxError> {
+        Ok(self
+            .read_sized(after, limit)?
+            .into_iter()
+            .map(|(seq, op, _)| (seq, op))
+            .collect())
+    }
+
+    /// [`Outbox::read_after`] plus each entry's payload length in bytes (a slight over-estimate of
+    /// the operation's JSON, used for the batch byte limit without encoding it again).
+    pub fn read_sized(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxOp, usize)>, OutboxError> {
         let mut out = Vec::new();
         let start = after.saturating_add(1).to_be_bytes();
         for item in self.ops.range(start..).take(limit) {
@@ -254,7 +268,7 @@ impl Outbox {
             let seq = u64_value("ops", &key)?;
             let op =
                 envelope::decode(&value).map_err(|source| OutboxError::Corrupt { seq, source })?;
-            out.push((seq, op));
+            out.push((seq, op, value.len().saturating_sub(envelope::HEADER_LEN)));
         }
         Ok(out)
     }

@@ -35,6 +35,11 @@ async fn enqueue_read_acknowledge_survive_reopen() {
         .read_after(outbox.checkpoint().unwrap(), 100)
         .unwrap();
     assert_eq!(rest, vec![(4, op(4)), (5, op(5))]);
+    // The size used for the batch byte limit never under-estimates the operation's JSON.
+    for (_, entry, size) in outbox.read_sized(3, 10).unwrap() {
+        assert!(size >= serde_json::to_vec(&entry.operation).unwrap().len());
+        assert_eq!(size, serde_json::to_vec(&entry).unwrap().len());
+    }
     // Pruned entries are gone; sequences keep growing after a full prune.
     outbox.acknowledge(5, &[]).await.unwrap();
     assert_eq!(outbox.pending_len(), 0);

@@ -119,10 +119,15 @@ impl Pusher {
             return Ok(());
         }
         let now = Instant::now();
-        for (seq, entry) in self.outbox.read_after(self.acks.read_upto(), room)? {
+        for (seq, entry, size) in self.outbox.read_sized(self.acks.read_upto(), room)? {
             self.acks.read(seq);
-            self.pending
-                .push_new(Item::new(seq, entry.configuration_id, entry.operation, now));
+            self.pending.push_new(Item::with_size(
+                seq,
+                entry.configuration_id,
+                entry.operation,
+                size,
+                now,
+            ));
         }
         Ok(())
     }

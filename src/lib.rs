@@ -14,6 +14,7 @@
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 //! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
+//! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
 
 pub mod agent;
 pub mod api;
@@ -22,5 +23,6 @@ pub mod config;
 pub mod event;
 pub mod journal;
 pub mod projection;
+pub mod push;
 pub mod source;
 pub mod tenant;

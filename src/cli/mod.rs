@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod journal;
+pub mod push;
 pub mod tenant;
 
 /// The version line: crate version and the journal's on-disk format version.
@@ -46,6 +47,9 @@ pub enum Command {
     /// Run the local tenant (the emulated cloud directory).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Drive the push stage with synthetic operations (tests and diagnostics).
+    #[command(subcommand, hide = true)]
+    Push(push::PushCommand),
 }
 
 /// Initialises tracing to stderr.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Journal(cmd) => journal::run(cmd),
         Command::Agent(cmd) => agent::run(cmd),
         Command::Tenant(cmd) => tenant::run(cmd),
+        Command::Push(cmd) => push::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -43,8 +43,8 @@ fi
 
 export CLOUDSYNC_ARTIFACTS=${CLOUDSYNC_ARTIFACTS:-$PWD/target/artifacts}
 mkdir -p "$CLOUDSYNC_ARTIFACTS"
-# Build everything once (tests, benches as tests, the binary the integration tests spawn).
-cargo build --all-targets
+# Build every test target and the binary the integration tests spawn once, in the dev profile.
+cargo build --workspace --tests --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "${extra[@]}"
   # nextest does not run doctests

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod journal;
+pub mod phs;
 pub mod tenant;
 
 /// The version line: crate version and the journal's on-disk format version.
@@ -42,6 +43,9 @@ pub enum Command {
     /// Run the local tenant (the emulated cloud directory).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Password hash sync diagnostics (OrgId hash of a password).
+    #[command(subcommand)]
+    Phs(phs::PhsCommand),
 }
 
 /// Initialises tracing to stderr.
@@ -65,6 +69,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Journal(cmd) => journal::run(cmd),
         Command::Tenant(cmd) => tenant::run(cmd),
+        Command::Phs(cmd) => phs::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,104 @@
+//! `cloudsync phs …`: password hash sync diagnostics for admins.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use zeroize::Zeroizing;
+
+use crate::phs::fips::{self, FipsSettings};
+use crate::phs::orgid::{ITERATIONS, MAX_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
+use crate::phs::{NtHash, OrgIdHash};
+
+/// Password hash sync commands.
+#[derive(Debug, Subcommand)]
+pub enum PhsCommand {
+    /// Read a password on stdin and print its OrgId hash string (`v1;PPH1_MD4,…;`).
+    Compute(ComputeArgs),
+    /// Read a password on stdin and check it against an OrgId hash string (exit 0 match, 2 mismatch).
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `phs compute`.
+#[derive(Debug, Args)]
+pub struct ComputeArgs {
+    /// Salt as hex (default: 10 random bytes, as for a real change).
+    #[arg(long)]
+    pub salt: Option<String>,
+    /// PBKDF2 iteration count.
+    #[arg(long, default_value_t = ITERATIONS)]
+    pub iterations: u32,
+    /// Allow MD4 under FIPS policy (like `fips.allow_md5_for_password_hash_sync = true`).
+    #[arg(long)]
+    pub allow_md5_for_password_hash_sync: bool,
+}
+
+/// Arguments of `phs verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The OrgId hash string.
+    pub org_id_hash: String,
+    /// Allow MD4 under FIPS policy (like `fips.allow_md5_for_password_hash_sync = true`).
+    #[arg(long)]
+    pub allow_md5_for_password_hash_sync: bool,
+}
+
+/// Runs a `phs` command.
+pub fn run(cmd: PhsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PhsCommand::Compute(args) => {
+            check_fips(args.allow_md5_for_password_hash_sync)?;
+            let salt = match &args.salt {
+                Some(hex_salt) => hex::decode(hex_salt).context("while reading --salt as hex")?,
+                None => rand::random::<[u8; SALT_LEN]>().to_vec(),
+            };
+            if salt.is_empty() || salt.len() > MAX_SALT_LEN {
+                bail!("--salt must be 1 to {MAX_SALT_LEN} bytes");
+            }
+            if !(1..=MAX_ITERATIONS).contains(&args.iterations) {
+                bail!("--iterations must be between 1 and {MAX_ITERATIONS}");
+            }
+            let nt = read_password_nt_hash()?;
+            println!("{}", OrgIdHash::compute(&nt, &salt, args.iterations));
+            Ok(ExitCode::SUCCESS)
+        }
+        PhsCommand::Verify(args) => {
+            check_fips(args.allow_md5_for_password_hash_sync)?;
+            let hash: OrgIdHash = args
+                .org_id_hash
+                .parse()
+                .context("while parsing the OrgId hash string")?;
+            let nt = read_password_nt_hash()?;
+            if hash.matches(&nt) {
+                println!("match");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("mismatch");
+                Ok(ExitCode::from(2))
+            }
+        }
+    }
+}
+
+fn check_fips(allow: bool) -> anyhow::Result<()> {
+    let settings = FipsSettings {
+        enforce: false,
+        allow_md5_for_password_hash_sync: allow,
+    };
+    fips::check_password_hash_sync_on_host(&settings)?;
+    Ok(())
+}
+
+/// Reads stdin, drops one trailing newline (`\n` or `\r\n`), and returns the NT hash.
+fn read_password_nt_hash() -> anyhow::Result<NtHash> {
+    let mut buf = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut buf)
+        .context("while reading the password from stdin")?;
+    let password = buf
+        .strip_suffix("\r\n")
+        .or_else(|| buf.strip_suffix('\n'))
+        .unwrap_or(&buf);
+    Ok(NtHash::from_password(password))
+}

@@ -257,14 +257,16 @@ cmd_start() {
     > "$D/samba.log" 2>&1 < /dev/null &
   pid=$!
   echo "$pid" > "$D/samba.pid"
-  deadline=$(awk -v t="$(now)" -v d="${LAB_START_TIMEOUT:-60}" 'BEGIN { print t + d }')
+  # bash's integer SECONDS, not awk: awk prints large floats as %.6g (1.7956e+09), which once made this
+  # deadline lie in the past and every start fail "not ready" at once.
+  deadline=$((SECONDS + ${LAB_START_TIMEOUT:-60}))
   until ready; do
     if ! alive "$pid"; then
       rm -f "$D/samba.pid"
       tail -n 20 "$D/samba.log" >&2
       die "samba exited during startup (log: $D/samba.log)"
     fi
-    if awk -v t="$(now)" -v d="$deadline" 'BEGIN { exit !(t > d) }'; then
+    if ((SECONDS > deadline)); then
       tail -n 20 "$D/samba.log" >&2
       die "not ready after ${LAB_START_TIMEOUT:-60}s (still running as pid $pid; log: $D/samba.log)"
     fi

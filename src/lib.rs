@@ -10,6 +10,7 @@
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 //! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
+//! - [`source`]  — readers of AD (`source::drsr`: MS-DRSR replication for password hash sync).
 //! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
 
 pub mod api;
@@ -17,4 +18,5 @@ pub mod cli;
 pub mod event;
 pub mod journal;
 pub mod phs;
+pub mod source;
 pub mod tenant;

@@ -1,0 +1,174 @@
+//! One replication run: EPM → bind → GetNCChanges pages → unbind, with secrets decrypted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::cookie::Cookie;
+use super::drsuapi::{self, DRSUAPI_INTERFACE};
+use super::error::DrsrError;
+use super::getncchanges::{self, DRS_GET_ANC, DRS_INIT_SYNC, DRS_WRIT_REP, Request};
+use super::ndr::Guid;
+use super::ntlm::Credentials;
+use super::secrets;
+use super::transport::Connection;
+use crate::phs::NtHash;
+
+/// userAccountControl ACCOUNTDISABLE.
+const UF_ACCOUNTDISABLE: u32 = 0x2;
+
+/// Where and how to replicate.
+#[derive(Debug)]
+pub struct DrsrSettings {
+    /// The domain controller's address.
+    pub dc: IpAddr,
+    /// The DRSUAPI TCP port; `None` asks the endpoint mapper on port 135.
+    pub port: Option<u16>,
+    /// The domain NC's DN (e.g. `DC=corp,DC=example,DC=test`).
+    pub nc_dn: String,
+    /// The sync account.
+    pub credentials: Credentials,
+    /// Per-operation network deadline.
+    pub timeout: Duration,
+    /// `cMaxObjects` per page.
+    pub page_objects: u32,
+}
+
+/// One account's replicated NT hash.
+#[derive(Debug)]
+pub struct ReplicatedHash {
+    /// objectGUID.
+    pub guid: Guid,
+    /// The DN (for logs; not secret).
+    pub dn: String,
+    /// The NT hash (zeroized on drop).
+    pub nt_hash: NtHash,
+    /// Whether userAccountControl says disabled, when it was replicated.
+    pub disabled: Option<bool>,
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct ReplicationRun {
+    /// Hashes of accounts whose unicodePwd was replicated.
+    pub hashes: Vec<ReplicatedHash>,
+    /// The cookie to store with the events of this run.
+    pub cookie: Cookie,
+    /// Objects replicated (with or without a password).
+    pub objects: usize,
+    /// GetNCChanges pages fetched.
+    pub pages: usize,
+    /// unicodePwd values that did not decrypt (quarantined, logged by GUID).
+    pub undecryptable: usize,
+    /// Time spent in replication (network + decoding + decryption).
+    pub elapsed: Duration,
+}
+
+/// The MS-DRSR client.
+#[derive(Debug, Default)]
+pub struct DrsrClient;
+
+impl DrsrClient {
+    /// Replicates the domain NC from `from` (or from scratch) to the end and decrypts every
+    /// replicated unicodePwd.
+    pub async fn replicate(
+        settings: &DrsrSettings,
+        from: Option<&Cookie>,
+    ) -> Result<ReplicationRun, DrsrError> {
+        let started = Instant::now();
+        let port = match settings.port {
+            Some(p) => p,
+            None => super::epm::resolve(settings.dc, DRSUAPI_INTERFACE, settings.timeout).await?,
+        };
+        let mut conn = Connection::connect(
+            SocketAddr::new(settings.dc, port),
+            DRSUAPI_INTERFACE,
+            Some(&settings.credentials),
+            settings.timeout,
+        )
+        .await?;
+        let session_key = *conn
+            .session_key()
+            .ok_or_else(|| DrsrError::Ntlm("no session key".into()))?;
+        let bind = drsuapi::parse_bind_reply(
+            &conn
+                .call(drsuapi::OP_BIND, &drsuapi::bind_request())
+                .await?,
+        )?;
+        tracing::debug!(
+            port,
+            server_extensions = bind.server_extensions,
+            "DRSUAPI bound."
+        );
+        let full = from.is_none();
+        let mut cookie = from.cloned().unwrap_or_default();
+        let mut flags = DRS_WRIT_REP | DRS_GET_ANC;
+        if full {
+            flags |= DRS_INIT_SYNC;
+        }
+        let mut run = ReplicationRun {
+            hashes: Vec::new(),
+            cookie: Cookie::default(),
+            objects: 0,
+            pages: 0,
+            undecryptable: 0,
+            elapsed: Duration::ZERO,
+        };
+        loop {
+            let stub = getncchanges::encode_request(&Request {
+                handle: &bind.handle,
+                nc_dn: &settings.nc_dn,
+                from: &cookie,
+                flags,
+                max_objects: settings.page_objects,
+                max_bytes: 0,
+            });
+            let raw = conn.call(drsuapi::OP_GET_NC_CHANGES, &stub).await?;
+            let reply = getncchanges::decode_reply(&raw)?;
+            run.pages += 1;
+            run.objects += reply.objects.len();
+            for object in reply.objects {
+                let Some(value) = object.unicode_pwd.as_ref() else {
+                    continue;
+                };
+                let guid_text = super::ndr::guid_string(&object.guid);
+                let Some(rid) = object.rid else {
+                    run.undecryptable += 1;
+                    tracing::warn!(guid = %guid_text, "Replicated password of an object without a SID skipped.");
+                    continue;
+                };
+                match secrets::decrypt_unicode_pwd(&session_key, value, rid) {
+                    Ok(nt_hash) => run.hashes.push(ReplicatedHash {
+                        guid: object.guid,
+                        dn: object.dn,
+                        nt_hash,
+                        disabled: object
+                            .user_account_control
+                            .map(|uac| uac & UF_ACCOUNTDISABLE != 0),
+                    }),
+                    Err(err) => {
+                        run.undecryptable += 1;
+                        tracing::warn!(guid = %guid_text, error = %err, "Replicated password does not decrypt; object skipped.");
+                    }
+                }
+            }
+            cookie.invocation_id = reply.invocation_id;
+            cookie.hwm = reply.usn_to;
+            if let Some(cursors) = reply.cursors {
+                cookie.cursors = cursors;
+            }
+            if !reply.more_data {
+                break;
+            }
+        }
+        // Unbind politely; the run is complete either way.
+        if let Err(err) = conn
+            .call(drsuapi::OP_UNBIND, &drsuapi::unbind_request(&bind.handle))
+            .await
+        {
+            tracing::debug!(error = %err, "IDL_DRSUnbind failed after a complete run.");
+        }
+        run.cookie = cookie;
+        run.elapsed = started.elapsed();
+        Ok(run)
+    }
+}

@@ -1,0 +1,157 @@
+//! MS-DRSR replication against a real Samba AD DC, as the non-admin sync account that holds only the
+//! two replication rights: every seeded user's replicated NT hash equals MD4 of the password the seed
+//! gave it (computed here from the seed pattern), the cookie makes the next run incremental, and a
+//! password reset shows up in the next incremental run with the new hash.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cloudsync::phs::NtHash;
+use cloudsync::source::drsr::ntlm::Credentials;
+use cloudsync::source::drsr::{DrsrClient, DrsrError, DrsrSettings};
+use common::lab::{self, LabDc};
+use md4::{Digest, Md4};
+use zeroize::Zeroizing;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// MD4(UTF-16LE(password)), computed independently of `cloudsync::phs`.
+fn md4_hex(password: &str) -> String {
+    let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    hex::encode(Md4::digest(&utf16))
+}
+
+fn settings(dc: &LabDc, user: &str, password: &str) -> DrsrSettings {
+    DrsrSettings {
+        dc: dc.ip.into(),
+        port: None,
+        nc_dn: dc.base_dn.clone(),
+        credentials: Credentials {
+            user: user.to_owned(),
+            domain: dc.netbios_domain.clone(),
+            password: Zeroizing::new(password.to_owned()),
+        },
+        timeout: Duration::from_secs(30),
+        page_objects: 400,
+    }
+}
+
+/// sAMAccountName from a DN `CN=<cn>,…` (the lab's CNs equal the sAMAccountNames for seeded users).
+fn cn(dn: &str) -> String {
+    dn.split(',')
+        .next()
+        .and_then(|rdn| rdn.strip_prefix("CN="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn hashes_by_cn(
+    run: &cloudsync::source::drsr::ReplicationRun,
+) -> HashMap<String, (String, Option<bool>)> {
+    run.hashes
+        .iter()
+        .map(|h| (cn(&h.dn), (hex::encode(h.nt_hash.expose()), h.disabled)))
+        .collect()
+}
+
+#[test]
+fn full_then_incremental_replication_as_the_sync_account() {
+    lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
+    let dc = LabDc::start();
+    let rt = runtime();
+    let s = settings(&dc, dc.svc_sam_account_name(), &dc.svc_password);
+
+    let full = rt.block_on(DrsrClient::replicate(&s, None)).unwrap();
+    eprintln!(
+        "full: {} objects, {} hashes, {} pages, {:?}",
+        full.objects,
+        full.hashes.len(),
+        full.pages,
+        full.elapsed
+    );
+    assert!(full.pages >= 3, "400 objects per page over >2000 objects");
+    assert_eq!(full.undecryptable, 0);
+    let by_cn = hashes_by_cn(&full);
+    for i in 1..=lab::TEMPLATE_USERS {
+        let sam = format!("user{i:05}");
+        let (hash, disabled) = by_cn
+            .get(&sam)
+            .unwrap_or_else(|| panic!("{sam} has no replicated hash"));
+        assert_eq!(hash, &md4_hex(&lab::seeded_password(&sam)), "{sam}");
+        assert_eq!(*disabled, Some(false), "{sam}");
+    }
+    for i in 1..=lab::STAFF_USERS {
+        let sam = format!("staff{i:03}");
+        assert_eq!(by_cn[&sam].0, md4_hex(&lab::seeded_password(&sam)));
+    }
+
+    // Nothing changed: the incremental run carries no passwords.
+    let again = rt
+        .block_on(DrsrClient::replicate(&s, Some(&full.cookie)))
+        .unwrap();
+    assert!(again.hashes.is_empty(), "{:?}", again.hashes.len());
+
+    // Reset one password and disable another account.
+    dc.ldif_admin(&format!(
+        "dn: {}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n",
+        dc.user_dn(42),
+        lab::unicode_pwd_base64("New!Secret4242")
+    ));
+    dc.ldif_admin(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n",
+        dc.user_dn(43),
+    ));
+    let delta = rt
+        .block_on(DrsrClient::replicate(&s, Some(&again.cookie)))
+        .unwrap();
+    let by_cn = hashes_by_cn(&delta);
+    assert_eq!(by_cn["user00042"].0, md4_hex("New!Secret4242"));
+    assert_ne!(
+        by_cn["user00042"].0,
+        md4_hex(&lab::seeded_password("user00042"))
+    );
+    assert!(
+        delta.objects < 20,
+        "incremental run replicated {} objects",
+        delta.objects
+    );
+    // The disabled account's hash still replicates when its object does (UAC changed).
+    if let Some((hash, disabled)) = by_cn.get("user00043") {
+        assert_eq!(hash, &md4_hex(&lab::seeded_password("user00043")));
+        assert_eq!(*disabled, Some(true));
+    }
+    let _ = NtHash::from_password("unused"); // the public API the PHS stage consumes
+}
+
+#[test]
+fn wrong_password_is_an_authentication_error() {
+    let dc = LabDc::start();
+    let rt = runtime();
+    let s = settings(&dc, dc.svc_sam_account_name(), "not-the-password");
+    let err = rt.block_on(DrsrClient::replicate(&s, None)).unwrap_err();
+    eprintln!("{err}");
+    assert!(matches!(err, DrsrError::Ntlm(_)), "{err:?}");
+    assert!(err.is_access_denied() && !err.is_retriable());
+}
+
+#[test]
+fn an_account_without_replication_rights_is_refused_clearly() {
+    let dc = LabDc::start();
+    let rt = runtime();
+    let s = settings(&dc, "user00001", &lab::seeded_password("user00001"));
+    let err = rt.block_on(DrsrClient::replicate(&s, None)).unwrap_err();
+    eprintln!("{err}");
+    assert!(err.is_access_denied(), "{err:?}");
+    assert!(
+        err.to_string().contains("Replicating Directory Changes"),
+        "{err}"
+    );
+}

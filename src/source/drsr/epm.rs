@@ -72,7 +72,7 @@ pub fn parse_map_response(stub: &[u8]) -> Result<u16, DrsrError> {
     let num_towers = r.u32()?;
     let max = r.count(1024)?;
     let offset = r.u32()? as usize;
-    let actual = r.count(1024)?;
+    let actual = r.count_of(1024, 4)?;
     if offset != 0 || actual > max || num_towers as usize != actual {
         return Err(DrsrError::malformed(
             "ept_map response",

@@ -219,7 +219,7 @@ pub fn rid_of(sid: &[u8]) -> Option<u32> {
 }
 
 fn read_prefix_table(r: &mut NdrReader<'_>, count: u32) -> Result<PrefixTable, DrsrError> {
-    let max = r.count(MAX_PREFIXES)?;
+    let max = r.count_of(MAX_PREFIXES, 12)?;
     r.expect_eq("PrefixCount", max, count as usize)?;
     let mut heads = Vec::with_capacity(max);
     for _ in 0..max {
@@ -243,7 +243,7 @@ fn read_prefix_table(r: &mut NdrReader<'_>, count: u32) -> Result<PrefixTable, D
 }
 
 fn read_utd_v2(r: &mut NdrReader<'_>) -> Result<Vec<Cursor>, DrsrError> {
-    let max = r.count(MAX_CURSORS)?;
+    let max = r.count_of(MAX_CURSORS, 32)?;
     r.align(8)?;
     let _version = r.u32()?;
     let _reserved = r.u32()?;
@@ -266,7 +266,7 @@ fn read_attrs(
     wanted: &Wanted,
     object: &mut Object,
 ) -> Result<(), DrsrError> {
-    let max = r.count(MAX_ATTRS)?;
+    let max = r.count_of(MAX_ATTRS, 12)?;
     r.expect_eq("attrCount", max, count as usize)?;
     let mut heads = Vec::with_capacity(max);
     for _ in 0..max {
@@ -279,7 +279,7 @@ fn read_attrs(
         if !present {
             continue;
         }
-        let n = r.count(MAX_VALUES)?;
+        let n = r.count_of(MAX_VALUES, 8)?;
         r.expect_eq("valCount", n, val_count as usize)?;
         let mut lens = Vec::with_capacity(n);
         for _ in 0..n {

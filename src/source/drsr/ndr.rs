@@ -162,6 +162,18 @@ impl<'a> NdrReader<'a> {
         Ok(n as usize)
     }
 
+    /// Reads a conformance count of elements at least `elem_size` bytes each: bounded by `limit`
+    /// and by the bytes left, so a hostile count cannot trigger a large allocation.
+    pub fn count_of(&mut self, limit: u32, elem_size: usize) -> Result<usize, DrsrError> {
+        let n = self.count(limit)?;
+        if n.saturating_mul(elem_size) > self.remaining() {
+            return Err(self.err(format!(
+                "{n} elements of {elem_size} bytes exceed the input"
+            )));
+        }
+        Ok(n)
+    }
+
     /// Checks that a conformance count agrees with a size field.
     pub fn expect_eq(&self, field: &'static str, got: usize, want: usize) -> Result<(), DrsrError> {
         if got == want {

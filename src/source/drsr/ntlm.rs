@@ -347,6 +347,11 @@ impl Session {
         })
     }
 
+    /// A session from a bare key, for fuzzing the unsealing path without a handshake.
+    pub fn for_fuzzing(session_key: &[u8; 16]) -> Result<Session, DrsrError> {
+        Session::new(session_key)
+    }
+
     /// The exported session key (what MS-DRSR calls the session key for secret encryption).
     pub fn session_key(&self) -> &[u8; 16] {
         &self.session_key

@@ -1,8 +1,19 @@
 //! `cloudsync journal …`: diagnostics over an event journal directory.
+//!
+//! Every subcommand opens the journal with [`Journal::open_existing`], which never creates, migrates or
+//! repairs: a missing directory, a directory that is not a journal, or one of another format version is a
+//! clear error. Exit codes: 0 success, 1 error (cannot open, bad arguments), 2 `verify` found problems.
 
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use clap::Subcommand;
+
+use crate::event::{Attribute, Event, EventKind, Guid, ObjectClass, SourceKind};
+use crate::journal::{Checkpoint, FORMAT_VERSION, Journal, JournalOptions, view};
 
 /// Journal subcommands.
 #[derive(Debug, Subcommand)]
@@ -10,15 +21,289 @@ pub enum JournalCommand {
     /// Sequence range, counts per kind and domain, cursors, checkpoints, size on disk.
     Inspect {
         /// The journal directory.
-        dir: std::path::PathBuf,
+        dir: PathBuf,
+    },
+    /// Print the events as a timeline (one line each) or as JSON lines.
+    Replay {
+        /// The journal directory.
+        dir: PathBuf,
+        /// First sequence number to show.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Last sequence number to show.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Only events about this object (objectGUID in text form).
+        #[arg(long, value_name = "GUID")]
+        object: Option<String>,
+        /// Only events of this kind (e.g. `object-upserted`, `members-changed`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Print JSON lines instead of the timeline.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record's CRC and payload and the sequence continuity; exit 2 on any problem.
+    Verify {
+        /// The journal directory.
+        dir: PathBuf,
+    },
+    /// Write every record as JSON lines to stdout (the OrgId hash redacted unless asked for).
+    Export {
+        /// The journal directory.
+        dir: PathBuf,
+        /// Include salted password hashes verbatim.
+        #[arg(long)]
+        include_password_hashes: bool,
+    },
+    /// Test helper for the crash test: appends batches forever, printing `ack FIRST LAST BATCH` after each.
+    #[command(hide = true)]
+    CrashWriter {
+        /// The journal directory (created if missing).
+        dir: PathBuf,
+        /// Events per batch.
+        #[arg(long, default_value_t = 100)]
+        batch_size: u64,
+        /// Concurrent writer threads (exercises group commit).
+        #[arg(long, default_value_t = 2)]
+        threads: u64,
+        /// Run number: batch numbers start at `run * 1_000_000`, so runs on one journal stay distinct.
+        #[arg(long, default_value_t = 0)]
+        run: u64,
     },
 }
 
 /// Runs a journal subcommand.
 pub fn run(cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        JournalCommand::Inspect { dir } => {
-            anyhow::bail!("journal inspect {}: not built yet", dir.display())
+        JournalCommand::Inspect { dir } => inspect(&dir),
+        JournalCommand::Replay {
+            dir,
+            from,
+            to,
+            object,
+            kind,
+            json,
+        } => {
+            let object = object
+                .map(|text| {
+                    Guid::parse(&text).with_context(|| format!("--object {text:?} is not a GUID"))
+                })
+                .transpose()?;
+            let kind = kind
+                .map(|text| {
+                    EventKind::parse(&text).with_context(|| {
+                        let names: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                        format!("--kind {text:?} is not one of {}", names.join(", "))
+                    })
+                })
+                .transpose()?;
+            replay(&dir, from, to.unwrap_or(u64::MAX), object, kind, json)
+        }
+        JournalCommand::Verify { dir } => verify(&dir),
+        JournalCommand::Export {
+            dir,
+            include_password_hashes,
+        } => export(&dir, include_password_hashes),
+        JournalCommand::CrashWriter {
+            dir,
+            batch_size,
+            threads,
+            run,
+        } => crash_writer(&dir, batch_size, threads, run),
+    }
+}
+
+fn open(dir: &Path) -> anyhow::Result<Journal> {
+    Journal::open_existing(dir)
+        .with_context(|| format!("cannot open the journal at {}", dir.display()))
+}
+
+fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
+    let journal = open(dir)?;
+    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut domains: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut first, mut last, mut count) = (None, None, 0u64);
+    for record in journal.read(0) {
+        let record =
+            record.context("while reading the records (run `cloudsync journal verify`)")?;
+        first.get_or_insert(record.seq);
+        last = Some(record.seq);
+        count += 1;
+        *kinds.entry(record.event.kind().as_str()).or_default() += 1;
+        *domains
+            .entry(record.event.domain().to_string())
+            .or_default() += 1;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "journal:        {}", dir.display())?;
+    writeln!(out, "format version: v{FORMAT_VERSION}")?;
+    writeln!(out, "size on disk:   {} bytes", journal.size_on_disk()?)?;
+    match (first, last) {
+        (Some(f), Some(l)) => writeln!(out, "records:        {count} (seq {f}..={l})")?,
+        _ => writeln!(out, "records:        0")?,
+    }
+    writeln!(out, "by kind:")?;
+    for (kind, n) in &kinds {
+        writeln!(out, "  {kind:<24} {n}")?;
+    }
+    writeln!(out, "by domain:")?;
+    for (domain, n) in &domains {
+        writeln!(out, "  {domain:<24} {n}")?;
+    }
+    writeln!(out, "cursors:")?;
+    for (name, seq) in journal.cursors()? {
+        writeln!(out, "  {name:<24} seq {seq}")?;
+    }
+    writeln!(out, "checkpoints:")?;
+    for cp in journal.checkpoints()? {
+        writeln!(
+            out,
+            "  {:<24} {:<13} {} bytes  {}",
+            cp.domain,
+            cp.source.as_str(),
+            cp.data.len(),
+            hex_preview(&cp.data)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_preview(data: &[u8]) -> String {
+    const MAX: usize = 32;
+    let shown = hex::encode(&data[..data.len().min(MAX)]);
+    if data.len() > MAX {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+fn replay(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    object: Option<Guid>,
+    kind: Option<EventKind>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let journal = open(dir)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for record in journal.read(from) {
+        let record = record.context("while replaying")?;
+        if record.seq > to {
+            break;
+        }
+        if object.is_some_and(|g| record.event.guid() != Some(g))
+            || kind.is_some_and(|k| record.event.kind() != k)
+        {
+            continue;
+        }
+        if json {
+            writeln!(out, "{}", view::record_json(&record, false))?;
+        } else {
+            writeln!(out, "{}", view::timeline_line(&record))?;
         }
     }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
+    let journal = open(dir)?;
+    let report = journal.verify().context("while verifying")?;
+    let range = match (report.first_seq, report.last_seq) {
+        (Some(f), Some(l)) => format!("seq {f}..={l}"),
+        _ => "no records".to_string(),
+    };
+    if report.is_ok() {
+        println!(
+            "ok: {} records ({range}), high-water mark {}, {} checkpoints, {} cursors; every CRC and the sequence are sound",
+            report.records, report.high_water, report.checkpoints, report.cursors
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for problem in &report.problems {
+            eprintln!("problem: {problem}");
+        }
+        eprintln!(
+            "verify failed: {} problem(s) in {} records ({range})",
+            report.problems.len(),
+            report.records
+        );
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn export(dir: &Path, reveal: bool) -> anyhow::Result<ExitCode> {
+    let journal = open(dir)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for record in journal.read(0) {
+        let record = record.context("while exporting")?;
+        writeln!(out, "{}", view::record_json(&record, reveal))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The event the crash writer appends as item `index` of batch `batch` (the crash test rebuilds it).
+pub fn crash_event(batch: u64, index: u64) -> Event {
+    let mut guid = [0u8; 16];
+    guid[..8].copy_from_slice(&batch.to_be_bytes());
+    guid[8..].copy_from_slice(&index.to_be_bytes());
+    Event::ObjectUpserted {
+        domain: "crash.example.test".into(),
+        guid: Guid(guid),
+        usn: batch * 1_000_000 + index,
+        dn: format!("CN=obj-{batch}-{index},OU=Crash,DC=crash,DC=example,DC=test"),
+        class: ObjectClass::User,
+        attributes: vec![Attribute::text("description", &["x".repeat(200)])],
+        full_image: true,
+    }
+}
+
+fn crash_writer(dir: &Path, batch_size: u64, threads: u64, run: u64) -> anyhow::Result<ExitCode> {
+    let journal =
+        Journal::open(dir, JournalOptions::default()).context("while opening the journal")?;
+    // Batch numbers are unique across threads: thread t writes base + t, base + t + threads, …
+    let stdout = std::sync::Mutex::new(std::io::stdout());
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|t| {
+                let journal = journal.clone();
+                let stdout = &stdout;
+                s.spawn(move || -> anyhow::Result<()> {
+                    let mut batch = run * 1_000_000 + t;
+                    loop {
+                        let events = (0..batch_size).map(|i| crash_event(batch, i)).collect();
+                        let checkpoint = Checkpoint {
+                            domain: "crash.example.test".into(),
+                            source: SourceKind::LdapDirSync,
+                            data: batch.to_be_bytes().to_vec(),
+                        };
+                        let ack = journal.append(events, Some(checkpoint))?;
+                        let mut out = stdout
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        writeln!(
+                            out,
+                            "ack {} {} {batch}",
+                            ack.first_seq.unwrap_or(0),
+                            ack.last_seq.unwrap_or(0)
+                        )?;
+                        out.flush()?;
+                        batch += threads.max(1);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(result) => result?,
+                Err(_) => bail!("a crash-writer thread panicked"),
+            }
+        }
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,8 +8,10 @@
 //! - [`kernel`] — PBKDF2-HMAC-SHA256 over the raw SHA-256 compression function (precomputed HMAC
 //!   states, pre-padded blocks, optional multi-lane interleave).
 //! - [`pool`]   — hashing threads on all cores behind a bounded queue, callable from async code.
+//! - [`cycle`]  — one PHS cycle: replicate → hash → journal the strings with the cookie; scheduling.
 //! - [`fips`]   — the FIPS policy gate (`fips.enforce`, `fips.allow_md5_for_password_hash_sync`).
 
+pub mod cycle;
 pub mod fips;
 pub mod kernel;
 pub mod orgid;
@@ -31,11 +33,26 @@ pub enum PhsError {
     /// The hashing pool has shut down.
     #[error("the hashing pool has shut down")]
     PoolClosed,
+    /// MS-DRSR replication failed.
+    #[error(transparent)]
+    Drsr(#[from] crate::source::drsr::DrsrError),
+    /// Reading Samba's privileged socket failed.
+    #[error(transparent)]
+    SambaPriv(#[from] crate::source::samba_priv::SambaPrivError),
+    /// The journal refused the write or the checkpoint read.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 impl PhsError {
     /// Whether retrying later may succeed (policy refusals need a configuration change first).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, PhsError::Spawn(_))
+        match self {
+            PhsError::Spawn(_) => true,
+            PhsError::Drsr(e) => e.is_retriable(),
+            PhsError::SambaPriv(e) => e.is_retriable(),
+            PhsError::Journal(e) => e.is_retriable(),
+            PhsError::Fips(_) | PhsError::PoolClosed => false,
+        }
     }
 }

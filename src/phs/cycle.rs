@@ -1,0 +1,207 @@
+//! The PHS cycle: replicate what changed, hash it, and journal only the salted strings.
+//!
+//! One cycle, as numbered steps (DESIGN invariants 2 and 4):
+//! 1. Read this source's checkpoint (the DRSR cookie or the `ldap_priv` USN) from the journal.
+//! 2. Replicate from it: NT hashes arrive in zeroizing buffers and stay in memory.
+//! 3. Hash every NT hash on the pool (fresh 10-byte salt, 1,000 iterations); the NT hashes are
+//!    dropped (zeroized) right after.
+//! 4. Append one `Event::PasswordHashChanged` per account (only the OrgId string) **and** the new
+//!    checkpoint in one atomic, durable journal write.
+//!
+//! A crash before step 4 re-replicates the same changes next time (new salts, same passwords):
+//! nothing is lost and nothing but salted values was ever written.
+//!
+//! Scheduling ([`PhsCycle::run`]): a cycle runs when the LDAP feed signals a password change
+//! (`Event::PasswordChanged` → [`tokio::sync::Notify::notify_one`]; signals during a cycle coalesce
+//! into one more cycle) and at least every `interval` (2 minutes by default).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::fips::{self, FipsDecision, FipsSettings};
+use super::{HashPool, NtHash, PhsError};
+use crate::event::{Event, Guid, SourceKind};
+use crate::journal::{Checkpoint, Journal};
+use crate::source::drsr::{Cookie, DrsrClient, DrsrSettings};
+use crate::source::samba_priv;
+
+/// Default upper bound between two cycles.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
+
+/// Where the hashes come from.
+#[derive(Debug)]
+pub enum PhsSource {
+    /// MS-DRSR replication from a DC (any AD; the portable choice).
+    Drsr(DrsrSettings),
+    /// Samba's root-only `ldap_priv` socket (agent on a Samba DC only).
+    SambaPriv {
+        /// Path of `private/ldap_priv/ldapi`.
+        socket: PathBuf,
+        /// The domain's base DN.
+        base_dn: String,
+    },
+}
+
+impl PhsSource {
+    fn kind(&self) -> SourceKind {
+        match self {
+            PhsSource::Drsr(_) => SourceKind::Drsr,
+            PhsSource::SambaPriv { .. } => SourceKind::SambaPriv,
+        }
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// Objects replicated (DRSR) or accounts read (ldap_priv).
+    pub objects: usize,
+    /// Password hashes journaled.
+    pub hashes: usize,
+    /// Secrets that did not decrypt (quarantined).
+    pub skipped: usize,
+    /// Time spent replicating.
+    pub replication: Duration,
+    /// Time spent hashing.
+    pub hashing: Duration,
+    /// First and last journal sequence numbers written.
+    pub seqs: Option<(u64, u64)>,
+}
+
+/// A configured PHS stage for one domain.
+#[derive(Debug)]
+pub struct PhsCycle {
+    journal: Journal,
+    pool: HashPool,
+    domain: String,
+    source: PhsSource,
+}
+
+impl PhsCycle {
+    /// Checks the FIPS policy against `host_fips_file` and builds the stage; refuses to start when
+    /// the policy forbids MD4/MD5/RC4.
+    pub fn new(
+        journal: Journal,
+        pool: HashPool,
+        domain: String,
+        source: PhsSource,
+        fips_settings: &FipsSettings,
+        host_fips_file: &std::path::Path,
+    ) -> Result<PhsCycle, PhsError> {
+        if let FipsDecision::AllowedByException(reason) =
+            fips::check_password_hash_sync(fips_settings, host_fips_file)?
+        {
+            tracing::info!(%reason, domain, "Password hash sync runs under a FIPS exception.");
+        }
+        Ok(PhsCycle {
+            journal,
+            pool,
+            domain,
+            source,
+        })
+    }
+
+    /// Runs one cycle (module doc, steps 1–4).
+    #[tracing::instrument(skip_all, err, fields(domain = %self.domain))]
+    pub async fn run_once(&self) -> Result<CycleReport, PhsError> {
+        let kind = self.source.kind();
+        let stored = self.journal.checkpoint(&self.domain, kind)?;
+        let started = Instant::now();
+        let (accounts, data, objects, skipped): (Vec<([u8; 16], NtHash)>, Vec<u8>, usize, usize) =
+            match &self.source {
+                PhsSource::Drsr(settings) => {
+                    let cookie = match stored.as_deref() {
+                        Some(bytes) => Cookie::from_bytes(bytes)?,
+                        None => None,
+                    };
+                    let run = DrsrClient::replicate(settings, cookie.as_ref()).await?;
+                    let data = run.cookie.to_bytes();
+                    let accounts = run
+                        .hashes
+                        .into_iter()
+                        .map(|h| (h.guid, h.nt_hash))
+                        .collect();
+                    (accounts, data, run.objects, run.undecryptable)
+                }
+                PhsSource::SambaPriv { socket, base_dn } => {
+                    let since = stored
+                        .as_deref()
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map_or(0, u64::from_le_bytes);
+                    let run = samba_priv::read_hashes(socket, base_dn, since).await?;
+                    let n = run.hashes.len();
+                    let accounts = run
+                        .hashes
+                        .into_iter()
+                        .map(|h| (h.guid, h.nt_hash))
+                        .collect();
+                    (accounts, run.highest_usn.to_le_bytes().to_vec(), n, 0)
+                }
+            };
+        let replication = started.elapsed();
+        let started = Instant::now();
+        let (guids, nts): (Vec<[u8; 16]>, Vec<NtHash>) = accounts.into_iter().unzip();
+        let hashes = self.pool.hash_all(nts).await?;
+        let hashing = started.elapsed();
+        let events: Vec<Event> = guids
+            .iter()
+            .zip(&hashes)
+            .map(|(guid, h)| Event::PasswordHashChanged {
+                domain: self.domain.clone(),
+                guid: Guid(*guid),
+                org_id_hash: h.to_string(),
+            })
+            .collect();
+        let ack = self
+            .journal
+            .append_async(
+                events,
+                Some(Checkpoint {
+                    domain: self.domain.clone(),
+                    source: kind,
+                    data,
+                }),
+            )
+            .await?;
+        let report = CycleReport {
+            objects,
+            hashes: hashes.len(),
+            skipped,
+            replication,
+            hashing,
+            seqs: ack.first_seq.zip(ack.last_seq),
+        };
+        tracing::info!(
+            objects = report.objects,
+            hashes = report.hashes,
+            skipped = report.skipped,
+            replication_ms = report.replication.as_millis() as u64,
+            hashing_ms = report.hashing.as_millis() as u64,
+            "Password hash sync cycle done."
+        );
+        Ok(report)
+    }
+
+    /// Runs cycles on `signal` and at least every `interval` until `cancel` fires. Failed cycles are
+    /// logged (retriable ones as warnings) and retried at the next trigger; the checkpoint did not move.
+    pub async fn run(self, signal: Arc<Notify>, interval: Duration, cancel: CancellationToken) {
+        loop {
+            if let Err(err) = self.run_once().await {
+                if err.is_retriable() {
+                    tracing::warn!(error = %err, "Password hash sync cycle failed; will retry.");
+                } else {
+                    tracing::error!(error = %err, "Password hash sync cycle failed; fix the cause, it will be retried.");
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = signal.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}

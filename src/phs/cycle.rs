@@ -72,6 +72,14 @@ pub struct CycleReport {
     pub seqs: Option<(u64, u64)>,
 }
 
+/// What a source returned: NT hashes by objectGUID and the checkpoint that covers them.
+struct Fetched {
+    accounts: Vec<([u8; 16], NtHash)>,
+    data: Vec<u8>,
+    objects: usize,
+    skipped: usize,
+}
+
 /// A configured PHS stage for one domain.
 #[derive(Debug)]
 pub struct PhsCycle {
@@ -111,37 +119,41 @@ impl PhsCycle {
         let kind = self.source.kind();
         let stored = self.journal.checkpoint(&self.domain, kind)?;
         let started = Instant::now();
-        let (accounts, data, objects, skipped): (Vec<([u8; 16], NtHash)>, Vec<u8>, usize, usize) =
-            match &self.source {
-                PhsSource::Drsr(settings) => {
-                    let cookie = match stored.as_deref() {
-                        Some(bytes) => Cookie::from_bytes(bytes)?,
-                        None => None,
-                    };
-                    let run = DrsrClient::replicate(settings, cookie.as_ref()).await?;
-                    let data = run.cookie.to_bytes();
-                    let accounts = run
-                        .hashes
-                        .into_iter()
-                        .map(|h| (h.guid, h.nt_hash))
-                        .collect();
-                    (accounts, data, run.objects, run.undecryptable)
-                }
-                PhsSource::SambaPriv { socket, base_dn } => {
-                    let since = stored
-                        .as_deref()
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map_or(0, u64::from_le_bytes);
-                    let run = samba_priv::read_hashes(socket, base_dn, since).await?;
-                    let n = run.hashes.len();
-                    let accounts = run
-                        .hashes
-                        .into_iter()
-                        .map(|h| (h.guid, h.nt_hash))
-                        .collect();
-                    (accounts, run.highest_usn.to_le_bytes().to_vec(), n, 0)
-                }
-            };
+        let Fetched {
+            accounts,
+            data,
+            objects,
+            skipped,
+        } = match &self.source {
+            PhsSource::Drsr(settings) => {
+                let cookie = match stored.as_deref() {
+                    Some(bytes) => Cookie::from_bytes(bytes)?,
+                    None => None,
+                };
+                let run = DrsrClient::replicate(settings, cookie.as_ref()).await?;
+                let data = run.cookie.to_bytes();
+                let accounts = run
+                    .hashes
+                    .into_iter()
+                    .map(|h| (h.guid, h.nt_hash))
+                    .collect();
+                (accounts, data, run.objects, run.undecryptable)
+            }
+            PhsSource::SambaPriv { socket, base_dn } => {
+                let since = stored
+                    .as_deref()
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_le_bytes);
+                let run = samba_priv::read_hashes(socket, base_dn, since).await?;
+                let n = run.hashes.len();
+                let accounts = run
+                    .hashes
+                    .into_iter()
+                    .map(|h| (h.guid, h.nt_hash))
+                    .collect();
+                (accounts, run.highest_usn.to_le_bytes().to_vec(), n, 0)
+            }
+        };
         let replication = started.elapsed();
         let started = Instant::now();
         let (guids, nts): (Vec<[u8; 16]>, Vec<NtHash>) = accounts.into_iter().unzip();

@@ -137,7 +137,12 @@ impl PhsCycle {
                     .into_iter()
                     .map(|h| (h.guid, h.nt_hash))
                     .collect();
-                (accounts, data, run.objects, run.undecryptable)
+                Fetched {
+                    accounts,
+                    data,
+                    objects: run.objects,
+                    skipped: run.undecryptable,
+                }
             }
             PhsSource::SambaPriv { socket, base_dn } => {
                 let since = stored
@@ -151,7 +156,12 @@ impl PhsCycle {
                     .into_iter()
                     .map(|h| (h.guid, h.nt_hash))
                     .collect();
-                (accounts, run.highest_usn.to_le_bytes().to_vec(), n, 0)
+                Fetched {
+                    accounts,
+                    data: run.highest_usn.to_le_bytes().to_vec(),
+                    objects: n,
+                    skipped: 0,
+                }
             }
         };
         let replication = started.elapsed();

@@ -11,6 +11,8 @@ use super::ndr::Guid;
 use super::ntlm::Credentials;
 use super::secrets;
 use super::transport::Connection;
+use zeroize::Zeroizing;
+
 use crate::phs::NtHash;
 
 /// userAccountControl ACCOUNTDISABLE.
@@ -86,9 +88,11 @@ impl DrsrClient {
             settings.timeout,
         )
         .await?;
-        let session_key = *conn
-            .session_key()
-            .ok_or_else(|| DrsrError::Ntlm("no session key".into()))?;
+        let session_key = Zeroizing::new(
+            *conn
+                .session_key()
+                .ok_or_else(|| DrsrError::Ntlm("no session key".into()))?,
+        );
         let bind = drsuapi::parse_bind_reply(
             &conn
                 .call(drsuapi::OP_BIND, &drsuapi::bind_request())

@@ -352,6 +352,14 @@ impl Session {
         Session::new(session_key)
     }
 
+    /// The peer's view of a session (directions swapped), to test both ends of sealing.
+    #[cfg(test)]
+    pub(crate) fn server_role(session_key: &[u8; 16]) -> Result<Session, DrsrError> {
+        let mut s = Session::new(session_key)?;
+        std::mem::swap(&mut s.client, &mut s.server);
+        Ok(s)
+    }
+
     /// The exported session key (what MS-DRSR calls the session key for secret encryption).
     pub fn session_key(&self) -> &[u8; 16] {
         &self.session_key

@@ -36,6 +36,7 @@ fn main() {
         },
         timeout: Duration::from_secs(120),
         page_objects: 1000,
+        partial_attribute_set: true,
     };
     let rounds: usize = std::env::var("PHS_BENCH_ROUNDS")
         .ok()

@@ -29,7 +29,7 @@ fn md4_hex(password: &str) -> String {
     hex::encode(Md4::digest(&utf16))
 }
 
-fn settings(dc: &LabDc, user: &str, password: &str) -> DrsrSettings {
+fn settings(dc: &LabDc, user: &str, password: &str, partial: bool) -> DrsrSettings {
     DrsrSettings {
         dc: dc.ip.into(),
         port: None,
@@ -41,6 +41,7 @@ fn settings(dc: &LabDc, user: &str, password: &str) -> DrsrSettings {
         },
         timeout: Duration::from_secs(30),
         page_objects: 400,
+        partial_attribute_set: partial,
     }
 }
 
@@ -63,15 +64,24 @@ fn hashes_by_cn(
 }
 
 #[test]
-fn full_then_incremental_replication_as_the_sync_account() {
+fn full_then_incremental_replication_with_a_partial_attribute_set() {
+    full_then_incremental(true);
+}
+
+#[test]
+fn full_then_incremental_replication_of_every_attribute() {
+    full_then_incremental(false);
+}
+
+fn full_then_incremental(partial: bool) {
     lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
     let dc = LabDc::start();
     let rt = runtime();
-    let s = settings(&dc, dc.svc_sam_account_name(), &dc.svc_password);
+    let s = settings(&dc, dc.svc_sam_account_name(), &dc.svc_password, partial);
 
     let full = rt.block_on(DrsrClient::replicate(&s, None)).unwrap();
     eprintln!(
-        "full: {} objects, {} hashes, {} pages, {:?}",
+        "full (partial attribute set: {partial}): {} objects, {} hashes, {} pages, {:?}",
         full.objects,
         full.hashes.len(),
         full.pages,
@@ -135,7 +145,7 @@ fn full_then_incremental_replication_as_the_sync_account() {
 fn wrong_password_is_an_authentication_error() {
     let dc = LabDc::start();
     let rt = runtime();
-    let s = settings(&dc, dc.svc_sam_account_name(), "not-the-password");
+    let s = settings(&dc, dc.svc_sam_account_name(), "not-the-password", true);
     let err = rt.block_on(DrsrClient::replicate(&s, None)).unwrap_err();
     eprintln!("{err}");
     assert!(matches!(err, DrsrError::Ntlm(_)), "{err:?}");
@@ -146,7 +156,7 @@ fn wrong_password_is_an_authentication_error() {
 fn an_account_without_replication_rights_is_refused_clearly() {
     let dc = LabDc::start();
     let rt = runtime();
-    let s = settings(&dc, "user00001", &lab::seeded_password("user00001"));
+    let s = settings(&dc, "user00001", &lab::seeded_password("user00001"), true);
     let err = rt.block_on(DrsrClient::replicate(&s, None)).unwrap_err();
     eprintln!("{err}");
     assert!(err.is_access_denied(), "{err:?}");

@@ -32,6 +32,7 @@ fn drsr(dc: &LabDc) -> PhsSource {
         },
         timeout: Duration::from_secs(30),
         page_objects: 1000,
+        partial_attribute_set: true,
     })
 }
 

@@ -134,6 +134,7 @@ fn ad_passwords_sign_in_to_the_tenant_and_follow_resets() {
         },
         timeout: Duration::from_secs(30),
         page_objects: 1000,
+        partial_attribute_set: true,
     });
     let cycle = PhsCycle::new(
         journal.clone(),

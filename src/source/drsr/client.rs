@@ -33,6 +33,9 @@ pub struct DrsrSettings {
     pub timeout: Duration,
     /// `cMaxObjects` per page.
     pub page_objects: u32,
+    /// Replicate only userAccountControl, unicodePwd and objectSid (a partial attribute set):
+    /// smaller pages, and incremental runs return only accounts whose password or state changed.
+    pub partial_attribute_set: bool,
 }
 
 /// One account's replicated NT hash.
@@ -105,7 +108,10 @@ impl DrsrClient {
         );
         let full = from.is_none();
         let mut cookie = from.cloned().unwrap_or_default();
-        let mut flags = DRS_WRIT_REP | DRS_GET_ANC;
+        let mut flags = DRS_WRIT_REP;
+        if !settings.partial_attribute_set {
+            flags |= DRS_GET_ANC;
+        }
         if full {
             flags |= DRS_INIT_SYNC;
         }
@@ -125,6 +131,7 @@ impl DrsrClient {
                 flags,
                 max_objects: settings.page_objects,
                 max_bytes: 0,
+                partial: settings.partial_attribute_set,
             });
             let raw = conn.call(drsuapi::OP_GET_NC_CHANGES, &stub).await?;
             let reply = getncchanges::decode_reply(&raw)?;

@@ -50,7 +50,19 @@ pub struct Request<'a> {
     pub max_objects: u32,
     /// `cMaxBytes` per page (0 = server default).
     pub max_bytes: u32,
+    /// Ask only for the attributes password hash sync needs (a partial attribute set).
+    pub partial: bool,
 }
+
+/// The partial attribute set, ascending attids under our prefix table (index 9 = 1.2.840.113556.1.4):
+/// userAccountControl, unicodePwd, objectSid.
+pub const PAS_ATTIDS: [u32; 3] = [
+    OUR_AD_INDEX << 16 | prefix::USER_ACCOUNT_CONTROL as u32,
+    OUR_AD_INDEX << 16 | prefix::UNICODE_PWD as u32,
+    OUR_AD_INDEX << 16 | prefix::OBJECT_SID as u32,
+];
+/// The index our prefix table gives `1.2.840.113556.1.4`.
+const OUR_AD_INDEX: u32 = 9;
 
 fn write_dsname(w: &mut NdrWriter, dn: &str) {
     let name: Vec<u16> = dn.encode_utf16().collect();
@@ -91,10 +103,21 @@ pub fn encode_request(req: &Request<'_>) -> Vec<u8> {
     w.u32(req.max_bytes);
     w.u32(0); // ulExtendedOp: none
     w.u64(0); // liFsmoInfo
-    w.null(); // pPartialAttrSet
+    if req.partial {
+        w.pointer(); // pPartialAttrSet
+    } else {
+        w.null();
+    }
     w.null(); // pPartialAttrSetEx
-    w.u32(0); // PrefixTableDest.PrefixCount
-    w.null(); // PrefixTableDest.pPrefixEntry
+    if req.partial {
+        // Our prefix table: the AD attribute prefix, then the schemaInfo entry, which Samba requires
+        // as the last element whenever a partial attribute set is sent (0xFF + 20 bytes).
+        w.u32(2);
+        w.pointer();
+    } else {
+        w.u32(0); // PrefixTableDest.PrefixCount
+        w.null(); // PrefixTableDest.pPrefixEntry
+    }
     write_dsname(&mut w, req.nc_dn);
     if has_utd {
         let n = req.from.cursors.len() as u32;
@@ -107,6 +130,32 @@ pub fn encode_request(req: &Request<'_>) -> Vec<u8> {
         for c in &req.from.cursors {
             w.bytes(&c.dsa);
             w.u64(c.usn);
+        }
+    }
+    if req.partial {
+        let n = PAS_ATTIDS.len() as u32;
+        w.u32(n); // conformance
+        w.u32(1); // dwVersion
+        w.u32(0); // dwReserved1
+        w.u32(n);
+        for attid in PAS_ATTIDS {
+            w.u32(attid);
+        }
+        let mut schema_info = vec![0xff];
+        schema_info.extend_from_slice(&[0u8; 20]);
+        let entries: [(u32, &[u8]); 2] = [
+            (OUR_AD_INDEX, prefix::AD_ATTRIBUTE_PREFIX),
+            (0, &schema_info),
+        ];
+        w.u32(entries.len() as u32); // conformance
+        for (index, oid) in entries {
+            w.u32(index);
+            w.u32(oid.len() as u32);
+            w.pointer();
+        }
+        for (_, oid) in entries {
+            w.u32(oid.len() as u32);
+            w.bytes(oid);
         }
     }
     w.finish()
@@ -493,6 +542,7 @@ mod tests {
             flags: DRS_WRIT_REP,
             max_objects: 1000,
             max_bytes: 0,
+            partial: false,
         });
         assert_eq!(&stub[..20], &[9; 20]);
         assert_eq!(&stub[20..24], &8u32.to_le_bytes());

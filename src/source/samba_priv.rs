@@ -153,7 +153,7 @@ pub async fn read_hashes(
         let hash: Result<[u8; 16], _> = pwd.as_slice().try_into();
         zeroize::Zeroize::zeroize(&mut pwd);
         let Ok(mut hash) = hash else {
-            tracing::warn!(dn = %entry.dn, "unicodePwd of unexpected length skipped.");
+            tracing::warn!(dn = %entry.dn, "A unicodePwd value of unexpected length was skipped.");
             continue;
         };
         let disabled = first_text(&entry, "userAccountControl")

@@ -6,9 +6,9 @@
 //! strings before anything reaches the journal.
 //!
 //! The path: endpoint mapper on port 135 ([`epm`]) → TCP connection to the DRSUAPI endpoint with an
-//! NTLMv2 bind at packet privacy ([`transport`], [`pdu`], [`ntlm`]) → IDL_DRSBind ([`drsuapi`]) →
+//! NTLMv2 bind at packet privacy ([`transport`], [`pdu`], [`ntlm`], [`sealing`]) → IDL_DRSBind ([`drsuapi`]) →
 //! IDL_DRSGetNCChanges V8 over the domain NC, page by page until `fMoreData` is false
-//! ([`getncchanges`]) → IDL_DRSUnbind. Secrets are decrypted with the NTLM session key ([`secrets`]).
+//! ([`getncchanges`], [`replentinf`], [`prefix`], [`cookie`]) → IDL_DRSUnbind. Secrets are decrypted with the NTLM session key ([`secrets`]).
 //!
 //! The required rights are those of the cloud sync account: *Replicating Directory Changes* and
 //! *Replicating Directory Changes All* on the domain NC.
@@ -23,6 +23,8 @@ pub mod ndr;
 pub mod ntlm;
 pub mod pdu;
 pub mod prefix;
+pub mod replentinf;
+pub mod sealing;
 pub mod secrets;
 pub mod transport;
 

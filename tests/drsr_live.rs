@@ -90,6 +90,11 @@ fn full_then_incremental(partial: bool) {
     assert!(full.pages >= 3, "400 objects per page over >2000 objects");
     assert_eq!(full.undecryptable, 0);
     let by_cn = hashes_by_cn(&full);
+    // krbtgt and the DC's computer account replicate a password but are never synced.
+    assert!(!by_cn.contains_key("krbtgt"));
+    assert!(!by_cn.keys().any(|cn| cn.eq_ignore_ascii_case("dc1")));
+    assert!(full.not_users >= 2, "{}", full.not_users);
+    assert!(by_cn.contains_key("Administrator"));
     for i in 1..=lab::TEMPLATE_USERS {
         let sam = format!("user{i:05}");
         let (hash, disabled) = by_cn

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
+use zeroize::Zeroize;
 
 use super::drsr::ndr::Guid;
 use crate::phs::NtHash;
@@ -151,14 +152,22 @@ pub async fn read_hashes(
             continue;
         };
         let hash: Result<[u8; 16], _> = pwd.as_slice().try_into();
-        zeroize::Zeroize::zeroize(&mut pwd);
+        pwd.zeroize();
         let Ok(mut hash) = hash else {
             tracing::warn!(dn = %entry.dn, "A unicodePwd value of unexpected length was skipped.");
             continue;
         };
-        let disabled = first_text(&entry, "userAccountControl")
+        let uac = first_text(&entry, "userAccountControl")
             .and_then(|u| u.parse::<i64>().ok())
-            .map(|uac| (uac as u32) & UF_ACCOUNTDISABLE != 0);
+            .map(|uac| uac as u32);
+        let rid = first_bytes(&entry, "objectSid")
+            .and_then(|sid| super::drsr::replentinf::rid_of(&sid))
+            .unwrap_or(0);
+        if !super::drsr::client::is_syncable(rid, uac) {
+            hash.zeroize();
+            continue;
+        }
+        let disabled = uac.map(|uac| uac & UF_ACCOUNTDISABLE != 0);
         if seen.insert(guid, ()).is_none() {
             run.hashes.push(PrivHash {
                 guid,
@@ -167,7 +176,7 @@ pub async fn read_hashes(
                 disabled,
             });
         }
-        zeroize::Zeroize::zeroize(&mut hash);
+        hash.zeroize();
     }
     search.finish().await.success()?;
     let _ = ldap.unbind().await;

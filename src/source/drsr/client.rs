@@ -17,6 +17,17 @@ use crate::phs::NtHash;
 
 /// userAccountControl ACCOUNTDISABLE.
 const UF_ACCOUNTDISABLE: u32 = 0x2;
+/// userAccountControl NORMAL_ACCOUNT: a user (not a computer, DC or trust account).
+const UF_NORMAL_ACCOUNT: u32 = 0x200;
+/// The RID of krbtgt, whose key material never leaves the domain.
+const RID_KRBTGT: u32 = 502;
+
+/// Whether an account's password may be synced: not krbtgt, and a user account when
+/// userAccountControl is known (an incremental page carries only the attributes that changed; the
+/// projection scopes those by objectGUID).
+pub fn is_syncable(rid: u32, user_account_control: Option<u32>) -> bool {
+    rid != RID_KRBTGT && user_account_control.is_none_or(|uac| uac & UF_NORMAL_ACCOUNT != 0)
+}
 
 /// Where and how to replicate.
 #[derive(Debug)]
@@ -64,6 +75,8 @@ pub struct ReplicationRun {
     pub pages: usize,
     /// unicodePwd values that did not decrypt (quarantined, logged by GUID).
     pub undecryptable: usize,
+    /// Passwords not synced because the account is krbtgt, a computer, a DC or a trust.
+    pub not_users: usize,
     /// Time spent in replication (network + decoding + decryption).
     pub elapsed: Duration,
 }
@@ -121,6 +134,7 @@ impl DrsrClient {
             objects: 0,
             pages: 0,
             undecryptable: 0,
+            not_users: 0,
             elapsed: Duration::ZERO,
         };
         loop {
@@ -147,6 +161,10 @@ impl DrsrClient {
                     tracing::warn!(guid = %guid_text, "Replicated password of an object without a SID skipped.");
                     continue;
                 };
+                if !is_syncable(rid, object.user_account_control) {
+                    run.not_users += 1;
+                    continue;
+                }
                 match secrets::decrypt_unicode_pwd(&session_key, value, rid) {
                     Ok(nt_hash) => run.hashes.push(ReplicatedHash {
                         guid: object.guid,
@@ -181,5 +199,22 @@ impl DrsrClient {
         run.cookie = cookie;
         run.elapsed = started.elapsed();
         Ok(run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_user_accounts_and_never_krbtgt_are_synced() {
+        assert!(is_syncable(1105, Some(0x200)));
+        assert!(is_syncable(1105, Some(0x202))); // disabled users still sync
+        assert!(is_syncable(1105, None));
+        assert!(!is_syncable(502, Some(0x202)));
+        assert!(!is_syncable(502, None));
+        assert!(!is_syncable(1000, Some(0x1000))); // workstation trust (computer)
+        assert!(!is_syncable(1000, Some(0x2000))); // server trust (DC)
+        assert!(!is_syncable(1000, Some(0x0800))); // interdomain trust
     }
 }

@@ -9,6 +9,7 @@
 //!   states, pre-padded blocks, optional multi-lane interleave).
 //! - [`pool`]   — hashing threads on all cores behind a bounded queue, callable from async code.
 //! - [`cycle`]  — one PHS cycle: replicate → hash → journal the strings with the cookie; scheduling.
+//! - [`settings`] — the `[phs]` configuration section.
 //! - [`fips`]   — the FIPS policy gate (`fips.enforce`, `fips.allow_md5_for_password_hash_sync`).
 
 pub mod cycle;
@@ -16,10 +17,12 @@ pub mod fips;
 pub mod kernel;
 pub mod orgid;
 pub mod pool;
+pub mod settings;
 
 pub use fips::{FipsDecision, FipsError, FipsSettings};
 pub use orgid::{NtHash, OrgIdError, OrgIdHash};
 pub use pool::HashPool;
+pub use settings::{PhsSettings, PhsSourceKind};
 
 /// Errors of the PHS stage.
 #[derive(Debug, thiserror::Error)]

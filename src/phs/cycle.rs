@@ -17,6 +17,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -80,6 +81,17 @@ struct Fetched {
     skipped: usize,
 }
 
+/// Counters of a running stage, for `status`/`doctor` and tests.
+#[derive(Debug, Default)]
+pub struct PhsProgress {
+    /// Cycles started.
+    pub attempted: AtomicU64,
+    /// Cycles that journaled their results.
+    pub succeeded: AtomicU64,
+    /// Password hashes journaled in total.
+    pub hashes: AtomicU64,
+}
+
 /// A configured PHS stage for one domain.
 #[derive(Debug)]
 pub struct PhsCycle {
@@ -87,6 +99,7 @@ pub struct PhsCycle {
     pool: HashPool,
     domain: String,
     source: PhsSource,
+    progress: Arc<PhsProgress>,
 }
 
 impl PhsCycle {
@@ -110,12 +123,19 @@ impl PhsCycle {
             pool,
             domain,
             source,
+            progress: Arc::default(),
         })
+    }
+
+    /// The stage's counters (shared; still readable after [`PhsCycle::run`] took the stage).
+    pub fn progress(&self) -> Arc<PhsProgress> {
+        Arc::clone(&self.progress)
     }
 
     /// Runs one cycle (module doc, steps 1–4).
     #[tracing::instrument(skip_all, err, fields(domain = %self.domain))]
     pub async fn run_once(&self) -> Result<CycleReport, PhsError> {
+        self.progress.attempted.fetch_add(1, Ordering::Relaxed);
         let kind = self.source.kind();
         let stored = self.journal.checkpoint(&self.domain, kind)?;
         let started = Instant::now();
@@ -189,6 +209,10 @@ impl PhsCycle {
                 }),
             )
             .await?;
+        self.progress.succeeded.fetch_add(1, Ordering::Relaxed);
+        self.progress
+            .hashes
+            .fetch_add(hashes.len() as u64, Ordering::Relaxed);
         let report = CycleReport {
             objects,
             hashes: hashes.len(),
@@ -225,5 +249,81 @@ impl PhsCycle {
                 () = tokio::time::sleep(interval) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+
+    /// A stage whose source always fails at once (a missing `ldap_priv` socket).
+    fn failing_stage(dir: &std::path::Path) -> PhsCycle {
+        let fips_off = dir.join("fips_enabled");
+        std::fs::write(&fips_off, "0").unwrap();
+        PhsCycle::new(
+            Journal::open(&dir.join("journal"), JournalOptions::default()).unwrap(),
+            HashPool::new(1, 1).unwrap(),
+            "corp.example.test".into(),
+            PhsSource::SambaPriv {
+                socket: dir.join("missing-ldapi"),
+                base_dn: "DC=corp".into(),
+            },
+            &FipsSettings::default(),
+            &fips_off,
+        )
+        .unwrap()
+    }
+
+    /// Polls until `attempts` cycles have started (deadline 10 s: a hang fails instead of blocking).
+    async fn until(progress: &PhsProgress, attempts: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while progress.attempted.load(Ordering::Relaxed) < attempts {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {attempts} cycles started",
+                progress.attempted.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cycle_runs_at_start_and_on_each_password_change_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = failing_stage(dir.path());
+        let progress = stage.progress();
+        let signal = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
+        // An hour-long interval: only the start and the signals can trigger cycles here.
+        let task = tokio::spawn(stage.run(
+            Arc::clone(&signal),
+            Duration::from_secs(3600),
+            cancel.clone(),
+        ));
+        until(&progress, 1).await;
+        signal.notify_one();
+        until(&progress, 2).await;
+        signal.notify_one();
+        until(&progress, 3).await;
+        assert_eq!(progress.succeeded.load(Ordering::Relaxed), 0);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn cycles_repeat_at_the_interval_without_signals() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = failing_stage(dir.path());
+        let progress = stage.progress();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(stage.run(
+            Arc::new(Notify::new()),
+            Duration::from_millis(20),
+            cancel.clone(),
+        ));
+        until(&progress, 4).await;
+        cancel.cancel();
+        task.await.unwrap();
     }
 }

@@ -170,3 +170,68 @@ fn an_account_without_replication_rights_is_refused_clearly() {
         "{err}"
     );
 }
+
+/// Runs `cloudsync phs <args>` with `stdin`; returns (exit code, stdout, stderr).
+fn cli(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .arg("phs")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn check_replicates_as_the_sync_account_and_explains_refusals() {
+    lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
+    let dc = LabDc::start();
+    let ip = dc.ip.to_string();
+    let args = [
+        "check",
+        "--dc",
+        &ip,
+        "--base-dn",
+        &dc.base_dn,
+        "--user",
+        dc.svc_sam_account_name(),
+        "--domain",
+        &dc.netbios_domain,
+    ];
+    let (code, out, err) = cli(&args, &format!("{}\n", dc.svc_password));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let decrypted: usize = out
+        .split("passwords: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let seeded = lab::TEMPLATE_USERS + lab::STAFF_USERS + lab::INET_ORG_PERSONS;
+    assert!(decrypted >= seeded, "{out}");
+    assert!(out.contains("0 undecryptable"), "{out}");
+    // No hash material on stdout: no 32-hex-digit run.
+    assert!(
+        !out.split(|c: char| !c.is_ascii_hexdigit())
+            .any(|w| w.len() >= 32),
+        "{out}"
+    );
+
+    let (code, _, err) = cli(&args, "wrong-password");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("refused the credentials"), "{err}");
+}

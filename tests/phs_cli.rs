@@ -8,6 +8,11 @@ use std::process::{Command, Stdio};
 const DSINTERNALS: &str = "v1;PPH1_MD4,317ee9d1dec6508fa510,1000,7eaea8e1628dffee62cf319f4e1fc05254da30a1d42ff755ff352f5b13497531;";
 
 fn run(args: &[&str], stdin: &str) -> (Option<i32>, String) {
+    let (code, out, _) = run_full(args, stdin);
+    (code, out)
+}
+
+fn run_full(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
         .arg("phs")
         .args(args)
@@ -23,7 +28,11 @@ fn run(args: &[&str], stdin: &str) -> (Option<i32>, String) {
         .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]

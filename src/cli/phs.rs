@@ -10,6 +10,8 @@ use zeroize::Zeroizing;
 use crate::phs::fips::{self, FipsSettings};
 use crate::phs::orgid::{ITERATIONS, MAX_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
 use crate::phs::{NtHash, OrgIdHash};
+use crate::source::drsr::ntlm::Credentials;
+use crate::source::drsr::{DrsrClient, DrsrSettings};
 
 /// Password hash sync commands.
 #[derive(Debug, Subcommand)]
@@ -18,6 +20,35 @@ pub enum PhsCommand {
     Compute(ComputeArgs),
     /// Read a password on stdin and check it against an OrgId hash string (exit 0 match, 2 mismatch).
     Verify(VerifyArgs),
+    /// Replicate the domain over MS-DRSR as the sync account (password on stdin) and report what
+    /// password hash sync would get: objects, decrypted passwords, skipped accounts. Prints no hash.
+    Check(CheckArgs),
+}
+
+/// Arguments of `phs check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The domain controller's IP address.
+    #[arg(long)]
+    pub dc: std::net::IpAddr,
+    /// The domain NC, e.g. `DC=corp,DC=example,DC=test`.
+    #[arg(long)]
+    pub base_dn: String,
+    /// The sync account's sAMAccountName.
+    #[arg(long)]
+    pub user: String,
+    /// The NetBIOS domain name.
+    #[arg(long)]
+    pub domain: String,
+    /// The DRSUAPI port (default: ask the endpoint mapper on 135).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Replicate every attribute instead of the partial attribute set.
+    #[arg(long)]
+    pub all_attributes: bool,
+    /// Allow MD4/MD5/RC4 under FIPS policy (like `fips.allow_md5_for_password_hash_sync = true`).
+    #[arg(long)]
+    pub allow_md5_for_password_hash_sync: bool,
 }
 
 /// Arguments of `phs compute`.
@@ -63,6 +94,7 @@ pub fn run(cmd: PhsCommand) -> anyhow::Result<ExitCode> {
             println!("{}", OrgIdHash::compute(&nt, &salt, args.iterations));
             Ok(ExitCode::SUCCESS)
         }
+        PhsCommand::Check(args) => check(args),
         PhsCommand::Verify(args) => {
             check_fips(args.allow_md5_for_password_hash_sync)?;
             let hash: OrgIdHash = args
@@ -79,6 +111,63 @@ pub fn run(cmd: PhsCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    check_fips(args.allow_md5_for_password_hash_sync)?;
+    let mut password = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("while reading the sync account's password from stdin")?;
+    let trimmed = Zeroizing::new(password.trim_end_matches(['\r', '\n']).to_owned());
+    let settings = DrsrSettings {
+        dc: args.dc,
+        port: args.port,
+        nc_dn: args.base_dn,
+        credentials: Credentials {
+            user: args.user,
+            domain: args.domain,
+            password: trimmed,
+        },
+        timeout: std::time::Duration::from_secs(60),
+        page_objects: 1000,
+        partial_attribute_set: !args.all_attributes,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("while starting the runtime")?;
+    let run = runtime
+        .block_on(DrsrClient::replicate(&settings, None))
+        .context("while replicating the domain over MS-DRSR")?;
+    let disabled = run
+        .hashes
+        .iter()
+        .filter(|h| h.disabled == Some(true))
+        .count();
+    println!(
+        "replicated {} objects in {} pages ({:.2} s)",
+        run.objects,
+        run.pages,
+        run.elapsed.as_secs_f64()
+    );
+    println!(
+        "passwords: {} decrypted ({disabled} of disabled accounts), {} not synced (krbtgt, computers, \
+         trusts), {} undecryptable",
+        run.hashes.len(),
+        run.not_users,
+        run.undecryptable
+    );
+    println!(
+        "cookie: {} bytes, {} cursors",
+        run.cookie.to_bytes().len(),
+        run.cookie.cursors.len()
+    );
+    Ok(if run.undecryptable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn check_fips(allow: bool) -> anyhow::Result<()> {

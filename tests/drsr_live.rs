@@ -215,6 +215,7 @@ fn check_replicates_as_the_sync_account_and_explains_refusals() {
     ];
     let (code, out, err) = cli(&args, &format!("{}\n", dc.svc_password));
     assert_eq!(code, Some(0), "{out}{err}");
+    eprint!("{out}");
     let decrypted: usize = out
         .split("passwords: ")
         .nth(1)

@@ -26,7 +26,7 @@ fn main() {
     };
     let svc_upn = std::env::var("AD_SVC_BIND_DN").unwrap();
     let settings = DrsrSettings {
-        dc: ip.parse().unwrap(),
+        dc: ip,
         port: None,
         nc_dn: std::env::var("AD_BASE_DN").unwrap(),
         credentials: Credentials {

@@ -31,7 +31,7 @@ fn md4_hex(password: &str) -> String {
 
 fn settings(dc: &LabDc, user: &str, password: &str, partial: bool) -> DrsrSettings {
     DrsrSettings {
-        dc: dc.ip.into(),
+        dc: dc.ip.to_string(),
         port: None,
         nc_dn: dc.base_dn.clone(),
         credentials: Credentials {
@@ -144,6 +144,17 @@ fn full_then_incremental(partial: bool) {
         assert_eq!(*disabled, Some(true));
     }
     let _ = NtHash::from_password("unused"); // the public API the PHS stage consumes
+}
+
+#[test]
+fn an_unknown_dc_name_is_a_clear_retriable_error() {
+    let dc = LabDc::start();
+    let rt = runtime();
+    let mut s = settings(&dc, dc.svc_sam_account_name(), &dc.svc_password, true);
+    s.dc = "nonexistent.invalid".into(); // RFC 6761: never resolves
+    let err = rt.block_on(DrsrClient::replicate(&s, None)).unwrap_err();
+    assert!(matches!(err, DrsrError::Io(_)), "{err:?}");
+    assert!(err.is_retriable());
 }
 
 #[test]

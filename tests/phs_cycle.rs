@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 fn drsr(dc: &LabDc) -> PhsSource {
     PhsSource::Drsr(DrsrSettings {
-        dc: dc.ip.into(),
+        dc: dc.ip.to_string(),
         port: None,
         nc_dn: dc.base_dn.clone(),
         credentials: Credentials {

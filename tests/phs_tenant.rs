@@ -124,7 +124,7 @@ fn ad_passwords_sign_in_to_the_tenant_and_follow_resets() {
     std::fs::write(&fips_off, "0\n").unwrap();
     let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
     let source = PhsSource::Drsr(DrsrSettings {
-        dc: dc.ip.into(),
+        dc: dc.ip.to_string(),
         port: None,
         nc_dn: dc.base_dn.clone(),
         credentials: Credentials {

@@ -28,9 +28,9 @@ pub enum PhsCommand {
 /// Arguments of `phs check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The domain controller's IP address.
+    /// The domain controller (host name or IP address).
     #[arg(long)]
-    pub dc: std::net::IpAddr,
+    pub dc: String,
     /// The domain NC, e.g. `DC=corp,DC=example,DC=test`.
     #[arg(long)]
     pub base_dn: String,

@@ -32,8 +32,8 @@ pub fn is_syncable(rid: u32, user_account_control: Option<u32>) -> bool {
 /// Where and how to replicate.
 #[derive(Debug)]
 pub struct DrsrSettings {
-    /// The domain controller's address.
-    pub dc: IpAddr,
+    /// The domain controller: a host name or an IP address.
+    pub dc: String,
     /// The DRSUAPI TCP port; `None` asks the endpoint mapper on port 135.
     pub port: Option<u16>,
     /// The domain NC's DN (e.g. `DC=corp,DC=example,DC=test`).
@@ -81,6 +81,22 @@ pub struct ReplicationRun {
     pub elapsed: Duration,
 }
 
+/// Resolves `host` (a name or a literal address) to its first address.
+async fn resolve_host(host: &str, timeout: Duration) -> Result<IpAddr, DrsrError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let mut addrs = tokio::time::timeout(timeout, tokio::net::lookup_host((host, 135)))
+        .await
+        .map_err(|_| DrsrError::Timeout(timeout))??;
+    addrs.next().map(|a| a.ip()).ok_or_else(|| {
+        DrsrError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the domain controller name {host} has no address"),
+        ))
+    })
+}
+
 /// The MS-DRSR client.
 #[derive(Debug, Default)]
 pub struct DrsrClient;
@@ -93,12 +109,13 @@ impl DrsrClient {
         from: Option<&Cookie>,
     ) -> Result<ReplicationRun, DrsrError> {
         let started = Instant::now();
+        let ip = resolve_host(&settings.dc, settings.timeout).await?;
         let port = match settings.port {
             Some(p) => p,
-            None => super::epm::resolve(settings.dc, DRSUAPI_INTERFACE, settings.timeout).await?,
+            None => super::epm::resolve(ip, DRSUAPI_INTERFACE, settings.timeout).await?,
         };
         let mut conn = Connection::connect(
-            SocketAddr::new(settings.dc, port),
+            SocketAddr::new(ip, port),
             DRSUAPI_INTERFACE,
             Some(&settings.credentials),
             settings.timeout,
@@ -205,6 +222,16 @@ impl DrsrClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn host_names_and_literals_resolve() {
+        let t = Duration::from_secs(5);
+        assert_eq!(
+            resolve_host("192.0.2.7", t).await.unwrap(),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        assert!(resolve_host("localhost", t).await.unwrap().is_loopback());
+    }
 
     #[test]
     fn only_user_accounts_and_never_krbtgt_are_synced() {

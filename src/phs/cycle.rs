@@ -3,8 +3,8 @@
 //! One cycle, as numbered steps (DESIGN invariants 2 and 4):
 //! 1. Read this source's checkpoint (the DRSR cookie or the `ldap_priv` USN) from the journal.
 //! 2. Replicate from it: NT hashes arrive in zeroizing buffers and stay in memory.
-//! 3. Hash every NT hash on the pool (fresh 10-byte salt, 1,000 iterations); the NT hashes are
-//!    dropped (zeroized) right after.
+//! 3. Hash every NT hash on the pool (fresh 10-byte salt, 1,000 iterations), page by page while the
+//!    next page is fetched; the NT hashes are dropped (zeroized) as soon as they are hashed.
 //! 4. Append one `Event::PasswordHashChanged` per account (only the OrgId string) **and** the new
 //!    checkpoint in one atomic, durable journal write.
 //!
@@ -67,15 +67,21 @@ pub struct CycleReport {
     pub skipped: usize,
     /// Time spent replicating.
     pub replication: Duration,
-    /// Time spent hashing.
+    /// Hashing time left after replication finished (pages are hashed while later ones are fetched).
     pub hashing: Duration,
     /// First and last journal sequence numbers written.
     pub seqs: Option<(u64, u64)>,
 }
 
-/// What a source returned: NT hashes by objectGUID and the checkpoint that covers them.
+/// The objectGUIDs of one page and the task hashing their NT hashes (same order).
+type HashingBatch = (
+    Vec<[u8; 16]>,
+    tokio::task::JoinHandle<Result<Vec<super::OrgIdHash>, PhsError>>,
+);
+
+/// What a source returned: hashing batches and the checkpoint that covers them.
 struct Fetched {
-    accounts: Vec<([u8; 16], NtHash)>,
+    batches: Vec<HashingBatch>,
     data: Vec<u8>,
     objects: usize,
     skipped: usize,
@@ -96,7 +102,7 @@ pub struct PhsProgress {
 #[derive(Debug)]
 pub struct PhsCycle {
     journal: Journal,
-    pool: HashPool,
+    pool: Arc<HashPool>,
     domain: String,
     source: PhsSource,
     progress: Arc<PhsProgress>,
@@ -120,7 +126,7 @@ impl PhsCycle {
         }
         Ok(PhsCycle {
             journal,
-            pool,
+            pool: Arc::new(pool),
             domain,
             source,
             progress: Arc::default(),
@@ -132,6 +138,13 @@ impl PhsCycle {
         Arc::clone(&self.progress)
     }
 
+    /// Starts hashing one page on the pool; the NT hashes move into the task and are zeroized there.
+    fn spawn_hashing(&self, accounts: Vec<([u8; 16], NtHash)>) -> HashingBatch {
+        let (guids, nts): (Vec<[u8; 16]>, Vec<NtHash>) = accounts.into_iter().unzip();
+        let pool = Arc::clone(&self.pool);
+        (guids, tokio::spawn(async move { pool.hash_all(nts).await }))
+    }
+
     /// Runs one cycle (module doc, steps 1–4).
     #[tracing::instrument(skip_all, err, fields(domain = %self.domain))]
     pub async fn run_once(&self) -> Result<CycleReport, PhsError> {
@@ -140,7 +153,7 @@ impl PhsCycle {
         let stored = self.journal.checkpoint(&self.domain, kind)?;
         let started = Instant::now();
         let Fetched {
-            accounts,
+            batches,
             data,
             objects,
             skipped,
@@ -150,16 +163,17 @@ impl PhsCycle {
                     Some(bytes) => Cookie::from_bytes(bytes)?,
                     None => None,
                 };
-                let run = DrsrClient::replicate(settings, cookie.as_ref()).await?;
-                let data = run.cookie.to_bytes();
-                let accounts = run
-                    .hashes
-                    .into_iter()
-                    .map(|h| (h.guid, h.nt_hash))
-                    .collect();
+                // Each page is hashed on the pool while the next one is fetched.
+                let mut batches = Vec::new();
+                let run = DrsrClient::replicate_pages(settings, cookie.as_ref(), |page| {
+                    batches.push(
+                        self.spawn_hashing(page.into_iter().map(|h| (h.guid, h.nt_hash)).collect()),
+                    );
+                })
+                .await?;
                 Fetched {
-                    accounts,
-                    data,
+                    batches,
+                    data: run.cookie.to_bytes(),
                     objects: run.objects,
                     skipped: run.undecryptable,
                 }
@@ -170,34 +184,39 @@ impl PhsCycle {
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
                     .map_or(0, u64::from_le_bytes);
                 let run = samba_priv::read_hashes(socket, base_dn, since).await?;
-                let n = run.hashes.len();
+                let objects = run.hashes.len();
                 let accounts = run
                     .hashes
                     .into_iter()
                     .map(|h| (h.guid, h.nt_hash))
                     .collect();
                 Fetched {
-                    accounts,
+                    batches: vec![self.spawn_hashing(accounts)],
                     data: run.highest_usn.to_le_bytes().to_vec(),
-                    objects: n,
+                    objects,
                     skipped: 0,
                 }
             }
         };
         let replication = started.elapsed();
+        // What is left of the hashing once replication is done (the rest overlapped it).
         let started = Instant::now();
-        let (guids, nts): (Vec<[u8; 16]>, Vec<NtHash>) = accounts.into_iter().unzip();
-        let hashes = self.pool.hash_all(nts).await?;
+        let mut events = Vec::new();
+        for (guids, task) in batches {
+            let hashes = task.await.map_err(|_| PhsError::PoolClosed)??;
+            events.extend(
+                guids
+                    .iter()
+                    .zip(&hashes)
+                    .map(|(guid, h)| Event::PasswordHashChanged {
+                        domain: self.domain.clone(),
+                        guid: Guid(*guid),
+                        org_id_hash: h.to_string(),
+                    }),
+            );
+        }
         let hashing = started.elapsed();
-        let events: Vec<Event> = guids
-            .iter()
-            .zip(&hashes)
-            .map(|(guid, h)| Event::PasswordHashChanged {
-                domain: self.domain.clone(),
-                guid: Guid(*guid),
-                org_id_hash: h.to_string(),
-            })
-            .collect();
+        let hashed = events.len();
         let ack = self
             .journal
             .append_async(
@@ -212,10 +231,10 @@ impl PhsCycle {
         self.progress.succeeded.fetch_add(1, Ordering::Relaxed);
         self.progress
             .hashes
-            .fetch_add(hashes.len() as u64, Ordering::Relaxed);
+            .fetch_add(hashed as u64, Ordering::Relaxed);
         let report = CycleReport {
             objects,
-            hashes: hashes.len(),
+            hashes: hashed,
             skipped,
             replication,
             hashing,

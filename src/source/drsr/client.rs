@@ -108,6 +108,19 @@ impl DrsrClient {
         settings: &DrsrSettings,
         from: Option<&Cookie>,
     ) -> Result<ReplicationRun, DrsrError> {
+        let mut hashes = Vec::new();
+        let mut run = Self::replicate_pages(settings, from, |page| hashes.extend(page)).await?;
+        run.hashes = hashes;
+        Ok(run)
+    }
+
+    /// Like [`DrsrClient::replicate`], but hands each page's hashes to `on_page` as soon as the page
+    /// is decrypted (so hashing can overlap the next request); the returned run's `hashes` is empty.
+    pub async fn replicate_pages(
+        settings: &DrsrSettings,
+        from: Option<&Cookie>,
+        mut on_page: impl FnMut(Vec<ReplicatedHash>),
+    ) -> Result<ReplicationRun, DrsrError> {
         let started = Instant::now();
         let ip = resolve_host(&settings.dc, settings.timeout).await?;
         let port = match settings.port {
@@ -168,6 +181,7 @@ impl DrsrClient {
             let reply = getncchanges::decode_reply(&raw)?;
             run.pages += 1;
             run.objects += reply.objects.len();
+            let mut page = Vec::new();
             for object in reply.objects {
                 let Some(value) = object.unicode_pwd.as_ref() else {
                     continue;
@@ -183,7 +197,7 @@ impl DrsrClient {
                     continue;
                 }
                 match secrets::decrypt_unicode_pwd(&session_key, value, rid) {
-                    Ok(nt_hash) => run.hashes.push(ReplicatedHash {
+                    Ok(nt_hash) => page.push(ReplicatedHash {
                         guid: object.guid,
                         dn: object.dn,
                         nt_hash,
@@ -196,6 +210,9 @@ impl DrsrClient {
                         tracing::warn!(guid = %guid_text, error = %err, "Replicated password does not decrypt; object skipped.");
                     }
                 }
+            }
+            if !page.is_empty() {
+                on_page(page);
             }
             cookie.invocation_id = reply.invocation_id;
             cookie.hwm = reply.usn_to;

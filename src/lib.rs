@@ -8,13 +8,14 @@
 //! - [`event`]   — the journal's event types, the heart of the system.
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
 //! - [`config`]  — layered agent configuration (defaults → TOML → `CLOUDSYNC_*`), validation, secrets.
-//! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback) into the journal.
+//! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback), MS-DRSR, Samba ldap_priv.
 //! - [`agent`]   — the agent daemon: `sync_once`, the long-running feed loop, shutdown, progress.
 //! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 //! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 //! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
+//! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
 
 pub mod agent;
 pub mod api;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod journal;
+pub mod phs;
 pub mod projection;
 pub mod push;
 pub mod source;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod journal;
+pub mod phs;
 pub mod push;
 pub mod tenant;
 
@@ -50,6 +51,9 @@ pub enum Command {
     /// Drive the push stage with synthetic operations (tests and diagnostics).
     #[command(subcommand, hide = true)]
     Push(push::PushCommand),
+    /// Password hash sync diagnostics (OrgId hash of a password).
+    #[command(subcommand)]
+    Phs(phs::PhsCommand),
 }
 
 /// Initialises tracing to stderr.
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Agent(cmd) => agent::run(cmd),
         Command::Tenant(cmd) => tenant::run(cmd),
         Command::Push(cmd) => push::run(cmd),
+        Command::Phs(cmd) => phs::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,9 @@
 //! Sources: readers of Active Directory that turn directory changes into journal events.
 //!
+//! - [`ldap`] — the DirSync change feed (and the uSNChanged fallback).
+//! - [`drsr`] — MS-DRSR replication for password hash sync.
+//! - [`samba_priv`] — Samba's root-only `ldap_priv` socket, the local alternative on a Samba DC.
+//!
 //! Enters: a domain's configuration and its last checkpoint. Leaves: batches of [`Event`]s, each handed to
 //! an [`EventSink`] together with the checkpoint that covers it, in one call (DESIGN invariant 2).
 
@@ -7,7 +11,9 @@ use std::future::Future;
 
 use crate::event::{Event, SourceKind};
 
+pub mod drsr;
 pub mod ldap;
+pub mod samba_priv;
 
 /// A checkpoint written atomically with the events it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]

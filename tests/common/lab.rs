@@ -34,6 +34,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[allow(unused_imports)]
 pub use tools::{check_prerequisites, seeded_password, unicode_pwd_base64};
 
 /// Users `user00001..` that the template holds in `OU=SyncUsers`.

@@ -1,0 +1,348 @@
+//! The PHS cycle: replicate what changed, hash it, and journal only the salted strings.
+//!
+//! One cycle, as numbered steps (DESIGN invariants 2 and 4):
+//! 1. Read this source's checkpoint (the DRSR cookie or the `ldap_priv` USN) from the journal.
+//! 2. Replicate from it: NT hashes arrive in zeroizing buffers and stay in memory.
+//! 3. Hash every NT hash on the pool (fresh 10-byte salt, 1,000 iterations), page by page while the
+//!    next page is fetched; the NT hashes are dropped (zeroized) as soon as they are hashed.
+//! 4. Append one `Event::PasswordHashChanged` per account (only the OrgId string) **and** the new
+//!    checkpoint in one atomic, durable journal write.
+//!
+//! A crash before step 4 re-replicates the same changes next time (new salts, same passwords):
+//! nothing is lost and nothing but salted values was ever written.
+//!
+//! Scheduling ([`PhsCycle::run`]): a cycle runs when the LDAP feed signals a password change
+//! (`Event::PasswordChanged` → [`tokio::sync::Notify::notify_one`]; signals during a cycle coalesce
+//! into one more cycle) and at least every `interval` (2 minutes by default).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::fips::{self, FipsDecision, FipsSettings};
+use super::{HashPool, NtHash, PhsError};
+use crate::event::{Event, Guid, SourceKind};
+use crate::journal::{Checkpoint, Journal};
+use crate::source::drsr::{Cookie, DrsrClient, DrsrSettings};
+use crate::source::samba_priv;
+
+/// Default upper bound between two cycles.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
+
+/// Where the hashes come from.
+#[derive(Debug)]
+pub enum PhsSource {
+    /// MS-DRSR replication from a DC (any AD; the portable choice).
+    Drsr(DrsrSettings),
+    /// Samba's root-only `ldap_priv` socket (agent on a Samba DC only).
+    SambaPriv {
+        /// Path of `private/ldap_priv/ldapi`.
+        socket: PathBuf,
+        /// The domain's base DN.
+        base_dn: String,
+    },
+}
+
+impl PhsSource {
+    fn kind(&self) -> SourceKind {
+        match self {
+            PhsSource::Drsr(_) => SourceKind::Drsr,
+            PhsSource::SambaPriv { .. } => SourceKind::SambaPriv,
+        }
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// Objects replicated (DRSR) or accounts read (ldap_priv).
+    pub objects: usize,
+    /// Password hashes journaled.
+    pub hashes: usize,
+    /// Secrets that did not decrypt (quarantined).
+    pub skipped: usize,
+    /// Time spent replicating.
+    pub replication: Duration,
+    /// Hashing time left after replication finished (pages are hashed while later ones are fetched).
+    pub hashing: Duration,
+    /// First and last journal sequence numbers written.
+    pub seqs: Option<(u64, u64)>,
+}
+
+/// The objectGUIDs of one page and the task hashing their NT hashes (same order).
+type HashingBatch = (
+    Vec<[u8; 16]>,
+    tokio::task::JoinHandle<Result<Vec<super::OrgIdHash>, PhsError>>,
+);
+
+/// What a source returned: hashing batches and the checkpoint that covers them.
+struct Fetched {
+    batches: Vec<HashingBatch>,
+    data: Vec<u8>,
+    objects: usize,
+    skipped: usize,
+}
+
+/// Counters of a running stage, for `status`/`doctor` and tests.
+#[derive(Debug, Default)]
+pub struct PhsProgress {
+    /// Cycles started.
+    pub attempted: AtomicU64,
+    /// Cycles that journaled their results.
+    pub succeeded: AtomicU64,
+    /// Password hashes journaled in total.
+    pub hashes: AtomicU64,
+}
+
+/// A configured PHS stage for one domain.
+#[derive(Debug)]
+pub struct PhsCycle {
+    journal: Journal,
+    pool: Arc<HashPool>,
+    domain: String,
+    source: PhsSource,
+    progress: Arc<PhsProgress>,
+}
+
+impl PhsCycle {
+    /// Checks the FIPS policy against `host_fips_file` and builds the stage; refuses to start when
+    /// the policy forbids MD4/MD5/RC4.
+    pub fn new(
+        journal: Journal,
+        pool: HashPool,
+        domain: String,
+        source: PhsSource,
+        fips_settings: &FipsSettings,
+        host_fips_file: &std::path::Path,
+    ) -> Result<PhsCycle, PhsError> {
+        if let FipsDecision::AllowedByException(reason) =
+            fips::check_password_hash_sync(fips_settings, host_fips_file)?
+        {
+            tracing::info!(%reason, domain, "Password hash sync runs under a FIPS exception.");
+        }
+        Ok(PhsCycle {
+            journal,
+            pool: Arc::new(pool),
+            domain,
+            source,
+            progress: Arc::default(),
+        })
+    }
+
+    /// The stage's counters (shared; still readable after [`PhsCycle::run`] took the stage).
+    pub fn progress(&self) -> Arc<PhsProgress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Starts hashing one page on the pool; the NT hashes move into the task and are zeroized there.
+    fn spawn_hashing(&self, accounts: Vec<([u8; 16], NtHash)>) -> HashingBatch {
+        let (guids, nts): (Vec<[u8; 16]>, Vec<NtHash>) = accounts.into_iter().unzip();
+        let pool = Arc::clone(&self.pool);
+        (guids, tokio::spawn(async move { pool.hash_all(nts).await }))
+    }
+
+    /// Runs one cycle (module doc, steps 1–4).
+    #[tracing::instrument(skip_all, err, fields(domain = %self.domain))]
+    pub async fn run_once(&self) -> Result<CycleReport, PhsError> {
+        self.progress.attempted.fetch_add(1, Ordering::Relaxed);
+        let kind = self.source.kind();
+        let stored = self.journal.checkpoint(&self.domain, kind)?;
+        let started = Instant::now();
+        let Fetched {
+            batches,
+            data,
+            objects,
+            skipped,
+        } = match &self.source {
+            PhsSource::Drsr(settings) => {
+                let cookie = match stored.as_deref() {
+                    Some(bytes) => Cookie::from_bytes(bytes)?,
+                    None => None,
+                };
+                // Each page is hashed on the pool while the next one is fetched.
+                let mut batches = Vec::new();
+                let run = DrsrClient::replicate_pages(settings, cookie.as_ref(), |page| {
+                    batches.push(
+                        self.spawn_hashing(page.into_iter().map(|h| (h.guid, h.nt_hash)).collect()),
+                    );
+                })
+                .await?;
+                Fetched {
+                    batches,
+                    data: run.cookie.to_bytes(),
+                    objects: run.objects,
+                    skipped: run.undecryptable,
+                }
+            }
+            PhsSource::SambaPriv { socket, base_dn } => {
+                let since = stored
+                    .as_deref()
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_le_bytes);
+                let run = samba_priv::read_hashes(socket, base_dn, since).await?;
+                let objects = run.hashes.len();
+                let accounts = run
+                    .hashes
+                    .into_iter()
+                    .map(|h| (h.guid, h.nt_hash))
+                    .collect();
+                Fetched {
+                    batches: vec![self.spawn_hashing(accounts)],
+                    data: run.highest_usn.to_le_bytes().to_vec(),
+                    objects,
+                    skipped: 0,
+                }
+            }
+        };
+        let replication = started.elapsed();
+        // What is left of the hashing once replication is done (the rest overlapped it).
+        let started = Instant::now();
+        let mut events = Vec::new();
+        for (guids, task) in batches {
+            let hashes = task.await.map_err(|_| PhsError::PoolClosed)??;
+            events.extend(
+                guids
+                    .iter()
+                    .zip(&hashes)
+                    .map(|(guid, h)| Event::PasswordHashChanged {
+                        domain: self.domain.clone(),
+                        guid: Guid(*guid),
+                        org_id_hash: h.to_string(),
+                    }),
+            );
+        }
+        let hashing = started.elapsed();
+        let hashed = events.len();
+        let ack = self
+            .journal
+            .append_async(
+                events,
+                Some(Checkpoint {
+                    domain: self.domain.clone(),
+                    source: kind,
+                    data,
+                }),
+            )
+            .await?;
+        self.progress.succeeded.fetch_add(1, Ordering::Relaxed);
+        self.progress
+            .hashes
+            .fetch_add(hashed as u64, Ordering::Relaxed);
+        let report = CycleReport {
+            objects,
+            hashes: hashed,
+            skipped,
+            replication,
+            hashing,
+            seqs: ack.first_seq.zip(ack.last_seq),
+        };
+        tracing::info!(
+            objects = report.objects,
+            hashes = report.hashes,
+            skipped = report.skipped,
+            replication_ms = report.replication.as_millis() as u64,
+            hashing_ms = report.hashing.as_millis() as u64,
+            "Password hash sync cycle done."
+        );
+        Ok(report)
+    }
+
+    /// Runs cycles on `signal` and at least every `interval` until `cancel` fires. Failed cycles are
+    /// logged (retriable ones as warnings) and retried at the next trigger; the checkpoint did not move.
+    pub async fn run(self, signal: Arc<Notify>, interval: Duration, cancel: CancellationToken) {
+        loop {
+            if let Err(err) = self.run_once().await {
+                if err.is_retriable() {
+                    tracing::warn!(error = %err, "Password hash sync cycle failed; will retry.");
+                } else {
+                    tracing::error!(error = %err, "Password hash sync cycle failed; fix the cause, it will be retried.");
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = signal.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+
+    /// A stage whose source always fails at once (a missing `ldap_priv` socket).
+    fn failing_stage(dir: &std::path::Path) -> PhsCycle {
+        let fips_off = dir.join("fips_enabled");
+        std::fs::write(&fips_off, "0").unwrap();
+        PhsCycle::new(
+            Journal::open(&dir.join("journal"), JournalOptions::default()).unwrap(),
+            HashPool::new(1, 1).unwrap(),
+            "corp.example.test".into(),
+            PhsSource::SambaPriv {
+                socket: dir.join("missing-ldapi"),
+                base_dn: "DC=corp".into(),
+            },
+            &FipsSettings::default(),
+            &fips_off,
+        )
+        .unwrap()
+    }
+
+    /// Polls until `attempts` cycles have started (deadline 10 s: a hang fails instead of blocking).
+    async fn until(progress: &PhsProgress, attempts: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while progress.attempted.load(Ordering::Relaxed) < attempts {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {attempts} cycles started",
+                progress.attempted.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cycle_runs_at_start_and_on_each_password_change_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = failing_stage(dir.path());
+        let progress = stage.progress();
+        let signal = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
+        // An hour-long interval: only the start and the signals can trigger cycles here.
+        let task = tokio::spawn(stage.run(
+            Arc::clone(&signal),
+            Duration::from_secs(3600),
+            cancel.clone(),
+        ));
+        until(&progress, 1).await;
+        signal.notify_one();
+        until(&progress, 2).await;
+        signal.notify_one();
+        until(&progress, 3).await;
+        assert_eq!(progress.succeeded.load(Ordering::Relaxed), 0);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn cycles_repeat_at_the_interval_without_signals() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = failing_stage(dir.path());
+        let progress = stage.progress();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(stage.run(
+            Arc::new(Notify::new()),
+            Duration::from_millis(20),
+            cancel.clone(),
+        ));
+        until(&progress, 4).await;
+        cancel.cancel();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,246 @@
+//! The PHS cycle end to end against a real lab DC and a real on-disk journal, as the non-admin sync
+//! account: every seeded user gets a `PasswordHashChanged` event whose OrgId string verifies against
+//! the seed's password (and not a wrong one); the DRSR cookie makes the next cycle incremental; a
+//! password reset shows up in the next cycle; no NT hash ever reaches the journal's files; FIPS mode
+//! stops the stage with the setting that allows it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cloudsync::event::{Event, SourceKind};
+use cloudsync::journal::{Journal, JournalOptions};
+use cloudsync::phs::cycle::{PhsCycle, PhsSource};
+use cloudsync::phs::{FipsSettings, HashPool, NtHash, OrgIdHash, PhsError};
+use cloudsync::source::drsr::DrsrSettings;
+use cloudsync::source::drsr::ntlm::Credentials;
+use common::lab::{self, LabDc};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use zeroize::Zeroizing;
+
+fn drsr(dc: &LabDc) -> PhsSource {
+    PhsSource::Drsr(DrsrSettings {
+        dc: dc.ip.to_string(),
+        port: None,
+        nc_dn: dc.base_dn.clone(),
+        credentials: Credentials {
+            user: dc.svc_sam_account_name().to_owned(),
+            domain: dc.netbios_domain.clone(),
+            password: Zeroizing::new(dc.svc_password.clone()),
+        },
+        timeout: Duration::from_secs(30),
+        page_objects: 1000,
+        partial_attribute_set: true,
+    })
+}
+
+/// sAMAccountName by objectGUID for the seeded users, read over LDAPS (independent of DRSR).
+async fn sam_by_guid(dc: &LabDc) -> HashMap<[u8; 16], String> {
+    let settings = LdapConnSettings::new().set_config(dc.rustls_config());
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &dc.ldaps_url)
+        .await
+        .unwrap();
+    ldap3::drive!(conn);
+    ldap.simple_bind(&dc.admin_upn, &dc.admin_password)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let (entries, _) = ldap
+        .search(
+            &dc.base_dn,
+            Scope::Subtree,
+            "(&(objectCategory=person)(objectClass=user))",
+            vec!["sAMAccountName", "objectGUID"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    entries
+        .into_iter()
+        .map(SearchEntry::construct)
+        .filter_map(|e| {
+            let guid = e
+                .bin_attrs
+                .get("objectGUID")
+                .and_then(|v| v.first().cloned())
+                .or_else(|| e.attrs.get("objectGUID").map(|v| v[0].as_bytes().to_vec()))?;
+            Some((
+                guid.try_into().ok()?,
+                e.attrs.get("sAMAccountName")?[0].clone(),
+            ))
+        })
+        .collect()
+}
+
+fn hash_events(journal: &Journal, from: u64) -> Vec<([u8; 16], String)> {
+    journal
+        .read(from)
+        .map(|r| r.unwrap())
+        .filter_map(|r| match r.event {
+            Event::PasswordHashChanged {
+                guid, org_id_hash, ..
+            } => Some((guid.0, org_id_hash)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every byte of every file under `dir`.
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn cycles_journal_only_salted_strings_and_follow_resets() {
+    lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
+    let dc = LabDc::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fips_off = dir.path().join("fips_enabled");
+    std::fs::write(&fips_off, "0\n").unwrap();
+    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
+    let cycle = PhsCycle::new(
+        journal.clone(),
+        HashPool::with_all_cores().unwrap(),
+        dc.dns_domain.clone(),
+        drsr(&dc),
+        &FipsSettings::default(),
+        &fips_off,
+    )
+    .unwrap();
+    let names = rt.block_on(sam_by_guid(&dc));
+
+    let first = rt.block_on(cycle.run_once()).unwrap();
+    eprintln!("first cycle: {first:?}");
+    let events = hash_events(&journal, 0);
+    assert_eq!(events.len(), first.hashes);
+    let mut checked = 0;
+    for (guid, s) in &events {
+        let Some(sam) = names.get(guid) else { continue };
+        if !(sam.starts_with("user") || sam.starts_with("staff")) {
+            continue;
+        }
+        let h: OrgIdHash = s.parse().unwrap();
+        assert_eq!((h.iterations(), h.salt().len()), (1000, 10));
+        // Verify only a sample with the (slow) full check; every string parses.
+        if checked < 40 {
+            assert!(
+                h.matches(&NtHash::from_password(&lab::seeded_password(sam))),
+                "{sam}"
+            );
+            assert!(
+                !h.matches(&NtHash::from_password("Init!Pass99999")),
+                "{sam}"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, lab::TEMPLATE_USERS + lab::STAFF_USERS);
+    assert!(
+        journal
+            .checkpoint(&dc.dns_domain, SourceKind::Drsr)
+            .unwrap()
+            .is_some()
+    );
+
+    // Nothing changed: an empty cycle that still advances the cookie.
+    let second = rt.block_on(cycle.run_once()).unwrap();
+    assert_eq!(second.hashes, 0);
+
+    dc.ldif_admin(&format!(
+        "dn: {}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n",
+        dc.user_dn(5),
+        lab::unicode_pwd_base64("Reset!Pass0005")
+    ));
+    let before = journal.last_seq().unwrap();
+    let third = rt.block_on(cycle.run_once()).unwrap();
+    assert_eq!(third.hashes, 1);
+    let delta = hash_events(&journal, before + 1);
+    assert_eq!(names[&delta[0].0], "user00005");
+    let h: OrgIdHash = delta[0].1.parse().unwrap();
+    assert!(h.matches(&NtHash::from_password("Reset!Pass0005")));
+    assert!(!h.matches(&NtHash::from_password(&lab::seeded_password("user00005"))));
+
+    // DESIGN invariant 4: no NT hash (raw or hex) in any journal file.
+    drop(cycle);
+    let bytes = all_bytes(&dir.path().join("journal"));
+    let mut passwords: Vec<String> = (1..=50)
+        .map(|i| lab::seeded_password(&format!("user{i:05}")))
+        .collect();
+    passwords.push("Reset!Pass0005".into());
+    for pw in passwords {
+        let nt = NtHash::from_password(&pw);
+        assert!(
+            !contains(&bytes, nt.expose()),
+            "raw NT hash of {pw} on disk"
+        );
+        assert!(!contains(&bytes, hex::encode(nt.expose()).as_bytes()));
+        assert!(!contains(&bytes, hex::encode_upper(nt.expose()).as_bytes()));
+    }
+}
+
+#[test]
+fn fips_mode_stops_password_hash_sync_with_the_setting_that_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fips_on = dir.path().join("fips_enabled");
+    std::fs::write(&fips_on, "1\n").unwrap();
+    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
+    let source = PhsSource::SambaPriv {
+        socket: dir.path().join("ldapi"),
+        base_dn: "DC=x".into(),
+    };
+    let err = PhsCycle::new(
+        journal.clone(),
+        HashPool::new(1, 1).unwrap(),
+        "corp.example.test".into(),
+        source,
+        &FipsSettings::default(),
+        &fips_on,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PhsError::Fips(_)));
+    assert!(
+        err.to_string()
+            .contains("fips.allow_md5_for_password_hash_sync = true")
+    );
+    let allowed = FipsSettings {
+        enforce: false,
+        allow_md5_for_password_hash_sync: true,
+    };
+    let source = PhsSource::SambaPriv {
+        socket: dir.path().join("ldapi"),
+        base_dn: "DC=x".into(),
+    };
+    assert!(
+        PhsCycle::new(
+            journal,
+            HashPool::new(1, 1).unwrap(),
+            "corp.example.test".into(),
+            source,
+            &allowed,
+            &fips_on
+        )
+        .is_ok()
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! Build protocol (any number of threads and processes may race here):
 //! 1. take the exclusive lock `<cache>/template.lock` (blocking);
-//! 2. if `<cache>/template-<hash>/.ready` exists, the template is complete: done;
+//! 2. if `<cache>/template-<hash>/.ready` exists and the directory database still has the fingerprint
+//!    recorded there (sizes and modification times of `private/sam.ldb*`), the template is complete: done.
+//!    A template someone started or changed in place (a test must only ever use clones) is rebuilt;
 //! 3. otherwise remove whatever a crashed builder left, lease an address, `provision`, `start`,
 //!    `seed`, `stop`, and write `.ready` last;
 //! 4. remove templates of other hashes (older versions of the script).
@@ -52,8 +54,17 @@ fn build_or_reuse() -> PathBuf {
         .unwrap_or_else(|e| panic!("lab: cannot open {}: {e}", lock_path.display()));
     lock.lock()
         .unwrap_or_else(|e| panic!("lab: cannot lock {}: {e}", lock_path.display()));
-    if dir.join(READY_MARK).is_file() {
-        return dir;
+    if let Ok(mark) = fs::read_to_string(dir.join(READY_MARK)) {
+        if mark
+            .lines()
+            .any(|l| l == format!("fingerprint {}", fingerprint(&dir)))
+        {
+            return dir;
+        }
+        eprintln!(
+            "lab: the template {} changed after it was built (started or modified in place?); rebuilding it.",
+            dir.display()
+        );
     }
     discard(&dir);
     build(&dir);
@@ -87,14 +98,41 @@ fn build(dir: &std::path::Path) {
         panic!("lab: seeding the template failed: {e}");
     }
     let summary = format!(
-        "provision {:.2}s, seed {TEMPLATE_USERS} users {:.2}s, total {:.2}s\n",
+        "provision {:.2}s, seed {TEMPLATE_USERS} users {:.2}s, total {:.2}s\nfingerprint {}\n",
         provisioned.as_secs_f64(),
         seed_time.as_secs_f64(),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        fingerprint(dir)
     );
     fs::write(dir.join(READY_MARK), &summary)
         .unwrap_or_else(|e| panic!("lab: cannot mark the template ready: {e}"));
     eprintln!("lab: template ready: {}", summary.trim_end());
+}
+
+/// Sizes and modification times of the directory database files (`private/sam.ldb`, `private/sam.ldb.d/*`),
+/// hashed: it changes when anything writes to the template's directory after it was built.
+fn fingerprint(dir: &std::path::Path) -> String {
+    let private = dir.join("private");
+    let mut files = vec![private.join("sam.ldb")];
+    if let Ok(entries) = fs::read_dir(private.join("sam.ldb.d")) {
+        files.extend(entries.flatten().map(|e| e.path()));
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for f in files {
+        let (len, mtime) = fs::metadata(&f)
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                (m.len(), mtime)
+            })
+            .unwrap_or((0, 0));
+        hasher.update(format!("{} {len} {mtime}\n", f.display()).as_bytes());
+    }
+    hex::encode(hasher.finalize())[..16].to_owned()
 }
 
 /// Changes whenever the script or the seed size changes, so a stale template is never reused.

@@ -283,3 +283,23 @@ pub struct BatchResponse {
     /// One result per operation.
     pub results: Vec<OpResult>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_optional_on_the_wire() {
+        // A client or stored result from before the field existed still reads.
+        let old: OpError =
+            serde_json::from_str(r#"{"code":"ReferenceNotFound","message":"m","retriable":true}"#)
+                .unwrap();
+        assert_eq!(old.retry_after_seconds, None);
+        let text = serde_json::to_value(&old).unwrap();
+        assert!(text.get("retryAfterSeconds").is_none(), "{text}");
+        let throttled = serde_json::to_value(OpError::throttled(7)).unwrap();
+        assert_eq!(throttled["code"], "Throttled");
+        assert_eq!(throttled["retriable"], true);
+        assert_eq!(throttled["retryAfterSeconds"], 7);
+    }
+}

@@ -1,8 +1,8 @@
 //! Applying one operation batch to the store: the per-object semantics of the provisioning API.
 //!
 //! Enters: an [`OperationBatch`] for one configuration, already authenticated and size-checked, and
-//! how much of it the write budget covers ([`ThrottleCut`]). Leaves: one [`OpResult`] per operation, the writes in the store, and one provisioning log
-//! entry per operation. The caller holds the apply lock, so nothing interleaves. The rules are listed
+//! how much of it the write budget covers ([`ThrottleCut`]). Leaves: one [`OpResult`] per operation,
+//! the writes in the store, and one provisioning log entry per operation. The caller holds the apply lock, so nothing interleaves. The rules are listed
 //! in [`crate::api::ops`].
 
 use serde::{Deserialize, Serialize};

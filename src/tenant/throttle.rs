@@ -251,7 +251,8 @@ impl Throttle {
 }
 
 impl Throttle {
-    /// Takes up to `cost` write tokens: as many as are there. `Err(seconds)` when none is.
+    /// Takes up to `cost` whole tokens from a budget: as many as are there. `Err(seconds)` until
+    /// the whole `cost` would fit (at most a full bucket) when not one token is there.
     pub fn take_up_to(&self, budget: Budget, cost: u64) -> Result<Grant, u64> {
         self.take_up_to_at(budget, cost, Instant::now())
     }

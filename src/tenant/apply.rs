@@ -2,8 +2,8 @@
 //!
 //! Enters: an [`OperationBatch`] for one configuration, already authenticated and size-checked, and
 //! how much of it the write budget covers ([`ThrottleCut`]). Leaves: one [`OpResult`] per operation,
-//! the writes in the store, and one provisioning log entry per operation. The caller holds the apply lock, so nothing interleaves. The rules are listed
-//! in [`crate::api::ops`].
+//! the writes in the store, and one provisioning log entry per operation. The caller holds the apply
+//! lock, so nothing interleaves. The rules are listed in [`crate::api::ops`].
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -16,6 +16,12 @@
 //!   held pending on the tenant side.
 //! - A user principal name already held by another anchor is the permanent error
 //!   `DuplicateUserPrincipalName`.
+//! - The write budget is per tenant, one token per operation. When only part of a batch fits, the
+//!   operations that fit are applied in order and every later one is answered with the retriable
+//!   error `Throttled` carrying `retryAfterSeconds` (nothing of it applied); a batch of which nothing
+//!   fits is refused whole with 429 and `Retry-After`. The stored results of a partially throttled
+//!   batch are what a replay of its id returns, so the throttled operations must be resent under a
+//!   NEW batch id, not before `retryAfterSeconds` (counted from when the answer arrived).
 
 use std::collections::BTreeMap;
 
@@ -191,6 +197,9 @@ pub enum OpErrorCode {
     DeleteThresholdExceeded,
     /// The configuration is quarantined; retriable after an admin restart with `Quarantine`.
     Quarantined,
+    /// The tenant's write budget ran out inside the batch; nothing of this operation was applied.
+    /// Retriable after `retryAfterSeconds`, in a new batch.
+    Throttled,
 }
 
 impl OpErrorCode {
@@ -201,6 +210,7 @@ impl OpErrorCode {
             OpErrorCode::ReferenceNotFound
                 | OpErrorCode::DeleteThresholdExceeded
                 | OpErrorCode::Quarantined
+                | OpErrorCode::Throttled
         )
     }
 }
@@ -215,15 +225,33 @@ pub struct OpError {
     pub message: String,
     /// Same as `code.is_retriable()`, spelled out for clients that do not know every code.
     pub retriable: bool,
+    /// Seconds to wait before sending the operation again (`Throttled`); absent when the server
+    /// has no opinion, and then the client's own backoff applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl OpError {
-    /// Builds an error; `retriable` follows the code.
+    /// Builds an error; `retriable` follows the code, no retry-after.
     pub fn new(code: OpErrorCode, message: impl Into<String>) -> Self {
         OpError {
             code,
             message: message.into(),
             retriable: code.is_retriable(),
+            retry_after_seconds: None,
+        }
+    }
+
+    /// The retriable `Throttled` error, to be retried not before `retry_after_seconds`.
+    pub fn throttled(retry_after_seconds: u64) -> Self {
+        OpError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..OpError::new(
+                OpErrorCode::Throttled,
+                format!(
+                    "The write budget is spent; not applied. Retry in a new batch after {retry_after_seconds} s."
+                ),
+            )
         }
     }
 }
@@ -254,4 +282,24 @@ pub struct BatchResponse {
     pub replayed: bool,
     /// One result per operation.
     pub results: Vec<OpResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_optional_on_the_wire() {
+        // A client or stored result from before the field existed still reads.
+        let old: OpError =
+            serde_json::from_str(r#"{"code":"ReferenceNotFound","message":"m","retriable":true}"#)
+                .unwrap();
+        assert_eq!(old.retry_after_seconds, None);
+        let text = serde_json::to_value(&old).unwrap();
+        assert!(text.get("retryAfterSeconds").is_none(), "{text}");
+        let throttled = serde_json::to_value(OpError::throttled(7)).unwrap();
+        assert_eq!(throttled["code"], "Throttled");
+        assert_eq!(throttled["retriable"], true);
+        assert_eq!(throttled["retryAfterSeconds"], 7);
+    }
 }

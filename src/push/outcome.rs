@@ -2,6 +2,7 @@
 //! quarantine; whole-call failures with backoff; configuration quarantine and its probe.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -116,6 +117,7 @@ impl Pusher {
         let mut failed_membership_keys: HashSet<String> = HashSet::new();
         let mut tenant_quarantine: Option<String> = None;
         let (mut acked, mut retried, mut refused) = (0u64, 0u64, 0u64);
+        let mut throttled_items = 0u64;
         let give_up_after = self.cfg.max_reference_attempts;
         for (mut item, result) in batch.items.into_iter().zip(response.results) {
             let keys: Vec<String> = item.keys().iter().map(|k| (*k).to_owned()).collect();
@@ -144,8 +146,17 @@ impl Pusher {
                         tracing::debug!(anchor = item.op.source_anchor(), code = ?err.code, "Operation failed; will retry.");
                     }
                     item.attempts += 1;
-                    item.not_before =
-                        Some(now + self.cfg.op_backoff.delay_random(item.attempts, None));
+                    // A per-item `retryAfterSeconds` (Throttled) wins over the backoff; the new
+                    // attempt count also gives the resend a new batch id (see `batcher::batch_id`).
+                    let retry_after = err.retry_after_seconds.map(Duration::from_secs);
+                    let delay = self.cfg.op_backoff.delay_random(item.attempts, retry_after);
+                    if let Some(ra) = retry_after {
+                        // The write budget is the tenant's, not the item's: hold every send.
+                        let until = now + ra;
+                        self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+                        throttled_items += 1;
+                    }
+                    item.not_before = Some(now + delay);
                     if needs_existing_objects(&item.op) {
                         failed_membership_keys.extend(keys);
                     } else {
@@ -199,7 +210,11 @@ impl Pusher {
             s.ops_acknowledged += acked;
             s.ops_retried += retried;
             s.objects_quarantined += refused;
+            s.throttled += u64::from(throttled_items > 0);
         });
+        if throttled_items > 0 {
+            tracing::info!(batch_id = %batch.id, throttled = throttled_items, "Tenant throttled part of the batch; holding sends for its Retry-After.");
+        }
         tracing::debug!(batch_id = %batch.id, replayed = response.replayed, acked, retried, refused, "Batch answered.");
         if let Some(message) = tenant_quarantine
             && self.tenant_probe_at.is_none()

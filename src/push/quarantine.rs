@@ -65,7 +65,7 @@ pub struct PushStatus {
     pub objects_quarantined: u64,
     /// Whole calls that failed (transport, 5xx, …).
     pub calls_failed: u64,
-    /// 429 answers.
+    /// 429 answers, and batch answers with per-item `Throttled` results.
     pub throttled: u64,
     /// Set while the configuration is quarantined.
     pub quarantine: Option<QuarantineReason>,

@@ -1,9 +1,9 @@
 //! Applying one operation batch to the store: the per-object semantics of the provisioning API.
 //!
-//! Enters: an [`OperationBatch`] for one configuration, already authenticated, size-checked and
-//! throttled. Leaves: one [`OpResult`] per operation, the writes in the store, and one provisioning log
-//! entry per operation. The caller holds the apply lock, so nothing interleaves. The rules are listed
-//! in [`crate::api::ops`].
+//! Enters: an [`OperationBatch`] for one configuration, already authenticated and size-checked, and
+//! how much of it the write budget covers ([`ThrottleCut`]). Leaves: one [`OpResult`] per operation,
+//! the writes in the store, and one provisioning log entry per operation. The caller holds the apply
+//! lock, so nothing interleaves. The rules are listed in [`crate::api::ops`].
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -50,6 +50,15 @@ pub(super) fn fail(code: OpErrorCode, message: impl Into<String>) -> Outcome {
     Outcome::Failed(None, OpError::new(code, message))
 }
 
+/// The write budget covered only the first `fits` operations of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleCut {
+    /// Operations applied (from the start, in order).
+    pub fits: usize,
+    /// `retryAfterSeconds` for the `Throttled` answer of every later operation.
+    pub retry_after_seconds: u64,
+}
+
 /// Applies a batch (the caller has checked that its id is new) and stores its results.
 pub fn apply_batch(
     store: &Store,
@@ -57,11 +66,27 @@ pub fn apply_batch(
     batch: &OperationBatch,
     ctx: &BatchContext,
 ) -> Result<BatchResponse, StoreError> {
+    apply_batch_cut(store, config, batch, ctx, None)
+}
+
+/// [`apply_batch`] for a batch the write budget covers only in part: operations from `cut.fits` on
+/// are not applied and get the retriable `Throttled` error with `retryAfterSeconds` (and a
+/// provisioning log entry each). The stored results, which a replay of the batch id returns, hold
+/// those errors too.
+pub fn apply_batch_cut(
+    store: &Store,
+    config: &mut ConfigRecord,
+    batch: &OperationBatch,
+    ctx: &BatchContext,
+    cut: Option<ThrottleCut>,
+) -> Result<BatchResponse, StoreError> {
     roll_delete_window(config, ctx);
     let mut results = Vec::with_capacity(batch.operations.len());
     let mut permanent_failures = 0usize;
     for (index, op) in batch.operations.iter().enumerate() {
-        let outcome = if let Health::Quarantine { reason } = &config.config.health {
+        let outcome = if let Some(cut) = cut.filter(|c| index >= c.fits) {
+            Outcome::Failed(None, OpError::throttled(cut.retry_after_seconds))
+        } else if let Health::Quarantine { reason } = &config.config.health {
             fail(
                 OpErrorCode::Quarantined,
                 format!(
@@ -103,7 +128,11 @@ pub fn apply_batch(
             error,
         });
     }
-    update_health(config, batch.operations.len(), permanent_failures, ctx);
+    // Throttled operations were not tried: they count neither as failed nor as applied.
+    let tried = cut.map_or(batch.operations.len(), |c| {
+        c.fits.min(batch.operations.len())
+    });
+    update_health(config, tried, permanent_failures, ctx);
     let response = BatchResponse {
         batch_id: batch.batch_id,
         replayed: false,

@@ -14,7 +14,7 @@ use crate::api::config::{
 use crate::api::ops::{BatchResponse, OperationBatch};
 
 use super::agents::{all_configs, parse_id};
-use super::apply::{BatchContext, apply_batch};
+use super::apply::{BatchContext, ThrottleCut, apply_batch_cut};
 use super::auth::{ADMINS, Principal};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix};
@@ -231,11 +231,18 @@ pub async fn batch(
     }
     // Reload under the lock: health and counters may have changed since the check above.
     let mut record = load(&state, id)?;
+    // Apply what the write budget covers; the rest gets per-item `Throttled` (see `api::ops`).
     let cost = u64::try_from(batch.operations.len()).unwrap_or(u64::MAX);
-    state
+    let grant = state
         .throttle
-        .take(Budget::Writes, cost)
+        .take_up_to(Budget::Writes, cost)
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let cut = grant
+        .rest_retry_after
+        .map(|retry_after_seconds| ThrottleCut {
+            fits: usize::try_from(grant.granted).unwrap_or(usize::MAX),
+            retry_after_seconds,
+        });
     let ctx = BatchContext {
         agent_id: principal.id(),
         now: now_unix(),
@@ -243,8 +250,16 @@ pub async fn batch(
         delete_window_secs: state.options.delete_window_secs,
         quarantine_after: state.options.quarantine_after_failed_batches,
     };
-    let response = apply_batch(&state.store, &mut record, &batch, &ctx)?;
+    let response = apply_batch_cut(&state.store, &mut record, &batch, &ctx, cut)?;
     state.store.flush().await?;
-    tracing::info!(operations = batch.operations.len(), "Batch applied.");
+    match cut {
+        Some(cut) => tracing::info!(
+            operations = batch.operations.len(),
+            applied = cut.fits,
+            retry_after = cut.retry_after_seconds,
+            "Batch applied in part; the rest is throttled."
+        ),
+        None => tracing::info!(operations = batch.operations.len(), "Batch applied."),
+    }
     Ok(Json(response))
 }

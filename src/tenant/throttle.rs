@@ -3,8 +3,10 @@
 //!
 //! - **Write budget**: a token bucket per tenant; each operation in a batch costs one token. The
 //!   `realistic` profile models the documented Entra limit of 7,000 writes per 5 minutes (capacity
-//!   7,000, refill 7,000/300 s). A batch that does not fit is refused whole with 429 and `Retry-After`
-//!   (seconds until enough tokens have refilled); nothing of it is applied.
+//!   7,000, refill 7,000/300 s). A batch takes the whole tokens there are, up to its size: when only
+//!   part fits, the operations that fit are applied in order and the rest are answered with per-item
+//!   `Throttled` errors whose `retryAfterSeconds` is the time until the rest would fit (at most a
+//!   full refill); when not one token is there, the batch is refused whole with 429 and `Retry-After`.
 //! - **Read budget**: a second bucket for Graph reads; each request, and each item of a `$batch`,
 //!   costs one token. A throttled `$batch` item gets its own 429 with `Retry-After`.
 //! - **Faults** on `/api/*` and `/v1.0/*`: `errorRate` (0..1) answers 503 + `Retry-After: 1` before the
@@ -101,6 +103,15 @@ impl ThrottleSettings {
     }
 }
 
+/// What [`Throttle::take_up_to`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Tokens taken: at least one, at most the cost asked for.
+    pub granted: u64,
+    /// When less than asked was granted: seconds until the rest would fit.
+    pub rest_retry_after: Option<u64>,
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -123,9 +134,38 @@ impl Bucket {
             self.tokens -= cost;
             Ok(())
         } else {
-            let wait = (cost - self.tokens) / settings.refill_per_second;
-            Err(wait.ceil().max(1.0) as u64)
+            Err(self.wait_for(settings, cost))
         }
+    }
+
+    /// Takes as many whole tokens as there are, up to `cost`; `Err(seconds)` when not one is there.
+    fn take_up_to(
+        &mut self,
+        settings: BucketSettings,
+        cost: u64,
+        now: Instant,
+    ) -> Result<Grant, u64> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * settings.refill_per_second).min(settings.capacity);
+        self.at = now;
+        // `tokens` is never negative, so the float-to-int cast (saturating) is exact here.
+        let granted = (self.tokens.floor() as u64).min(cost);
+        if granted == 0 {
+            return Err(self.wait_for(settings, cost as f64));
+        }
+        self.tokens -= granted as f64;
+        let rest = cost - granted;
+        Ok(Grant {
+            granted,
+            rest_retry_after: (rest > 0).then(|| self.wait_for(settings, rest as f64)),
+        })
+    }
+
+    /// Whole seconds (at least 1) until `cost` tokens are there; a cost above the capacity waits
+    /// for a full bucket (the client has to split).
+    fn wait_for(&self, settings: BucketSettings, cost: f64) -> u64 {
+        let missing = (cost.min(settings.capacity) - self.tokens).max(0.0);
+        (missing / settings.refill_per_second).ceil().max(1.0) as u64
     }
 }
 
@@ -210,6 +250,35 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// Takes up to `cost` whole tokens from a budget: as many as are there. `Err(seconds)` until
+    /// the whole `cost` would fit (at most a full bucket) when not one token is there.
+    pub fn take_up_to(&self, budget: Budget, cost: u64) -> Result<Grant, u64> {
+        self.take_up_to_at(budget, cost, Instant::now())
+    }
+
+    /// [`Throttle::take_up_to`] with an explicit clock (tests).
+    pub fn take_up_to_at(&self, budget: Budget, cost: u64, now: Instant) -> Result<Grant, u64> {
+        let mut inner = self.lock();
+        let Inner {
+            settings,
+            writes,
+            reads,
+        } = &mut *inner;
+        let (bucket, shape) = match budget {
+            Budget::Writes => (writes, settings.writes),
+            Budget::Reads => (reads, settings.reads),
+        };
+        match shape {
+            None => Ok(Grant {
+                granted: cost,
+                rest_retry_after: None,
+            }),
+            Some(shape) => bucket.take_up_to(shape, cost, now),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -236,6 +305,46 @@ mod tests {
         );
         // Reads are a separate budget.
         assert_eq!(t.take_at(Budget::Reads, 1, start), Ok(()));
+    }
+
+    #[test]
+    fn take_up_to_grants_the_whole_tokens_there_are() {
+        // 10 tokens, 0.5 per second.
+        let t = Throttle::new(ThrottleSettings {
+            writes: Some(BucketSettings {
+                capacity: 10.0,
+                refill_per_second: 0.5,
+            }),
+            ..ThrottleSettings::default()
+        });
+        let start = Instant::now();
+        let all = |granted| Grant {
+            granted,
+            rest_retry_after: None,
+        };
+        assert_eq!(t.take_up_to_at(Budget::Writes, 7, start), Ok(all(7)));
+        // 3 left of 5 asked: the other 2 need 2 / 0.5 = 4 s.
+        assert_eq!(
+            t.take_up_to_at(Budget::Writes, 5, start),
+            Ok(Grant {
+                granted: 3,
+                rest_retry_after: Some(4)
+            })
+        );
+        // Empty: refused whole; 5 tokens need 10 s.
+        assert_eq!(t.take_up_to_at(Budget::Writes, 5, start), Err(10));
+        // 3 s later 1.5 tokens: one whole token granted, 0.5 kept; the other 29 are capped at a
+        // full bucket: (10 - 0.5) / 0.5 = 19 s.
+        let later = start + Duration::from_secs(3);
+        assert_eq!(
+            t.take_up_to_at(Budget::Writes, 30, later),
+            Ok(Grant {
+                granted: 1,
+                rest_retry_after: Some(19)
+            })
+        );
+        // Reads unlimited here: everything granted.
+        assert_eq!(t.take_up_to_at(Budget::Reads, 1000, start), Ok(all(1000)));
     }
 
     #[test]

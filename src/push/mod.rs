@@ -49,6 +49,8 @@
 //!    with the tenant's message and acknowledges it. The rest of the batch proceeds. Exception: a
 //!    waiting membership or password-hash operation lets later upserts of its objects overtake it
 //!    (that is what resolves `ReferenceNotFound`); it gives up after `max_reference_attempts`.
+//!    A per-item `Throttled` error carries `retryAfterSeconds`: that item is not resent before it, and
+//!    no batch is sent before it either (the write budget is the tenant's, not the item's).
 //! 8. The checkpoint advances to just below the lowest sequence not yet acknowledged, in one atomic
 //!    write with new provisioning-log entries and the pruning of acknowledged entries, then a flush.
 //! 9. Shutdown (cancellation): no new batches; in-flight batches get up to `shutdown_grace`; then the

@@ -25,21 +25,6 @@ pub fn config_toml(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> S
     )
 }
 
-/// [`config`] bound as the domain Administrator instead of the sync service account.
-///
-/// Samba 4.17 returns tombstones in DirSync only to accounts that can read `CN=Deleted Objects`
-/// (measured: the lab's svc-sync, holding the replication rights, gets no entry for a delete). On
-/// AD the replication right is enough. Tests of deletes therefore bind as Administrator.
-pub fn admin_config(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> Config {
-    let text = config_toml(dc, journal_dir, extra_domain_keys)
-        .replace(&format!("{:?}", dc.svc_upn), &format!("{:?}", dc.admin_upn))
-        .replace(
-            &format!("{:?}", dc.svc_password),
-            &format!("{:?}", dc.admin_password),
-        );
-    Config::from_toml_str(&text).unwrap()
-}
-
 /// [`config_toml`], parsed and validated.
 pub fn config(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> Config {
     Config::from_toml_str(&config_toml(dc, journal_dir, extra_domain_keys)).unwrap()

@@ -65,3 +65,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Applies `ldif` (records separated by blank lines) as Administrator in runs of 400 records.
+///
+/// `LabDc::ldif_admin` writes all of stdin before it reads ldapmodify's output, so one call with
+/// more than ~900 adds deadlocks once ldapmodify's 64 KiB stdout pipe is full (measured: stuck at
+/// the 954th contact with both processes idle). 400 records print well under 64 KiB.
+pub fn ldif_admin_bulk(dc: &LabDc, ldif: &str) {
+    let records: Vec<&str> = ldif
+        .split("\n\n")
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    for run in records.chunks(400) {
+        dc.ldif_admin(&(run.join("\n\n") + "\n\n"));
+    }
+}

@@ -113,6 +113,9 @@ alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 # shellcheck disable=SC2009 # pgrep cannot leave out zombies
 group_alive() { ps -o stat= -g "$1" 2>/dev/null | grep -qv '^Z'; }
 
+# The lab root smb.conf was written for (the parent of its 'private dir').
+conf_root() { sed -n 's#^[[:space:]]*private dir[[:space:]]*=[[:space:]]*\(.*\)/private[[:space:]]*$#\1#p' "$D/etc/smb.conf"; }
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # LDAP client tools as Administrator over LDAPS, verifying the lab CA.
@@ -240,6 +243,30 @@ grant_svc_rights() {
 (OA;;CR;$get_changes;;$sid)(OA;;CR;$get_changes_all;;$sid)\
 (OA;CIIO;CR;$reset_password;$user_class;$sid)\
 (OA;CIIO;RPWP;$lockout_time;$user_class;$sid)(OA;CIIO;RPWP;$pwd_last_set;$user_class;$sid)" >/dev/null
+  grant_deleted_objects "$sid"
+}
+
+# The SDDL of CN=Deleted Objects in the stopped DIR (LDIF lines unfolded).
+deleted_objects_sd() {
+  ldbsearch -H "$D/private/sam.ldb" --controls=show_deleted:1 -s base -b "CN=Deleted Objects,$BASE_DN" \
+    nTSecurityDescriptor |
+    awk '/^ / { line = line substr($0, 2); next } { if (line != "") print line; line = $0 }
+         END { if (line != "") print line }' | sed -n 's/^nTSecurityDescriptor: //p'
+}
+
+# Samba 4.17 returns a tombstone in DirSync only to accounts that may list and read
+# CN=Deleted Objects (AD: the replication right is enough), so svc-sync gets RPLC there, as BUILTIN\
+# Administrators has. samba-tool dsacl cannot address that container (it is itself deleted), hence
+# ldbmodify with Show Deleted on the stopped DIR.
+grant_deleted_objects() {
+  local dn="CN=Deleted Objects,$BASE_DN" ace="(A;;RPLC;;;$1)" sd
+  sd=$(deleted_objects_sd)
+  [[ $sd == O:*D:* ]] || die "could not read the security descriptor of $dn (got '$sd')"
+  if [[ $sd == *S:* ]]; then sd=${sd/S:/$ace"S:"}; else sd+=$ace; fi # the new ACE ends the DACL
+  printf 'dn: %s\nchangetype: modify\nreplace: nTSecurityDescriptor\nnTSecurityDescriptor: %s\n' "$dn" "$sd" |
+    ldbmodify -H "$D/private/sam.ldb" --controls=show_deleted:1 >/dev/null ||
+    die "could not grant $SVC_USER read/list on $dn"
+  [[ $(deleted_objects_sd) == *"$ace"* ]] || die "the grant on $dn did not stick"
 }
 
 # ---------------------------------------------------------------- start / stop / status
@@ -247,6 +274,9 @@ grant_svc_rights() {
 cmd_start() {
   local t0 pid deadline p
   open_dir "${1:-}"
+  # A DIR copied with plain cp still names its original place; Samba would serve that DB instead.
+  [ "$(conf_root)" = "$D" ] ||
+    die "$D/etc/smb.conf serves $(conf_root), not $D (copied with cp? use lab.sh clone SRC DST)"
   ! is_running || die "$D already runs (pid $(cat "$D/samba.pid"))"
   for p in 389 636 88 135 445 464 3268 3269; do
     ! port_open "$IP" "$p" || die "$IP:$p is already in use (a stale DC? try: lab.sh stop DIR of that DC)"
@@ -400,7 +430,7 @@ PY
 # ---------------------------------------------------------------- clone / env
 
 cmd_clone() {
-  local t0 S
+  local t0 S old
   [ -n "${2:-}" ] || die "usage: lab.sh clone SRC DST"
   open_dir "$1"
   S=$D
@@ -412,8 +442,12 @@ cmd_clone() {
   D=$(cd "$2" && pwd)
   rm -rf "$D/samba.pid" "$D/samba.log" "$D"/log.* "$D/run"
   mkdir -p "$D/run"
-  # The only absolute paths live in smb.conf (partition links in sam.ldb are relative).
-  sed -i "s#$S/#$D/#g; s#$S\$#$D#" "$D/etc/smb.conf"
+  # The only absolute paths live in smb.conf (partition links in sam.ldb are relative). Re-home from
+  # the root smb.conf names, not from SRC: a SRC copied with plain cp (e.g. a target/ directory copied
+  # between checkouts) still names its original place, and a clone of it would run on that DB.
+  old=$(conf_root)
+  [ -n "$old" ] || die "$D/etc/smb.conf names no 'private dir'"
+  sed -i "s#$old/#$D/#g; s#$old\$#$D#" "$D/etc/smb.conf"
   if [ -n "${LAB_IP:-}" ]; then
     [[ $LAB_IP =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "LAB_IP must be a loopback address, got $LAB_IP"
     IP=$LAB_IP

@@ -25,21 +25,6 @@ pub fn config_toml(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> S
     )
 }
 
-/// [`config`] bound as the domain Administrator instead of the sync service account.
-///
-/// Samba 4.17 returns tombstones in DirSync only to accounts that can read `CN=Deleted Objects`
-/// (measured: the lab's svc-sync, holding the replication rights, gets no entry for a delete). On
-/// AD the replication right is enough. Tests of deletes therefore bind as Administrator.
-pub fn admin_config(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> Config {
-    let text = config_toml(dc, journal_dir, extra_domain_keys)
-        .replace(&format!("{:?}", dc.svc_upn), &format!("{:?}", dc.admin_upn))
-        .replace(
-            &format!("{:?}", dc.svc_password),
-            &format!("{:?}", dc.admin_password),
-        );
-    Config::from_toml_str(&text).unwrap()
-}
-
 /// [`config_toml`], parsed and validated.
 pub fn config(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> Config {
     Config::from_toml_str(&config_toml(dc, journal_dir, extra_domain_keys)).unwrap()
@@ -79,4 +64,19 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Applies `ldif` (records separated by blank lines) as Administrator in runs of 400 records.
+///
+/// `LabDc::ldif_admin` writes all of stdin before it reads ldapmodify's output, so one call with
+/// more than ~900 adds deadlocks once ldapmodify's 64 KiB stdout pipe is full (measured: stuck at
+/// the 954th contact with both processes idle). 400 records print well under 64 KiB.
+pub fn ldif_admin_bulk(dc: &LabDc, ldif: &str) {
+    let records: Vec<&str> = ldif
+        .split("\n\n")
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    for run in records.chunks(400) {
+        dc.ldif_admin(&(run.join("\n\n") + "\n\n"));
+    }
 }

@@ -21,6 +21,10 @@ pub enum AgentCommand {
         /// The agent configuration (TOML; CLOUDSYNC_* environment variables override it).
         #[arg(long)]
         config: PathBuf,
+        /// Stop pushing after this many seconds even if the outbox is not drained (operations
+        /// waiting for a retry stay in the outbox for the next run).
+        #[arg(long, default_value_t = 300)]
+        push_timeout_secs: u64,
     },
     /// Keep every domain's feed going until SIGTERM/SIGINT, then drain and exit 0.
     Run {
@@ -86,7 +90,10 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             println!("{config:#?}");
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::SyncOnce { config } => {
+        AgentCommand::SyncOnce {
+            config,
+            push_timeout_secs,
+        } => {
             let config = load(&config)?;
             let journal = open_journal(&config)?;
             let outcomes = runtime.block_on(agent::sync_once(&config, &journal, true));
@@ -124,7 +131,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             }
             if config.tenant.is_some() {
                 let mut pipeline = Pipeline::open(&config, journal)?;
-                runtime.block_on(cloud_cycle(&mut pipeline, appended))?;
+                runtime.block_on(cloud_cycle(&mut pipeline, appended, push_timeout_secs))?;
             }
             Ok(if failed {
                 ExitCode::from(1)
@@ -268,7 +275,11 @@ fn ctrl_c_token() -> CancellationToken {
 }
 
 /// Projects what the feed appended and pushes until the outbox is drained; prints the summary.
-async fn cloud_cycle(pipeline: &mut Pipeline, appended: u64) -> anyhow::Result<()> {
+async fn cloud_cycle(
+    pipeline: &mut Pipeline,
+    appended: u64,
+    timeout_secs: u64,
+) -> anyhow::Result<()> {
     if let Err(e) = pipeline.cloud.heartbeat(&pipeline.creds, Vec::new()).await {
         tracing::warn!(error = %e, "Heartbeat failed.");
     }
@@ -280,10 +291,23 @@ async fn cloud_cycle(pipeline: &mut Pipeline, appended: u64) -> anyhow::Result<(
             report.staged
         );
     }
+    let cancel = ctrl_c_token();
+    let timer = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(timeout_secs)).await;
+        timer.cancel();
+    });
     let (summary, status) = pipeline
-        .push_until_drained(ctrl_c_token())
+        .push_until_drained(cancel)
         .await
         .context("while pushing")?;
+    let last = pipeline.outbox.last_seq().unwrap_or(0);
+    if summary.checkpoint < last {
+        eprintln!(
+            "the outbox is not drained: {} operations wait for a retry (see the tenant's provisioning logs); the next run sends them",
+            last - summary.checkpoint
+        );
+    }
     println!(
         "summary: {appended} events appended, {} events projected, {} ops enqueued, {} ops acknowledged, {} staged deletes, {} objects quarantined, push checkpoint {}",
         report.events,

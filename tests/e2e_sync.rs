@@ -363,4 +363,24 @@ async fn lab_dc_to_tenant_stays_equal_through_changes() {
         404,
         "a user moved out of scope is deleted in the cloud"
     );
+
+    // On-demand provisioning of the out-of-scope user: four steps printed, then pushed.
+    let dn = format!("CN=staff006,OU=SyncUsers,{base}");
+    let o = agent(&["agent", "provision", "--dn", &dn, "--config", cfg], &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for step in ["Import", "Scope", "Match", "Action"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(step)),
+            "no {step} step in:\n{out}"
+        );
+    }
+    let back = t
+        .client
+        .get(t.at("/v1.0/users/staff006@corp.example.test"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200, "provisioned on demand:\n{out}");
 }

@@ -1,14 +1,15 @@
-//! `cloudsync agent …`: the AD change feed as a one-shot pass or a daemon.
+//! `cloudsync agent …`: registration, the sync as a one-shot pass or a daemon, on-demand
+//! provisioning and the release of staged deletes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent;
+use crate::agent::pipeline::Pipeline;
 use crate::config::Config;
 use crate::journal::{Journal, JournalOptions};
 
@@ -20,6 +21,10 @@ pub enum AgentCommand {
         /// The agent configuration (TOML; CLOUDSYNC_* environment variables override it).
         #[arg(long)]
         config: PathBuf,
+        /// Stop pushing after this many seconds even if the outbox is not drained (operations
+        /// waiting for a retry stay in the outbox for the next run).
+        #[arg(long, default_value_t = 300)]
+        push_timeout_secs: u64,
     },
     /// Keep every domain's feed going until SIGTERM/SIGINT, then drain and exit 0.
     Run {
@@ -32,6 +37,34 @@ pub enum AgentCommand {
         /// The agent configuration.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Register this agent with the tenant (admin password from stdin or CLOUDSYNC_ADMIN_PASSWORD),
+    /// create or reuse one configuration per domain, and write the credentials file (0600).
+    Register {
+        /// The agent configuration (needs a [tenant] section).
+        #[arg(long)]
+        config: PathBuf,
+        /// A Global Administrator or Hybrid Identity Administrator of the tenant.
+        #[arg(long)]
+        admin_upn: String,
+    },
+    /// Provision one object on demand: import, scope, match, action, printed step by step, then pushed.
+    Provision {
+        /// The object's distinguished name.
+        #[arg(long)]
+        dn: String,
+        /// The agent configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Release the deletes the delete threshold staged (all domains, or one) and push them.
+    AllowDeletes {
+        /// The agent configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this domain (DNS name).
+        #[arg(long)]
+        domain: Option<String>,
     },
 }
 
@@ -57,11 +90,19 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             println!("{config:#?}");
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::SyncOnce { config } => {
+        AgentCommand::SyncOnce {
+            config,
+            push_timeout_secs,
+        } => {
             let config = load(&config)?;
             let journal = open_journal(&config)?;
             let outcomes = runtime.block_on(agent::sync_once(&config, &journal, true));
             let mut failed = false;
+            let appended: u64 = outcomes
+                .iter()
+                .filter_map(|o| o.result.as_ref().ok())
+                .map(|r| r.events)
+                .sum();
             for o in outcomes {
                 match o.result {
                     Ok(r) => {
@@ -88,15 +129,70 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            if config.tenant.is_some() {
+                let mut pipeline = Pipeline::open(&config, journal)?;
+                runtime.block_on(cloud_cycle(&mut pipeline, appended, push_timeout_secs))?;
+            }
             Ok(if failed {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
             })
         }
+        AgentCommand::Register { config, admin_upn } => {
+            let config = load(&config)?;
+            let password = admin_password()?;
+            let done = runtime
+                .block_on(agent::register::register(&config, &admin_upn, &password))
+                .map_err(explain_register)?;
+            println!(
+                "registered agent {} (client id {})",
+                done.creds.agent_id, done.creds.client_id
+            );
+            for (domain, id, created) in &done.configurations {
+                println!(
+                    "  {domain}: configuration {id} ({})",
+                    if *created { "created" } else { "reused" }
+                );
+            }
+            if let Some(t) = &config.tenant {
+                println!(
+                    "credentials written to {} (mode 0600)",
+                    t.credentials_file.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Provision { dn, config } => {
+            let config = load(&config)?;
+            let journal = open_journal(&config)?;
+            let mut pipeline = Pipeline::open(&config, journal)?;
+            runtime.block_on(provision(&mut pipeline, &dn))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::AllowDeletes { config, domain } => {
+            let config = load(&config)?;
+            let journal = open_journal(&config)?;
+            let mut pipeline = Pipeline::open(&config, journal)?;
+            runtime.block_on(async {
+                let n = pipeline.runner.allow_deletes(domain.as_deref()).await?;
+                println!("released {n} staged deletes");
+                let (summary, status) = pipeline.push_until_drained(ctrl_c_token()).await?;
+                println!(
+                    "pushed: {} operations acknowledged, checkpoint {}",
+                    status.ops_acknowledged, summary.checkpoint
+                );
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         AgentCommand::Run { config } => {
             let config = load(&config)?;
-            let journal = Arc::new(open_journal(&config)?);
+            let journal = open_journal(&config)?;
+            let pipeline = match config.tenant {
+                Some(_) => Some(Pipeline::open(&config, journal.clone())?),
+                None => None,
+            };
             runtime.block_on(async move {
                 let shutdown = CancellationToken::new();
                 let signals = shutdown.clone();
@@ -105,11 +201,123 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     tracing::info!("Signal received; stopping.");
                     signals.cancel();
                 });
-                agent::run(config, journal, shutdown, true).await
+                agent::service::run_all(config, journal, pipeline, shutdown, true).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The admin password: CLOUDSYNC_ADMIN_PASSWORD, else the first line of stdin (never a flag).
+fn admin_password() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("CLOUDSYNC_ADMIN_PASSWORD") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Admin password (input is echoed; prefer CLOUDSYNC_ADMIN_PASSWORD): ");
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("while reading the admin password from stdin")?;
+    let password = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no admin password: pipe it on stdin or set CLOUDSYNC_ADMIN_PASSWORD"
+    );
+    Ok(password)
+}
+
+/// Turns a registration failure into advice.
+fn explain_register(e: agent::register::RegisterError) -> anyhow::Error {
+    use agent::cloud::CloudError;
+    use agent::register::RegisterError;
+    let hint = match &e {
+        RegisterError::Cloud(CloudError::SignIn { .. }) => {
+            "the tenant refused the admin sign-in: check the UPN and password"
+        }
+        RegisterError::Cloud(CloudError::Forbidden(_)) => {
+            "registration needs a Global Administrator or Hybrid Identity Administrator"
+        }
+        RegisterError::Cloud(CloudError::Unreachable { .. }) => {
+            "check [tenant] url, that the tenant is running, and [tenant] ca_file"
+        }
+        _ => "registration failed",
+    };
+    anyhow::Error::new(e).context(hint)
+}
+
+/// On-demand provisioning: prints each step, then pushes the result.
+async fn provision(pipeline: &mut Pipeline, dn: &str) -> anyhow::Result<()> {
+    pipeline.project_all().await.context("while projecting")?;
+    let (log, ops) = pipeline.runner.provision(dn).await?;
+    for entry in &log {
+        println!("{:?} {}: {}", entry.step, entry.outcome, entry.detail);
+    }
+    println!("{} operations enqueued", ops.len());
+    let (summary, status) = pipeline.push_until_drained(ctrl_c_token()).await?;
+    println!(
+        "pushed: {} operations acknowledged, {} objects quarantined, checkpoint {}",
+        status.ops_acknowledged, status.objects_quarantined, summary.checkpoint
+    );
+    Ok(())
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM.
+fn ctrl_c_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let on_signal = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        on_signal.cancel();
+    });
+    token
+}
+
+/// Projects what the feed appended and pushes until the outbox is drained; prints the summary.
+async fn cloud_cycle(
+    pipeline: &mut Pipeline,
+    appended: u64,
+    timeout_secs: u64,
+) -> anyhow::Result<()> {
+    if let Err(e) = pipeline.cloud.heartbeat(&pipeline.creds, Vec::new()).await {
+        tracing::warn!(error = %e, "Heartbeat failed.");
+    }
+    let report = pipeline.project_all().await.context("while projecting")?;
+    if !report.exceeded.is_empty() {
+        eprintln!(
+            "Delete threshold exceeded for {}: {} deletes staged; release them with `cloudsync agent allow-deletes`",
+            report.exceeded.join(", "),
+            report.staged
+        );
+    }
+    let cancel = ctrl_c_token();
+    let timer = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(timeout_secs)).await;
+        timer.cancel();
+    });
+    let (summary, status) = pipeline
+        .push_until_drained(cancel)
+        .await
+        .context("while pushing")?;
+    let last = pipeline.outbox.last_seq().unwrap_or(0);
+    if summary.checkpoint < last {
+        eprintln!(
+            "the outbox is not drained: {} operations wait for a retry (see the tenant's provisioning logs); the next run sends them",
+            last - summary.checkpoint
+        );
+    }
+    println!(
+        "summary: {appended} events appended, {} events projected, {} ops enqueued, {} ops acknowledged, {} staged deletes, {} objects quarantined, push checkpoint {}",
+        report.events,
+        report.enqueued,
+        status.ops_acknowledged,
+        report.staged,
+        status.objects_quarantined,
+        summary.checkpoint,
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -14,8 +14,10 @@
 //! password_file = "/etc/cloudsync/corp.pw"   # or `password = "…"` (e.g. CLOUDSYNC_DOMAINS__CORP__PASSWORD)
 //! ca_file = "/etc/cloudsync/corp-ca.pem"
 //! ```
-//! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. Only the `agent` and
-//! `domains` keys are taken from the environment, so `CLOUDSYNC_LOG` etc. (CLI flags) do not clash.
+//! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. Only the `agent`,
+//! `domains`, `tenant`, `projection` and `push` keys are taken from the environment, so
+//! `CLOUDSYNC_LOG` etc. (CLI flags) do not clash. `[tenant]` and `[push]` are described in
+//! [`cloud`](TenantConfig); `[projection]` in [`crate::projection::config`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +27,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+mod cloud;
 mod secret;
 mod validate;
 
+pub use cloud::{PushSettings, TenantConfig};
 pub use secret::Secret;
 pub use validate::Problem;
 
@@ -41,6 +45,15 @@ pub struct Config {
     /// The domains to read, by local label.
     #[serde(default)]
     pub domains: BTreeMap<String, DomainConfig>,
+    /// The tenant to push to; without it the agent only fills the journal.
+    #[serde(default)]
+    pub tenant: Option<TenantConfig>,
+    /// Scope, attribute mappings and the delete threshold.
+    #[serde(default)]
+    pub projection: crate::projection::config::ProjectionConfig,
+    /// Delivery knobs.
+    #[serde(default)]
+    pub push: PushSettings,
 }
 
 /// Agent-wide settings.
@@ -53,6 +66,30 @@ pub struct AgentConfig {
     pub memory_budget_kib: u64,
     /// How long `agent run` waits for passes to finish after SIGTERM before it gives up, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Projection's store (state snapshot, provisioning log); default: `projection` next to the journal.
+    pub projection_dir: Option<PathBuf>,
+    /// The push stage's outbox; default: `outbox` next to the journal.
+    pub outbox_dir: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    fn beside_journal(&self, name: &str) -> PathBuf {
+        self.journal_dir.with_file_name(name)
+    }
+
+    /// Where projection's store lives.
+    pub fn projection_dir(&self) -> PathBuf {
+        self.projection_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_journal("projection"))
+    }
+
+    /// Where the outbox lives.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.beside_journal("outbox"))
+    }
 }
 
 impl Default for AgentConfig {
@@ -61,6 +98,8 @@ impl Default for AgentConfig {
             journal_dir: PathBuf::from("/var/lib/cloudsync/journal"),
             memory_budget_kib: 64 * 1024,
             shutdown_grace_secs: 30,
+            projection_dir: None,
+            outbox_dir: None,
         }
     }
 }
@@ -129,6 +168,9 @@ pub struct DomainConfig {
     /// Page size of the uSNChanged fallback.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// The tenant configuration this domain pushes to; default: the one `agent register` recorded.
+    #[serde(default)]
+    pub configuration_id: Option<uuid::Uuid>,
 }
 
 fn default_timeout() -> u64 {
@@ -209,7 +251,9 @@ impl Config {
         // Keys keep the environment's case until figment lowercases them at the end.
         let env = Env::prefixed(prefix).split("__").filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            key.starts_with("agent") || key.starts_with("domains")
+            ["agent", "domains", "tenant", "projection", "push"]
+                .iter()
+                .any(|section| key.starts_with(section))
         });
         let config: Config = Figment::new()
             .merge(Toml::file_exact(path))

@@ -41,6 +41,15 @@ impl Config {
         for (label, d) in &self.domains {
             check_domain(label, d, &mut push);
         }
+        if let Some(t) = &self.tenant {
+            check_tenant(t, &mut push);
+        }
+        check_push(&self.push, &mut push);
+        if let Err(errors) = self.projection.compile() {
+            for e in errors {
+                push(e.key, &e.message);
+            }
+        }
         let mut seen = std::collections::BTreeMap::new();
         for (label, d) in &self.domains {
             if let Some(other) = seen.insert(d.dns_name.to_ascii_lowercase(), label) {
@@ -55,6 +64,67 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+}
+
+fn check_tenant(t: &super::TenantConfig, push: &mut impl FnMut(String, &str)) {
+    let lower = t.url.to_ascii_lowercase();
+    if lower.starts_with("http://") {
+        if !t.allow_plaintext {
+            push(
+                "tenant.url".into(),
+                "http:// sends the client secret in clear: use https://, or set allow_plaintext = true for a lab",
+            );
+        }
+    } else if !lower.starts_with("https://") {
+        push("tenant.url".into(), "must start with https://");
+    }
+    if let Some(ca) = t.ca_file.as_ref().filter(|ca| !ca.is_file()) {
+        push(
+            "tenant.ca_file".into(),
+            &format!("{} is not a readable file", ca.display()),
+        );
+    }
+    if t.tenant_id.trim().is_empty() || t.tenant_id.contains(['/', ' ', '?', '#']) {
+        push(
+            "tenant.tenant_id".into(),
+            "must be the tenant GUID or its domain (contoso.onmicrosoft.com)",
+        );
+    }
+    if t.credentials_file.as_os_str().is_empty() {
+        push(
+            "tenant.credentials_file".into(),
+            "a path is required (agent register writes it)",
+        );
+    }
+    if t.request_timeout_secs == 0 {
+        push(
+            "tenant.request_timeout_secs".into(),
+            "must be at least 1 second",
+        );
+    }
+}
+
+fn check_push(p: &super::PushSettings, push: &mut impl FnMut(String, &str)) {
+    if p.max_batch_ops == 0 || p.max_batch_ops > crate::api::MAX_BATCH_OPERATIONS {
+        push("push.max_batch_ops".into(), "must be between 1 and 500");
+    }
+    if p.max_in_flight == 0 {
+        push("push.max_in_flight".into(), "must be at least 1");
+    }
+    if p.write_rate_limit
+        .is_some_and(|r| !(r.is_finite() && r > 0.0))
+    {
+        push(
+            "push.write_rate_limit".into(),
+            "must be a positive number of operations per second",
+        );
+    }
+    if p.heartbeat_interval_secs == 0 {
+        push("push.heartbeat_interval_secs".into(), "must be at least 1");
+    }
+    if p.projection_tick_ms == 0 {
+        push("push.projection_tick_ms".into(), "must be at least 1");
     }
 }
 
@@ -192,16 +262,65 @@ mod tests {
     #[test]
     fn the_committed_example_is_valid_apart_from_the_lab_files() {
         match Config::from_toml_str(include_str!("../../examples/agent.toml")) {
-            Ok(c) => assert_eq!(c.domains["corp"].dns_name, "corp.example.test"),
-            // Only the CA file may be missing (no lab provisioned in this checkout).
+            Ok(c) => {
+                assert_eq!(c.domains["corp"].dns_name, "corp.example.test");
+                assert!(c.tenant.is_some());
+                assert_eq!(c.projection.scope.ous.len(), 2);
+            }
+            // Only the CA files may be missing (no lab provisioned in this checkout).
             Err(ConfigError::Invalid(problems)) => {
                 assert!(
-                    problems.iter().all(|p| p.key == "domains.corp.ca_file"),
+                    problems
+                        .iter()
+                        .all(|p| p.key == "domains.corp.ca_file" || p.key == "tenant.ca_file"),
                     "{problems:?}"
                 )
             }
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn cloud_sections_report_every_problem() {
+        let toml = r#"
+            [domains.corp]
+            dns_name = "corp.example.test"
+            url = "ldap://127.0.0.1"
+            allow_plaintext = true
+            bind_dn = "svc@corp.example.test"
+            password = "x"
+            [tenant]
+            url = "http://127.0.0.1:1"
+            tenant_id = ""
+            credentials_file = "creds.json"
+            [push]
+            max_batch_ops = 501
+            max_in_flight = 0
+            [projection]
+            [projection.scope]
+            ous = ["not a dn"]
+            [[projection.mappings]]
+            object = "user"
+            target = "jobTitle"
+            expression = "Left([title],"
+        "#;
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml_str(toml) else {
+            panic!("expected validation errors");
+        };
+        let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "projection.mappings[0].expression",
+                "projection.scope.ous[0]",
+                "push.max_batch_ops",
+                "push.max_in_flight",
+                "tenant.tenant_id",
+                "tenant.url",
+            ],
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ const RESERVED_TARGETS: &[&str] = &[
     "id",
 ];
 
-const DISPLAY_NAME: &str = "IIF(IsPresent([displayName]), [displayName], [cn])";
+/// `cn` as the fallback, and `name` after it: Samba's DirSync returns the RDN as `name` only.
+const DISPLAY_NAME: &str =
+    "IIF(IsPresent([displayName]), [displayName], IIF(IsPresent([cn]), [cn], [name]))";
 const MAIL_NICKNAME: &str = "IIF(IsPresent([mailNickname]), [mailNickname], [sAMAccountName])";
 
 /// Microsoft cloud sync's default mappings (target, expression) for `kind`.

@@ -32,14 +32,21 @@ impl LabDc {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot run ldapmodify: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(ldif.as_bytes())
-                .map_err(|e| format!("cannot write to ldapmodify: {e}"))?;
-        }
+        // Feed stdin from its own thread: ldapmodify echoes every record, and writing a large LDIF before
+        // reading that output deadlocks once both pipes are full (~64 KiB, about 950 adds).
+        let writer = child.stdin.take().map(|mut stdin| {
+            let ldif = ldif.to_owned();
+            std::thread::spawn(move || stdin.write_all(ldif.as_bytes()))
+        });
         let out = child
             .wait_with_output()
             .map_err(|e| format!("ldapmodify: {e}"))?;
+        if let Some(writer) = writer {
+            writer
+                .join()
+                .map_err(|_| "the ldapmodify stdin writer panicked".to_string())?
+                .map_err(|e| format!("cannot write to ldapmodify: {e}"))?;
+        }
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {

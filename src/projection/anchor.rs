@@ -16,7 +16,12 @@ pub struct AnchorBytes(pub [u8; 16]);
 
 impl std::fmt::Display for AnchorBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&STANDARD.encode(self.0))
+        // 16 bytes are 24 base64 characters: render on the stack, no allocation.
+        let mut buf = [0u8; 24];
+        let n = STANDARD
+            .encode_slice(self.0, &mut buf)
+            .map_err(|_| std::fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)
     }
 }
 

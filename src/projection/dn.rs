@@ -74,22 +74,43 @@ pub fn canonical(dn: &str) -> String {
     fast_canonical(dn).unwrap_or_else(|| slow_canonical(dn))
 }
 
-fn push_lower(out: &mut String, s: &str) {
+/// Whether `dn` has canonical form `canonical`, without building it in the common case.
+pub fn canonical_eq(dn: &str, canonical_form: &str) -> bool {
+    let mut expected = canonical_form.chars();
+    let mut equal = true;
+    let fast = fast_canonical_with(dn, &mut |c| {
+        if equal && expected.next() != Some(c) {
+            equal = false;
+        }
+    });
+    match fast {
+        Some(()) => equal && expected.next().is_none(),
+        None => canonical(dn) == canonical_form,
+    }
+}
+
+fn push_lower(push: &mut impl FnMut(char), s: &str) {
     for c in s.chars() {
         if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
+            push(c.to_ascii_lowercase());
         } else {
-            out.extend(c.to_lowercase());
+            c.to_lowercase().for_each(&mut *push);
         }
     }
 }
 
 /// The common case — no escapes, quotes, `;` or `+`, and no `=` inside values — in one pass.
 fn fast_canonical(dn: &str) -> Option<String> {
+    let mut out = String::with_capacity(dn.len());
+    fast_canonical_with(dn, &mut |c| out.push(c))?;
+    Some(out)
+}
+
+/// The fast path's characters, fed to `push`; `None` (possibly after some output) when it does not apply.
+fn fast_canonical_with(dn: &str, push: &mut impl FnMut(char)) -> Option<()> {
     if dn.contains(['\\', '"', ';', '+']) || dn.trim().is_empty() {
         return None;
     }
-    let mut out = String::with_capacity(dn.len());
     for (i, rdn) in dn.split(',').enumerate() {
         let (attr, value) = rdn.split_once('=')?;
         let (attr, value) = (attr.trim(), value.trim());
@@ -97,13 +118,13 @@ fn fast_canonical(dn: &str) -> Option<String> {
             return None;
         }
         if i > 0 {
-            out.push(',');
+            push(',');
         }
-        push_lower(&mut out, attr);
-        out.push('=');
-        push_lower(&mut out, value);
+        push_lower(push, attr);
+        push('=');
+        push_lower(push, value);
     }
-    Some(out)
+    Some(())
 }
 
 fn slow_canonical(dn: &str) -> String {
@@ -112,7 +133,7 @@ fn slow_canonical(dn: &str) -> String {
             .iter()
             .map(|r| {
                 let mut lower = String::with_capacity(r.value.len());
-                push_lower(&mut lower, &r.value);
+                push_lower(&mut |c| lower.push(c), &r.value);
                 let mut v = String::with_capacity(lower.len());
                 for c in lower.chars() {
                     if matches!(c, ',' | '+' | '=' | '\\' | ';') {
@@ -121,14 +142,14 @@ fn slow_canonical(dn: &str) -> String {
                     v.push(c);
                 }
                 let mut attr = String::new();
-                push_lower(&mut attr, &r.attr);
+                push_lower(&mut |c| attr.push(c), &r.attr);
                 format!("{attr}={v}")
             })
             .collect::<Vec<_>>()
             .join(","),
         None => {
             let mut out = String::new();
-            push_lower(&mut out, dn.trim());
+            push_lower(&mut |c| out.push(c), dn.trim());
             out
         }
     }
@@ -181,8 +202,15 @@ mod tests {
             ("[a-zA-Z]{1,3}", "[ a-zA-ZÀ-ÿΣσ0-9=_-]{0,8}"), 1..5)) {
             let dn = parts.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(",");
             if let Some(fast) = fast_canonical(&dn) {
-                prop_assert_eq!(fast, slow_canonical(&dn));
+                prop_assert_eq!(&fast, &slow_canonical(&dn));
             }
+            let slow = slow_canonical(&dn);
+            prop_assert!(canonical_eq(&dn, &slow));
+            let longer = format!("{}x", slow);
+            prop_assert!(!canonical_eq(&dn, &longer));
+            let mut shorter = slow.clone();
+            shorter.pop();
+            prop_assert!(!canonical_eq(&dn, &shorter));
         }
     }
 

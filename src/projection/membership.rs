@@ -141,8 +141,10 @@ impl Projector {
                 }
             }
         }
+        // The group's anchor never changes; render it once for all added members.
+        let group_anchor = self.anchor(group);
         for member_dn in added {
-            let canon: Box<str> = dn::canonical(member_dn).into();
+            let canon = dn::canonical(member_dn);
             let resolved = self.state().dn_lookup(domain, &canon);
             let state = self.state_mut();
             let Some(gs) = state.objects.get_mut(&group).and_then(|o| o.group.as_mut()) else {
@@ -154,11 +156,16 @@ impl Projector {
                         continue;
                     }
                     state.member_of.insert((m, group));
-                    if self.in_cloud(m) {
+                    let member = state
+                        .objects
+                        .get(&m)
+                        .filter(|o| o.in_cloud)
+                        .map(|o| o.anchor);
+                    if let Some(member_anchor) = member {
                         if self.in_cloud(group) {
                             let op = Operation::AddMember {
-                                group_anchor: self.anchor(group),
-                                member_anchor: self.anchor(m),
+                                group_anchor: group_anchor.clone(),
+                                member_anchor: member_anchor.to_string(),
                             };
                             self.emit(out, group_domain, seq, op);
                         }
@@ -167,6 +174,7 @@ impl Projector {
                     }
                 }
                 None => {
+                    let canon: Box<str> = canon.into();
                     if gs.pending.insert(canon.clone()) {
                         state
                             .waiting
@@ -238,6 +246,8 @@ impl Projector {
             state.dn_remove(domain, &key.1, guid);
         }
         state.pending_hashes.remove(&guid);
+        state.quarantined.remove(&guid);
+        state.on_create.remove(&guid);
         let groups: Vec<Guid> = state.groups_of(guid).collect();
         for g in groups {
             state.member_of.remove(&(guid, g));

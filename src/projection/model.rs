@@ -157,6 +157,44 @@ impl AttrBlob {
         Vec::new()
     }
 
+    /// How many values attribute `id` has, and the first of them, without allocating.
+    pub fn first(&self, id: u16) -> (usize, Option<&[u8]>) {
+        let b = &self.0;
+        let mut at = 0;
+        while at + 2 <= b.len() {
+            let this = u16::from_le_bytes([b[at], b[at + 1]]);
+            at += 2;
+            let Some(count) = get_varint(b, &mut at) else {
+                break;
+            };
+            if this > id {
+                break;
+            }
+            if this == id {
+                let first =
+                    get_varint(b, &mut at).and_then(|len| b.get(at..at.saturating_add(len)));
+                return (count, first);
+            }
+            for _ in 0..count {
+                let Some(len) = get_varint(b, &mut at) else {
+                    return (0, None);
+                };
+                at = at.saturating_add(len);
+            }
+        }
+        (0, None)
+    }
+
+    /// Attribute `id` as an expression [`Value`] (`name_lower` gives its schema shape, see [`to_value`]);
+    /// the usual single value is read without intermediate allocations.
+    pub fn value(&self, id: u16, name_lower: &str) -> Value {
+        match self.first(id) {
+            (0, _) => Value::Null,
+            (1, Some(v)) => to_value(name_lower, &[v]),
+            _ => to_value(name_lower, &self.get(id)),
+        }
+    }
+
     fn encode<V: AsRef<[u8]>>(entries: &[(u16, &[V])]) -> AttrBlob {
         let mut out = Vec::new();
         for (id, values) in entries {
@@ -256,6 +294,14 @@ pub fn to_value(name_lower: &str, values: &[&[u8]]) -> Value {
     if BINARY.contains(&name_lower) {
         return Value::Bin(values[0].to_vec());
     }
+    if let [one] = values
+        && !MULTI.contains(&name_lower)
+    {
+        return match std::str::from_utf8(one) {
+            Ok(text) => Value::Str(text.to_string()),
+            Err(_) => Value::Bin(one.to_vec()),
+        };
+    }
     let texts: Option<Vec<String>> = values
         .iter()
         .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
@@ -306,6 +352,16 @@ mod tests {
         assert!(blob.get(gid).is_empty());
         assert_eq!(blob.get(table.id("sn").unwrap()), vec![b"Lee".as_slice()]);
         assert_eq!(blob.get(pid).len(), 2);
+        assert_eq!(blob.first(pid), (2, Some(b"SMTP:a@x".as_slice())));
+        assert_eq!(blob.first(gid), (0, None));
+        assert_eq!(blob.value(gid, "givenname"), Value::Null);
+        let snid = table.id("sn").unwrap();
+        assert_eq!(blob.value(snid, "sn"), Value::Str("Lee".into()));
+        // Two values, one not UTF-8: the attribute reads as binary (its first value).
+        assert_eq!(
+            blob.value(pid, "proxyaddresses"),
+            Value::Bin(b"SMTP:a@x".to_vec())
+        );
         // Re-applying the same values is not a change.
         assert!(!blob.apply(&table, [("sn", sn.as_slice())], false));
     }

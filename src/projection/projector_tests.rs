@@ -479,13 +479,14 @@ fn mapping_errors_hold_the_object_back() {
     let dn = "CN=A,DC=corp,DC=example,DC=test";
     assert!(r.feed(user(1, dn, &[])).is_empty());
     assert!(
-        r.p.state().objects[&g(1)]
-            .quarantine
-            .as_deref()
+        r.p.state()
+            .quarantined
+            .get(&g(1))
+            .map(|q| &**q)
             .is_some_and(|q| q.contains("employeeID is required"))
     );
     assert_eq!(r.feed(delta(1, dn, &[("employeeID", &["E1"])])).len(), 1);
-    assert!(r.p.state().objects[&g(1)].quarantine.is_none());
+    assert!(!r.p.state().quarantined.contains_key(&g(1)));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::config::Compiled;
 use super::dn;
 use super::expr::{EvalContext, Value};
 use super::mapping::ApplyWhen;
-use super::model::{AttrBlob, to_value};
+use super::model::AttrBlob;
 use super::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
 use super::projector::{Output, Projector};
 use super::provlog::Step;
@@ -38,8 +38,8 @@ impl EvalContext for Ctx<'_> {
         let Some(id) = self.cfg.table.id(name) else {
             return Value::Null;
         };
-        let values = self.blob.get(id);
-        to_value(self.cfg.table.name(id).unwrap_or_default(), &values)
+        self.blob
+            .value(id, self.cfg.table.name(id).unwrap_or_default())
     }
 
     fn guid_bytes(&self) -> [u8; 16] {
@@ -171,7 +171,7 @@ impl Projector {
         let attributes = self
             .cfg
             .mappings
-            .evaluate(obj.kind, ctx, creating, obj.on_create.as_deref())
+            .evaluate(obj.kind, ctx, creating, self.state.on_create.get(&ctx.guid))
             .map_err(|(target, e)| format!("{target}: {e}"))?;
         let text = |name: &str| ctx.attribute(name).to_opt_str("onPremises").ok().flatten();
         let sid = match ctx.attribute("objectSid") {
@@ -230,8 +230,8 @@ impl Projector {
                     Err(reason) => {
                         self.log(out, guid, seq, Step::Action, "Error", || reason.clone());
                         tracing::warn!(object = %guid, seq, reason = %reason, "Mapping failed; object held back.");
-                        if let Some(o) = self.state.objects.get_mut(&guid) {
-                            o.quarantine = Some(reason.into());
+                        if self.state.objects.contains_key(&guid) {
+                            self.state.quarantined.insert(guid, reason.into());
                         }
                         return;
                     }
@@ -286,10 +286,10 @@ impl Projector {
                 if let Some(o) = self.state.objects.get_mut(&guid) {
                     o.in_cloud = true;
                     o.last_hash = print;
-                    o.quarantine = None;
-                    if creating && !on_create.is_empty() {
-                        o.on_create = Some(Box::new(on_create));
-                    }
+                }
+                self.state.quarantined.remove(&guid);
+                if creating && !on_create.is_empty() {
+                    self.state.on_create.insert(guid, on_create);
                 }
                 if creating {
                     self.entered_cloud(seq, guid, out);
@@ -302,8 +302,8 @@ impl Projector {
         if let Some(o) = self.state.objects.get_mut(&guid) {
             o.in_cloud = false;
             o.last_hash = 0;
-            o.on_create = None;
         }
+        self.state.on_create.remove(&guid);
         self.state.claimed.retain(|_, g| *g != guid);
     }
 

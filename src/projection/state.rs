@@ -42,10 +42,6 @@ pub struct ObjState {
     pub seen_seq: u64,
     /// For groups: the membership.
     pub group: Option<Box<GroupState>>,
-    /// Why the object is held back (a mapping failed), if it is.
-    pub quarantine: Option<Box<str>>,
-    /// Values of on-create mappings as first sent, kept so updates resend them unchanged.
-    pub on_create: Option<Box<BTreeMap<String, serde_json::Value>>>,
 }
 
 impl ObjState {
@@ -61,8 +57,6 @@ impl ObjState {
             last_hash: 0,
             seen_seq: 0,
             group: None,
-            quarantine: None,
-            on_create: None,
         }
     }
 }
@@ -88,6 +82,12 @@ pub struct State {
     pub resyncs: BTreeMap<u16, u64>,
     /// Password hashes that arrived before their user reached the cloud: (sequence, OrgId string).
     pub pending_hashes: BTreeMap<Guid, (u64, String)>,
+    /// Objects held back because a mapping failed, with the reason (rare, so kept apart from
+    /// [`ObjState`] to keep every object small).
+    pub quarantined: BTreeMap<Guid, Box<str>>,
+    /// Values of on-create mappings as first sent, per object, kept so updates resend them unchanged
+    /// (only for objects that have such mappings).
+    pub on_create: BTreeMap<Guid, BTreeMap<String, serde_json::Value>>,
     /// Values chosen by `SelectUniqueValue` mappings (lower-cased) to the object that holds them.
     pub claimed: BTreeMap<String, Guid>,
     /// The last journal sequence applied.
@@ -131,7 +131,7 @@ impl State {
     fn holds(&self, guid: Guid, canonical: &str) -> bool {
         self.objects
             .get(&guid)
-            .is_some_and(|o| crate::projection::dn::canonical(&o.dn) == canonical)
+            .is_some_and(|o| crate::projection::dn::canonical_eq(&o.dn, canonical))
     }
 
     fn dn_lookup_hashed(&self, domain: u16, hash: u64, canonical: &str) -> Option<Guid> {

@@ -62,10 +62,10 @@ ous = [{ous}]
             dns = dc.dns_domain,
             url = dc.ldaps_url,
             ca = dc.ca_file.display(),
-            // Samba's DirSync hides tombstones from the lab's svc-sync (docs/ldap.md, measured
-            // facts), so deletes are read as Administrator here, as the feed test does.
-            svc = dc.admin_upn,
-            pw = dc.admin_password,
+            // The sync service account, as in production: lab.sh grants it read on
+            // CN=Deleted Objects so DirSync shows it tombstones (docs/lab.md).
+            svc = dc.svc_upn,
+            pw = dc.svc_password,
             turl = t.url,
             tca = t.dir.path().join("ca.pem").display(),
             creds = dir.join("credentials.json").display(),

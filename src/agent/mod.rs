@@ -3,6 +3,7 @@
 //! keeps every domain's feed going until its cancellation token fires.
 
 mod daemon;
+pub mod phs;
 mod progress;
 mod sink;
 

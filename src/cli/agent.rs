@@ -88,6 +88,19 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            // Password hash sync (issue 7): one cycle per domain after the feed, when enabled.
+            for (label, result) in runtime.block_on(agent::phs::sync_once(&config, &journal)) {
+                match result {
+                    Ok(r) => println!(
+                        "{label}: password hash sync: {} objects, {} hashes appended, {} skipped",
+                        r.objects, r.hashes, r.skipped
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{label}: password hash sync: {e}");
+                    }
+                }
+            }
             Ok(if failed {
                 ExitCode::from(1)
             } else {

@@ -41,6 +41,13 @@ pub struct Config {
     /// The domains to read, by local label.
     #[serde(default)]
     pub domains: BTreeMap<String, DomainConfig>,
+    // Password hash sync (issue 7): off unless `[phs] enabled = true`; `[fips]` gates it.
+    /// The FIPS policy for password hash sync (`[fips]`).
+    #[serde(default)]
+    pub fips: crate::phs::FipsSettings,
+    /// Password hash sync (`[phs]`); off unless `enabled = true`.
+    #[serde(default)]
+    pub phs: crate::phs::PhsSettings,
 }
 
 /// Agent-wide settings.

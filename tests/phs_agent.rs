@@ -10,8 +10,11 @@ mod common;
 mod ldap_support;
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use cloudsync::event::Event;
 use cloudsync::journal::{Journal, JournalOptions};
@@ -199,4 +202,138 @@ fn sync_once_journals_salted_hashes_follows_resets_and_yields_to_fips() {
         assert!(!contains(&bytes, hex::encode(nt.expose()).as_bytes()));
         assert!(!contains(&bytes, hex::encode_upper(nt.expose()).as_bytes()));
     }
+}
+
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<serde_json::Value> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let Ok(json) = serde_json::from_str(&line) else {
+                continue;
+            };
+            if tx.send(json).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next log record with this message, within `within`.
+fn next_record(
+    rx: &mpsc::Receiver<serde_json::Value>,
+    message: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if v["fields"]["message"] == message => return v,
+            Ok(_) => {}
+            Err(e) => panic!("no {message:?} within {within:?}: {e}"),
+        }
+    }
+}
+
+/// `agent run` with an interval of an hour: after the first cycle, only the feed's password-change
+/// signal can start another one, so a reset that is journaled proves the wiring.
+#[test]
+fn the_daemon_runs_a_cycle_when_the_feed_sees_a_password_change() {
+    lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
+    let dc = LabDc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("journal");
+    let config = dir.path().join("agent.toml");
+    let base = ldap_support::config_toml(&dc, &journal_dir, "poll_interval_secs = 3600\n");
+    std::fs::write(
+        &config,
+        format!("{base}\n[phs]\nenabled = true\ninterval_secs = 3600\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args([
+            "--log-json",
+            "--log",
+            "cloudsync=info",
+            "agent",
+            "run",
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let done = "Password hash sync cycle done.";
+    // The first cycle and the feed's initial read run side by side; wait for both (either order),
+    // so the reset below arrives as a delta of both.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut first, mut fed) = (None, false);
+    while first.is_none() || !fed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = lines
+            .recv_timeout(left)
+            .expect("first cycle and initial read");
+        match v["fields"]["message"].as_str() {
+            Some(m) if m == done => first = Some(v),
+            Some("Pass appended events.") => fed = true,
+            _ => {}
+        }
+    }
+    let first = first.unwrap();
+    assert!(
+        first["fields"]["hashes"].as_u64().unwrap()
+            >= (lab::TEMPLATE_USERS + lab::STAFF_USERS) as u64,
+        "{first}"
+    );
+    dc.ldif_admin(&format!(
+        "dn: {}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n",
+        dc.user_dn(9),
+        lab::unicode_pwd_base64("Reset!Pass0009")
+    ));
+    let second = next_record(&lines, done, Duration::from_secs(60));
+    assert_eq!(second["fields"]["hashes"], 1, "{second}");
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+
+    // The journal: the feed's PasswordChanged for user00009 comes before its new salted string.
+    let all = events(&journal_dir, 0);
+    let names = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(sam_by_guid(&dc));
+    let changed = all
+        .iter()
+        .position(
+            |e| matches!(e, Event::PasswordChanged { guid, .. } if names.get(&guid.0).is_some_and(|n| n == "user00009")),
+        )
+        .expect("the feed journaled the password change");
+    let after = hash_events(&all[changed..]);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(names[&after[0].0], "user00009");
+    let h: OrgIdHash = after[0].1.parse().unwrap();
+    assert!(h.matches(&NtHash::from_password("Reset!Pass0009")));
 }

@@ -100,6 +100,11 @@ printf '%-10s %8s %8s\n' contacts "$(ad_count '(objectClass=contact)')" "$(cloud
 echo; echo "Two users as the cloud holds them:"
 graph "$URL/v1.0/users?\$top=2&\$select=userPrincipalName,displayName,accountEnabled,onPremisesImmutableId,onPremisesSamAccountName"
 echo; echo
+echo "Password hash sync, proven by the tenant's sign-in check (PBKDF2 over the synced NT hash):"
+signin() { curl -sS -o /dev/null -w '%{http_code}' --cacert "$T/ca.pem" -H 'Content-Type: application/json' \
+  -d "{\"userPrincipalName\":\"user00001@corp.example.test\",\"password\":\"$1\"}" "$URL/contoso.onmicrosoft.com/signin"; }
+echo "  user00001 with its AD password Init!Pass00001 -> HTTP $(signin 'Init!Pass00001')   (a wrong one -> HTTP $(signin 'Wrong!Pass1'))"
+echo
 step "cloudsync journal inspect $LAB/journal"
 "$BIN" journal inspect "$LAB/journal"
 

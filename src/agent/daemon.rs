@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
 use crate::config::{Config, DomainConfig, SyncMode};
+use crate::journal::Journal;
 use crate::source::EventSink;
 use crate::source::ldap::backoff::Backoff;
 use crate::source::ldap::conn::{self, DcConn};
@@ -102,9 +103,9 @@ impl Fatal {
 
 /// Keeps every domain's feed going until `shutdown` fires, then waits for the passes in flight
 /// (at most `agent.shutdown_grace_secs`) and returns.
-pub async fn run<S: EventSink + 'static>(
+pub async fn run(
     config: Config,
-    sink: Arc<S>,
+    journal: Arc<Journal>,
     shutdown: CancellationToken,
     interactive: bool,
 ) -> Result<(), RunError> {
@@ -115,6 +116,10 @@ pub async fn run<S: EventSink + 'static>(
         error: Arc::new(std::sync::OnceLock::new()),
         shutdown: shutdown.clone(),
     };
+    // Password hash sync: its cycles run beside the feeds; the feed's sink wakes them.
+    let signals = super::phs::PhsSignals::for_config(&config);
+    super::phs::spawn_phs(&config, &journal, &signals, &shutdown, &tracker);
+    let sink = Arc::new(super::phs::PasswordSignalSink::new(journal, signals));
     for (label, cfg) in config.domains {
         let wake = Arc::new(Notify::new());
         if cfg.notifications {

@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod credentials;
 mod daemon;
 pub mod outbox_sink;
+pub mod phs;
 pub mod pipeline;
 mod progress;
 pub mod register;

@@ -129,6 +129,19 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            // Password hash sync (issue 7): one cycle per domain after the feed, when enabled.
+            for (label, result) in runtime.block_on(agent::phs::sync_once(&config, &journal)) {
+                match result {
+                    Ok(r) => println!(
+                        "{label}: password hash sync: {} objects, {} hashes appended, {} skipped",
+                        r.objects, r.hashes, r.skipped
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{label}: password hash sync: {e}");
+                    }
+                }
+            }
             if config.tenant.is_some() {
                 let mut pipeline = Pipeline::open(&config, journal)?;
                 runtime.block_on(cloud_cycle(&mut pipeline, appended, push_timeout_secs))?;

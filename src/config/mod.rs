@@ -54,6 +54,13 @@ pub struct Config {
     /// Delivery knobs.
     #[serde(default)]
     pub push: PushSettings,
+    // Password hash sync (issue 7): off unless `[phs] enabled = true`; `[fips]` gates it.
+    /// The FIPS policy for password hash sync (`[fips]`).
+    #[serde(default)]
+    pub fips: crate::phs::FipsSettings,
+    /// Password hash sync (`[phs]`); off unless `enabled = true`.
+    #[serde(default)]
+    pub phs: crate::phs::PhsSettings,
 }
 
 /// Agent-wide settings.

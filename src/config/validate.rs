@@ -59,6 +59,23 @@ impl Config {
                 );
             }
         }
+        // Password hash sync (issue 7): `[phs]` problems name their key first.
+        if self.phs.enabled {
+            for p in self.phs.problems() {
+                let (key, message) = p.split_once(' ').unwrap_or((&p, ""));
+                push(key.to_owned(), message);
+            }
+            if self.phs.source == crate::phs::PhsSourceKind::Drsr {
+                for (label, d) in &self.domains {
+                    if !d.bind_dn.contains(['@', '\\']) {
+                        push(
+                            format!("domains.{label}.bind_dn"),
+                            "password hash sync over MS-DRSR needs a UPN (svc@corp.example.test) or DOMAIN\\user",
+                        );
+                    }
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,345 @@
+//! Password hash sync in the agent: one [`PhsCycle`] per domain, scheduled by the LDAP feed.
+//!
+//! Enters: the validated [`Config`] (`[phs]`, `[fips]`, each domain's connection and sync account)
+//! and the journal. Leaves: `Event::PasswordHashChanged` events (salted OrgId strings only) appended
+//! by the cycles, and for the feed a [`PasswordSignalSink`] that wakes a domain's cycle after every
+//! durable append that carried an `Event::PasswordChanged`.
+//!
+//! The MS-DRSR credentials are the domain's own: `bind_dn` as a UPN (`svc@corp.example.test`, NTLM
+//! user `svc` in domain `corp.example.test`) or `DOMAIN\user`, with the bind password; the DC is
+//! the host of the domain's `url`. When FIPS policy refuses MD4/MD5/RC4 no cycle starts: the agent
+//! logs the policy's message at WARN and everything else keeps running.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, DomainConfig};
+use crate::event::{Event, SourceKind};
+use crate::journal::Journal;
+use crate::phs::cycle::{CycleReport, PhsCycle, PhsSource};
+use crate::phs::fips::HOST_FIPS_FILE;
+use crate::phs::{HashPool, PhsError, PhsSettings, PhsSourceKind};
+use crate::source::drsr::DrsrSettings;
+use crate::source::drsr::ntlm::Credentials;
+use crate::source::{EventSink, SinkError, SourceCheckpoint};
+
+/// Why a domain's password hash sync stage could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum PhsWireError {
+    /// The stage itself failed (FIPS refusal, replication, hashing, journal).
+    #[error(transparent)]
+    Phs(#[from] PhsError),
+    /// `bind_dn` is neither a UPN nor `DOMAIN\user`, so there is no NTLM identity for MS-DRSR.
+    #[error(
+        "domains.{0}.bind_dn must be a UPN (svc@corp.example.test) or DOMAIN\\user for password hash sync over MS-DRSR"
+    )]
+    Identity(String),
+    /// The domain's `url` names no host.
+    #[error("domains.{0}.url names no host for MS-DRSR")]
+    NoHost(String),
+    /// The bind password could not be read.
+    #[error("cannot read the password of domains.{0}: {1}")]
+    Password(String, #[source] std::io::Error),
+}
+
+impl PhsWireError {
+    /// Whether retrying later may succeed without a configuration change.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            PhsWireError::Phs(e) => e.is_retriable(),
+            PhsWireError::Identity(_) | PhsWireError::NoHost(_) | PhsWireError::Password(..) => {
+                false
+            }
+        }
+    }
+
+    /// Whether FIPS policy refused password hash sync (the same for every domain).
+    pub fn is_fips_refusal(&self) -> bool {
+        matches!(self, PhsWireError::Phs(PhsError::Fips(_)))
+    }
+}
+
+/// The NTLM user and domain for a `bind_dn`: `user@dns.domain` or `DOMAIN\user`; a DN has none.
+pub fn ntlm_identity(bind_dn: &str) -> Option<(String, String)> {
+    let (user, domain) = if let Some((d, u)) = bind_dn.split_once('\\') {
+        (u, d)
+    } else {
+        bind_dn.split_once('@')?
+    };
+    (!user.is_empty() && !domain.is_empty() && !user.contains('='))
+        .then(|| (user.to_owned(), domain.to_owned()))
+}
+
+/// The host of `ldaps://host:636/…` (an IPv6 literal without its brackets).
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+fn source_for(label: &str, d: &DomainConfig, s: &PhsSettings) -> Result<PhsSource, PhsWireError> {
+    match s.source {
+        PhsSourceKind::SambaPriv => Ok(PhsSource::SambaPriv {
+            socket: s.samba_priv_socket.clone().unwrap_or_default(),
+            base_dn: d.base(),
+        }),
+        PhsSourceKind::Drsr => {
+            let (user, domain) =
+                ntlm_identity(&d.bind_dn).ok_or_else(|| PhsWireError::Identity(label.into()))?;
+            let dc = url_host(&d.url).ok_or_else(|| PhsWireError::NoHost(label.into()))?;
+            let password = d
+                .resolve_password()
+                .map_err(|e| PhsWireError::Password(label.into(), e))?;
+            Ok(PhsSource::Drsr(DrsrSettings {
+                dc,
+                port: s.drsr_port,
+                nc_dn: d.base(),
+                credentials: Credentials {
+                    user,
+                    domain,
+                    password: Zeroizing::new(password.expose().to_owned()),
+                },
+                timeout: s.timeout(),
+                page_objects: s.page_objects,
+                partial_attribute_set: s.partial_attribute_set,
+            }))
+        }
+    }
+}
+
+/// Builds one domain's stage (checks the FIPS policy against the host first).
+pub fn build_cycle(
+    config: &Config,
+    label: &str,
+    journal: &Journal,
+) -> Result<PhsCycle, PhsWireError> {
+    let d = config
+        .domains
+        .get(label)
+        .ok_or_else(|| PhsWireError::Identity(label.into()))?;
+    // The policy check comes first, so a refusal is reported even when credentials are missing.
+    crate::phs::fips::check_password_hash_sync_on_host(&config.fips).map_err(PhsError::from)?;
+    let source = source_for(label, d, &config.phs)?;
+    Ok(PhsCycle::new(
+        journal.clone(),
+        HashPool::with_all_cores()?,
+        d.dns_name.clone(),
+        source,
+        &config.fips,
+        std::path::Path::new(HOST_FIPS_FILE),
+    )?)
+}
+
+fn warn_fips(err: &PhsWireError) {
+    tracing::warn!(error = %err, "Password hash sync does not start; everything else keeps running.");
+}
+
+/// One PHS cycle per domain (for `agent sync-once`), after the feed. Empty when `[phs]` is off;
+/// empty after a WARN when FIPS policy refuses.
+pub async fn sync_once(
+    config: &Config,
+    journal: &Journal,
+) -> Vec<(String, Result<CycleReport, PhsWireError>)> {
+    let mut out = Vec::new();
+    if !config.phs.enabled {
+        return out;
+    }
+    for label in config.domains.keys() {
+        let result = match build_cycle(config, label, journal) {
+            Ok(cycle) => cycle.run_once().await.map_err(PhsWireError::from),
+            Err(e) if e.is_fips_refusal() => {
+                warn_fips(&e);
+                return Vec::new();
+            }
+            Err(e) => Err(e),
+        };
+        out.push((label.clone(), result));
+    }
+    out
+}
+
+/// One wake-up signal per domain (keyed by lowercase DNS name) for the PHS cycles.
+#[derive(Debug, Clone, Default)]
+pub struct PhsSignals(Arc<BTreeMap<String, Arc<Notify>>>);
+
+impl PhsSignals {
+    /// A signal for every configured domain when `[phs]` is on; none otherwise.
+    pub fn for_config(config: &Config) -> PhsSignals {
+        if !config.phs.enabled {
+            return PhsSignals::default();
+        }
+        let map = config
+            .domains
+            .values()
+            .map(|d| (d.dns_name.to_ascii_lowercase(), Arc::new(Notify::new())))
+            .collect();
+        PhsSignals(Arc::new(map))
+    }
+
+    /// The signal of `domain`, if PHS runs for it.
+    pub fn get(&self, domain: &str) -> Option<Arc<Notify>> {
+        self.0.get(&domain.to_ascii_lowercase()).cloned()
+    }
+
+    /// The signals of the domains that have a password change among `events` (each once).
+    fn to_wake(&self, events: &[Event]) -> Vec<Arc<Notify>> {
+        let mut out: Vec<Arc<Notify>> = Vec::new();
+        for e in events {
+            if let Event::PasswordChanged { domain, .. } = e
+                && let Some(n) = self.get(domain)
+                && !out.iter().any(|o| Arc::ptr_eq(o, &n))
+            {
+                out.push(n);
+            }
+        }
+        out
+    }
+}
+
+/// The feed's sink: appends to `inner`, then wakes PHS for domains whose passwords changed.
+pub struct PasswordSignalSink<S> {
+    inner: Arc<S>,
+    signals: PhsSignals,
+}
+
+impl<S> PasswordSignalSink<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<S>, signals: PhsSignals) -> Self {
+        PasswordSignalSink { inner, signals }
+    }
+}
+
+impl<S: EventSink> EventSink for PasswordSignalSink<S> {
+    fn checkpoint(&self, domain: &str, source: SourceKind) -> Result<Option<Vec<u8>>, SinkError> {
+        self.inner.checkpoint(domain, source)
+    }
+
+    async fn append(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<SourceCheckpoint>,
+    ) -> Result<Option<u64>, SinkError> {
+        let wake = self.signals.to_wake(&events);
+        let seq = self.inner.append(events, checkpoint).await?;
+        // Only after the append is durable, so a woken cycle follows what the feed wrote. Several
+        // signals before the cycle wakes coalesce into one more cycle.
+        for n in wake {
+            n.notify_one();
+        }
+        Ok(seq)
+    }
+}
+
+/// Starts one PHS task per domain on `tracker` when `[phs] enabled = true`; returns how many.
+/// A FIPS refusal starts none (logged at WARN); a domain whose stage cannot be built is logged at
+/// ERROR and skipped, the others run.
+pub fn spawn_phs(
+    config: &Config,
+    journal: &Journal,
+    signals: &PhsSignals,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> usize {
+    if !config.phs.enabled {
+        return 0;
+    }
+    let mut started = 0;
+    for (label, d) in &config.domains {
+        match build_cycle(config, label, journal) {
+            Ok(cycle) => {
+                let signal = signals.get(&d.dns_name).unwrap_or_default();
+                tracing::info!(domain = %d.dns_name, interval_secs = config.phs.interval_secs, "Password hash sync started.");
+                tracker.spawn(cycle.run(signal, config.phs.interval(), cancel.child_token()));
+                started += 1;
+            }
+            Err(e) if e.is_fips_refusal() => {
+                warn_fips(&e);
+                return 0;
+            }
+            Err(e) => {
+                tracing::error!(domain = %d.dns_name, error = %e, "Password hash sync cannot start for this domain.");
+            }
+        }
+    }
+    started
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntlm_identity_from_upn_and_down_level_names() {
+        assert_eq!(
+            ntlm_identity("svc-sync@corp.example.test"),
+            Some(("svc-sync".into(), "corp.example.test".into()))
+        );
+        assert_eq!(
+            ntlm_identity("CORP\\svc-sync"),
+            Some(("svc-sync".into(), "CORP".into()))
+        );
+        assert_eq!(ntlm_identity("CN=svc,CN=Users,DC=corp,DC=test"), None);
+        assert_eq!(ntlm_identity("@corp"), None);
+        assert_eq!(ntlm_identity("svc@"), None);
+    }
+
+    #[test]
+    fn url_host_strips_scheme_port_and_path() {
+        assert_eq!(
+            url_host("ldaps://127.0.0.5:636").as_deref(),
+            Some("127.0.0.5")
+        );
+        assert_eq!(
+            url_host("ldap://dc1.corp.test/").as_deref(),
+            Some("dc1.corp.test")
+        );
+        assert_eq!(url_host("ldaps://[::1]:636").as_deref(), Some("::1"));
+        assert_eq!(url_host("ldaps://:636"), None);
+    }
+
+    fn password_changed(domain: &str) -> Event {
+        Event::PasswordChanged {
+            domain: domain.into(),
+            guid: crate::event::Guid([7; 16]),
+            usn: 1,
+            pwd_last_set: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_with_a_password_change_wakes_only_that_domain() {
+        let a = Arc::new(Notify::new());
+        let b = Arc::new(Notify::new());
+        let signals = PhsSignals(Arc::new(BTreeMap::from([
+            ("a.test".to_owned(), a.clone()),
+            ("b.test".to_owned(), b.clone()),
+        ])));
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), crate::journal::JournalOptions::default()).unwrap();
+        let sink = PasswordSignalSink::new(Arc::new(journal.clone()), signals);
+        sink.append(vec![password_changed("A.test")], None)
+            .await
+            .unwrap();
+        // The event is durable before the signal, and only `a.test` was woken.
+        assert_eq!(journal.read(0).count(), 1);
+        let woke = |n: Arc<Notify>| async move {
+            tokio::time::timeout(std::time::Duration::from_millis(50), n.notified())
+                .await
+                .is_ok()
+        };
+        assert!(woke(a.clone()).await);
+        assert!(!woke(b).await);
+        // No password change: no signal.
+        sink.append(Vec::new(), None).await.unwrap();
+        assert!(!woke(a).await);
+    }
+}

@@ -187,8 +187,23 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
+    ///
+    /// sled releases the file lock of a just-dropped handle asynchronously, so a reopen right after a
+    /// close (a restart, or a test's reboot) polls for the lock for up to two seconds before failing.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Self::from_db(sled::open(dir)?)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match sled::open(dir) {
+                Ok(db) => return Self::from_db(db),
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A throw-away in-memory store (tests and benchmarks).

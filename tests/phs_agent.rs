@@ -9,7 +9,6 @@
 mod common;
 mod ldap_support;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -20,7 +19,6 @@ use cloudsync::event::Event;
 use cloudsync::journal::{Journal, JournalOptions};
 use cloudsync::phs::{NtHash, OrgIdHash};
 use common::lab::{self, LabDc};
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
 fn sync_once(config: &Path) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
@@ -50,42 +48,6 @@ fn hash_events(events: &[Event]) -> Vec<([u8; 16], String)> {
                 guid, org_id_hash, ..
             } => Some((guid.0, org_id_hash.clone())),
             _ => None,
-        })
-        .collect()
-}
-
-/// sAMAccountName by objectGUID for every user, read over LDAPS as Administrator (not via the agent).
-async fn sam_by_guid(dc: &LabDc) -> HashMap<[u8; 16], String> {
-    let settings = LdapConnSettings::new().set_config(dc.rustls_config());
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &dc.ldaps_url)
-        .await
-        .unwrap();
-    ldap3::drive!(conn);
-    ldap.simple_bind(&dc.admin_upn, &dc.admin_password)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let (entries, _) = ldap
-        .search(
-            &dc.base_dn,
-            Scope::Subtree,
-            "(&(objectCategory=person)(objectClass=user))",
-            vec!["sAMAccountName", "objectGUID"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    entries
-        .into_iter()
-        .map(SearchEntry::construct)
-        .filter_map(|e| {
-            let guid = e.bin_attrs.get("objectGUID")?.first()?.clone();
-            Some((
-                guid.try_into().ok()?,
-                e.attrs.get("sAMAccountName")?[0].clone(),
-            ))
         })
         .collect()
 }
@@ -148,7 +110,7 @@ fn sync_once_journals_salted_hashes_follows_resets_and_yields_to_fips() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(sam_by_guid(&dc));
+        .block_on(dc.sam_by_guid());
     let all = events(&journal_dir, 0);
     let hashes = hash_events(&all);
     let mut seeded = 0;
@@ -324,7 +286,7 @@ fn the_daemon_runs_a_cycle_when_the_feed_sees_a_password_change() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(sam_by_guid(&dc));
+        .block_on(dc.sam_by_guid());
     let changed = all
         .iter()
         .position(

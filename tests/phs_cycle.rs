@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use cloudsync::event::{Event, SourceKind};
@@ -17,7 +16,6 @@ use cloudsync::phs::{FipsSettings, HashPool, NtHash, OrgIdHash, PhsError};
 use cloudsync::source::drsr::DrsrSettings;
 use cloudsync::source::drsr::ntlm::Credentials;
 use common::lab::{self, LabDc};
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use zeroize::Zeroizing;
 
 fn drsr(dc: &LabDc) -> PhsSource {
@@ -34,46 +32,6 @@ fn drsr(dc: &LabDc) -> PhsSource {
         page_objects: 1000,
         partial_attribute_set: true,
     })
-}
-
-/// sAMAccountName by objectGUID for the seeded users, read over LDAPS (independent of DRSR).
-async fn sam_by_guid(dc: &LabDc) -> HashMap<[u8; 16], String> {
-    let settings = LdapConnSettings::new().set_config(dc.rustls_config());
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &dc.ldaps_url)
-        .await
-        .unwrap();
-    ldap3::drive!(conn);
-    ldap.simple_bind(&dc.admin_upn, &dc.admin_password)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let (entries, _) = ldap
-        .search(
-            &dc.base_dn,
-            Scope::Subtree,
-            "(&(objectCategory=person)(objectClass=user))",
-            vec!["sAMAccountName", "objectGUID"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    entries
-        .into_iter()
-        .map(SearchEntry::construct)
-        .filter_map(|e| {
-            let guid = e
-                .bin_attrs
-                .get("objectGUID")
-                .and_then(|v| v.first().cloned())
-                .or_else(|| e.attrs.get("objectGUID").map(|v| v[0].as_bytes().to_vec()))?;
-            Some((
-                guid.try_into().ok()?,
-                e.attrs.get("sAMAccountName")?[0].clone(),
-            ))
-        })
-        .collect()
 }
 
 fn hash_events(journal: &Journal, from: u64) -> Vec<([u8; 16], String)> {
@@ -129,7 +87,7 @@ fn cycles_journal_only_salted_strings_and_follow_resets() {
         &fips_off,
     )
     .unwrap();
-    let names = rt.block_on(sam_by_guid(&dc));
+    let names = rt.block_on(dc.sam_by_guid());
 
     let first = rt.block_on(cycle.run_once()).unwrap();
     eprintln!("first cycle: {first:?}");

@@ -21,49 +21,9 @@ use cloudsync::phs::{FipsSettings, HashPool, NtHash, OrgIdHash};
 use cloudsync::source::drsr::DrsrSettings;
 use cloudsync::source::drsr::ntlm::Credentials;
 use common::lab::{self, LabDc};
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use serde_json::{Value, json};
 use tenant_fixture::{DOMAIN, TenantFixture, batch, setup, statuses, user_upsert};
 use zeroize::Zeroizing;
-
-async fn sam_by_guid(dc: &LabDc) -> HashMap<[u8; 16], String> {
-    let settings = LdapConnSettings::new().set_config(dc.rustls_config());
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &dc.ldaps_url)
-        .await
-        .unwrap();
-    ldap3::drive!(conn);
-    ldap.simple_bind(&dc.admin_upn, &dc.admin_password)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let (entries, _) = ldap
-        .search(
-            &dc.base_dn,
-            Scope::Subtree,
-            "(&(objectCategory=person)(objectClass=user))",
-            vec!["sAMAccountName", "objectGUID"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    entries
-        .into_iter()
-        .map(SearchEntry::construct)
-        .filter_map(|e| {
-            let guid = e
-                .bin_attrs
-                .get("objectGUID")
-                .and_then(|v| v.first().cloned())
-                .or_else(|| e.attrs.get("objectGUID").map(|v| v[0].as_bytes().to_vec()))?;
-            Some((
-                guid.try_into().ok()?,
-                e.attrs.get("sAMAccountName")?[0].clone(),
-            ))
-        })
-        .collect()
-}
 
 fn upn(sam: &str) -> String {
     format!("{sam}@{DOMAIN}")
@@ -147,7 +107,7 @@ fn ad_passwords_sign_in_to_the_tenant_and_follow_resets() {
     .unwrap();
 
     rt.block_on(async {
-        let names = sam_by_guid(&dc).await;
+        let names = dc.sam_by_guid().await;
         let (_, agent, config) = setup(
             &t,
             json!({"domain": "corp.example.com", "passwordHashSync": true}),

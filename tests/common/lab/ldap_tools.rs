@@ -14,6 +14,47 @@ use super::LabDc;
 use super::tools::run;
 
 impl LabDc {
+    /// sAMAccountName by objectGUID for every user, read over LDAPS as Administrator (independent of the
+    /// code under test). ldap3 may file a 16-byte GUID under text attributes; both maps are read.
+    pub async fn sam_by_guid(&self) -> std::collections::HashMap<[u8; 16], String> {
+        let settings = ldap3::LdapConnSettings::new().set_config(self.rustls_config());
+        let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &self.ldaps_url)
+            .await
+            .unwrap();
+        ldap3::drive!(conn);
+        ldap.simple_bind(&self.admin_upn, &self.admin_password)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let (entries, _) = ldap
+            .search(
+                &self.base_dn,
+                ldap3::Scope::Subtree,
+                "(&(objectCategory=person)(objectClass=user))",
+                vec!["sAMAccountName", "objectGUID"],
+            )
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        entries
+            .into_iter()
+            .map(ldap3::SearchEntry::construct)
+            .filter_map(|e| {
+                let guid = e
+                    .bin_attrs
+                    .get("objectGUID")
+                    .and_then(|v| v.first().cloned())
+                    .or_else(|| e.attrs.get("objectGUID").map(|v| v[0].as_bytes().to_vec()))?;
+                Some((
+                    guid.try_into().ok()?,
+                    e.attrs.get("sAMAccountName")?[0].clone(),
+                ))
+            })
+            .collect()
+    }
+
     /// Applies an LDIF as Administrator with `ldapmodify` and panics with its output on failure.
     /// Every record needs a `changetype:` (`add`, `modify`, `modrdn`/`moddn`, `delete`); records
     /// are applied in order. For passwords use `unicodePwd:: {unicode_pwd_base64(..)}`.

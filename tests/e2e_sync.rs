@@ -57,6 +57,8 @@ tenant_id = "{TENANT_ID}"
 credentials_file = "{creds}"
 [projection.scope]
 ous = [{ous}]
+[phs]
+enabled = true
 "#,
             journal = dir.join("journal").display(),
             dns = dc.dns_domain,
@@ -280,6 +282,18 @@ fn sync_once(config: &Path) -> String {
     out
 }
 
+/// The tenant's sign-in check: 200 when `password` matches the user's synced salted hash.
+async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
+    t.client
+        .post(t.at(&format!("/{}/signin", tenant_fixture::DOMAIN)))
+        .json(&serde_json::json!({"userPrincipalName": upn, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_dc_to_tenant_stays_equal_through_changes() {
     let dc = LabDc::start();
@@ -327,6 +341,18 @@ async fn lab_dc_to_tenant_stays_equal_through_changes() {
     sync_once(&config);
     let users = assert_cloud_equals_ad(&dc, &t, &ous).await;
     assert_eq!(users, common::lab::STAFF_USERS, "the Staff OU's users");
+    // Password hash sync through the whole pipeline (DRSR -> journal -> projection -> push): every
+    // scoped user signs in to the tenant with its AD password, and not with a wrong one.
+    for i in 1..=common::lab::STAFF_USERS {
+        let sam = format!("staff{i:03}");
+        let upn = format!("{sam}@{}", dc.dns_domain);
+        assert_eq!(
+            signin(&t, &upn, &common::lab::seeded_password(&sam)).await,
+            200,
+            "{sam}"
+        );
+        assert_eq!(signin(&t, &upn, "Wrong!Pass123").await, 401, "{sam}");
+    }
 
     // A round of changes.
     let staff = |i: usize| format!("CN=staff{i:03},OU=Staff,{base}");
@@ -338,8 +364,11 @@ async fn lab_dc_to_tenant_stays_equal_through_changes() {
          dn: {s3}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n\n\
          dn: {s4}\nchangetype: delete\n\n\
          dn: CN=staff,OU=Staff,{base}\nchangetype: modify\nadd: member\nmember: CN=e2e1,OU=E2E,{base}\n-\ndelete: member\nmember: {s5}\n\n\
-         dn: {s6}\nchangetype: modrdn\nnewrdn: CN=staff006\ndeleteoldrdn: 1\nnewsuperior: OU=SyncUsers,{base}\n",
+         dn: {s6}\nchangetype: modrdn\nnewrdn: CN=staff006\ndeleteoldrdn: 1\nnewsuperior: OU=SyncUsers,{base}\n\n\
+         dn: {s7}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {pw7}\n",
         dns = dc.dns_domain,
+        s7 = staff(7),
+        pw7 = common::lab::unicode_pwd_base64("After!Reset007"),
         s1 = staff(1), s2 = staff(2), s3 = staff(3), s4 = staff(4), s5 = staff(5), s6 = staff(6),
     ));
     let out = sync_once(&config);
@@ -350,6 +379,24 @@ async fn lab_dc_to_tenant_stays_equal_through_changes() {
     let users = assert_cloud_equals_ad(&dc, &t, &ous).await;
     // +e2e1, -staff004 (deleted), -staff006 (moved out of scope); staff002 moved within scope.
     assert_eq!(users, common::lab::STAFF_USERS - 1);
+    // The reset password replaces the old one in the cloud; the disabled user is refused.
+    let upn7 = format!("staff007@{}", dc.dns_domain);
+    assert_eq!(
+        signin(&t, &upn7, "After!Reset007").await,
+        200,
+        "new password"
+    );
+    assert_eq!(
+        signin(&t, &upn7, &common::lab::seeded_password("staff007")).await,
+        401,
+        "old password"
+    );
+    let upn3 = format!("staff003@{}", dc.dns_domain);
+    assert_eq!(
+        signin(&t, &upn3, &common::lab::seeded_password("staff003")).await,
+        401,
+        "disabled"
+    );
     let token = t.user_token(GA).await;
     let gone = t
         .client

@@ -41,6 +41,7 @@ fn environment_overrides_the_file_and_secrets_stay_hidden() {
             ("CLOUDSYNC_DOMAINS__CORP__PASSWORD", "S3cret-from-env"),
             ("CLOUDSYNC_AGENT__JOURNAL_DIR", "/from/the/env"),
             ("CLOUDSYNC_DOMAINS__CORP__POLL_INTERVAL_SECS", "1"),
+            ("CLOUDSYNC_PHS__INTERVAL_SECS", "7"),
         ],
     );
     let stdout = String::from_utf8_lossy(&ok.stdout);
@@ -51,5 +52,7 @@ fn environment_overrides_the_file_and_secrets_stay_hidden() {
     );
     assert!(stdout.contains("/from/the/env"), "{stdout}");
     assert!(stdout.contains("poll_interval_secs: 1,"), "{stdout}");
+    // [phs] and [fips] are layered like every other section (they once were silently not).
+    assert!(stdout.contains("interval_secs: 7,"), "{stdout}");
     assert!(!stdout.contains("S3cret-from-env"), "{stdout}");
 }

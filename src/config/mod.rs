@@ -258,9 +258,17 @@ impl Config {
         // Keys keep the environment's case until figment lowercases them at the end.
         let env = Env::prefixed(prefix).split("__").filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            ["agent", "domains", "tenant", "projection", "push"]
-                .iter()
-                .any(|section| key.starts_with(section))
+            [
+                "agent",
+                "domains",
+                "tenant",
+                "projection",
+                "push",
+                "phs",
+                "fips",
+            ]
+            .iter()
+            .any(|section| key.starts_with(section))
         });
         let config: Config = Figment::new()
             .merge(Toml::file_exact(path))

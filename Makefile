@@ -33,8 +33,10 @@ bench: ## Run every benchmark (ratios measured in one run; see README "Benchmark
 lab-install: ## Install Samba AD DC from Debian's packages (services stay disabled).
 	scripts/lab.sh install
 
-lab-up: ## Provision (once), seed and start a lab DC in .lab/dc on 127.0.0.1.
-	scripts/lab.sh up .lab/dc
+lab-up: ## Provision (once), start and seed (once) a lab DC in .lab/dc on 127.0.0.1.
+	[ -f .lab/dc/lab.env ] || LAB_IP=127.0.0.1 scripts/lab.sh provision .lab/dc
+	scripts/lab.sh status .lab/dc >/dev/null 2>&1 || scripts/lab.sh start .lab/dc
+	[ -f .lab/dc/.seeded ] || { scripts/lab.sh seed .lab/dc 200 && touch .lab/dc/.seeded; }
 
 lab-down: ## Stop the lab DC in .lab/dc.
 	scripts/lab.sh stop .lab/dc

@@ -27,7 +27,7 @@ lint: ## fmt --check and clippy with warnings as errors.
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-bench: ## Run every benchmark (ratios measured in one run; see README "Benchmarks").
+bench: ## Run every benchmark (ratios measured in one run; see README "Status and measured figures").
 	cargo bench
 
 lab-install: ## Install Samba AD DC from Debian's packages (services stay disabled).

@@ -143,15 +143,8 @@ async fn batches_apply_in_order_and_replays_apply_nothing_twice() {
     assert_eq!(status, 200, "{after}\n{}", t.log());
     assert_eq!(after["replayed"], true);
     let users: Value = t
-        .client
-        .get(t.at("/v1.0/users?$select=userPrincipalName"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&admin, "/v1.0/users?$select=userPrincipalName")
+        .await;
     let mut upns: Vec<&str> = users["value"]
         .as_array()
         .unwrap()
@@ -170,16 +163,7 @@ async fn batches_apply_in_order_and_replays_apply_nothing_twice() {
 }
 
 async fn log_count(t: &TenantFixture, admin: &str) -> usize {
-    let page: Value = t
-        .client
-        .get(t.at("/api/v1/provisioningLogs?top=1000"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = t.get_json(admin, "/api/v1/provisioningLogs?top=1000").await;
     page["value"].as_array().unwrap().len()
 }
 
@@ -228,15 +212,8 @@ async fn deletes_tombstone_objects_and_the_threshold_stages_them_until_force_del
         ]
     );
     let cfg: Value = t
-        .client
-        .get(t.at(&format!("/api/v1/configurations/{config}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&admin, &format!("/api/v1/configurations/{config}"))
+        .await;
     assert_eq!(cfg["health"]["state"], "deleteThresholdExceeded");
 
     // A stale upsert of a deleted object is ignored; the UPN of a deleted user is free again.
@@ -300,16 +277,7 @@ async fn deletes_tombstone_objects_and_the_threshold_stages_them_until_force_del
     let second = hb(vec![restart["restartId"].clone()]).await;
     assert_eq!(second["pendingRestarts"], json!([]));
 
-    let users: Value = t
-        .client
-        .get(t.at("/v1.0/users"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users: Value = t.get_json(&admin, "/v1.0/users").await;
     assert_eq!(
         users["value"].as_array().unwrap().len(),
         1,
@@ -420,15 +388,8 @@ async fn a_partially_throttled_batch_applies_what_fits_and_throttles_the_rest_pe
     assert_eq!(status, 429, "nothing fits any more: {body}");
 
     let page: Value = t
-        .client
-        .get(t.at("/api/v1/provisioningLogs?top=1000"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&admin, "/api/v1/provisioningLogs?top=1000")
+        .await;
     let entries = page["value"].as_array().unwrap();
     let anchors_with = |result: &str, code: Option<&str>| {
         let mut a: Vec<String> = entries

@@ -62,16 +62,7 @@ async fn write_budget_from_flags_answers_429_with_retry_after_and_applies_nothin
     assert_eq!(retry, 50);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "TooManyRequests");
-    let users: Value = t
-        .client
-        .get(t.at("/v1.0/users"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users: Value = t.get_json(&admin, "/v1.0/users").await;
     assert_eq!(
         users["value"].as_array().unwrap().len(),
         10,
@@ -119,16 +110,7 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         413,
     )
     .await;
-    let current: Value = t
-        .client
-        .get(t.at("/admin/faults"))
-        .bearer_auth(&ga)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current: Value = t.get_json(&ga, "/admin/faults").await;
     assert_eq!(current["errorRate"], 0.0);
 
     // errorRate 1: every API call is a 503 with Retry-After, and nothing is applied.
@@ -231,16 +213,7 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
 async fn realistic_profile_from_the_command_line() {
     let t = TenantFixture::start_with(&["--throttle", "realistic", "--latency-ms", "1"]);
     let ga = t.user_token(GA).await;
-    let s: Value = t
-        .client
-        .get(t.at("/admin/faults"))
-        .bearer_auth(&ga)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = t.get_json(&ga, "/admin/faults").await;
     assert_eq!(s["writes"]["capacity"], 7000.0);
     assert!((s["writes"]["refillPerSecond"].as_f64().unwrap() - 7000.0 / 300.0).abs() < 1e-9);
     assert_eq!(s["latencyMs"], 1);

@@ -190,15 +190,8 @@ async fn portal_shows_agents_configurations_counts_and_logs_in_chromium() {
         .unwrap();
     assert_eq!(ok.status(), 303);
     let cfg: Value = t
-        .client
-        .get(t.at(&format!("/api/v1/configurations/{config}")))
-        .bearer_auth(&ga)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&ga, &format!("/api/v1/configurations/{config}"))
+        .await;
     assert_eq!(cfg["spec"]["passwordWriteback"], true);
     let dom = run_chromium(profile.path(), &["--dump-dom"], &t.at("/"));
     assert!(dom.contains("<span class=\"switch\">On</span>"));
@@ -237,16 +230,7 @@ async fn agents_without_recent_heartbeats_are_inactive() {
     let t = TenantFixture::start_with(&["--agent-inactive-after-secs", "0"]);
     let ga = t.user_token(GA).await;
     t.register_agent(&ga, "dc9", &[]).await;
-    let agents: Value = t
-        .client
-        .get(t.at("/api/v1/agents"))
-        .bearer_auth(&ga)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents: Value = t.get_json(&ga, "/api/v1/agents").await;
     assert_eq!(agents["value"][0]["status"], "Inactive");
     let page = t
         .client

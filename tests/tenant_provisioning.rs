@@ -213,15 +213,8 @@ async fn admin_routes_reject_wrong_token_role_malformed_and_oversized() {
     )
     .await;
     let one: Value = t
-        .client
-        .get(t.at(&format!("/api/v1/configurations/{config}")))
-        .bearer_auth(&agent.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&agent.token, &format!("/api/v1/configurations/{config}"))
+        .await;
     assert_eq!(one["spec"]["passwordWriteback"], true);
     assert_eq!(one["revision"], 3, "created (1), edited (2), restarted (3)");
     // A second configuration for the same domain conflicts.
@@ -324,16 +317,7 @@ async fn heartbeat_and_logs_routes_check_identity_and_input() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let agents: Value = t
-        .client
-        .get(t.at("/api/v1/agents"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents: Value = t.get_json(&admin, "/api/v1/agents").await;
     let me = agents["value"]
         .as_array()
         .unwrap()
@@ -372,15 +356,8 @@ async fn heartbeat_and_logs_routes_check_identity_and_input() {
         .await;
     let id = r["results"][1]["objectId"].as_str().unwrap();
     let page: Value = t
-        .client
-        .get(t.at(&format!("/api/v1/provisioningLogs?objectId={id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&admin, &format!("/api/v1/provisioningLogs?objectId={id}"))
+        .await;
     let entries = page["value"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["sourceAnchor"], "l2");

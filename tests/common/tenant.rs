@@ -150,6 +150,19 @@ impl TenantFixture {
         format!("{}{}", self.url, path)
     }
 
+    /// GET `path` with a bearer token and decode the JSON body (any status; callers assert on it).
+    pub async fn get_json(&self, token: &str, path: impl AsRef<str>) -> Value {
+        self.client
+            .get(self.at(path.as_ref()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// A password-grant token.
     pub async fn user_token(&self, (upn, password): (&str, &str)) -> String {
         let r = self

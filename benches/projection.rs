@@ -17,6 +17,12 @@
 
 use std::time::Instant;
 
+/// The binary's allocator (src/main.rs), so the bench measures what the agent runs. Set
+/// `PROJECTION_BENCH_SYSTEM_ALLOC=1` at build time? No: an allocator is fixed at compile time, so the
+/// glibc comparison is the `--features` free build documented in docs/projection.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cloudsync::event::{Attribute, Event, Guid, ObjectClass};
 use cloudsync::projection::config::ProjectionConfig;
 use cloudsync::projection::expr::{EvalContext, Value};
@@ -183,7 +189,7 @@ fn main() {
     let projection_cpu = cpu.mul_f64(1.0 - gen_share);
     let projection = wall.saturating_sub(gen_time);
     let rss_after = vm_hwm_kib();
-    let objects = p.state().objects.len();
+    let objects = p.state().len();
     let snapshot = p.state().to_bytes().unwrap().len();
 
     // The same users' mappings, evaluated alone.

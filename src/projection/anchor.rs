@@ -14,6 +14,17 @@ use crate::event::Guid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorBytes(pub [u8; 16]);
 
+impl AnchorBytes {
+    /// The base64 text (what [`std::fmt::Display`] prints), without the formatting machinery.
+    pub fn text(&self) -> String {
+        let mut buf = [0u8; 24];
+        match STANDARD.encode_slice(self.0, &mut buf) {
+            Ok(n) => buf[..n].iter().map(|b| char::from(*b)).collect(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
 impl std::fmt::Display for AnchorBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // 16 bytes are 24 base64 characters: render on the stack, no allocation.
@@ -49,6 +60,7 @@ mod tests {
         // expected value from Python: base64.b64encode(uuid.UUID("00112233-…").bytes_le).
         let g = Guid::parse("00112233-4455-6677-8899-aabbccddeeff").unwrap();
         assert_eq!(source_anchor(g, None), "MyIRAFVEd2aImaq7zN3u/w==");
+        assert_eq!(anchor_bytes(g, None).text(), "MyIRAFVEd2aImaq7zN3u/w==");
         let cg = [0u8; 16];
         assert_eq!(source_anchor(g, Some(&cg)), "AAAAAAAAAAAAAAAAAAAAAA==");
         assert_eq!(

@@ -75,6 +75,20 @@ const ALWAYS_KEPT: &[&str] = &[
     "userprincipalname",
 ];
 
+/// Table ids of the attributes projection reads itself, looked up once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedIds {
+    /// `isCriticalSystemObject`.
+    pub critical: Option<u16>,
+    /// `sAMAccountName`.
+    pub sam: Option<u16>,
+    /// `objectSid`.
+    pub sid: Option<u16>,
+}
+
+/// Attributes the evaluation context computes rather than reads from the kept values.
+pub const COMPUTED: &[&str] = &["dn", "distinguishedName", "objectGUID"];
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -84,6 +98,8 @@ pub struct Compiled {
     pub mappings: Mappings,
     /// The attributes kept per object.
     pub table: AttrTable,
+    /// Table ids of the attributes projection reads itself (all in [`ALWAYS_KEPT`]).
+    pub ids: FixedIds,
     /// The delete threshold (0: off).
     pub delete_threshold: u32,
 }
@@ -105,14 +121,30 @@ impl ProjectionConfig {
             }));
         });
         match (scope, mappings) {
-            (Ok(scope), Ok(mappings)) if errors.is_empty() => {
-                let names = ALWAYS_KEPT
+            (Ok(scope), Ok(mut mappings)) if errors.is_empty() => {
+                let names: Vec<String> = ALWAYS_KEPT
                     .iter()
                     .map(|s| s.to_string())
                     .chain(mappings.attributes())
-                    .chain(scope.attributes());
+                    .chain(scope.attributes())
+                    .collect();
+                let table = AttrTable::new(names);
+                // Attributes the evaluation context computes (the DN, the objectGUID) stay lookups by name.
+                mappings.resolve(&|name| {
+                    if COMPUTED.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                        None
+                    } else {
+                        table.id(name)
+                    }
+                });
+                let ids = FixedIds {
+                    critical: table.id("isCriticalSystemObject"),
+                    sam: table.id("sAMAccountName"),
+                    sid: table.id("objectSid"),
+                };
                 Ok(Compiled {
-                    table: AttrTable::new(names),
+                    ids,
+                    table,
                     scope,
                     mappings,
                     delete_threshold: self.delete_threshold,

@@ -74,6 +74,53 @@ pub fn canonical(dn: &str) -> String {
     fast_canonical(dn).unwrap_or_else(|| slow_canonical(dn))
 }
 
+/// Splits `dn` at its first unescaped `,` into the leftmost RDN and the parent's text, both exactly as
+/// written (no trimming), so that `rdn + "," + parent` gives `dn` back; the parent is `""` at the top.
+/// Since the canonical form is built RDN by RDN, `canonical(dn)` is `canonical(rdn) + "," + canonical(parent)`
+/// whenever the parent is not empty.
+pub fn split_first(dn: &str) -> (&str, &str) {
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b',' => return (&dn[..i], &dn[i + 1..]),
+            _ => i += 1,
+        }
+    }
+    (dn, "")
+}
+
+/// FNV-1a (64 bit) of `canonical(dn)`'s UTF-8 bytes, built without the string in the common case. Stable
+/// across runs and platforms.
+pub fn canonical_hash(dn: &str) -> u64 {
+    let mut h = FNV_OFFSET;
+    let mut buf = [0u8; 4];
+    let fast = fast_canonical_with(dn, &mut |c| {
+        if c.is_ascii() {
+            h = (h ^ u64::from(c as u8)).wrapping_mul(FNV_PRIME);
+        } else {
+            for b in c.encode_utf8(&mut buf).bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+            }
+        }
+    });
+    match fast {
+        Some(()) => h,
+        None => fnv1a(canonical(dn).as_bytes()),
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// FNV-1a (64 bit) of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME)
+    })
+}
+
 /// Whether `dn` has canonical form `canonical`, without building it in the common case.
 pub fn canonical_eq(dn: &str, canonical_form: &str) -> bool {
     let mut expected = canonical_form.chars();
@@ -212,6 +259,32 @@ mod tests {
             shorter.pop();
             prop_assert!(!canonical_eq(&dn, &shorter));
         }
+    }
+
+    proptest! {
+        /// The canonical form composes RDN by RDN, which the state's DN index relies on.
+        #[test]
+        fn canonical_composes_at_the_first_rdn(parts in proptest::collection::vec(
+            ("[a-zA-Z]{1,3}", r"[ a-zA-ZÀ-ÿΣσ0-9=_,\\+-]{0,8}"), 1..5)) {
+            let dn = parts.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(",");
+            let (rdn, parent) = split_first(&dn);
+            let joined = format!("{rdn},{parent}");
+            prop_assert_eq!(joined.trim_end_matches(','), dn.trim_end_matches(','));
+            if split(&dn).is_some() && !parent.is_empty() && split(parent).is_some() {
+                prop_assert_eq!(canonical(&dn), format!("{},{}", canonical(rdn), canonical(parent)));
+            }
+            prop_assert_eq!(canonical_hash(&dn), fnv1a(canonical(&dn).as_bytes()));
+        }
+    }
+
+    #[test]
+    fn first_rdn_split_honours_escapes() {
+        assert_eq!(
+            split_first(r"CN=Doe\, John,OU=Sales,DC=x"),
+            (r"CN=Doe\, John", "OU=Sales,DC=x")
+        );
+        assert_eq!(split_first("DC=x"), ("DC=x", ""));
+        assert_eq!(split_first(r"CN=a\\,DC=x"), (r"CN=a\\", "DC=x"));
     }
 
     #[test]

@@ -292,6 +292,14 @@ impl Mappings {
         self.by_kind.get(&kind).map_or(&[], Vec::as_slice)
     }
 
+    /// Resolves every attribute the mappings read to the slot `slot_of` gives it (see
+    /// [`Expr::resolve`]).
+    pub fn resolve(&mut self, slot_of: &dyn Fn(&str) -> Option<u16>) {
+        for c in self.by_kind.values_mut().flatten() {
+            c.expr.resolve(slot_of);
+        }
+    }
+
     /// Every attribute name any mapping reads (lower-cased).
     pub fn attributes(&self) -> Vec<String> {
         self.by_kind

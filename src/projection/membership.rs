@@ -8,47 +8,40 @@ use std::collections::BTreeSet;
 use super::dn;
 use super::ops::{ObjectKind, Operation};
 use super::projector::{Output, Projector};
-use super::state::{GroupState, ObjState};
+use super::state::{GroupState, ObjId, ObjState};
 use crate::event::Guid;
 
 impl Projector {
-    fn in_cloud(&self, guid: Guid) -> bool {
-        self.state().objects.get(&guid).is_some_and(|o| o.in_cloud)
+    fn in_cloud(&self, id: ObjId) -> bool {
+        self.state().obj(id).is_some_and(ObjState::in_cloud)
     }
 
-    fn anchor(&self, guid: Guid) -> String {
-        self.state()
-            .objects
-            .get(&guid)
-            .map(|o| o.anchor.to_string())
-            .unwrap_or_default()
+    fn is_scoping(&self, group: ObjId) -> bool {
+        matches!(self.config().scope.mode, super::scope::Mode::Groups(_))
+            && self.state().obj(group).is_some_and(ObjState::has_dn)
+            && self
+                .config()
+                .scope
+                .is_scoping_group(&self.state().canonical_dn(group))
     }
 
-    fn is_scoping(&self, group: Guid) -> bool {
-        self.state().objects.get(&group).is_some_and(|o| {
-            !o.dn.is_empty() && self.config().scope.is_scoping_group(&dn::canonical(&o.dn))
-        })
-    }
-
-    /// Resolves pending references to `guid`'s DN; returns the groups that gained it as a member.
-    /// `canonical` is the object's new canonical DN.
-    pub(super) fn resolve_waiting(
-        &mut self,
-        domain: u16,
-        guid: Guid,
-        canonical: &str,
-    ) -> Vec<Guid> {
-        let canon: Box<str> = canonical.into();
+    /// Resolves pending references to object `id`'s (new) DN; returns the groups that gained it as a
+    /// member.
+    pub(super) fn resolve_waiting(&mut self, domain: u16, id: ObjId) -> Vec<ObjId> {
+        if self.state().waiting.is_empty() {
+            return Vec::new();
+        }
+        let canon: Box<str> = self.state().canonical_dn(id).into();
         let state = self.state_mut();
         let Some(groups) = state.waiting.remove(&(domain, canon.clone())) else {
             return Vec::new();
         };
         let mut newly = Vec::new();
         for g in groups {
-            if let Some(gs) = state.objects.get_mut(&g).and_then(|o| o.group.as_mut()) {
+            if let Some(gs) = state.obj_mut(g).and_then(|o| o.group.as_mut()) {
                 gs.pending.remove(&canon);
-                if gs.members.insert(guid) {
-                    state.member_of.insert((guid, g));
+                if gs.members.insert(id) {
+                    state.member_of.insert((id, g));
                     newly.push(g);
                 }
             }
@@ -61,35 +54,35 @@ impl Projector {
     pub(super) fn add_resolved(
         &mut self,
         seq: u64,
-        guid: Guid,
-        newly: &[Guid],
+        id: ObjId,
+        newly: &[ObjId],
         was_in_cloud: bool,
         out: &mut Output,
     ) {
-        if !was_in_cloud || !self.in_cloud(guid) {
+        if !was_in_cloud || !self.in_cloud(id) {
             return;
         }
-        for g in newly {
-            if self.in_cloud(*g) {
-                let domain = self.state().objects.get(g).map_or(0, |o| o.domain);
+        for &g in newly {
+            if self.in_cloud(g) {
+                let domain = self.state().obj(g).map_or(0, |o| o.domain);
                 let op = Operation::AddMember {
-                    group_anchor: self.anchor(*g),
-                    member_anchor: self.anchor(guid),
+                    group_anchor: self.state().anchor(g).text(),
+                    member_anchor: self.state().anchor(id).text(),
                 };
                 self.emit(out, domain, seq, op);
             }
         }
     }
 
-    fn ensure_group(&mut self, domain: u16, group: Guid) {
-        let obj = self
-            .state_mut()
-            .objects
-            .entry(group)
-            .or_insert_with(|| ObjState::placeholder(domain, ObjectKind::Group, group));
-        if obj.group.is_none() {
-            obj.group = Some(Box::new(GroupState::default()));
+    /// The id of group `guid`, created as a placeholder when unknown, with its membership record.
+    pub(super) fn ensure_group(&mut self, domain: u16, guid: Guid) -> ObjId {
+        let id = self.state_mut().ensure(guid, domain, ObjectKind::Group);
+        if let Some(o) = self.state_mut().obj_mut(id)
+            && o.group.is_none()
+        {
+            o.group = Some(Box::new(GroupState::default()));
         }
+        id
     }
 
     /// Applies added and removed member DNs to `group`.
@@ -97,23 +90,19 @@ impl Projector {
         &mut self,
         seq: u64,
         domain: u16,
-        group: Guid,
+        group: ObjId,
         added: &[String],
         removed: &[String],
         out: &mut Output,
     ) {
-        self.ensure_group(domain, group);
         let scoping = self.is_scoping(group);
-        let group_domain = self
-            .state()
-            .objects
-            .get(&group)
-            .map_or(domain, |o| o.domain);
+        let Some(group_domain) = self.state().obj(group).map(|o| o.domain) else {
+            return;
+        };
         for member_dn in removed {
-            let canon: Box<str> = dn::canonical(member_dn).into();
-            let resolved = self.state().dn_lookup(domain, &canon);
+            let resolved = self.state().dn_lookup(domain, member_dn);
             let state = self.state_mut();
-            let Some(gs) = state.objects.get_mut(&group).and_then(|o| o.group.as_mut()) else {
+            let Some(gs) = state.obj_mut(group).and_then(|o| o.group.as_mut()) else {
                 continue;
             };
             match resolved {
@@ -121,8 +110,8 @@ impl Projector {
                     state.member_of.remove(&(m, group));
                     if self.in_cloud(group) && self.in_cloud(m) {
                         let op = Operation::RemoveMember {
-                            group_anchor: self.anchor(group),
-                            member_anchor: self.anchor(m),
+                            group_anchor: self.state().anchor(group).text(),
+                            member_anchor: self.state().anchor(m).text(),
                         };
                         self.emit(out, group_domain, seq, op);
                     }
@@ -131,6 +120,7 @@ impl Projector {
                     }
                 }
                 _ => {
+                    let canon: Box<str> = dn::canonical(member_dn).into();
                     gs.pending.remove(&canon);
                     if let Some(w) = state.waiting.get_mut(&(domain, canon.clone())) {
                         w.remove(&group);
@@ -142,12 +132,12 @@ impl Projector {
             }
         }
         // The group's anchor never changes; render it once for all added members.
-        let group_anchor = self.anchor(group);
+        let group_anchor = self.state().anchor(group).text();
+        let group_in_cloud = self.in_cloud(group);
         for member_dn in added {
-            let canon = dn::canonical(member_dn);
-            let resolved = self.state().dn_lookup(domain, &canon);
+            let resolved = self.state().dn_lookup(domain, member_dn);
             let state = self.state_mut();
-            let Some(gs) = state.objects.get_mut(&group).and_then(|o| o.group.as_mut()) else {
+            let Some(gs) = state.obj_mut(group).and_then(|o| o.group.as_mut()) else {
                 continue;
             };
             match resolved {
@@ -156,16 +146,11 @@ impl Projector {
                         continue;
                     }
                     state.member_of.insert((m, group));
-                    let member = state
-                        .objects
-                        .get(&m)
-                        .filter(|o| o.in_cloud)
-                        .map(|o| o.anchor);
-                    if let Some(member_anchor) = member {
-                        if self.in_cloud(group) {
+                    if self.in_cloud(m) {
+                        if group_in_cloud {
                             let op = Operation::AddMember {
                                 group_anchor: group_anchor.clone(),
-                                member_anchor: member_anchor.to_string(),
+                                member_anchor: self.state().anchor(m).text(),
                             };
                             self.emit(out, group_domain, seq, op);
                         }
@@ -174,7 +159,7 @@ impl Projector {
                     }
                 }
                 None => {
-                    let canon: Box<str> = canon.into();
+                    let canon: Box<str> = dn::canonical(member_dn).into();
                     if gs.pending.insert(canon.clone()) {
                         state
                             .waiting
@@ -192,24 +177,16 @@ impl Projector {
         &mut self,
         seq: u64,
         domain: u16,
-        group: Guid,
+        group: ObjId,
         dns: &[String],
         out: &mut Output,
     ) {
-        self.ensure_group(domain, group);
-        let Some(gs) = self
-            .state()
-            .objects
-            .get(&group)
-            .and_then(|o| o.group.as_deref())
-        else {
+        let Some(gs) = self.state().obj(group).and_then(|o| o.group.as_deref()) else {
             return;
         };
         let mut current: BTreeSet<String> = gs.pending.iter().map(|p| p.to_string()).collect();
-        for m in &gs.members {
-            if let Some(o) = self.state().objects.get(m) {
-                current.insert(dn::canonical(&o.dn));
-            }
+        for &m in &gs.members {
+            current.insert(self.state().canonical_dn(m));
         }
         let desired: BTreeSet<String> = dns.iter().map(|d| dn::canonical(d)).collect();
         let removed: Vec<String> = current.difference(&desired).cloned().collect();
@@ -218,14 +195,13 @@ impl Projector {
     }
 
     /// A group's DN changed: in group-scoping mode its members' scope may have changed with it.
-    pub(super) fn rescope_members(&mut self, seq: u64, group: Guid, out: &mut Output) {
+    pub(super) fn rescope_members(&mut self, seq: u64, group: ObjId, out: &mut Output) {
         if !matches!(self.config().scope.mode, super::scope::Mode::Groups(_)) {
             return;
         }
-        let members: Vec<Guid> = self
+        let members: Vec<ObjId> = self
             .state()
-            .objects
-            .get(&group)
+            .obj(group)
             .and_then(|o| o.group.as_ref())
             .map(|g| g.members.iter().copied().collect())
             .unwrap_or_default();
@@ -234,25 +210,22 @@ impl Projector {
         }
     }
 
-    /// Removes every trace of `guid` (deleted in AD or not seen in a resync).
-    pub(super) fn forget(&mut self, seq: u64, domain: u16, guid: Guid, out: &mut Output) {
-        let scoping = self.is_scoping(guid);
+    /// Removes every trace of object `id` (deleted in AD or not seen in a resync).
+    pub(super) fn forget(&mut self, seq: u64, domain: u16, id: ObjId, out: &mut Output) {
+        let scoping = self.is_scoping(id);
         let state = self.state_mut();
-        let Some(obj) = state.objects.remove(&guid) else {
+        let Some(obj) = state.remove(id) else {
             return;
         };
-        if !obj.dn.is_empty() {
-            let key = (domain, dn::canonical(&obj.dn).into_boxed_str());
-            state.dn_remove(domain, &key.1, guid);
-        }
+        let guid = obj.guid;
         state.pending_hashes.remove(&guid);
         state.quarantined.remove(&guid);
         state.on_create.remove(&guid);
-        let groups: Vec<Guid> = state.groups_of(guid).collect();
+        let groups: Vec<ObjId> = state.groups_of(id).collect();
         for g in groups {
-            state.member_of.remove(&(guid, g));
-            if let Some(gs) = state.objects.get_mut(&g).and_then(|o| o.group.as_mut()) {
-                gs.members.remove(&guid);
+            state.member_of.remove(&(id, g));
+            if let Some(gs) = state.obj_mut(g).and_then(|o| o.group.as_mut()) {
+                gs.members.remove(&id);
             }
         }
         let mut former_members = Vec::new();
@@ -260,14 +233,14 @@ impl Projector {
             for p in gs.pending.iter() {
                 let key = (domain, p.clone());
                 if let Some(w) = state.waiting.get_mut(&key) {
-                    w.remove(&guid);
+                    w.remove(&id);
                     if w.is_empty() {
                         state.waiting.remove(&key);
                     }
                 }
             }
             for m in gs.members {
-                state.member_of.remove(&(m, guid));
+                state.member_of.remove(&(m, id));
                 former_members.push(m);
             }
         }

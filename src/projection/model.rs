@@ -1,12 +1,29 @@
 //! The object model: what projection keeps per AD object, compactly.
 //!
 //! Only attributes that some mapping, scoping filter or the fixed identity fields read are kept (the
-//! configuration's "needed" set), each under an interned `u16` id, all values of one object in a single
-//! byte blob ([`AttrBlob`]): `{ id: u16 LE, count: varint, (len: varint, bytes)* }*`, ids ascending.
-//! That keeps a typical user at a few hundred bytes.
+//! configuration's "needed" set), each under an interned `u16` id ([`AttrTable`]). An object's leftmost
+//! RDN and all its kept values live in one byte blob ([`ObjData`]):
+//!
+//! ```text
+//! rdn_len varint, rdn bytes,
+//! { id varint, count varint, value* }*          ids ascending
+//! value = h varint (h = len << 2 | mode), [part varint if mode != 0], len bytes
+//!   mode 0: the value is the bytes
+//!   mode 1: the value is the bytes followed by shared part `part` (a mail domain: `@corp.example`)
+//!   mode 2: the value is shared part `part` followed by the bytes (a SID's domain prefix, all but the RID)
+//! ```
+//!
+//! Shared parts ([`Shared`]) are the values' domain parts — the text from the last `@` on, and the domain
+//! SID of an objectSid — which every object of a domain repeats. They are interned in order of first
+//! appearance (so the same journal gives the same ids) and never removed; the table stops growing at
+//! [`Shared::MAX_PARTS`] parts, after which values are stored whole. A typical user is ~130 bytes.
 
+use std::borrow::Cow;
+
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
+use super::dn::fnv1a;
 use super::expr::Value;
 use super::ops::ObjectKind;
 use crate::event::ObjectClass;
@@ -21,11 +38,34 @@ pub fn kind_of(class: &ObjectClass) -> Option<ObjectKind> {
     }
 }
 
-/// Attribute names interned to small ids; names are compared lower-cased.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+fn fnv_lower(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Attribute names interned to small ids; names are compared ASCII-case-insensitively.
+#[derive(Clone, Default)]
 pub struct AttrTable {
     names: Vec<String>,
+    index: HashTable<u16>,
 }
+
+impl std::fmt::Debug for AttrTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttrTable")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl PartialEq for AttrTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl Eq for AttrTable {}
 
 impl AttrTable {
     /// A table holding exactly `names` (lower-cased, deduplicated, sorted), so ids do not depend on
@@ -38,20 +78,28 @@ impl AttrTable {
         sorted.sort();
         sorted.dedup();
         sorted.truncate(usize::from(u16::MAX));
-        AttrTable { names: sorted }
+        let mut index = HashTable::with_capacity(sorted.len());
+        for (i, n) in sorted.iter().enumerate() {
+            index.insert_unique(fnv_lower(n), i as u16, |&j| {
+                fnv_lower(&sorted[usize::from(j)])
+            });
+        }
+        AttrTable {
+            names: sorted,
+            index,
+        }
     }
 
-    /// The id of `name` (any case), if the table keeps it.
+    /// The id of `name` (any case), if the table keeps it. One hash of the name, no allocation.
     pub fn id(&self, name: &str) -> Option<u16> {
-        // Names are stored lower-cased and sorted by bytes, so a case-folding comparison can binary-search
-        // without allocating.
-        self.names
-            .binary_search_by(|n| n.bytes().cmp(name.bytes().map(|b| b.to_ascii_lowercase())))
-            .ok()
-            .map(|i| i as u16)
+        self.index
+            .find(fnv_lower(name), |&i| {
+                self.names[usize::from(i)].eq_ignore_ascii_case(name)
+            })
+            .copied()
     }
 
-    /// The name of `id`.
+    /// The name of `id` (lower-case).
     pub fn name(&self, id: u16) -> Option<&str> {
         self.names.get(usize::from(id)).map(String::as_str)
     }
@@ -75,7 +123,14 @@ fn put_varint(out: &mut Vec<u8>, mut v: usize) {
     out.push(v as u8);
 }
 
+#[inline]
 fn get_varint(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    // The usual case: one byte.
+    let first = *bytes.get(*at)?;
+    if first < 0x80 {
+        *at += 1;
+        return Some(usize::from(first));
+    }
     let mut v = 0usize;
     for shift in (0..64).step_by(7) {
         let b = *bytes.get(*at)?;
@@ -88,134 +143,319 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> Option<usize> {
     None
 }
 
-/// All kept attribute values of one object, in one allocation.
+const MODE_PLAIN: usize = 0;
+const MODE_SUFFIX: usize = 1;
+const MODE_PREFIX: usize = 2;
+
+/// The interned shared parts of values (see the module doc).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Shared {
+    parts: Vec<Box<[u8]>>,
+    /// Derived from `parts` (rebuilt by [`Shared::reindex`]).
+    #[serde(skip)]
+    index: HashTable<u32>,
+    /// Scratch space for encoding a blob, so each blob is allocated once at its exact size.
+    #[serde(skip)]
+    scratch: Vec<u8>,
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts == other.parts
+    }
+}
+
+impl Eq for Shared {}
+
+impl Shared {
+    /// The most parts the table holds.
+    pub const MAX_PARTS: usize = 1 << 16;
+
+    /// Rebuilds the lookup index (after decoding).
+    pub fn reindex(&mut self) {
+        let parts = &self.parts;
+        let mut index = HashTable::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            index.insert_unique(fnv1a(p), i as u32, |&j| fnv1a(&parts[j as usize]));
+        }
+        self.index = index;
+    }
+
+    /// How many parts the table holds.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn get(&self, id: usize) -> Option<&[u8]> {
+        self.parts.get(id).map(|p| &p[..])
+    }
+
+    /// The id of `part`, interning it; `None` when the table is full.
+    fn intern(&mut self, part: &[u8]) -> Option<usize> {
+        let hash = fnv1a(part);
+        let parts = &self.parts;
+        if let Some(&i) = self.index.find(hash, |&i| &*parts[i as usize] == part) {
+            return Some(i as usize);
+        }
+        if self.parts.len() >= Self::MAX_PARTS {
+            return None;
+        }
+        let id = self.parts.len() as u32;
+        self.parts.push(part.into());
+        let parts = &self.parts;
+        self.index
+            .insert_unique(hash, id, |&j| fnv1a(&parts[j as usize]));
+        Some(id as usize)
+    }
+}
+
+/// Where a value splits into its own bytes and a shared part: `(mode, split)`.
+fn shared_split(v: &[u8]) -> Option<(usize, usize)> {
+    // A SID (revision 1) of a domain account: the domain SID is everything but the last sub-authority.
+    if v.len() >= 24 && v[0] == 1 && v[1] >= 4 && v.len() == 8 + 4 * usize::from(v[1]) {
+        return Some((MODE_PREFIX, v.len() - 4));
+    }
+    // Text with a mail domain: from the last `@` on.
+    let at = v.iter().rposition(|b| *b == b'@')?;
+    (at > 0 && v.len() - at >= 4 && v.len() - at <= 255).then_some((MODE_SUFFIX, at))
+}
+
+fn encode_value(out: &mut Vec<u8>, v: &[u8], shared: &mut Shared) {
+    if let Some((mode, split)) = shared_split(v) {
+        let (own, part) = match mode {
+            MODE_SUFFIX => (&v[..split], &v[split..]),
+            _ => (&v[split..], &v[..split]),
+        };
+        if let Some(id) = shared.intern(part) {
+            put_varint(out, own.len() << 2 | mode);
+            put_varint(out, id);
+            out.extend_from_slice(own);
+            return;
+        }
+    }
+    put_varint(out, v.len() << 2 | MODE_PLAIN);
+    out.extend_from_slice(v);
+}
+
+/// Reads one value at `at`; `None` when the blob is malformed (impossible unless memory is corrupt).
+fn decode_value<'a>(b: &'a [u8], at: &mut usize, shared: &Shared) -> Option<Cow<'a, [u8]>> {
+    let h = get_varint(b, at)?;
+    let part = match h & 3 {
+        MODE_PLAIN => None,
+        _ => Some(shared.get(get_varint(b, at)?)?),
+    };
+    let own = b.get(*at..at.checked_add(h >> 2)?)?;
+    *at += h >> 2;
+    Some(match (h & 3, part) {
+        (MODE_SUFFIX, Some(p)) => Cow::Owned([own, p].concat()),
+        (_, Some(p)) => Cow::Owned([p, own].concat()),
+        _ => Cow::Borrowed(own),
+    })
+}
+
+/// Skips one value at `at`.
+fn skip_value(b: &[u8], at: &mut usize) -> Option<()> {
+    let h = get_varint(b, at)?;
+    if h & 3 != MODE_PLAIN {
+        get_varint(b, at)?;
+    }
+    *at = at.checked_add(h >> 2)?;
+    (*at <= b.len()).then_some(())
+}
+
+/// One object's leftmost RDN and kept attribute values, in one allocation (layout in the module doc).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttrBlob(Box<[u8]>);
+pub struct ObjData(Box<[u8]>);
 
-/// Decoded view of one attribute in a blob.
-pub type AttrEntry<'a> = (u16, Vec<&'a [u8]>);
+/// One attribute's encoded entry inside an [`ObjData`].
+#[derive(Debug, Clone, Copy)]
+struct RawEntry<'a> {
+    id: u16,
+    count: usize,
+    /// The whole entry, header included (copied as is when a delta leaves it alone).
+    whole: &'a [u8],
+    /// The values.
+    values: &'a [u8],
+}
 
-impl AttrBlob {
-    /// Decodes every entry, ids ascending. A malformed blob (impossible unless memory is corrupt) yields the
-    /// entries before the damage.
-    pub fn entries(&self) -> Vec<AttrEntry<'_>> {
-        let b = &self.0;
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at + 2 <= b.len() {
-            let id = u16::from_le_bytes([b[at], b[at + 1]]);
-            at += 2;
-            let Some(count) = get_varint(b, &mut at) else {
-                break;
-            };
-            let mut values = Vec::with_capacity(count.min(64));
-            for _ in 0..count {
-                let Some(len) = get_varint(b, &mut at) else {
-                    return out;
-                };
-                let Some(v) = b.get(at..at.saturating_add(len)) else {
-                    return out;
-                };
-                at += len;
-                values.push(v);
-            }
-            out.push((id, values));
+/// The entries of a blob, ids ascending; stops at the first malformed byte.
+struct Entries<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = RawEntry<'a>;
+
+    fn next(&mut self) -> Option<RawEntry<'a>> {
+        let start = self.at;
+        let mut at = self.at;
+        let id = u16::try_from(get_varint(self.b, &mut at)?).ok()?;
+        let count = get_varint(self.b, &mut at)?;
+        let values_start = at;
+        for _ in 0..count {
+            skip_value(self.b, &mut at)?;
         }
-        out
+        self.at = at;
+        Some(RawEntry {
+            id,
+            count,
+            whole: self.b.get(start..at)?,
+            values: self.b.get(values_start..at)?,
+        })
+    }
+}
+
+impl ObjData {
+    fn rdn_end(&self) -> (usize, usize) {
+        let mut at = 0;
+        let len = get_varint(&self.0, &mut at).unwrap_or(0);
+        (at, at.saturating_add(len).min(self.0.len()))
     }
 
-    /// The values of attribute `id` (empty when absent). Scans the blob; allocates only the result.
-    pub fn get(&self, id: u16) -> Vec<&[u8]> {
-        let b = &self.0;
-        let mut at = 0;
-        while at + 2 <= b.len() {
-            let this = u16::from_le_bytes([b[at], b[at + 1]]);
-            at += 2;
-            let Some(count) = get_varint(b, &mut at) else {
-                break;
-            };
-            if this > id {
-                break;
-            }
-            let mut values = Vec::new();
-            for _ in 0..count {
-                let Some(len) = get_varint(b, &mut at) else {
-                    return Vec::new();
-                };
-                let Some(v) = b.get(at..at.saturating_add(len)) else {
-                    return Vec::new();
-                };
-                at += len;
-                if this == id {
-                    values.push(v);
-                }
-            }
-            if this == id {
-                return values;
-            }
-        }
-        Vec::new()
+    /// The leftmost RDN exactly as AD wrote it (`""` until the object has been read).
+    pub fn rdn(&self) -> &str {
+        let (start, end) = self.rdn_end();
+        self.0
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
-    /// How many values attribute `id` has, and the first of them, without allocating.
-    pub fn first(&self, id: u16) -> (usize, Option<&[u8]>) {
-        let b = &self.0;
-        let mut at = 0;
-        while at + 2 <= b.len() {
-            let this = u16::from_le_bytes([b[at], b[at + 1]]);
-            at += 2;
-            let Some(count) = get_varint(b, &mut at) else {
-                break;
-            };
-            if this > id {
-                break;
-            }
-            if this == id {
-                let first =
-                    get_varint(b, &mut at).and_then(|len| b.get(at..at.saturating_add(len)));
-                return (count, first);
-            }
-            for _ in 0..count {
-                let Some(len) = get_varint(b, &mut at) else {
-                    return (0, None);
-                };
-                at = at.saturating_add(len);
-            }
+    fn entries(&self) -> Entries<'_> {
+        Entries {
+            b: &self.0,
+            at: self.rdn_end().1,
         }
-        (0, None)
     }
 
-    /// Attribute `id` as an expression [`Value`] (`name_lower` gives its schema shape, see [`to_value`]);
-    /// the usual single value is read without intermediate allocations.
-    pub fn value(&self, id: u16, name_lower: &str) -> Value {
-        match self.first(id) {
+    fn entry(&self, id: u16) -> Option<RawEntry<'_>> {
+        self.entries()
+            .take_while(|e| e.id <= id)
+            .find(|e| e.id == id)
+    }
+
+    /// The same attributes under another RDN.
+    pub fn with_rdn(&self, rdn: &str) -> ObjData {
+        let (_, end) = self.rdn_end();
+        let rest = self.0.get(end..).unwrap_or_default();
+        let mut out = Vec::with_capacity(rdn.len() + 2 + rest.len());
+        put_varint(&mut out, rdn.len());
+        out.extend_from_slice(rdn.as_bytes());
+        out.extend_from_slice(rest);
+        ObjData(out.into_boxed_slice())
+    }
+
+    /// The values of attribute `id` (empty when absent).
+    pub fn get<'a>(&'a self, id: u16, shared: &Shared) -> Vec<Cow<'a, [u8]>> {
+        let Some(e) = self.entry(id) else {
+            return Vec::new();
+        };
+        let mut at = 0;
+        (0..e.count)
+            .map_while(|_| decode_value(e.values, &mut at, shared))
+            .collect()
+    }
+
+    /// How many values attribute `id` has, and the first of them.
+    pub fn first<'a>(&'a self, id: u16, shared: &Shared) -> (usize, Option<Cow<'a, [u8]>>) {
+        match self.entry(id) {
+            Some(e) => (e.count, decode_value(e.values, &mut 0, shared)),
+            None => (0, None),
+        }
+    }
+
+    /// Attribute `id` as an expression [`Value`] (`name_lower` gives its schema shape, see [`to_value`]).
+    pub fn value(&self, id: u16, name_lower: &str, shared: &Shared) -> Value {
+        match self.first(id, shared) {
             (0, _) => Value::Null,
             (1, Some(v)) => to_value(name_lower, &[v]),
-            _ => to_value(name_lower, &self.get(id)),
+            _ => to_value(name_lower, &self.get(id, shared)),
         }
     }
 
-    fn encode<V: AsRef<[u8]>>(entries: &[(u16, &[V])]) -> AttrBlob {
-        let mut out = Vec::new();
-        for (id, values) in entries {
-            if values.is_empty() {
-                continue;
-            }
-            out.extend_from_slice(&id.to_le_bytes());
-            put_varint(&mut out, values.len());
-            for v in values.iter() {
-                let v = v.as_ref();
-                put_varint(&mut out, v.len());
-                out.extend_from_slice(v);
+    /// Records where each attribute's entry starts, in `offsets[id]` (ids at or beyond `offsets.len()` are
+    /// left out), for [`ObjData::value_at`]: one pass instead of a scan per read.
+    pub fn locate(&self, offsets: &mut [u32]) {
+        let mut it = self.entries();
+        loop {
+            let start = it.at;
+            let Some(e) = it.next() else { break };
+            if let Some(slot) = offsets.get_mut(usize::from(e.id)) {
+                *slot = start as u32;
             }
         }
-        AttrBlob(out.into_boxed_slice())
     }
 
-    /// Applies changes: with `replace_all` the blob becomes exactly `changes`, otherwise each changed attribute
-    /// replaces its old values (an empty value list removes it). Attributes the table does not keep are
-    /// dropped; of repeated names the last wins. Returns whether anything changed.
-    pub fn apply<'a, I>(&mut self, table: &AttrTable, changes: I, replace_all: bool) -> bool
+    /// The attribute whose entry starts at `offset`: its value count and whether its first value is empty,
+    /// without decoding values.
+    pub fn shape_at(&self, offset: u32) -> (usize, bool) {
+        let mut it = Entries {
+            b: &self.0,
+            at: offset as usize,
+        };
+        let Some(e) = it.next() else {
+            return (0, true);
+        };
+        let mut at = 0;
+        // A value with a shared part is never empty (parts are at least four bytes).
+        let first_empty = get_varint(e.values, &mut at).is_none_or(|h| h == MODE_PLAIN);
+        (e.count, first_empty)
+    }
+
+    /// The attribute whose entry starts at `offset` (from [`ObjData::locate`]) as a [`Value`].
+    pub fn value_at(&self, offset: u32, name_lower: &str, shared: &Shared) -> Value {
+        let mut it = Entries {
+            b: &self.0,
+            at: offset as usize,
+        };
+        let Some(e) = it.next() else {
+            return Value::Null;
+        };
+        let mut at = 0;
+        if e.count == 1 {
+            return match decode_value(e.values, &mut at, shared) {
+                Some(v) => to_value(name_lower, &[v]),
+                None => Value::Null,
+            };
+        }
+        let values: Vec<Cow<'_, [u8]>> = (0..e.count)
+            .map_while(|_| decode_value(e.values, &mut at, shared))
+            .collect();
+        to_value(name_lower, &values)
+    }
+
+    /// Applies attribute changes: with `replace_all` the attributes become exactly `changes`, otherwise each
+    /// changed attribute replaces its old values (an empty value list removes it). Attributes the table
+    /// does not keep are dropped; of repeated names the last wins. The RDN is kept. Returns whether
+    /// anything changed.
+    pub fn apply<'a, I>(
+        &mut self,
+        table: &AttrTable,
+        shared: &mut Shared,
+        changes: I,
+        replace_all: bool,
+    ) -> bool
+    where
+        I: IntoIterator<Item = (&'a str, &'a [Vec<u8>])>,
+    {
+        self.apply_with_rdn(table, shared, changes, replace_all, None)
+    }
+
+    /// [`ObjData::apply`], also replacing the RDN with `rdn` when given (one re-encoding for both).
+    pub fn apply_with_rdn<'a, I>(
+        &mut self,
+        table: &AttrTable,
+        shared: &mut Shared,
+        changes: I,
+        replace_all: bool,
+        rdn: Option<&str>,
+    ) -> bool
     where
         I: IntoIterator<Item = (&'a str, &'a [Vec<u8>])>,
     {
@@ -228,31 +468,67 @@ impl AttrBlob {
         new.reverse();
         new.dedup_by_key(|(id, _)| *id);
         new.reverse();
-        let next = if replace_all {
-            AttrBlob::encode(&new)
+        let (_, rdn_end) = self.rdn_end();
+        let mut out = std::mem::take(&mut shared.scratch);
+        out.clear();
+        match (rdn, self.0.get(..rdn_end)) {
+            (Some(r), _) => {
+                put_varint(&mut out, r.len());
+                out.extend_from_slice(r.as_bytes());
+            }
+            (None, Some(head)) if !head.is_empty() => out.extend_from_slice(head),
+            // No RDN yet: an empty one.
+            _ => put_varint(&mut out, 0),
+        }
+        let mut old = if replace_all {
+            Entries { b: &[], at: 0 }
         } else {
-            let old = self.entries();
-            let mut merged: Vec<(u16, Vec<&[u8]>)> = old
-                .into_iter()
-                .filter(|(id, _)| new.binary_search_by_key(id, |(i, _)| *i).is_err())
-                .collect();
-            merged.extend(
-                new.iter()
-                    .map(|(id, vals)| (*id, vals.iter().map(Vec::as_slice).collect())),
-            );
-            merged.sort_by_key(|(id, _)| *id);
-            let refs: Vec<(u16, &[&[u8]])> =
-                merged.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-            AttrBlob::encode(&refs)
-        };
-        let changed = next != *self;
-        *self = next;
+            self.entries()
+        }
+        .peekable();
+        let mut fresh = new.iter().peekable();
+        loop {
+            let take_old = match (old.peek(), fresh.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(o), Some((id, _))) => o.id < *id,
+            };
+            if take_old {
+                if let Some(o) = old.next() {
+                    out.extend_from_slice(o.whole);
+                }
+                continue;
+            }
+            let Some((id, values)) = fresh.next() else {
+                break;
+            };
+            while old.next_if(|o| o.id == *id).is_some() {}
+            if values.is_empty() {
+                continue;
+            }
+            put_varint(&mut out, usize::from(*id));
+            put_varint(&mut out, values.len());
+            for v in values.iter() {
+                encode_value(&mut out, v, shared);
+            }
+        }
+        let changed = *out != *self.0;
+        if changed {
+            self.0 = Box::from(&out[..]);
+        }
+        shared.scratch = out;
         changed
     }
 
-    /// Bytes held (for the memory accounting in the benchmark).
+    /// Bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.0.len()
+    }
+
+    /// A fingerprint of the kept attributes (not the RDN): equal attributes give equal fingerprints.
+    pub fn attrs_hash(&self) -> u64 {
+        fnv1a(self.0.get(self.rdn_end().1..).unwrap_or_default())
     }
 }
 
@@ -287,28 +563,27 @@ const MULTI: &[&str] = &[
 ];
 
 /// Reads raw AD values as an expression [`Value`], by the attribute's schema shape.
-pub fn to_value(name_lower: &str, values: &[&[u8]]) -> Value {
-    if values.is_empty() {
+pub fn to_value<V: AsRef<[u8]>>(name_lower: &str, values: &[V]) -> Value {
+    let Some(first) = values.first() else {
         return Value::Null;
-    }
+    };
     if BINARY.contains(&name_lower) {
-        return Value::Bin(values[0].to_vec());
+        return Value::Bin(first.as_ref().to_vec());
     }
     if let [one] = values
         && !MULTI.contains(&name_lower)
     {
-        return match std::str::from_utf8(one) {
+        return match std::str::from_utf8(one.as_ref()) {
             Ok(text) => Value::Str(text.to_string()),
-            Err(_) => Value::Bin(one.to_vec()),
+            Err(_) => Value::Bin(one.as_ref().to_vec()),
         };
     }
     let texts: Option<Vec<String>> = values
         .iter()
-        .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
+        .map(|v| std::str::from_utf8(v.as_ref()).ok().map(str::to_string))
         .collect();
     match texts {
-        None => Value::Bin(values[0].to_vec()),
-        Some(mut t) if t.len() == 1 && !MULTI.contains(&name_lower) => Value::Str(t.remove(0)),
+        None => Value::Bin(first.as_ref().to_vec()),
         Some(t) => Value::Multi(t),
     }
 }
@@ -317,17 +592,23 @@ pub fn to_value(name_lower: &str, values: &[&[u8]]) -> Value {
 mod tests {
     use super::*;
 
+    fn vals(v: Vec<Cow<'_, [u8]>>) -> Vec<Vec<u8>> {
+        v.into_iter().map(Cow::into_owned).collect()
+    }
+
     #[test]
     fn blob_round_trip_and_delta() {
         let table = AttrTable::new(["givenName", "sn", "proxyAddresses"]);
         assert_eq!(table.id("GIVENNAME"), table.id("givenname"));
         assert_eq!(table.id("mail"), None);
-        let mut blob = AttrBlob::default();
+        let mut shared = Shared::default();
+        let mut blob = ObjData::default().with_rdn("CN=Ann Lee");
         let given = vec![b"Ann".to_vec()];
-        let proxies = vec![b"SMTP:a@x".to_vec(), vec![0xff, 0x00]];
+        let proxies = vec![b"SMTP:a@x.example".to_vec(), vec![0xff, 0x00]];
         let ignored = vec![b"x".to_vec()];
         assert!(blob.apply(
             &table,
+            &mut shared,
             [
                 ("givenName", given.as_slice()),
                 ("proxyAddresses", proxies.as_slice()),
@@ -335,35 +616,99 @@ mod tests {
             ],
             true
         ));
+        assert_eq!(blob.rdn(), "CN=Ann Lee");
         let gid = table.id("givenname").unwrap();
         let pid = table.id("proxyaddresses").unwrap();
-        assert_eq!(blob.get(gid), vec![b"Ann".as_slice()]);
-        assert_eq!(
-            blob.get(pid),
-            vec![b"SMTP:a@x".as_slice(), [0xff, 0x00].as_slice()]
-        );
+        assert_eq!(vals(blob.get(gid, &shared)), given);
+        assert_eq!(vals(blob.get(pid, &shared)), proxies);
+        assert_eq!(shared.len(), 1, "the mail domain is shared");
         // A delta changes one attribute and keeps the rest; an empty list removes.
         let sn = vec![b"Lee".to_vec()];
         assert!(blob.apply(
             &table,
+            &mut shared,
             [("sn", sn.as_slice()), ("givenName", &[][..])],
             false
         ));
-        assert!(blob.get(gid).is_empty());
-        assert_eq!(blob.get(table.id("sn").unwrap()), vec![b"Lee".as_slice()]);
-        assert_eq!(blob.get(pid).len(), 2);
-        assert_eq!(blob.first(pid), (2, Some(b"SMTP:a@x".as_slice())));
-        assert_eq!(blob.first(gid), (0, None));
-        assert_eq!(blob.value(gid, "givenname"), Value::Null);
+        assert!(blob.get(gid, &shared).is_empty());
+        assert_eq!(vals(blob.get(table.id("sn").unwrap(), &shared)), sn);
+        assert_eq!(blob.get(pid, &shared).len(), 2);
+        let (n, first) = blob.first(pid, &shared);
+        assert_eq!((n, first.as_deref()), (2, Some(&b"SMTP:a@x.example"[..])));
+        assert_eq!(blob.first(gid, &shared).0, 0);
+        assert_eq!(blob.value(gid, "givenname", &shared), Value::Null);
         let snid = table.id("sn").unwrap();
-        assert_eq!(blob.value(snid, "sn"), Value::Str("Lee".into()));
+        assert_eq!(blob.value(snid, "sn", &shared), Value::Str("Lee".into()));
         // Two values, one not UTF-8: the attribute reads as binary (its first value).
         assert_eq!(
-            blob.value(pid, "proxyaddresses"),
-            Value::Bin(b"SMTP:a@x".to_vec())
+            blob.value(pid, "proxyaddresses", &shared),
+            Value::Bin(b"SMTP:a@x.example".to_vec())
         );
-        // Re-applying the same values is not a change.
-        assert!(!blob.apply(&table, [("sn", sn.as_slice())], false));
+        // Re-applying the same values is not a change; the RDN survives a new one.
+        assert!(!blob.apply(&table, &mut shared, [("sn", sn.as_slice())], false));
+        let moved = blob.with_rdn("CN=Ann Smith");
+        assert_eq!(moved.rdn(), "CN=Ann Smith");
+        assert_eq!(vals(moved.get(pid, &shared)), vals(blob.get(pid, &shared)));
+        assert_eq!(moved.attrs_hash(), blob.attrs_hash());
+    }
+
+    #[test]
+    fn shared_parts_round_trip_and_stop_growing() {
+        let table = AttrTable::new(["objectSid", "mail"]);
+        let mut shared = Shared::default();
+        let sid: Vec<u8> = [1u8, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0]
+            .into_iter()
+            .chain((1u8..=16).map(|b| b * 3))
+            .collect();
+        let mut a = ObjData::default();
+        let mut b = ObjData::default();
+        let (sv, mv) = (vec![sid.clone()], vec![b"ann@corp.example".to_vec()]);
+        a.apply(
+            &table,
+            &mut shared,
+            [("objectSid", &sv[..]), ("mail", &mv[..])],
+            true,
+        );
+        let mut sid2 = sid.clone();
+        sid2[27] = 9;
+        let (sv2, mv2) = (vec![sid2.clone()], vec![b"bob@corp.example".to_vec()]);
+        b.apply(
+            &table,
+            &mut shared,
+            [("objectSid", &sv2[..]), ("mail", &mv2[..])],
+            true,
+        );
+        assert_eq!(shared.len(), 2, "one domain SID and one mail domain");
+        let sid_id = table.id("objectsid").unwrap();
+        assert_eq!(vals(b.get(sid_id, &shared)), vec![sid2]);
+        assert_eq!(vals(a.get(table.id("mail").unwrap(), &shared)), mv);
+        // A decoded copy of the table reads the same values.
+        let mut copy = Shared {
+            parts: shared.parts.clone(),
+            ..Shared::default()
+        };
+        copy.reindex();
+        assert_eq!(vals(a.get(sid_id, &copy)), vec![sid]);
+        // A full table stores values whole.
+        let mut full = Shared::default();
+        for i in 0..Shared::MAX_PARTS {
+            full.intern(format!("@d{i}.example").as_bytes());
+        }
+        let mut c = ObjData::default();
+        let mv3 = vec![b"x@new.example".to_vec()];
+        c.apply(&table, &mut full, [("mail", &mv3[..])], true);
+        assert_eq!(full.len(), Shared::MAX_PARTS);
+        assert_eq!(vals(c.get(table.id("mail").unwrap(), &full)), mv3);
+    }
+
+    #[test]
+    fn malformed_blobs_read_as_empty() {
+        let shared = Shared::default();
+        for bytes in [vec![0x80], vec![0, 5, 1, 0xff, 0xff], vec![0, 1, 1, 9, 3]] {
+            let d = ObjData(bytes.into_boxed_slice());
+            assert!(d.get(1, &shared).is_empty());
+            assert_eq!(d.value(1, "x", &shared), Value::Null);
+        }
     }
 
     #[test]
@@ -378,6 +723,6 @@ mod tests {
             Value::Bin(b"abc".to_vec())
         );
         assert_eq!(to_value("cn", &[&[0xff]]), Value::Bin(vec![0xff]));
-        assert_eq!(to_value("cn", &[]), Value::Null);
+        assert_eq!(to_value::<&[u8]>("cn", &[]), Value::Null);
     }
 }

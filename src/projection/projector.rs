@@ -7,11 +7,10 @@
 
 use super::anchor::anchor_bytes;
 use super::config::Compiled;
-use super::dn;
 use super::model::kind_of;
 use super::ops::{ObjectKind, Operation};
 use super::provlog::{LogEntry, Step};
-use super::state::{ObjState, State};
+use super::state::{ObjId, State};
 use crate::event::{Attribute, Event, Guid, SourceKind};
 
 /// One operation for the outbox, with where it came from.
@@ -105,22 +104,25 @@ impl Projector {
                     self.log(out, *guid, seq, Step::Import, "MembersChanged", || {
                         format!("+{} -{}", added.len(), removed.len())
                     });
-                    self.members_changed(seq, domain, *guid, added, removed, out);
+                    let group = self.ensure_group(domain, *guid);
+                    self.members_changed(seq, domain, group, added, removed, out);
                 }
             }
             Event::ObjectDeleted { guid, .. } => {
                 self.log(out, *guid, seq, Step::Import, "Deleted", String::new);
-                self.deleted(seq, *guid, out);
+                if let Some(id) = self.state.id(*guid) {
+                    self.deleted(seq, id, out);
+                }
             }
             Event::ObjectMoved { guid, new_dn, .. } => {
-                if self.state.objects.contains_key(guid) {
+                if let Some(id) = self.state.id(*guid) {
                     self.log(out, *guid, seq, Step::Import, "Moved", || new_dn.clone());
-                    let canonical = self.set_dn(domain, *guid, new_dn);
-                    let newly = self.resolve_waiting(domain, *guid, &canonical);
-                    let was = self.state.objects.get(guid).is_some_and(|o| o.in_cloud);
-                    self.reconcile(seq, *guid, out);
-                    self.add_resolved(seq, *guid, &newly, was, out);
-                    self.rescope_members(seq, *guid, out);
+                    self.state.set_dn(id, new_dn);
+                    let newly = self.resolve_waiting(domain, id);
+                    let was = self.state.obj(id).is_some_and(|o| o.in_cloud());
+                    self.reconcile(seq, id, out);
+                    self.add_resolved(seq, id, &newly, was, out);
+                    self.rescope_members(seq, id, out);
                 }
             }
             Event::PasswordChanged { .. } => {}
@@ -136,16 +138,15 @@ impl Projector {
                 if matches!(source, SourceKind::LdapDirSync | SourceKind::LdapUsnPoll)
                     && let Some(start) = self.state.resyncs.remove(&domain)
                 {
-                    let gone: Vec<Guid> = self
+                    let gone: Vec<(ObjId, Guid)> = self
                         .state
-                        .objects
                         .iter()
                         .filter(|(_, o)| o.domain == domain && o.seen_seq < start)
-                        .map(|(g, _)| *g)
+                        .map(|(i, o)| (i, o.guid))
                         .collect();
-                    for g in gone {
+                    for (id, g) in gone {
                         self.log(out, g, seq, Step::Import, "NotSeenInResync", String::new);
-                        self.deleted(seq, g, out);
+                        self.deleted(seq, id, out);
                     }
                 }
             }
@@ -159,19 +160,17 @@ impl Projector {
         copy.ignore_scope = true;
         copy.log_enabled = true;
         let seq = copy.state.last_seq;
-        if let Some(o) = copy.state.objects.get_mut(&guid) {
+        let mut out = Output::default();
+        let Some(id) = copy.state.id(guid) else {
+            return (out.log, out.ops);
+        };
+        if let Some(o) = copy.state.obj_mut(id) {
             // Forget the last fingerprint so an unchanged object still shows its upsert.
             o.last_hash = 0;
         }
-        let mut out = Output::default();
-        let dn = copy
-            .state
-            .objects
-            .get(&guid)
-            .map(|o| o.dn.to_string())
-            .unwrap_or_default();
+        let dn = copy.state.dn(id);
         copy.log(&mut out, guid, seq, Step::Import, "OnDemand", || dn);
-        copy.reconcile(seq, guid, &mut out);
+        copy.reconcile(seq, id, &mut out);
         (out.log, out.ops)
     }
 
@@ -229,77 +228,68 @@ impl Projector {
             if full_image { "FullImage" } else { "Delta" },
             || new_dn.to_string(),
         );
-        let obj = self
-            .state
-            .objects
-            .entry(guid)
-            .or_insert_with(|| ObjState::placeholder(domain, kind, guid));
-        obj.kind = kind;
-        obj.domain = domain;
-        if obj.seen_seq == 0 {
+        let id = self.state.ensure(guid, domain, kind);
+        let first_read = {
+            let Some(obj) = self.state.obj_mut(id) else {
+                return;
+            };
+            obj.kind = kind;
+            obj.domain = domain;
+            let first = obj.seen_seq == 0;
+            obj.seen_seq = seq;
+            if kind == ObjectKind::Group && obj.group.is_none() {
+                obj.group = Some(Box::default());
+            }
+            first
+        };
+        if first_read {
             // First read: the anchor is fixed now, for the object's life.
             let cg = attributes
                 .iter()
                 .find(|a| a.name.eq_ignore_ascii_case("ms-DS-ConsistencyGuid"))
                 .and_then(|a| a.values.first());
-            obj.anchor = anchor_bytes(guid, cg.map(Vec::as_slice));
+            let anchor = anchor_bytes(guid, cg.map(Vec::as_slice));
+            if anchor.0 != guid.0 {
+                self.state.anchors.insert(guid, anchor);
+            }
         }
-        obj.seen_seq = seq;
+        let was = self.state.obj(id).is_some_and(|o| o.in_cloud());
+        let dn_changed = !new_dn.is_empty() && !self.state.dn_is(id, new_dn);
         let table = &self.cfg.table;
-        obj.attrs.apply(
-            table,
-            attributes
-                .iter()
-                .filter(|a| !a.name.eq_ignore_ascii_case("member"))
-                .map(|a| (a.name.as_str(), a.values.as_slice())),
-            full_image,
-        );
-        let was = obj.in_cloud;
-        let dn_changed = !new_dn.is_empty() && *obj.dn != *new_dn;
-        let canonical = dn_changed.then(|| self.set_dn(domain, guid, new_dn));
-        if kind == ObjectKind::Group {
-            self.state.objects.entry(guid).and_modify(|o| {
-                if o.group.is_none() {
-                    o.group = Some(Box::default());
-                }
+        self.state
+            .change(id, dn_changed.then_some(new_dn), |data, shared, rdn| {
+                data.apply_with_rdn(
+                    table,
+                    shared,
+                    attributes
+                        .iter()
+                        .filter(|a| !a.name.eq_ignore_ascii_case("member"))
+                        .map(|a| (a.name.as_str(), a.values.as_slice())),
+                    full_image,
+                    rdn,
+                );
             });
-        }
-        let member_attr = attributes
-            .iter()
-            .find(|a| a.name.eq_ignore_ascii_case("member"));
-        let newly = match &canonical {
-            Some(c) => self.resolve_waiting(domain, guid, c),
-            None => Vec::new(),
+        let newly = if dn_changed {
+            self.resolve_waiting(domain, id)
+        } else {
+            Vec::new()
         };
-        self.reconcile(seq, guid, out);
-        self.add_resolved(seq, guid, &newly, was, out);
+        self.reconcile(seq, id, out);
+        self.add_resolved(seq, id, &newly, was, out);
         if dn_changed && kind == ObjectKind::Group {
-            self.rescope_members(seq, guid, out);
+            self.rescope_members(seq, id, out);
         }
         if kind == ObjectKind::Group
-            && let Some(member) = member_attr
+            && let Some(member) = attributes
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case("member"))
         {
             let dns: Vec<String> = member
                 .values
                 .iter()
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .collect();
-            self.replace_members(seq, domain, guid, &dns, out);
+            self.replace_members(seq, domain, id, &dns, out);
         }
-    }
-
-    /// Moves `guid` to `new_dn` in the DN index; returns the new canonical DN.
-    fn set_dn(&mut self, domain: u16, guid: Guid, new_dn: &str) -> Box<str> {
-        let canonical: Box<str> = dn::canonical(new_dn).into();
-        let Some(obj) = self.state.objects.get_mut(&guid) else {
-            return canonical;
-        };
-        let old = (!obj.dn.is_empty()).then(|| dn::canonical(&obj.dn));
-        obj.dn = new_dn.into();
-        if let Some(old) = old {
-            self.state.dn_remove(domain, &old, guid);
-        }
-        self.state.dn_insert(domain, canonical.clone(), guid);
-        canonical
     }
 }

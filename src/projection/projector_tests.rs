@@ -441,7 +441,7 @@ fn resync_deletes_what_was_not_seen() {
         source: SourceKind::LdapDirSync,
     });
     assert_eq!(shorts(&ops), vec![format!("delete {}", b64(1))]);
-    assert!(!r.p.state().objects.contains_key(&g(1)));
+    assert!(r.p.state().get(g(1)).is_none());
 }
 
 #[test]
@@ -505,9 +505,8 @@ fn deleting_a_user_removes_it_everywhere() {
     assert_eq!(shorts(&r.feed(del)), vec![format!("delete {}", b64(1))]);
     let st = r.p.state();
     assert!(
-        st.objects[&g(10)]
-            .group
-            .as_ref()
+        st.get(g(10))
+            .and_then(|o| o.group.as_ref())
             .is_some_and(|gs| gs.members.is_empty())
     );
     assert!(st.member_of.is_empty() && st.dn_count() == 1);

@@ -7,39 +7,72 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::config::Compiled;
-use super::dn;
 use super::expr::{EvalContext, Value};
 use super::mapping::ApplyWhen;
-use super::model::AttrBlob;
+use super::model::{ObjData, Shared};
 use super::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
 use super::projector::{Output, Projector};
 use super::provlog::Step;
+use super::scope::Mode;
 use super::sid::sid_to_string;
-use super::state::ObjState;
+use super::state::{ObjId, ObjState};
 use crate::event::Guid;
 
 pub(super) struct Ctx<'a> {
     cfg: &'a Compiled,
-    blob: &'a AttrBlob,
-    dn: &'a str,
+    data: &'a ObjData,
+    shared: &'a Shared,
+    dn: String,
     guid: Guid,
     seq: u64,
     claimed: &'a BTreeMap<String, Guid>,
+    /// Where each kept attribute's entry starts in `data` ([`ObjData::locate`]), by table id.
+    offsets: [u32; SLOTS],
+}
+
+/// Attribute ids below this are located once per object; the rest are found by scanning.
+const SLOTS: usize = 64;
+const ABSENT: u32 = u32::MAX;
+
+impl Ctx<'_> {
+    /// The kept attribute with table id `id` (`None`: not kept, so Null).
+    fn by_id(&self, id: Option<u16>) -> Value {
+        match id {
+            Some(id) => self.attribute_in_slot("", id),
+            None => Value::Null,
+        }
+    }
 }
 
 impl EvalContext for Ctx<'_> {
     fn attribute(&self, name: &str) -> Value {
         if name.eq_ignore_ascii_case("dn") || name.eq_ignore_ascii_case("distinguishedName") {
-            return Value::Str(self.dn.to_string());
+            return Value::Str(self.dn.clone());
         }
         if name.eq_ignore_ascii_case("objectGUID") {
             return Value::Bin(self.guid.0.to_vec());
         }
-        let Some(id) = self.cfg.table.id(name) else {
-            return Value::Null;
-        };
-        self.blob
-            .value(id, self.cfg.table.name(id).unwrap_or_default())
+        match self.cfg.table.id(name) {
+            Some(id) => self.attribute_in_slot(name, id),
+            None => Value::Null,
+        }
+    }
+
+    fn attribute_shape(&self, _name: &str, id: u16) -> Option<(usize, bool)> {
+        match self.offsets.get(usize::from(id)) {
+            Some(&ABSENT) => Some((0, true)),
+            Some(&offset) => Some(self.data.shape_at(offset)),
+            None => None,
+        }
+    }
+
+    fn attribute_in_slot(&self, _name: &str, id: u16) -> Value {
+        let name = self.cfg.table.name(id).unwrap_or_default();
+        match self.offsets.get(usize::from(id)) {
+            Some(&ABSENT) => Value::Null,
+            Some(&offset) => self.data.value_at(offset, name, self.shared),
+            None => self.data.value(id, name, self.shared),
+        }
     }
 
     fn guid_bytes(&self) -> [u8; 16] {
@@ -63,16 +96,27 @@ fn seed(guid: Guid, seq: u64) -> [u8; 16] {
     out
 }
 
-/// FNV-1a, fed piece by piece: cheap, stable across runs and platforms.
-struct Fnv(u64);
+/// A fingerprint hash fed piece by piece, eight bytes at a time: cheap, stable across runs and platforms
+/// (it is kept in the state's bytes).
+struct Fp(u64);
 
-impl Fnv {
+impl Fp {
     fn bytes(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.word(w);
         }
-        // A separator so that ("ab", "c") and ("a", "bc") differ.
-        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // The length goes in too, so that ("ab", "c") and ("a", "bc") differ.
+        self.word(u64::from_le_bytes(tail) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
     }
 
     fn json(&mut self, v: &serde_json::Value) {
@@ -80,7 +124,10 @@ impl Fnv {
         match v {
             J::Null => self.bytes(b"n"),
             J::Bool(b) => self.bytes(if *b { b"t" } else { b"f" }),
-            J::Number(n) => self.bytes(n.to_string().as_bytes()),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => self.bytes(&i.to_le_bytes()),
+                None => self.bytes(n.to_string().as_bytes()),
+            },
             J::String(s) => self.bytes(s.as_bytes()),
             J::Array(a) => {
                 self.bytes(b"[");
@@ -109,7 +156,7 @@ impl Fnv {
 /// What decides whether an upsert must be sent again: kind, on-premises identity and attributes
 /// (not the anchor, which never changes, nor the version).
 fn upsert_fingerprint(u: &Upsert) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Fp(0xcbf2_9ce4_8422_2325);
     h.bytes(u.kind.as_str().as_bytes());
     h.opt(u.on_premises.sam_account_name.as_deref());
     h.opt(u.on_premises.distinguished_name.as_deref());
@@ -119,17 +166,17 @@ fn upsert_fingerprint(u: &Upsert) -> u64 {
         h.bytes(k.as_bytes());
         h.json(v);
     }
-    h.0
+    h.0 | 1
 }
 
 impl Projector {
     /// Whether the object is in scope, and why not.
-    fn in_scope(&self, guid: Guid, obj: &ObjState, ctx: &Ctx<'_>) -> Result<(), &'static str> {
+    fn in_scope(&self, id: ObjId, obj: &ObjState, ctx: &Ctx<'_>) -> Result<(), &'static str> {
         if obj.seen_seq == 0 {
             return Err("object not read yet");
         }
         if ctx
-            .attribute("isCriticalSystemObject")
+            .by_id(self.cfg.ids.critical)
             .to_bool("scope")
             .unwrap_or(false)
         {
@@ -138,15 +185,15 @@ impl Projector {
         if self.ignore_scope {
             return Ok(());
         }
-        let in_group = || {
-            self.state.groups_of(guid).any(|g| {
-                self.state
-                    .objects
-                    .get(&g)
-                    .is_some_and(|o| self.cfg.scope.is_scoping_group(&dn::canonical(&o.dn)))
-            })
+        let selected = match &self.cfg.scope.mode {
+            Mode::All => true,
+            Mode::Ous(_) => self.cfg.scope.ou_selects(&self.state.canonical_dn(id)),
+            Mode::Groups(_) => self
+                .state
+                .groups_of(id)
+                .any(|g| self.cfg.scope.is_scoping_group(&self.state.canonical_dn(g))),
         };
-        if !self.cfg.scope.mode_selects(&obj.dn, &in_group) {
+        if !selected {
             return Err("outside the selected OUs or groups");
         }
         if !self.cfg.scope.filters_match(&|name| ctx.attribute(name)) {
@@ -155,36 +202,56 @@ impl Projector {
         Ok(())
     }
 
-    pub(super) fn ctx<'a>(&'a self, guid: Guid, obj: &'a ObjState, seq: u64) -> Ctx<'a> {
+    pub(super) fn ctx<'a>(&'a self, id: ObjId, obj: &'a ObjState, seq: u64) -> Ctx<'a> {
         Ctx {
             cfg: &self.cfg,
-            blob: &obj.attrs,
-            dn: &obj.dn,
-            guid,
+            data: &obj.data,
+            shared: self.state.shared(),
+            dn: self.state.dn(id),
+            guid: obj.guid,
             seq,
             claimed: &self.state.claimed,
+            offsets: {
+                let mut offsets = [ABSENT; SLOTS];
+                obj.data.locate(&mut offsets);
+                offsets
+            },
         }
     }
 
-    fn build_upsert(&self, seq: u64, obj: &ObjState, ctx: &Ctx<'_>) -> Result<Upsert, String> {
-        let creating = !obj.in_cloud;
+    fn build_upsert(
+        &self,
+        id: ObjId,
+        seq: u64,
+        obj: &ObjState,
+        ctx: Ctx<'_>,
+    ) -> Result<Upsert, String> {
+        let creating = !obj.in_cloud();
         let attributes = self
             .cfg
             .mappings
-            .evaluate(obj.kind, ctx, creating, self.state.on_create.get(&ctx.guid))
+            .evaluate(
+                obj.kind,
+                &ctx,
+                creating,
+                self.state.on_create.get(&obj.guid),
+            )
             .map_err(|(target, e)| format!("{target}: {e}"))?;
-        let text = |name: &str| ctx.attribute(name).to_opt_str("onPremises").ok().flatten();
-        let sid = match ctx.attribute("objectSid") {
+        let sid = match ctx.by_id(self.cfg.ids.sid) {
             Value::Bin(b) => sid_to_string(&b),
             _ => None,
         };
         Ok(Upsert {
             kind: obj.kind,
-            source_anchor: obj.anchor.to_string(),
+            source_anchor: self.state.anchor(id).text(),
             version: seq,
             on_premises: OnPremisesIdentity {
-                sam_account_name: text("sAMAccountName"),
-                distinguished_name: Some(obj.dn.to_string()),
+                sam_account_name: ctx
+                    .by_id(self.cfg.ids.sam)
+                    .to_opt_str("onPremises")
+                    .ok()
+                    .flatten(),
+                distinguished_name: Some(ctx.dn),
                 security_identifier: sid,
                 domain_name: Some(self.state.domain_name(obj.domain).to_string()),
             },
@@ -192,52 +259,57 @@ impl Projector {
         })
     }
 
-    /// Brings the cloud in line with the object: create, update, delete or nothing.
-    pub(super) fn reconcile(&mut self, seq: u64, guid: Guid, out: &mut Output) {
-        let Some(obj) = self.state.objects.get(&guid) else {
+    /// Brings the cloud in line with object `id`: create, update, delete or nothing.
+    pub(super) fn reconcile(&mut self, seq: u64, id: ObjId, out: &mut Output) {
+        let Some(obj) = self.state.obj(id) else {
             return;
         };
-        let domain = obj.domain;
+        let (domain, guid, kind, in_cloud, last_hash) = (
+            obj.domain,
+            obj.guid,
+            obj.kind,
+            obj.in_cloud(),
+            obj.last_hash,
+        );
         let decision = {
-            let ctx = self.ctx(guid, obj, seq);
-            self.in_scope(guid, obj, &ctx)
-                .map(|()| self.build_upsert(seq, obj, &ctx))
+            let ctx = self.ctx(id, obj, seq);
+            match self.in_scope(id, obj, &ctx) {
+                Ok(()) => Ok(self.build_upsert(id, seq, obj, ctx)),
+                Err(reason) => Err(reason),
+            }
         };
         match decision {
             Err(reason) => {
                 self.log(out, guid, seq, Step::Scope, "Skipped", || {
                     reason.to_string()
                 });
-                if obj.in_cloud {
+                if in_cloud {
+                    let anchor = self.state.anchor(id).text();
+                    self.log(out, guid, seq, Step::Match, "Delete", String::new);
+                    self.log(out, guid, seq, Step::Action, "Delete", || anchor.clone());
                     let op = Operation::Delete {
-                        kind: obj.kind,
-                        source_anchor: obj.anchor.to_string(),
+                        kind,
+                        source_anchor: anchor,
                         version: seq,
                     };
-                    self.log(out, guid, seq, Step::Match, "Delete", String::new);
-                    self.log(out, guid, seq, Step::Action, "Delete", || {
-                        obj.anchor.to_string()
-                    });
                     self.emit(out, domain, seq, op);
-                    self.leave_cloud(guid);
+                    self.leave_cloud(id);
                 }
             }
             Ok(built) => {
                 self.log(out, guid, seq, Step::Scope, "InScope", String::new);
-                let creating = !obj.in_cloud;
+                let creating = !in_cloud;
                 let upsert = match built {
                     Ok(u) => u,
                     Err(reason) => {
                         self.log(out, guid, seq, Step::Action, "Error", || reason.clone());
                         tracing::warn!(object = %guid, seq, reason = %reason, "Mapping failed; object held back.");
-                        if self.state.objects.contains_key(&guid) {
-                            self.state.quarantined.insert(guid, reason.into());
-                        }
+                        self.state.quarantined.insert(guid, reason.into());
                         return;
                     }
                 };
                 let print = upsert_fingerprint(&upsert);
-                if !creating && print == obj.last_hash {
+                if !creating && print == last_hash {
                     self.log(out, guid, seq, Step::Match, "NoChange", String::new);
                     return;
                 }
@@ -252,10 +324,8 @@ impl Projector {
                 self.log(out, guid, seq, Step::Action, "Upsert", || {
                     upsert.source_anchor.clone()
                 });
-                let unique: Vec<String> = self
-                    .cfg
-                    .mappings
-                    .of(upsert.kind)
+                let mappings = self.cfg.mappings.of(upsert.kind);
+                let unique: Vec<String> = mappings
                     .iter()
                     .filter(|m| m.unique)
                     .filter_map(|m| {
@@ -266,59 +336,72 @@ impl Projector {
                             .map(str::to_lowercase)
                     })
                     .collect();
-                let on_create: BTreeMap<String, serde_json::Value> = self
-                    .cfg
-                    .mappings
-                    .of(upsert.kind)
-                    .iter()
-                    .filter(|m| m.apply == ApplyWhen::OnCreate)
-                    .filter_map(|m| {
-                        upsert
-                            .attributes
-                            .get(&m.target)
-                            .map(|v| (m.target.clone(), v.clone()))
-                    })
-                    .collect();
+                let on_create: BTreeMap<String, serde_json::Value> = if creating {
+                    mappings
+                        .iter()
+                        .filter(|m| m.apply == ApplyWhen::OnCreate)
+                        .filter_map(|m| {
+                            upsert
+                                .attributes
+                                .get(&m.target)
+                                .map(|v| (m.target.clone(), v.clone()))
+                        })
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                };
                 self.emit(out, domain, seq, Operation::Upsert(upsert));
                 for v in unique {
                     self.state.claimed.insert(v, guid);
                 }
-                if let Some(o) = self.state.objects.get_mut(&guid) {
-                    o.in_cloud = true;
+                if let Some(o) = self.state.obj_mut(id) {
+                    o.set_in_cloud(true);
                     o.last_hash = print;
                 }
-                self.state.quarantined.remove(&guid);
-                if creating && !on_create.is_empty() {
+                if !self.state.quarantined.is_empty() {
+                    self.state.quarantined.remove(&guid);
+                }
+                if !on_create.is_empty() {
                     self.state.on_create.insert(guid, on_create);
                 }
                 if creating {
-                    self.entered_cloud(seq, guid, out);
+                    self.entered_cloud(seq, id, out);
                 }
             }
         }
     }
 
-    fn leave_cloud(&mut self, guid: Guid) {
-        if let Some(o) = self.state.objects.get_mut(&guid) {
-            o.in_cloud = false;
-            o.last_hash = 0;
-        }
+    fn leave_cloud(&mut self, id: ObjId) {
+        let Some(o) = self.state.obj_mut(id) else {
+            return;
+        };
+        o.set_in_cloud(false);
+        o.last_hash = 0;
+        let guid = o.guid;
         self.state.on_create.remove(&guid);
-        self.state.claimed.retain(|_, g| *g != guid);
+        if !self.state.claimed.is_empty() {
+            self.state.claimed.retain(|_, g| *g != guid);
+        }
     }
 
     pub(super) fn password_hash(&mut self, seq: u64, guid: Guid, hash: &str, out: &mut Output) {
-        match self.state.objects.get(&guid) {
-            Some(o) if o.in_cloud && o.kind == ObjectKind::User => {
+        let target = self
+            .state
+            .id(guid)
+            .and_then(|id| Some((id, self.state.obj(id)?)))
+            .filter(|(_, o)| o.in_cloud() && o.kind == ObjectKind::User)
+            .map(|(id, o)| (id, o.domain));
+        match target {
+            Some((id, domain)) => {
                 let op = Operation::SetPasswordHash {
-                    source_anchor: o.anchor.to_string(),
+                    source_anchor: self.state.anchor(id).text(),
                     version: seq,
                     credential: hash.to_string(),
                 };
                 self.log(out, guid, seq, Step::Action, "SetPasswordHash", String::new);
-                self.emit(out, o.domain, seq, op);
+                self.emit(out, domain, seq, op);
             }
-            _ => {
+            None => {
                 self.log(out, guid, seq, Step::Action, "HashHeld", || {
                     "user not in the cloud yet".into()
                 });
@@ -329,35 +412,48 @@ impl Projector {
         }
     }
 
-    /// Object `guid` was just created in the cloud: send the memberships and a held password hash.
-    fn entered_cloud(&mut self, seq: u64, guid: Guid, out: &mut Output) {
-        let Some(obj) = self.state.objects.get(&guid) else {
+    /// Object `id` was just created in the cloud: send the memberships and a held password hash.
+    fn entered_cloud(&mut self, seq: u64, id: ObjId, out: &mut Output) {
+        let Some(obj) = self.state.obj(id) else {
             return;
         };
-        let (domain, anchor, kind) = (obj.domain, obj.anchor.to_string(), obj.kind);
+        let (domain, guid, kind) = (obj.domain, obj.guid, obj.kind);
+        let has_members = obj.group.as_ref().is_some_and(|g| !g.members.is_empty());
+        let has_groups = self.state.groups_of(id).next().is_some();
+        let has_hash = kind == ObjectKind::User && self.state.pending_hashes.contains_key(&guid);
+        if !(has_members || has_groups || has_hash) {
+            return;
+        }
+        let anchor = self.state.anchor(id).text();
+        let mut ops = Vec::new();
         if let Some(g) = &obj.group {
-            for m in &g.members {
-                if let Some(mo) = self.state.objects.get(m).filter(|mo| mo.in_cloud) {
-                    let op = Operation::AddMember {
-                        group_anchor: anchor.clone(),
-                        member_anchor: mo.anchor.to_string(),
-                    };
-                    self.emit(out, domain, seq, op);
+            for &m in &g.members {
+                if self.state.obj(m).is_some_and(ObjState::in_cloud) {
+                    ops.push((
+                        domain,
+                        Operation::AddMember {
+                            group_anchor: anchor.clone(),
+                            member_anchor: self.state.anchor(m).text(),
+                        },
+                    ));
                 }
             }
         }
-        for g in self.state.groups_of(guid) {
-            if let Some(go) = self.state.objects.get(&g).filter(|go| go.in_cloud) {
-                let op = Operation::AddMember {
-                    group_anchor: go.anchor.to_string(),
-                    member_anchor: anchor.clone(),
-                };
-                self.emit(out, go.domain, seq, op);
+        for g in self.state.groups_of(id) {
+            if let Some(go) = self.state.obj(g).filter(|go| go.in_cloud()) {
+                ops.push((
+                    go.domain,
+                    Operation::AddMember {
+                        group_anchor: self.state.anchor(g).text(),
+                        member_anchor: anchor.clone(),
+                    },
+                ));
             }
         }
-        if kind == ObjectKind::User
-            && let Some((hseq, hash)) = self.state.pending_hashes.remove(&guid)
-        {
+        for (d, op) in ops {
+            self.emit(out, d, seq, op);
+        }
+        if has_hash && let Some((hseq, hash)) = self.state.pending_hashes.remove(&guid) {
             let op = Operation::SetPasswordHash {
                 source_anchor: anchor,
                 version: hseq,
@@ -367,25 +463,24 @@ impl Projector {
         }
     }
 
-    /// The object left AD: delete it in the cloud if it is there, and forget it.
-    pub(super) fn deleted(&mut self, seq: u64, guid: Guid, out: &mut Output) {
-        let Some(obj) = self.state.objects.get(&guid) else {
+    /// Object `id` left AD: delete it in the cloud if it is there, and forget it.
+    pub(super) fn deleted(&mut self, seq: u64, id: ObjId, out: &mut Output) {
+        let Some(obj) = self.state.obj(id) else {
             return;
         };
-        let domain = obj.domain;
-        if obj.in_cloud {
+        let (domain, guid, kind) = (obj.domain, obj.guid, obj.kind);
+        if obj.in_cloud() {
+            let anchor = self.state.anchor(id).text();
+            self.log(out, guid, seq, Step::Match, "Delete", String::new);
+            self.log(out, guid, seq, Step::Action, "Delete", || anchor.clone());
             let op = Operation::Delete {
-                kind: obj.kind,
-                source_anchor: obj.anchor.to_string(),
+                kind,
+                source_anchor: anchor,
                 version: seq,
             };
-            self.log(out, guid, seq, Step::Match, "Delete", String::new);
-            self.log(out, guid, seq, Step::Action, "Delete", || {
-                obj.anchor.to_string()
-            });
             self.emit(out, domain, seq, op);
         }
-        self.leave_cloud(guid);
-        self.forget(seq, domain, guid, out);
+        self.leave_cloud(id);
+        self.forget(seq, domain, id, out);
     }
 }

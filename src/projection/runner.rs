@@ -263,10 +263,11 @@ impl<S: OpSink> Runner<S> {
         &mut self,
         dn: &str,
     ) -> Result<(Vec<LogEntry>, Vec<ProjectedOp>), RunnerError> {
-        let canon = super::dn::canonical(dn);
         let state = self.projector.state();
         let guid: Guid = (0..state.domains.len())
-            .find_map(|d| state.dn_lookup(d as u16, &canon))
+            .find_map(|d| state.dn_lookup(d as u16, dn))
+            .and_then(|id| state.obj(id))
+            .map(|o| o.guid)
             .ok_or_else(|| RunnerError::UnknownDn(dn.to_string()))?;
         let (log, ops) = self.projector.provision_preview(guid);
         self.sink.enqueue(ops.clone(), None).await?;

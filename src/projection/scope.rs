@@ -241,6 +241,15 @@ impl Scope {
         }
     }
 
+    /// In OU mode: whether the object at canonical DN `dn_canonical` lies in a selected OU (in other modes,
+    /// whether the mode selects by DN at all).
+    pub fn ou_selects(&self, dn_canonical: &str) -> bool {
+        match &self.mode {
+            Mode::Ous(bases) => bases.iter().any(|b| dn::is_within(dn_canonical, b)),
+            _ => true,
+        }
+    }
+
     /// Whether the group at canonical DN `dn_canonical` is a scoping group.
     pub fn is_scoping_group(&self, dn_canonical: &str) -> bool {
         matches!(&self.mode, Mode::Groups(g) if g.iter().any(|x| x == dn_canonical))

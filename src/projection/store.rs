@@ -3,7 +3,7 @@
 //!
 //! # On-disk format
 //! Trees of one sled database:
-//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 2, crc32c u32 LE of body, body }`, where
+//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 3, crc32c u32 LE of body, body }`, where
 //!   body = `seq u64 LE` ‖ bincode-standard([`State`]). Written whole, replaced whole.
 //! - `staged`: key `domain 0x00 anchor` → JSON of the staged delete ([`StagedDelete`]).
 //! - `provlog`: see [`super::provlog`].
@@ -24,7 +24,7 @@ use super::provlog::ProvLog;
 use super::state::{State, StateError};
 
 const MAGIC: &[u8; 4] = b"CSPS";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 const SNAPSHOT_KEY: &[u8] = b"state";
 
 /// Errors of the projection store.

@@ -135,11 +135,20 @@ impl Func {
     }
 }
 
+/// The slot of an attribute that has not been resolved (the context looks it up by name).
+pub const NO_SLOT: u16 = u16::MAX;
+
 /// A node of the syntax tree.
 #[derive(Debug, Clone)]
 pub enum Expr {
-    /// `[name]`: the object's attribute (case-insensitive name).
-    Attr(String),
+    /// `[name]`: the object's attribute (case-insensitive name). `slot` is where the evaluation context
+    /// keeps it, resolved once after parsing ([`Expr::resolve`]); [`NO_SLOT`] until then.
+    Attr {
+        /// The attribute name as written.
+        name: String,
+        /// The context's slot for it, or [`NO_SLOT`].
+        slot: u16,
+    },
     /// `"text"`.
     Str(String),
     /// An integer constant.
@@ -180,9 +189,23 @@ impl Expr {
         out
     }
 
+    /// Resolves every attribute to the slot `slot_of` gives it (`None` leaves it to lookup by name).
+    pub fn resolve(&mut self, slot_of: &dyn Fn(&str) -> Option<u16>) {
+        match self {
+            Expr::Attr { name, slot } => *slot = slot_of(name).unwrap_or(NO_SLOT),
+            Expr::Concat(parts) => parts.iter_mut().for_each(|p| p.resolve(slot_of)),
+            Expr::Compare { left, right, .. } => {
+                left.resolve(slot_of);
+                right.resolve(slot_of);
+            }
+            Expr::Call { args, .. } => args.iter_mut().for_each(|a| a.resolve(slot_of)),
+            Expr::Str(_) | Expr::Num(_) | Expr::Const(_) | Expr::Omitted => {}
+        }
+    }
+
     fn collect_attributes<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
-            Expr::Attr(name) => out.push(name),
+            Expr::Attr { name, .. } => out.push(name),
             Expr::Concat(parts) => parts.iter().for_each(|p| p.collect_attributes(out)),
             Expr::Compare { left, right, .. } => {
                 left.collect_attributes(out);

@@ -12,6 +12,20 @@ pub trait EvalContext {
     /// The object's attribute by name (case-insensitive); [`Value::Null`] when absent.
     fn attribute(&self, name: &str) -> Value;
 
+    /// The attribute `name`, which [`super::Expr::resolve`] placed in `slot` (a context that resolved
+    /// nothing never sees this call; the default reads by name).
+    fn attribute_in_slot(&self, name: &str, slot: u16) -> Value {
+        let _ = slot;
+        self.attribute(name)
+    }
+
+    /// For the attribute in `slot`: how many values it has and whether the first is empty, when the
+    /// context can tell without reading the values (`IsPresent` and friends use it); `None` otherwise.
+    fn attribute_shape(&self, name: &str, slot: u16) -> Option<(usize, bool)> {
+        let _ = (name, slot);
+        None
+    }
+
     /// 16 bytes for `Guid()`. The projector derives them from the object and the journal sequence
     /// number so that replays produce the same state (DESIGN invariant 5); they are not random.
     fn guid_bytes(&self) -> [u8; 16];
@@ -23,7 +37,10 @@ pub trait EvalContext {
 /// Evaluates `expr` for the object behind `ctx`.
 pub fn eval(expr: &Expr, ctx: &dyn EvalContext) -> Result<Value, EvalError> {
     match expr {
-        Expr::Attr(name) => Ok(ctx.attribute(name)),
+        Expr::Attr { name, slot } if *slot != super::ast::NO_SLOT => {
+            Ok(ctx.attribute_in_slot(name, *slot))
+        }
+        Expr::Attr { name, .. } => Ok(ctx.attribute(name)),
         Expr::Str(s) => Ok(Value::Str(s.clone())),
         Expr::Num(n) => Ok(Value::Num(*n)),
         Expr::Const(Constant::True) => Ok(Value::Bool(true)),
@@ -104,7 +121,35 @@ impl Args<'_> {
     }
 }
 
+/// `IsNull`, `IsNullOrEmpty` and `IsPresent` of a resolved attribute, answered from its shape alone when
+/// that decides it (no values, or one non-empty value).
+fn presence(func: Func, a: &Args<'_>) -> Option<Value> {
+    let Some(Expr::Attr { name, slot }) = a.args.first() else {
+        return None;
+    };
+    if *slot == super::ast::NO_SLOT || a.args.len() != 1 {
+        return None;
+    }
+    let (count, first_empty) = a.ctx.attribute_shape(name, *slot)?;
+    let empty = match (count, first_empty) {
+        (0, _) => true,
+        (1, false) => false,
+        _ => return None,
+    };
+    match func {
+        Func::IsNull => Some(Value::Bool(count == 0)),
+        Func::IsNullOrEmpty => Some(Value::Bool(empty)),
+        Func::IsPresent => Some(Value::Bool(!empty)),
+        _ => None,
+    }
+}
+
 fn call(func: Func, a: &Args<'_>, regex: Option<&regex::Regex>) -> Result<Value, EvalError> {
+    if matches!(func, Func::IsNull | Func::IsNullOrEmpty | Func::IsPresent)
+        && let Some(v) = presence(func, a)
+    {
+        return Ok(v);
+    }
     match func {
         Func::Append => fn_text::append(a),
         Func::BitAnd => fn_convert::bit_and(a),

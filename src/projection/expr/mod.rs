@@ -20,7 +20,7 @@ mod lexer;
 mod parser;
 mod value;
 
-pub use ast::{Constant, Expr, Func};
+pub use ast::{Constant, Expr, Func, NO_SLOT};
 pub use error::{EvalError, ParseError, ParseErrorKind};
 pub use eval::{EvalContext, eval};
 pub use fn_date::filetime_to_date;

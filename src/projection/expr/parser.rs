@@ -95,7 +95,10 @@ impl Parser {
     fn primary(&mut self, depth: usize) -> Result<Expr, ParseError> {
         let t = self.next();
         match t.tok {
-            Tok::Attr(name) => Ok(Expr::Attr(name)),
+            Tok::Attr(name) => Ok(Expr::Attr {
+                name,
+                slot: super::ast::NO_SLOT,
+            }),
             Tok::Str(s) => Ok(Expr::Str(s)),
             Tok::Num(n) => Ok(Expr::Num(n)),
             Tok::LParen => {

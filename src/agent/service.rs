@@ -1,11 +1,13 @@
 //! `agent run` with a tenant: the domain feeds ([`super::run`]) plus three tasks under the same
 //! cancellation token — projection on a short tick, the push stage, and heartbeats (which carry
-//! restarts; `ForceDeletes`/`Full` release the domain's staged deletes).
+//! restarts; `ForceDeletes`/`Full` release the domain's staged deletes). Heartbeats carry the staged
+//! deletes per configuration ([`super::health`]); one goes out at once when projection stages
+//! deletes or a restart released them, rather than after the full interval.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -49,16 +51,24 @@ pub async fn run_all(
     } = pipeline;
     let (release_tx, mut release_rx) = mpsc::channel::<Release>(16);
     let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
+    // Projection's store is shared with the heartbeat task, which reads the staged deletes from it.
+    let staged_store = runner.store().clone();
+    let beat_now = Arc::new(Notify::new());
 
     // Projection: on a short tick, and for restarts handed over by the heartbeat task.
     let cancel = shutdown.clone();
     let acks = acknowledged.clone();
+    let beat = beat_now.clone();
     tracker.spawn(async move {
         loop {
             loop {
                 match runner.run_once(PROJECTION_CHUNK).await {
                     Ok(r) if r.events > 0 => {
                         tracing::info!(events = r.events, enqueued = r.enqueued, staged = r.staged, cursor = r.cursor, "Projected journal events.");
+                        if r.staged > 0 {
+                            // "Delete threshold exceeded" should reach the tenant now, not in ten minutes.
+                            beat.notify_one();
+                        }
                         if r.events < PROJECTION_CHUNK as u64 {
                             break;
                         }
@@ -83,6 +93,7 @@ pub async fn run_all(
                         Ok(n) => {
                             tracing::info!(released = n, domain = ?r.domain, restart = %r.id, "Staged deletes released by a restart.");
                             if let Ok(mut a) = acks.lock() { a.push(r.id); }
+                            beat.notify_one();
                         }
                         Err(e) => tracing::warn!(error = %e, restart = %r.id, "Could not release staged deletes; will retry with the next heartbeat."),
                     }
@@ -114,7 +125,8 @@ pub async fn run_all(
         loop {
             let acks: Vec<Uuid> = acknowledged.lock().map(|a| a.clone()).unwrap_or_default();
             let mut every = heartbeat_every;
-            match cloud.heartbeat(&creds, acks.clone()).await {
+            let health = super::health::heartbeat_reports(&staged_store, &domains);
+            match cloud.heartbeat(&creds, acks.clone(), health).await {
                 Ok(answer) => {
                     if let Ok(mut a) = acknowledged.lock() {
                         a.retain(|id| !acks.contains(id));
@@ -142,6 +154,7 @@ pub async fn run_all(
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
+                () = beat_now.notified() => {}
             }
         }
     });

@@ -195,6 +195,10 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     "pushed: {} operations acknowledged, checkpoint {}",
                     status.ops_acknowledged, summary.checkpoint
                 );
+                // Tell the tenant at once, so "Delete threshold exceeded" clears without waiting.
+                if let Err(e) = pipeline.heartbeat().await {
+                    tracing::warn!(error = %e, "Heartbeat failed; the tenant shows the staged deletes until the next one.");
+                }
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -293,10 +297,11 @@ async fn cloud_cycle(
     appended: u64,
     timeout_secs: u64,
 ) -> anyhow::Result<()> {
-    if let Err(e) = pipeline.cloud.heartbeat(&pipeline.creds, Vec::new()).await {
+    let report = pipeline.project_all().await.context("while projecting")?;
+    // After projecting, so that the heartbeat carries any deletes this run staged.
+    if let Err(e) = pipeline.heartbeat().await {
         tracing::warn!(error = %e, "Heartbeat failed.");
     }
-    let report = pipeline.project_all().await.context("while projecting")?;
     if !report.exceeded.is_empty() {
         eprintln!(
             "Delete threshold exceeded for {}: {} deletes staged; release them with `cloudsync agent allow-deletes`",

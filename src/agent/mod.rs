@@ -19,6 +19,7 @@ mod progress;
 pub mod register;
 pub mod service;
 mod sink;
+pub mod status;
 
 pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, sync_once};
 pub use progress::Progress;

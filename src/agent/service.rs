@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::daemon::RunError;
 use super::pipeline::{PROJECTION_CHUNK, Pipeline};
+use super::status::file::Writer;
 use crate::api::config::RestartScope;
 use crate::config::Config;
 use crate::journal::Journal;
@@ -33,8 +34,22 @@ pub async fn run_all(
     shutdown: CancellationToken,
     interactive: bool,
 ) -> Result<(), RunError> {
+    // The status file for `agent status`, which cannot open the databases while this runs.
+    let status_wake = Arc::new(Notify::new());
     let Some(pipeline) = pipeline else {
-        return super::run(config, Arc::new(journal), shutdown, interactive).await;
+        let writer = Writer {
+            config: config.clone(),
+            creds: None,
+            journal: journal.clone(),
+            projection: None,
+            outbox: None,
+            push: None,
+        };
+        let status = tokio::spawn(writer.run(status_wake, shutdown.clone()));
+        let feeds = super::run(config, Arc::new(journal), shutdown.clone(), interactive).await;
+        shutdown.cancel();
+        let _ = status.await;
+        return feeds;
     };
     let tick = Duration::from_millis(config.push.projection_tick_ms);
     let heartbeat_every = Duration::from_secs(config.push.heartbeat_interval_secs);
@@ -54,11 +69,22 @@ pub async fn run_all(
     // Projection's store is shared with the heartbeat task, which reads the staged deletes from it.
     let staged_store = runner.store().clone();
     let beat_now = Arc::new(Notify::new());
+    let (push_tx, push_rx) = watch::channel(PushStatus::default());
+    let writer = Writer {
+        config: config.clone(),
+        creds: Some(creds.clone()),
+        journal: journal.clone(),
+        projection: Some(staged_store.clone()),
+        outbox: Some(outbox.clone()),
+        push: Some(push_rx),
+    };
+    tracker.spawn(writer.run(status_wake.clone(), shutdown.clone()));
 
     // Projection: on a short tick, and for restarts handed over by the heartbeat task.
     let cancel = shutdown.clone();
     let acks = acknowledged.clone();
     let beat = beat_now.clone();
+    let wake_status = status_wake.clone();
     tracker.spawn(async move {
         loop {
             loop {
@@ -68,6 +94,7 @@ pub async fn run_all(
                         if r.staged > 0 {
                             // "Delete threshold exceeded" should reach the tenant now, not in ten minutes.
                             beat.notify_one();
+                            wake_status.notify_one();
                         }
                         if r.events < PROJECTION_CHUNK as u64 {
                             break;
@@ -94,6 +121,8 @@ pub async fn run_all(
                             tracing::info!(released = n, domain = ?r.domain, restart = %r.id, "Staged deletes released by a restart.");
                             if let Ok(mut a) = acks.lock() { a.push(r.id); }
                             beat.notify_one();
+                            wake_status.notify_one();
+                            wake_status.notify_one();
                         }
                         Err(e) => tracing::warn!(error = %e, restart = %r.id, "Could not release staged deletes; will retry with the next heartbeat."),
                     }
@@ -108,8 +137,7 @@ pub async fn run_all(
     // Push.
     let cancel = shutdown.clone();
     tracker.spawn(async move {
-        let (tx, _rx) = watch::channel(PushStatus::default());
-        match push::run(outbox, client, push_cfg, cancel.clone(), tx).await {
+        match push::run(outbox, client, push_cfg, cancel.clone(), push_tx).await {
             Ok(s) => tracing::info!(checkpoint = s.checkpoint, "Push stage stopped."),
             Err(e) => {
                 tracing::error!(error = %e, "Push stage stopped; the agent shuts down.");

@@ -57,6 +57,21 @@ pub enum AgentCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the agent's local state: journal, projection, staged deletes, outbox, registration.
+    /// While `agent run` holds the databases, its status file is shown instead. Exit code: 0 all
+    /// well, 1 error, else a bit set: 2 deletes staged, 4 quarantine, 8 other attention.
+    Status {
+        /// The agent configuration.
+        #[arg(
+            long,
+            env = "CLOUDSYNC_CONFIG",
+            default_value = "/etc/cloudsync/agent.toml"
+        )]
+        config: PathBuf,
+        /// Print JSON (the status report) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         /// The agent configuration.
@@ -85,6 +100,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         .build()
         .context("while starting the async runtime")?;
     match cmd {
+        AgentCommand::Status { config, json } => super::agent_status::run(&config, json),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;
             println!("{config:#?}");

@@ -17,9 +17,10 @@ pub mod phs;
 pub mod pipeline;
 mod progress;
 pub mod register;
+pub mod restarts;
 pub mod service;
 mod sink;
 pub mod status;
 
-pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, sync_once};
+pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, run_with_resyncs, sync_once};
 pub use progress::Progress;

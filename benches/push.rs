@@ -61,6 +61,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
         force_deletes_until: 0,
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
+        agent_reports: Default::default(),
     };
     let batches: Vec<OperationBatch> = (0..n)
         .step_by(500)

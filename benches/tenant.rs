@@ -80,6 +80,7 @@ fn config_record() -> ConfigRecord {
         force_deletes_until: 0,
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
+        agent_reports: Default::default(),
     }
 }
 

@@ -10,7 +10,8 @@ use zeroize::Zeroizing;
 
 use super::credentials::{AgentCredentials, CredentialsError};
 use crate::api::agent::{
-    HeartbeatRequest, HeartbeatResponse, RegistrationRequest, RegistrationResponse,
+    AgentConfigurationHealth, HeartbeatRequest, HeartbeatResponse, RegistrationRequest,
+    RegistrationResponse,
 };
 use crate::api::auth::{OAuthError, TokenResponse};
 use crate::api::config::{Configuration, ConfigurationSpec};
@@ -273,17 +274,20 @@ impl Cloud {
         Ok((created.id, true))
     }
 
-    /// Sends a heartbeat with the restarts carried out since the last one.
+    /// Sends a heartbeat with the restarts carried out since the last one and the agent-side
+    /// health of every configuration served (see [`super::health`]).
     pub async fn heartbeat(
         &self,
         creds: &AgentCredentials,
         acknowledged: Vec<Uuid>,
+        configurations: Vec<AgentConfigurationHealth>,
     ) -> Result<HeartbeatResponse, CloudError> {
         let token = self.agent_token(creds).await?;
         let url = self.url(&format!("/api/v1/agents/{}/heartbeat", creds.agent_id));
         let body = HeartbeatRequest {
             version: env!("CARGO_PKG_VERSION").to_string(),
             acknowledged_restarts: acknowledged,
+            configurations,
         };
         self.send(
             self.http.post(&url).bearer_auth(token.as_str()).json(&body),

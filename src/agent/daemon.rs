@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
+use super::restarts::ResyncRequests;
 use crate::config::{Config, DomainConfig, SyncMode};
+use crate::event::ResyncReason;
 use crate::journal::Journal;
 use crate::source::EventSink;
 use crate::source::ldap::backoff::Backoff;
@@ -25,18 +27,21 @@ pub struct DomainOutcome {
     pub result: Result<PassReport, LdapSourceError>,
 }
 
-/// Runs one pass (DirSync or uSNChanged, per configuration) on an open connection.
+/// Runs one pass (DirSync or uSNChanged, per configuration) on an open connection; with `resync`,
+/// a full read whatever the checkpoint says.
 pub async fn run_domain_pass<S: EventSink>(
     conn: &mut DcConn,
     cfg: &DomainConfig,
     sink: &S,
     memory_budget: usize,
     progress: &Progress,
+    resync: Option<ResyncReason>,
 ) -> Result<PassReport, LdapSourceError> {
     let callback = |n: u64| progress.update(n);
     let opts = PassOptions {
         memory_budget,
         progress: Some(&callback),
+        resync,
     };
     let report = match cfg.mode {
         SyncMode::Dirsync => dirsync::run_pass(conn, cfg, sink, &opts).await,
@@ -61,7 +66,7 @@ pub async fn sync_once<S: EventSink>(
         let progress = Progress::new(&cfg.dns_name, interactive);
         let result = match conn::connect(cfg).await {
             Ok(mut dc) => {
-                let r = run_domain_pass(&mut dc, cfg, sink, budget(config), &progress).await;
+                let r = run_domain_pass(&mut dc, cfg, sink, budget(config), &progress, None).await;
                 dc.close().await;
                 r
             }
@@ -109,6 +114,24 @@ pub async fn run(
     shutdown: CancellationToken,
     interactive: bool,
 ) -> Result<(), RunError> {
+    run_with_resyncs(
+        config,
+        journal,
+        shutdown,
+        interactive,
+        ResyncRequests::new(),
+    )
+    .await
+}
+
+/// [`run`], with full re-reads requested through `resyncs` (the tenant's `Watermark`/`Full` restarts).
+pub async fn run_with_resyncs(
+    config: Config,
+    journal: Arc<Journal>,
+    shutdown: CancellationToken,
+    interactive: bool,
+    resyncs: Arc<ResyncRequests>,
+) -> Result<(), RunError> {
     let tracker = TaskTracker::new();
     let grace = Duration::from_secs(config.agent.shutdown_grace_secs);
     let memory_budget = budget(&config);
@@ -139,6 +162,7 @@ pub async fn run(
             memory_budget,
             grace,
             interactive,
+            resyncs.clone(),
         ));
     }
     tracker.close();
@@ -171,18 +195,25 @@ async fn domain_loop<S: EventSink>(
     memory_budget: usize,
     grace: Duration,
     interactive: bool,
+    resyncs: Arc<ResyncRequests>,
 ) {
     let mut backoff = Backoff::default();
     let mut conn: Option<DcConn> = None;
     let domain = cfg.dns_name.clone();
+    let resync_wake = resyncs.waker(&domain);
     loop {
+        let requested = resyncs.take(&domain);
+        let resync = (!requested.is_empty()).then_some(ResyncReason::Requested);
+        if resync.is_some() {
+            tracing::info!(domain = %domain, restarts = ?requested, "A restart asked for a full re-read of the domain; this pass ignores the stored checkpoint.");
+        }
         let pass = async {
             let dc = match conn.as_mut() {
                 Some(dc) => dc,
                 None => conn.insert(conn::connect(&cfg).await?),
             };
             let progress = Progress::new(&domain, interactive);
-            run_domain_pass(dc, &cfg, sink.as_ref(), memory_budget, &progress).await
+            run_domain_pass(dc, &cfg, sink.as_ref(), memory_budget, &progress, resync).await
         };
         // A pass in flight may finish during the grace period; after it, it is abandoned (the
         // checkpoint has not moved past what was appended, so nothing is lost).
@@ -190,6 +221,11 @@ async fn domain_loop<S: EventSink>(
             r = pass => Some(r),
             () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => None,
         };
+        // A full read that did not complete is asked for again; a completed one is acknowledged.
+        match &outcome {
+            Some(Ok(_)) => resyncs.finished(requested),
+            _ => resyncs.failed(&domain, requested),
+        }
         let delay = match outcome {
             None => {
                 tracing::warn!(domain = %domain, "Abandoning a pass at the end of the shutdown grace period.");
@@ -226,6 +262,7 @@ async fn domain_loop<S: EventSink>(
         tokio::select! {
             () = cancel.cancelled() => break,
             () = wake.notified() => {}
+            () = resync_wake.notified() => {}
             () = tokio::time::sleep(delay) => {}
         }
     }

@@ -2,7 +2,7 @@
 //! [`crate::source::EventSink`]) and, with a `[tenant]`, the credentials file written by
 //! [`cloud::Cloud::register_agent`] (`agent register`). Leaves: events in the journal; with a tenant,
 //! projected operations in the outbox ([`outbox_sink::OutboxSink`] is projection's `OpSink`) and
-//! batches pushed to the tenant, plus heartbeats. [`sync_once`] returns one report per domain,
+//! batches pushed to the tenant, plus heartbeats that carry the agent's health ([`health`]). [`sync_once`] returns one report per domain,
 //! [`run`] keeps every domain's feed going until its cancellation token fires, and
 //! [`service::run_all`] adds projection, push and heartbeats under the same token.
 //!
@@ -11,13 +11,16 @@
 pub mod cloud;
 pub mod credentials;
 mod daemon;
+pub mod health;
 pub mod outbox_sink;
 pub mod phs;
 pub mod pipeline;
 mod progress;
 pub mod register;
+pub mod restarts;
 pub mod service;
 mod sink;
+pub mod status;
 
-pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, sync_once};
+pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, run_with_resyncs, sync_once};
 pub use progress::Progress;

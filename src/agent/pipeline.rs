@@ -175,6 +175,16 @@ impl Pipeline {
         Ok(total)
     }
 
+    /// Sends a heartbeat carrying the staged deletes of every configuration served (restarts it
+    /// hands over are left for `agent run`; nothing is acknowledged here).
+    pub async fn heartbeat(&self) -> Result<crate::api::agent::HeartbeatResponse, PipelineError> {
+        let health = super::health::heartbeat_reports(self.runner.store(), &self.domains);
+        Ok(self
+            .cloud
+            .heartbeat(&self.creds, Vec::new(), health)
+            .await?)
+    }
+
     /// Pushes until every enqueued operation is acknowledged, or `cancel` fires.
     pub async fn push_until_drained(
         &self,

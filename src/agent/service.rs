@@ -1,17 +1,23 @@
-//! `agent run` with a tenant: the domain feeds ([`super::run`]) plus three tasks under the same
-//! cancellation token — projection on a short tick, the push stage, and heartbeats (which carry
-//! restarts; `ForceDeletes`/`Full` release the domain's staged deletes).
+//! `agent run` with a tenant: the domain feeds ([`super::run_with_resyncs`]) plus four tasks under the
+//! same cancellation token — projection on a short tick, the push stage, heartbeats, and the status
+//! file writer ([`super::status::file`]). Heartbeats hand over restarts ([`super::restarts`]):
+//! `Watermark`/`Full` make the domain's next pass a full read, `ForceDeletes`/`Full` release the
+//! domain's staged deletes; a restart is acknowledged once all of it is done. Heartbeats carry the staged
+//! deletes per configuration ([`super::health`]); one goes out at once when projection stages
+//! deletes or a restart released them, rather than after the full interval.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::daemon::RunError;
 use super::pipeline::{PROJECTION_CHUNK, Pipeline};
+use super::restarts::{RestartTracker, ResyncRequests};
+use super::status::file::Writer;
 use crate::api::config::RestartScope;
 use crate::config::Config;
 use crate::journal::Journal;
@@ -31,8 +37,22 @@ pub async fn run_all(
     shutdown: CancellationToken,
     interactive: bool,
 ) -> Result<(), RunError> {
+    // The status file for `agent status`, which cannot open the databases while this runs.
+    let status_wake = Arc::new(Notify::new());
     let Some(pipeline) = pipeline else {
-        return super::run(config, Arc::new(journal), shutdown, interactive).await;
+        let writer = Writer {
+            config: config.clone(),
+            creds: None,
+            journal: journal.clone(),
+            projection: None,
+            outbox: None,
+            push: None,
+        };
+        let status = tokio::spawn(writer.run(status_wake, shutdown.clone()));
+        let feeds = super::run(config, Arc::new(journal), shutdown.clone(), interactive).await;
+        shutdown.cancel();
+        let _ = status.await;
+        return feeds;
     };
     let tick = Duration::from_millis(config.push.projection_tick_ms);
     let heartbeat_every = Duration::from_secs(config.push.heartbeat_interval_secs);
@@ -48,17 +68,39 @@ pub async fn run_all(
         ..
     } = pipeline;
     let (release_tx, mut release_rx) = mpsc::channel::<Release>(16);
-    let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
+    let restarts = Arc::new(RestartTracker::default());
+    let resyncs = ResyncRequests::new();
+    // Projection's store is shared with the heartbeat task, which reads the staged deletes from it.
+    let staged_store = runner.store().clone();
+    let beat_now = Arc::new(Notify::new());
+    let (push_tx, push_rx) = watch::channel(PushStatus::default());
+    let writer = Writer {
+        config: config.clone(),
+        creds: Some(creds.clone()),
+        journal: journal.clone(),
+        projection: Some(staged_store.clone()),
+        outbox: Some(outbox.clone()),
+        push: Some(push_rx),
+    };
+    tracker.spawn(writer.run(status_wake.clone(), shutdown.clone()));
 
     // Projection: on a short tick, and for restarts handed over by the heartbeat task.
     let cancel = shutdown.clone();
-    let acks = acknowledged.clone();
+    let done = restarts.clone();
+    let beat = beat_now.clone();
+    let wake_status = status_wake.clone();
     tracker.spawn(async move {
+        let mut unreleased: Vec<Release> = Vec::new();
         loop {
             loop {
                 match runner.run_once(PROJECTION_CHUNK).await {
                     Ok(r) if r.events > 0 => {
                         tracing::info!(events = r.events, enqueued = r.enqueued, staged = r.staged, cursor = r.cursor, "Projected journal events.");
+                        if r.staged > 0 {
+                            // "Delete threshold exceeded" should reach the tenant now, not in ten minutes.
+                            beat.notify_one();
+                            wake_status.notify_one();
+                        }
                         if r.events < PROJECTION_CHUNK as u64 {
                             break;
                         }
@@ -78,16 +120,25 @@ pub async fn run_all(
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(tick) => {}
-                Some(r) = release_rx.recv() => {
-                    match runner.allow_deletes(r.domain.as_deref()).await {
-                        Ok(n) => {
-                            tracing::info!(released = n, domain = ?r.domain, restart = %r.id, "Staged deletes released by a restart.");
-                            if let Ok(mut a) = acks.lock() { a.push(r.id); }
-                        }
-                        Err(e) => tracing::warn!(error = %e, restart = %r.id, "Could not release staged deletes; will retry with the next heartbeat."),
+                Some(r) = release_rx.recv() => unreleased.push(r),
+            }
+            // Releases that fail (e.g. the outbox is briefly unavailable) are retried every tick.
+            let mut still = Vec::new();
+            for r in unreleased.drain(..) {
+                match runner.allow_deletes(r.domain.as_deref()).await {
+                    Ok(n) => {
+                        tracing::info!(released = n, domain = ?r.domain, restart = %r.id, "Staged deletes released by a restart.");
+                        done.part_done(r.id);
+                        beat.notify_one();
+                        wake_status.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, restart = %r.id, "Could not release staged deletes; retrying on the next tick.");
+                        still.push(r);
                     }
                 }
             }
+            unreleased = still;
         }
         if let Err(e) = runner.snapshot() {
             tracing::warn!(error = %e, "Projection snapshot at shutdown failed; the next start replays.");
@@ -97,8 +148,7 @@ pub async fn run_all(
     // Push.
     let cancel = shutdown.clone();
     tracker.spawn(async move {
-        let (tx, _rx) = watch::channel(PushStatus::default());
-        match push::run(outbox, client, push_cfg, cancel.clone(), tx).await {
+        match push::run(outbox, client, push_cfg, cancel.clone(), push_tx).await {
             Ok(s) => tracing::info!(checkpoint = s.checkpoint, "Push stage stopped."),
             Err(e) => {
                 tracing::error!(error = %e, "Push stage stopped; the agent shuts down.");
@@ -107,18 +157,21 @@ pub async fn run_all(
         }
     });
 
-    // Heartbeats.
+    // Heartbeats: they carry the staged deletes and the finished restarts, and hand restarts over.
     let cancel = shutdown.clone();
+    let feeds_resyncs = resyncs.clone();
     tracker.spawn(async move {
         let mut handed_over: Vec<Uuid> = Vec::new();
         loop {
-            let acks: Vec<Uuid> = acknowledged.lock().map(|a| a.clone()).unwrap_or_default();
+            for id in resyncs.drain_done() {
+                restarts.part_done(id);
+            }
+            let acks = restarts.to_acknowledge();
             let mut every = heartbeat_every;
-            match cloud.heartbeat(&creds, acks.clone()).await {
+            let health = super::health::heartbeat_reports(&staged_store, &domains);
+            match cloud.heartbeat(&creds, acks.clone(), health).await {
                 Ok(answer) => {
-                    if let Ok(mut a) = acknowledged.lock() {
-                        a.retain(|id| !acks.contains(id));
-                    }
+                    restarts.acknowledged(&acks);
                     every = every.min(Duration::from_secs(answer.heartbeat_interval_seconds.max(1)));
                     for r in answer.pending_restarts {
                         if handed_over.contains(&r.id) {
@@ -126,14 +179,26 @@ pub async fn run_all(
                         }
                         handed_over.push(r.id);
                         let domain = domains.get(&r.configuration_id).cloned();
-                        let releases = r.scopes.iter().any(|s| matches!(s, RestartScope::ForceDeletes | RestartScope::Full));
-                        if r.scopes.iter().any(|s| matches!(s, RestartScope::Watermark | RestartScope::Full)) {
-                            tracing::warn!(restart = %r.id, "A Watermark/Full restart asks for a re-read of AD; this agent does not reset its watermark from a heartbeat yet (delete the journal's checkpoint to force one).");
+                        let has = |scopes: &[RestartScope]| r.scopes.iter().any(|s| scopes.contains(s));
+                        let releases = has(&[RestartScope::ForceDeletes, RestartScope::Full]);
+                        let rereads = has(&[RestartScope::Watermark, RestartScope::Full]);
+                        let mut parts = 0u8;
+                        if rereads {
+                            match &domain {
+                                Some(d) => {
+                                    tracing::info!(restart = %r.id, domain = %d, scopes = ?r.scopes, "The tenant asked for a full re-read of the domain.");
+                                    resyncs.request(d, r.id);
+                                    parts += 1;
+                                }
+                                None => tracing::warn!(restart = %r.id, configuration = %r.configuration_id, "A re-read was asked for a configuration this agent does not serve; acknowledged without effect."),
+                            }
                         }
                         if releases {
+                            parts += 1;
+                        }
+                        restarts.begin(r.id, parts);
+                        if releases {
                             let _ = release_tx.send(Release { id: r.id, domain }).await;
-                        } else if let Ok(mut a) = acknowledged.lock() {
-                            a.push(r.id);
                         }
                     }
                 }
@@ -142,12 +207,21 @@ pub async fn run_all(
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
+                () = beat_now.notified() => {}
+                () = resyncs.wait_done() => {}
             }
         }
     });
     tracker.close();
 
-    let feeds = super::run(config, Arc::new(journal), shutdown.clone(), interactive).await;
+    let feeds = super::run_with_resyncs(
+        config,
+        Arc::new(journal),
+        shutdown.clone(),
+        interactive,
+        feeds_resyncs,
+    )
+    .await;
     shutdown.cancel();
     tracker.wait().await;
     feeds

@@ -5,6 +5,16 @@
 //! secret (shown once). The agent then uses client credentials for every further call, and sends a
 //! [`HeartbeatRequest`] periodically; the answer carries the configurations it serves and any pending
 //! restart requests.
+//!
+//! # Agent-side health in heartbeats
+//! A heartbeat lists, per configuration the agent serves, what only the agent knows
+//! ([`AgentConfigurationHealth`]): how many deletes its delete threshold holds back. While an agent
+//! reports staged deletes the tenant shows the configuration's health as
+//! `DeleteThresholdExceeded { deletes: <staged> }` ("Delete threshold exceeded"); the first heartbeat
+//! after `cloudsync agent allow-deletes` or a `ForceDeletes` restart released them reports zero and
+//! clears it. Each heartbeat replaces the sending agent's previous report: a configuration the agent
+//! serves but does not list counts as "nothing staged". The field defaults to empty, so heartbeats of
+//! agents that predate it still decode (and never raise the state).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -52,6 +62,31 @@ pub struct HeartbeatRequest {
     /// Restart requests (by id) the agent has carried out since the last heartbeat.
     #[serde(default)]
     pub acknowledged_restarts: Vec<Uuid>,
+    /// Agent-side health per configuration served (see the module doc); empty from older agents.
+    #[serde(default)]
+    pub configurations: Vec<AgentConfigurationHealth>,
+}
+
+/// What the agent reports about one configuration in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfigurationHealth {
+    /// The configuration.
+    pub configuration_id: Uuid,
+    /// Deletes the agent's delete threshold holds back (not sent) for this configuration's domain.
+    #[serde(default)]
+    pub staged_deletes: u64,
+    /// Whether the agent's delete threshold tripped and its deletes wait for `allow-deletes` or a
+    /// `ForceDeletes` restart.
+    #[serde(default)]
+    pub delete_threshold_exceeded: bool,
+}
+
+impl AgentConfigurationHealth {
+    /// Whether this report puts the configuration into "Delete threshold exceeded".
+    pub fn needs_attention(&self) -> bool {
+        self.delete_threshold_exceeded || self.staged_deletes > 0
+    }
 }
 
 /// A restart the agent must carry out for one configuration.

@@ -57,6 +57,21 @@ pub enum AgentCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the agent's local state: journal, projection, staged deletes, outbox, registration.
+    /// While `agent run` holds the databases, its status file is shown instead. Exit code: 0 all
+    /// well, 1 error, else a bit set: 2 deletes staged, 4 quarantine, 8 other attention.
+    Status {
+        /// The agent configuration.
+        #[arg(
+            long,
+            env = "CLOUDSYNC_CONFIG",
+            default_value = "/etc/cloudsync/agent.toml"
+        )]
+        config: PathBuf,
+        /// Print JSON (the status report) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         /// The agent configuration.
@@ -85,6 +100,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         .build()
         .context("while starting the async runtime")?;
     match cmd {
+        AgentCommand::Status { config, json } => super::agent_status::run(&config, json),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;
             println!("{config:#?}");
@@ -195,6 +211,10 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     "pushed: {} operations acknowledged, checkpoint {}",
                     status.ops_acknowledged, summary.checkpoint
                 );
+                // Tell the tenant at once, so "Delete threshold exceeded" clears without waiting.
+                if let Err(e) = pipeline.heartbeat().await {
+                    tracing::warn!(error = %e, "Heartbeat failed; the tenant shows the staged deletes until the next one.");
+                }
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -293,10 +313,11 @@ async fn cloud_cycle(
     appended: u64,
     timeout_secs: u64,
 ) -> anyhow::Result<()> {
-    if let Err(e) = pipeline.cloud.heartbeat(&pipeline.creds, Vec::new()).await {
+    let report = pipeline.project_all().await.context("while projecting")?;
+    // After projecting, so that the heartbeat carries any deletes this run staged.
+    if let Err(e) = pipeline.heartbeat().await {
         tracing::warn!(error = %e, "Heartbeat failed.");
     }
-    let report = pipeline.project_all().await.context("while projecting")?;
     if !report.exceeded.is_empty() {
         eprintln!(
             "Delete threshold exceeded for {}: {} deletes staged; release them with `cloudsync agent allow-deletes`",

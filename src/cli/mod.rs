@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod agent;
+pub mod agent_status;
 pub mod journal;
 pub mod phs;
 pub mod push;

@@ -14,6 +14,7 @@ use crate::api::agent::{
 };
 use crate::api::auth::Role;
 
+use super::agent_health::record_report;
 use super::auth::{ADMINS, Principal};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix, parse_unix};
@@ -103,7 +104,12 @@ pub async fn heartbeat(
         record
             .pending_restarts
             .retain(|r| !req.acknowledged_restarts.contains(&r.id));
-        if record.pending_restarts.len() != before {
+        let report = req
+            .configurations
+            .iter()
+            .find(|c| c.configuration_id == record.config.id);
+        let reported = record_report(&mut record, agent.id, report, &agent.last_seen);
+        if record.pending_restarts.len() != before || reported {
             put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
         }
         configurations.push(ConfigurationRef {

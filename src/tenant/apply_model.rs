@@ -306,6 +306,7 @@ fn new_config() -> ConfigRecord {
         force_deletes_until: 0,
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
+        agent_reports: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`token`]        — HS256-signed access tokens.
 //! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
 //! - [`agents`]       — registration, heartbeats, agent status.
+//! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
 //! - [`store`]        — the sled trees and their on-disk format.
@@ -27,6 +28,7 @@
 //! - [`error`]        — OData error bodies and body extractors that never panic.
 
 pub mod admin;
+pub mod agent_health;
 pub mod agents;
 pub mod apply;
 #[cfg(test)]

@@ -28,7 +28,19 @@ use super::store::{StoredObject, decode, put_json};
 
 const STYLE: &str = include_str!("portal.css");
 
-/// Escapes text for HTML.
+/// A configuration's health as the portal cell shows it: the label, plus the count that explains it.
+fn health_text(health: &crate::api::config::Health) -> String {
+    use crate::api::config::Health;
+    match health {
+        Health::Healthy => health.label().to_owned(),
+        Health::Quarantine { reason } => format!("{} ({})", health.label(), esc(reason)),
+        Health::DeleteThresholdExceeded { deletes } => {
+            format!("{} ({deletes} deletes)", health.label())
+        }
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -119,7 +131,7 @@ pub async fn page(
         h.push_str("<tr><td colspan=\"6\">No configurations.</td></tr>");
     }
     for r in configs {
-        let cfg = &r.config;
+        let cfg = &super::agent_health::effective(&r);
         let on_off = |b: bool| if b { "On" } else { "Off" };
         let _ = write!(
             h,
@@ -132,7 +144,7 @@ pub async fn page(
              <input name=\"password\" type=\"password\" placeholder=\"password\" autocomplete=\"current-password\"> \
              <button type=\"submit\">Turn {verb}</button></form></td><td>{thr}</td><td>{last}</td></tr>",
             domain = esc(&cfg.spec.domain),
-            health = cfg.health.label(),
+            health = health_text(&cfg.health),
             phs = on_off(cfg.spec.password_hash_sync),
             cid = cfg.id,
             next = !cfg.spec.password_writeback,

@@ -13,6 +13,7 @@ use crate::api::config::{
 };
 use crate::api::ops::{BatchResponse, OperationBatch};
 
+use super::agent_health::effective;
 use super::agents::{all_configs, parse_id};
 use super::apply::{BatchContext, ThrottleCut, apply_batch_cut};
 use super::auth::{ADMINS, Principal};
@@ -66,10 +67,11 @@ pub async fn create(
         force_deletes_until: 0,
         consecutive_failed_batches: 0,
         pending_restarts: Vec::new(),
+        agent_reports: Default::default(),
     };
     put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
     state.store.flush().await?;
-    Ok((StatusCode::CREATED, Json(record.config)))
+    Ok((StatusCode::CREATED, Json(effective(&record))))
 }
 
 /// `GET /api/v1/configurations` (admins and agents).
@@ -82,7 +84,7 @@ pub async fn list(
         Role::HybridIdentityAdministrator,
         Role::Agent,
     ])?;
-    let value: Vec<Configuration> = all_configs(&state)?.into_iter().map(|r| r.config).collect();
+    let value: Vec<Configuration> = all_configs(&state)?.iter().map(effective).collect();
     Ok(Json(serde_json::json!({ "value": value })))
 }
 
@@ -97,7 +99,7 @@ pub async fn get(
         Role::HybridIdentityAdministrator,
         Role::Agent,
     ])?;
-    Ok(Json(load(&state, parse_id(&id)?)?.config))
+    Ok(Json(effective(&load(&state, parse_id(&id)?)?)))
 }
 
 /// `PUT /api/v1/configurations/{id}` (admins): replaces the spec and bumps the revision.
@@ -121,7 +123,7 @@ pub async fn update(
     record.config.revision += 1;
     put_json(&state.store.configs, id.as_bytes(), &record)?;
     state.store.flush().await?;
-    Ok(Json(record.config))
+    Ok(Json(effective(&record)))
 }
 
 /// Applies a restart to a record; returns the pending restart to hand to agents.
@@ -186,7 +188,7 @@ pub async fn restart(
         StatusCode::ACCEPTED,
         Json(RestartResponse {
             restart_id: pending.id,
-            configuration: record.config,
+            configuration: effective(&record),
         }),
     ))
 }

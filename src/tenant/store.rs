@@ -153,6 +153,10 @@ pub struct ConfigRecord {
     /// Restarts not yet acknowledged by an agent.
     #[serde(default)]
     pub pending_restarts: Vec<PendingRestart>,
+    /// Agents whose last heartbeat reported staged deletes for this configuration, by agent id
+    /// (see [`super::agent_health`]).
+    #[serde(default)]
+    pub agent_reports: std::collections::BTreeMap<Uuid, super::agent_health::AgentReport>,
 }
 
 /// The sled database and its trees.

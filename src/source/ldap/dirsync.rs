@@ -34,6 +34,9 @@ pub struct PassOptions<'a> {
     pub memory_budget: usize,
     /// Called with the running entry count during full reads (progress bar or log).
     pub progress: Option<&'a (dyn Fn(u64) + Send + Sync)>,
+    /// Start a full read whatever the checkpoint says, announced with this reason (an admin's
+    /// `Watermark`/`Full` restart). The stored checkpoint is replaced by the full read's first append.
+    pub resync: Option<ResyncReason>,
 }
 
 /// What one pass did.
@@ -71,7 +74,11 @@ pub async fn run_pass<S: EventSink>(
     sink: &S,
     opts: &PassOptions<'_>,
 ) -> Result<PassReport, LdapSourceError> {
-    match pass(conn, cfg, sink, opts, Start::FromCheckpoint).await {
+    let start = match &opts.resync {
+        Some(reason) => Start::Resync(reason.clone()),
+        None => Start::FromCheckpoint,
+    };
+    match pass(conn, cfg, sink, opts, start).await {
         Err(LdapSourceError::CookieRejected(msg)) => {
             tracing::warn!(domain = %cfg.dns_name, reason = %msg, "The server rejected the DirSync cookie; starting a full resync.");
             pass(

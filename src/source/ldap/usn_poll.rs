@@ -43,14 +43,19 @@ pub async fn run_pass<S: EventSink>(
     let started = Instant::now();
     let domain = cfg.dns_name.clone();
     let base = cfg.base();
-    let previous = match sink.checkpoint(&domain, SourceKind::LdapUsnPoll)? {
-        Some(data) => Some(UsnCheckpoint::decode(&data)?),
-        None => None,
+    // A requested resync ignores the stored checkpoint; the full read's append replaces it.
+    let previous = match (
+        &opts.resync,
+        sink.checkpoint(&domain, SourceKind::LdapUsnPoll)?,
+    ) {
+        (None, Some(data)) => Some(UsnCheckpoint::decode(&data)?),
+        _ => None,
     };
     let full_read = previous.is_none_or(|p| p.full_read_in_progress);
+    let reason = opts.resync.clone().unwrap_or(ResyncReason::Initial);
     let mut report = PassReport {
         domain: domain.clone(),
-        resync: full_read.then_some(ResyncReason::Initial),
+        resync: full_read.then(|| reason.clone()),
         ..PassReport::default()
     };
     let highest = highest_committed_usn(conn).await?;
@@ -66,7 +71,7 @@ pub async fn run_pass<S: EventSink>(
         pending.push(Event::ResyncStarted {
             domain: domain.clone(),
             source: SourceKind::LdapUsnPoll,
-            reason: ResyncReason::Initial,
+            reason,
         });
     }
     let adapters: Vec<Box<dyn Adapter<'_, &str, Vec<&str>>>> = vec![

@@ -1,0 +1,193 @@
+//! The daemon's status file (format in the [module doc](super)): where it lives, how it is written
+//! atomically with mode 0600, how `agent status` reads it, and the lock probe that decides between
+//! the file and the databases.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::collect::{RegistrationState, Sources, StatusError, collect};
+use super::{AgentStatusReport, ReportSource};
+use crate::agent::credentials::AgentCredentials;
+use crate::config::Config;
+use crate::journal::Journal;
+use crate::projection::store::ProjectionStore;
+use crate::push::{Outbox, PushStatus};
+
+/// How often the daemon rewrites the file (and at once when deletes are staged or released).
+pub const WRITE_EVERY: Duration = Duration::from_secs(5);
+/// A daemon's file older than this is reported as stale (the daemon may be stuck).
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// The status file of the agent configured by `config`: `agent-status.json` beside the journal.
+pub fn path(config: &Config) -> PathBuf {
+    config.agent.journal_dir.with_file_name("agent-status.json")
+}
+
+/// Whether another process (a running `agent run`) holds the sled database in `dir`: probes the
+/// `flock` sled takes on `dir/db`, without waiting. A missing database is not held.
+pub fn held_by_another_process(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+/// Writes `report` to `path` atomically: a 0600 temporary file, flushed, renamed over the old one.
+pub fn write(path: &Path, report: &AgentStatusReport) -> Result<(), StatusError> {
+    let io = |source| StatusError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let body = serde_json::to_vec_pretty(report).map_err(|e| StatusError::FileFormat {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(&body).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads the daemon's report from `path`.
+pub fn read(path: &Path) -> Result<AgentStatusReport, StatusError> {
+    let bytes = std::fs::read(path).map_err(|source| StatusError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let report: AgentStatusReport =
+        serde_json::from_slice(&bytes).map_err(|e| StatusError::FileFormat {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if report.format != super::FORMAT {
+        return Err(StatusError::FileFormat {
+            path: path.to_path_buf(),
+            message: format!(
+                "format {} (this build reads {})",
+                report.format,
+                super::FORMAT
+            ),
+        });
+    }
+    Ok(report)
+}
+
+/// What the daemon's status writer reads from.
+pub struct Writer {
+    /// The configuration.
+    pub config: Config,
+    /// The registration (`None` without a `[tenant]`).
+    pub creds: Option<AgentCredentials>,
+    /// The journal.
+    pub journal: Journal,
+    /// Projection's store (with a `[tenant]`).
+    pub projection: Option<ProjectionStore>,
+    /// The outbox (with a `[tenant]`).
+    pub outbox: Option<Arc<Outbox>>,
+    /// The push stage's published status.
+    pub push: Option<watch::Receiver<PushStatus>>,
+}
+
+impl Writer {
+    fn write_once(&self, path: &Path) -> Result<(), StatusError> {
+        let live_quarantine = self
+            .push
+            .as_ref()
+            .and_then(|rx| rx.borrow().quarantine.as_ref().map(|q| q.to_string()));
+        let registration = match (&self.config.tenant, &self.creds) {
+            (None, _) => RegistrationState::NoTenant,
+            (Some(_), Some(c)) => RegistrationState::Registered(c),
+            (Some(_), None) => RegistrationState::Unusable("not loaded".into()),
+        };
+        let report = collect(&Sources {
+            config: &self.config,
+            registration,
+            journal: Some(&self.journal),
+            projection: self.projection.as_ref(),
+            outbox: self.outbox.as_deref(),
+            live_quarantine,
+            source: ReportSource::Daemon,
+        })?;
+        write(path, &report)
+    }
+
+    /// Rewrites the status file every [`WRITE_EVERY`], at once when `wake` fires, and a last time
+    /// when `cancel` fires. Failures are logged and retried on the next round.
+    pub async fn run(self, wake: Arc<Notify>, cancel: CancellationToken) {
+        let path = path(&self.config);
+        loop {
+            if let Err(e) = self.write_once(&path) {
+                tracing::warn!(error = %e, file = %path.display(), "Could not write the status file; `agent status` shows older figures.");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(WRITE_EVERY) => {}
+            }
+        }
+        if let Err(e) = self.write_once(&path) {
+            tracing::warn!(error = %e, file = %path.display(), "Could not write the final status file.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_lock_probe_sees_a_held_sled_database() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!held_by_another_process(dir.path()), "no database yet");
+        let db = sled::open(dir.path()).unwrap();
+        assert!(held_by_another_process(dir.path()), "sled holds its flock");
+        drop(db);
+    }
+
+    #[test]
+    fn the_file_is_written_0600_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent-status.json");
+        let report = AgentStatusReport {
+            format: super::super::FORMAT,
+            generated_at: "2026-01-01T00:00:00.000Z".into(),
+            source: ReportSource::Daemon,
+            registration: None,
+            journal: Default::default(),
+            projection: Default::default(),
+            domains: vec![],
+            push: None,
+            attention: vec![],
+        };
+        write(&p, &report).unwrap();
+        write(&p, &report).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(read(&p).unwrap(), report);
+        std::fs::write(&p, br#"{"format": 99}"#).unwrap();
+        assert!(matches!(read(&p), Err(StatusError::FileFormat { .. })));
+    }
+}

@@ -17,9 +17,8 @@
 
 use std::time::Instant;
 
-/// The binary's allocator (src/main.rs), so the bench measures what the agent runs. Set
-/// `PROJECTION_BENCH_SYSTEM_ALLOC=1` at build time? No: an allocator is fixed at compile time, so the
-/// glibc comparison is the `--features` free build documented in docs/projection.md.
+/// The binary's allocator (src/main.rs), so the bench measures what the agent runs (docs/projection.md
+/// has the same bench with glibc's malloc for comparison).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

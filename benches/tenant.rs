@@ -39,14 +39,14 @@ fn make_batch() -> OperationBatch {
                     domain_name: Some("corp.example.com".into()),
                 },
                 attributes: [
-                    ("displayName".to_owned(), json!(format!("User {n}"))),
+                    ("displayName".into(), json!(format!("User {n}"))),
                     (
-                        "userPrincipalName".to_owned(),
+                        "userPrincipalName".into(),
                         json!(format!("user{n}@contoso.onmicrosoft.com")),
                     ),
-                    ("accountEnabled".to_owned(), json!(true)),
-                    ("givenName".to_owned(), json!("User")),
-                    ("surname".to_owned(), json!(n.to_string())),
+                    ("accountEnabled".into(), json!(true)),
+                    ("givenName".into(), json!("User")),
+                    ("surname".into(), json!(n.to_string())),
                 ]
                 .into_iter()
                 .collect(),

@@ -349,7 +349,7 @@ fn group(anchor: &str) -> cloudsync::api::ops::Operation {
         source_anchor: anchor.into(),
         version: 1,
         on_premises: Default::default(),
-        attributes: [("displayName".to_owned(), json!(anchor))]
+        attributes: [("displayName".into(), json!(anchor))]
             .into_iter()
             .collect(),
     })

@@ -69,6 +69,9 @@ pub struct OnPremisesIdentity {
     pub domain_name: Option<String>,
 }
 
+/// A mapped attribute's Graph name: borrowed for the built-in names, owned otherwise.
+pub type AttrName = std::borrow::Cow<'static, str>;
+
 /// Create or fully replace an object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,8 +87,9 @@ pub struct Upsert {
     pub on_premises: OnPremisesIdentity,
     /// Mapped cloud attributes by Graph property name (`displayName`, `userPrincipalName`,
     /// `accountEnabled`, `givenName`, `surname`, `mail`, `mailNickname`, …). Users need
-    /// `userPrincipalName`; every kind needs `displayName`.
-    pub attributes: BTreeMap<String, serde_json::Value>,
+    /// `userPrincipalName`; every kind needs `displayName`. Names are [`AttrName`]s so the agent can use
+    /// its static default names without allocating; on the wire they are plain strings.
+    pub attributes: BTreeMap<AttrName, serde_json::Value>,
 }
 
 /// One operation in a batch, tagged by `op`.

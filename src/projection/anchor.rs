@@ -19,7 +19,9 @@ impl AnchorBytes {
     pub fn text(&self) -> String {
         let mut buf = [0u8; 24];
         match STANDARD.encode_slice(self.0, &mut buf) {
-            Ok(n) => buf[..n].iter().map(|b| char::from(*b)).collect(),
+            Ok(n) => std::str::from_utf8(&buf[..n])
+                .map(str::to_string)
+                .unwrap_or_default(),
             Err(_) => String::new(),
         }
     }

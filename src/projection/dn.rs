@@ -94,6 +94,9 @@ pub fn split_first(dn: &str) -> (&str, &str) {
 /// FNV-1a (64 bit) of `canonical(dn)`'s UTF-8 bytes, built without the string in the common case. Stable
 /// across runs and platforms.
 pub fn canonical_hash(dn: &str) -> u64 {
+    if let Some(h) = ascii_canonical_hash(dn) {
+        return h;
+    }
     let mut h = FNV_OFFSET;
     let mut buf = [0u8; 4];
     let fast = fast_canonical_with(dn, &mut |c| {
@@ -109,6 +112,37 @@ pub fn canonical_hash(dn: &str) -> u64 {
         Some(()) => h,
         None => fnv1a(canonical(dn).as_bytes()),
     }
+}
+
+/// [`canonical_hash`] for the commonest DNs — ASCII, no escapes, quotes, `;` or `+`, no `=` in values —
+/// byte by byte; `None` when the DN is not such a one.
+fn ascii_canonical_hash(dn: &str) -> Option<u64> {
+    if !dn.is_ascii() || dn.bytes().any(|b| matches!(b, b'\\' | b'"' | b';' | b'+')) {
+        return None;
+    }
+    if dn.trim().is_empty() {
+        return None;
+    }
+    let mut h = FNV_OFFSET;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
+        }
+    };
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (attr, value) = rdn.split_once('=')?;
+        let (attr, value) = (attr.trim(), value.trim());
+        if attr.is_empty() || value.contains('=') {
+            return None;
+        }
+        if i > 0 {
+            feed(b",");
+        }
+        feed(attr.as_bytes());
+        feed(b"=");
+        feed(value.as_bytes());
+    }
+    Some(h)
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

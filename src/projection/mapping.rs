@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::expr::{self, EvalContext, EvalError, Expr, Value};
-use super::ops::ObjectKind;
+use super::ops::{AttrName, ObjectKind};
 
 /// When a mapping applies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ pub fn defaults(kind: ObjectKind) -> Vec<(&'static str, &'static str)> {
 #[derive(Debug, Clone)]
 pub struct Compiled {
     /// The Graph property.
-    pub target: String,
+    pub target: AttrName,
     /// The checked expression.
     pub expr: Expr,
     /// Send as a JSON array.
@@ -193,9 +193,16 @@ impl Mappings {
         let mut errors = Vec::new();
         let mut by_kind = BTreeMap::new();
         for kind in [ObjectKind::User, ObjectKind::Group, ObjectKind::Contact] {
-            let mut list: Vec<(String, String, ApplyWhen, Option<usize>)> = defaults(kind)
+            let mut list: Vec<(AttrName, String, ApplyWhen, Option<usize>)> = defaults(kind)
                 .into_iter()
-                .map(|(t, e)| (t.to_string(), e.to_string(), ApplyWhen::Always, None))
+                .map(|(t, e)| {
+                    (
+                        AttrName::Borrowed(t),
+                        e.to_string(),
+                        ApplyWhen::Always,
+                        None,
+                    )
+                })
                 .collect();
             for (i, spec) in specs.iter().enumerate().filter(|(_, s)| s.object == kind) {
                 let key = format!("projection.mappings[{i}]");
@@ -248,7 +255,12 @@ impl Mappings {
                     (_, _, Some(c)) => string_constant(c),
                     _ => continue,
                 };
-                list.push((target.to_string(), text, spec.apply, Some(i)));
+                list.push((
+                    AttrName::Owned(target.to_string()),
+                    text,
+                    spec.apply,
+                    Some(i),
+                ));
             }
             let mut compiled = Vec::new();
             for (target, text, apply, index) in list {
@@ -318,21 +330,22 @@ impl Mappings {
         ctx: &dyn EvalContext,
         creating: bool,
         previous: Option<&BTreeMap<String, serde_json::Value>>,
-    ) -> Result<BTreeMap<String, serde_json::Value>, (String, EvalError)> {
-        let mut out = BTreeMap::new();
+    ) -> Result<BTreeMap<AttrName, serde_json::Value>, (String, EvalError)> {
+        // Targets are sorted and distinct, so the map is bulk-built from the sorted pairs.
+        let mut out = Vec::with_capacity(self.of(kind).len());
         for m in self.of(kind) {
             if m.apply == ApplyWhen::OnCreate && !creating {
-                if let Some(v) = previous.and_then(|p| p.get(&m.target)) {
-                    out.insert(m.target.clone(), v.clone());
+                if let Some(v) = previous.and_then(|p| p.get(m.target.as_ref())) {
+                    out.push((m.target.clone(), v.clone()));
                 }
                 continue;
             }
-            let value = expr::eval(&m.expr, ctx).map_err(|e| (m.target.clone(), e))?;
+            let value = expr::eval(&m.expr, ctx).map_err(|e| (m.target.to_string(), e))?;
             if let Some(json) = to_json(value, m.multi) {
-                out.insert(m.target.clone(), json);
+                out.push((m.target.clone(), json));
             }
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 }
 

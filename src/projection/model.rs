@@ -38,16 +38,30 @@ pub fn kind_of(class: &ObjectClass) -> Option<ObjectKind> {
     }
 }
 
+/// A case-insensitive hash of an attribute name, eight bytes at a time: every byte is or-ed with 0x20,
+/// which maps ASCII capitals to small letters (it merges a few other pairs too, such as `@` and `` ` ``;
+/// the table compares names exactly afterwards, so that only costs a rare extra comparison).
 fn fnv_lower(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ name.len() as u64;
+    let mut chunks = name.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ (w | 0x2020_2020_2020_2020))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+    let mut tail = [0x20u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    let w = u64::from_le_bytes(tail) | 0x2020_2020_2020_2020;
+    let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 32)
 }
 
 /// Attribute names interned to small ids; names are compared ASCII-case-insensitively.
 #[derive(Clone, Default)]
 pub struct AttrTable {
     names: Vec<String>,
+    shapes: Vec<Shape>,
     index: HashTable<u16>,
 }
 
@@ -85,6 +99,7 @@ impl AttrTable {
             });
         }
         AttrTable {
+            shapes: sorted.iter().map(|n| shape_of(n)).collect(),
             names: sorted,
             index,
         }
@@ -102,6 +117,14 @@ impl AttrTable {
     /// The name of `id` (lower-case).
     pub fn name(&self, id: u16) -> Option<&str> {
         self.names.get(usize::from(id)).map(String::as_str)
+    }
+
+    /// The schema shape of `id`'s values.
+    pub fn shape(&self, id: u16) -> Shape {
+        self.shapes
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or(Shape::Single)
     }
 
     /// How many names the table holds.
@@ -272,6 +295,15 @@ fn skip_value(b: &[u8], at: &mut usize) -> Option<()> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjData(Box<[u8]>);
 
+/// Where one attribute's values lie inside an [`ObjData`] ([`ObjData::locate`]); `count == 0`: absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loc {
+    start: u32,
+    end: u32,
+    /// How many values.
+    pub count: u32,
+}
+
 /// One attribute's encoded entry inside an [`ObjData`].
 #[derive(Debug, Clone, Copy)]
 struct RawEntry<'a> {
@@ -372,62 +404,57 @@ impl ObjData {
 
     /// Attribute `id` as an expression [`Value`] (`name_lower` gives its schema shape, see [`to_value`]).
     pub fn value(&self, id: u16, name_lower: &str, shared: &Shared) -> Value {
+        let shape = shape_of(name_lower);
         match self.first(id, shared) {
             (0, _) => Value::Null,
-            (1, Some(v)) => to_value(name_lower, &[v]),
-            _ => to_value(name_lower, &self.get(id, shared)),
+            (1, Some(v)) => one_value(shape, v),
+            _ => shaped_value(shape, &self.get(id, shared)),
         }
     }
 
-    /// Records where each attribute's entry starts, in `offsets[id]` (ids at or beyond `offsets.len()` are
-    /// left out), for [`ObjData::value_at`]: one pass instead of a scan per read.
-    pub fn locate(&self, offsets: &mut [u32]) {
-        let mut it = self.entries();
-        loop {
-            let start = it.at;
-            let Some(e) = it.next() else { break };
-            if let Some(slot) = offsets.get_mut(usize::from(e.id)) {
-                *slot = start as u32;
+    /// Records where each attribute's values lie, in `locs[id]` (ids at or beyond `locs.len()` are left
+    /// out), for [`ObjData::value_at`] and [`ObjData::shape_at`]: one pass instead of a scan per read.
+    pub fn locate(&self, locs: &mut [Loc]) {
+        for e in self.entries() {
+            if let Some(slot) = locs.get_mut(usize::from(e.id)) {
+                let start = e.values.as_ptr() as usize - self.0.as_ptr() as usize;
+                *slot = Loc {
+                    start: start as u32,
+                    end: (start + e.values.len()) as u32,
+                    count: e.count as u32,
+                };
             }
         }
     }
 
-    /// The attribute whose entry starts at `offset`: its value count and whether its first value is empty,
-    /// without decoding values.
-    pub fn shape_at(&self, offset: u32) -> (usize, bool) {
-        let mut it = Entries {
-            b: &self.0,
-            at: offset as usize,
-        };
-        let Some(e) = it.next() else {
-            return (0, true);
-        };
-        let mut at = 0;
-        // A value with a shared part is never empty (parts are at least four bytes).
-        let first_empty = get_varint(e.values, &mut at).is_none_or(|h| h == MODE_PLAIN);
-        (e.count, first_empty)
+    fn values_of(&self, loc: Loc) -> &[u8] {
+        self.0
+            .get(loc.start as usize..loc.end as usize)
+            .unwrap_or_default()
     }
 
-    /// The attribute whose entry starts at `offset` (from [`ObjData::locate`]) as a [`Value`].
-    pub fn value_at(&self, offset: u32, name_lower: &str, shared: &Shared) -> Value {
-        let mut it = Entries {
-            b: &self.0,
-            at: offset as usize,
-        };
-        let Some(e) = it.next() else {
-            return Value::Null;
-        };
+    /// The attribute at `loc`: its value count and whether its first value is empty, without decoding.
+    pub fn shape_at(&self, loc: Loc) -> (usize, bool) {
         let mut at = 0;
-        if e.count == 1 {
-            return match decode_value(e.values, &mut at, shared) {
-                Some(v) => to_value(name_lower, &[v]),
+        // A value with a shared part is never empty (parts are at least four bytes).
+        let first_empty = get_varint(self.values_of(loc), &mut at).is_none_or(|h| h == MODE_PLAIN);
+        (loc.count as usize, first_empty)
+    }
+
+    /// The attribute at `loc` (from [`ObjData::locate`]) as a [`Value`].
+    pub fn value_at(&self, loc: Loc, shape: Shape, shared: &Shared) -> Value {
+        let values = self.values_of(loc);
+        let mut at = 0;
+        if loc.count == 1 {
+            return match decode_value(values, &mut at, shared) {
+                Some(v) => one_value(shape, v),
                 None => Value::Null,
             };
         }
-        let values: Vec<Cow<'_, [u8]>> = (0..e.count)
-            .map_while(|_| decode_value(e.values, &mut at, shared))
+        let decoded: Vec<Cow<'_, [u8]>> = (0..loc.count)
+            .map_while(|_| decode_value(values, &mut at, shared))
             .collect();
-        to_value(name_lower, &values)
+        shaped_value(shape, &decoded)
     }
 
     /// Applies attribute changes: with `replace_all` the attributes become exactly `changes`, otherwise each
@@ -562,16 +589,59 @@ const MULTI: &[&str] = &[
     "othermailbox",
 ];
 
+/// How an attribute's values read as a [`Value`], from the AD schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Single-valued text.
+    Single,
+    /// Binary ([`BINARY`]): the first value as [`Value::Bin`].
+    Binary,
+    /// Multi-valued text ([`MULTI`]): [`Value::Multi`] even with one value.
+    Multi,
+}
+
+/// The shape of attribute `name_lower`.
+pub fn shape_of(name_lower: &str) -> Shape {
+    if BINARY.contains(&name_lower) {
+        Shape::Binary
+    } else if MULTI.contains(&name_lower) {
+        Shape::Multi
+    } else {
+        Shape::Single
+    }
+}
+
+/// [`shaped_value`] of a single value, reusing its buffer when it is already owned.
+pub fn one_value(shape: Shape, v: Cow<'_, [u8]>) -> Value {
+    match (shape, v) {
+        (Shape::Binary, v) => Value::Bin(v.into_owned()),
+        (Shape::Multi, v) => shaped_value(shape, &[v]),
+        (Shape::Single, Cow::Borrowed(b)) => match std::str::from_utf8(b) {
+            Ok(text) => Value::Str(text.to_string()),
+            Err(_) => Value::Bin(b.to_vec()),
+        },
+        (Shape::Single, Cow::Owned(b)) => match String::from_utf8(b) {
+            Ok(text) => Value::Str(text),
+            Err(e) => Value::Bin(e.into_bytes()),
+        },
+    }
+}
+
 /// Reads raw AD values as an expression [`Value`], by the attribute's schema shape.
 pub fn to_value<V: AsRef<[u8]>>(name_lower: &str, values: &[V]) -> Value {
+    shaped_value(shape_of(name_lower), values)
+}
+
+/// Reads raw values of an attribute of shape `shape` as a [`Value`].
+pub fn shaped_value<V: AsRef<[u8]>>(shape: Shape, values: &[V]) -> Value {
     let Some(first) = values.first() else {
         return Value::Null;
     };
-    if BINARY.contains(&name_lower) {
+    if shape == Shape::Binary {
         return Value::Bin(first.as_ref().to_vec());
     }
     if let [one] = values
-        && !MULTI.contains(&name_lower)
+        && shape == Shape::Single
     {
         return match std::str::from_utf8(one.as_ref()) {
             Ok(text) => Value::Str(text.to_string()),
@@ -708,6 +778,23 @@ mod tests {
             let d = ObjData(bytes.into_boxed_slice());
             assert!(d.get(1, &shared).is_empty());
             assert_eq!(d.value(1, "x", &shared), Value::Null);
+        }
+    }
+
+    #[test]
+    fn one_value_agrees_with_to_value() {
+        let cases: [(&str, &[u8]); 5] = [
+            ("mail", b"a@x"),
+            ("proxyaddresses", b"SMTP:a@x"),
+            ("objectsid", b"abc"),
+            ("cn", &[0xff]),
+            ("cn", b""),
+        ];
+        for (name, v) in cases {
+            let expected = to_value(name, &[v]);
+            let shape = shape_of(name);
+            assert_eq!(one_value(shape, Cow::Borrowed(v)), expected, "{name}");
+            assert_eq!(one_value(shape, Cow::Owned(v.to_vec())), expected, "{name}");
         }
     }
 

@@ -2,4 +2,4 @@
 //! so projection code names them in one place. Upserts carry the full mapped attribute set and
 //! `version` = the journal sequence number of the event that produced them (monotonic per object).
 
-pub use crate::api::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
+pub use crate::api::ops::{AttrName, ObjectKind, OnPremisesIdentity, Operation, Upsert};

@@ -16,8 +16,9 @@ use crate::event::{Attribute, Event, Guid, SourceKind};
 /// One operation for the outbox, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectedOp {
-    /// The AD domain (selects the tenant configuration).
-    pub domain: String,
+    /// The AD domain (selects the tenant configuration); shared, as every operation of a run names one
+    /// of a few domains.
+    pub domain: std::sync::Arc<str>,
     /// The journal sequence that produced it.
     pub origin_seq: u64,
     /// The operation.
@@ -42,6 +43,8 @@ pub struct Projector {
     pub log_enabled: bool,
     /// Ignore the scoping filter (on-demand provisioning, as the product does).
     pub ignore_scope: bool,
+    /// The state's domain names, shared by the operations that name them.
+    domain_names: Vec<std::sync::Arc<str>>,
 }
 
 impl Projector {
@@ -52,6 +55,7 @@ impl Projector {
             state,
             log_enabled: true,
             ignore_scope: false,
+            domain_names: Vec::new(),
         }
     }
 
@@ -194,9 +198,21 @@ impl Projector {
         }
     }
 
-    pub(super) fn emit(&self, out: &mut Output, domain: u16, seq: u64, op: Operation) {
+    pub(super) fn emit(&mut self, out: &mut Output, domain: u16, seq: u64, op: Operation) {
+        if self.domain_names.len() != self.state.domains.len() {
+            self.domain_names = self
+                .state
+                .domains
+                .iter()
+                .map(|d| d.as_str().into())
+                .collect();
+        }
+        let domain = match self.domain_names.get(usize::from(domain)) {
+            Some(d) => d.clone(),
+            None => "".into(),
+        };
         out.ops.push(ProjectedOp {
-            domain: self.state.domain_name(domain).to_string(),
+            domain,
             origin_seq: seq,
             op,
         });

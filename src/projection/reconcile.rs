@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::config::Compiled;
 use super::expr::{EvalContext, Value};
 use super::mapping::ApplyWhen;
-use super::model::{ObjData, Shared};
+use super::model::{Loc, ObjData, Shared};
 use super::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
 use super::projector::{Output, Projector};
 use super::provlog::Step;
@@ -26,13 +26,12 @@ pub(super) struct Ctx<'a> {
     guid: Guid,
     seq: u64,
     claimed: &'a BTreeMap<String, Guid>,
-    /// Where each kept attribute's entry starts in `data` ([`ObjData::locate`]), by table id.
-    offsets: [u32; SLOTS],
+    /// Where each kept attribute's values lie in `data` ([`ObjData::locate`]), by table id.
+    locs: [Loc; SLOTS],
 }
 
 /// Attribute ids below this are located once per object; the rest are found by scanning.
 const SLOTS: usize = 64;
-const ABSENT: u32 = u32::MAX;
 
 impl Ctx<'_> {
     /// The kept attribute with table id `id` (`None`: not kept, so Null).
@@ -59,19 +58,22 @@ impl EvalContext for Ctx<'_> {
     }
 
     fn attribute_shape(&self, _name: &str, id: u16) -> Option<(usize, bool)> {
-        match self.offsets.get(usize::from(id)) {
-            Some(&ABSENT) => Some((0, true)),
-            Some(&offset) => Some(self.data.shape_at(offset)),
+        match self.locs.get(usize::from(id)) {
+            Some(loc) if loc.count == 0 => Some((0, true)),
+            Some(&loc) => Some(self.data.shape_at(loc)),
             None => None,
         }
     }
 
     fn attribute_in_slot(&self, _name: &str, id: u16) -> Value {
-        let name = self.cfg.table.name(id).unwrap_or_default();
-        match self.offsets.get(usize::from(id)) {
-            Some(&ABSENT) => Value::Null,
-            Some(&offset) => self.data.value_at(offset, name, self.shared),
-            None => self.data.value(id, name, self.shared),
+        match self.locs.get(usize::from(id)) {
+            Some(loc) if loc.count == 0 => Value::Null,
+            Some(&loc) => self
+                .data
+                .value_at(loc, self.cfg.table.shape(id), self.shared),
+            None => self
+                .data
+                .value(id, self.cfg.table.name(id).unwrap_or_default(), self.shared),
         }
     }
 
@@ -211,10 +213,10 @@ impl Projector {
             guid: obj.guid,
             seq,
             claimed: &self.state.claimed,
-            offsets: {
-                let mut offsets = [ABSENT; SLOTS];
-                obj.data.locate(&mut offsets);
-                offsets
+            locs: {
+                let mut locs = [Loc::default(); SLOTS];
+                obj.data.locate(&mut locs);
+                locs
             },
         }
     }
@@ -331,7 +333,7 @@ impl Projector {
                     .filter_map(|m| {
                         upsert
                             .attributes
-                            .get(&m.target)
+                            .get(m.target.as_ref())
                             .and_then(|v| v.as_str())
                             .map(str::to_lowercase)
                     })
@@ -343,8 +345,8 @@ impl Projector {
                         .filter_map(|m| {
                             upsert
                                 .attributes
-                                .get(&m.target)
-                                .map(|v| (m.target.clone(), v.clone()))
+                                .get(m.target.as_ref())
+                                .map(|v| (m.target.to_string(), v.clone()))
                         })
                         .collect()
                 } else {

@@ -183,7 +183,7 @@ impl<S: OpSink> Runner<S> {
                 .staged
                 .iter()
                 .map(|p| StagedDelete {
-                    domain: p.domain.clone(),
+                    domain: p.domain.to_string(),
                     origin_seq: p.origin_seq,
                     operation: p.op.clone(),
                 })
@@ -244,7 +244,7 @@ impl<S: OpSink> Runner<S> {
         let ops: Vec<ProjectedOp> = staged
             .iter()
             .map(|s| ProjectedOp {
-                domain: s.domain.clone(),
+                domain: s.domain.as_str().into(),
                 origin_seq: s.origin_seq,
                 op: s.operation.clone(),
             })

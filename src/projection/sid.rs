@@ -13,17 +13,40 @@ pub fn sid_to_string(bytes: &[u8]) -> Option<String> {
     }
     let (auth, subs) = rest.split_at(6);
     let authority = auth.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    let mut out = if authority >= 1 << 32 {
-        format!("S-{revision}-0x{authority:012X}")
+    let mut out = String::with_capacity(8 + 11 * count);
+    out.push_str("S-");
+    push_decimal(&mut out, u64::from(revision));
+    if authority >= 1 << 32 {
+        out.push_str(&format!("-0x{authority:012X}"));
     } else {
-        format!("S-{revision}-{authority}")
-    };
-    for sub in subs.chunks_exact(4) {
-        let v = u32::from_le_bytes([sub[0], sub[1], sub[2], sub[3]]);
         out.push('-');
-        out.push_str(&v.to_string());
+        push_decimal(&mut out, authority);
+    }
+    for sub in subs.chunks_exact(4) {
+        out.push('-');
+        push_decimal(
+            &mut out,
+            u64::from(u32::from_le_bytes([sub[0], sub[1], sub[2], sub[3]])),
+        );
     }
     Some(out)
+}
+
+/// Appends `v` in decimal (without the formatting machinery: SIDs are rendered once per upsert).
+fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut n = digits.len();
+    loop {
+        n -= 1;
+        digits[n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(&digits[n..]) {
+        out.push_str(text);
+    }
 }
 
 /// The relative identifier (last sub-authority) of a binary SID, e.g. 512 for Domain Admins.

@@ -290,27 +290,29 @@ impl State {
 
     /// The id of `guid`, adding a placeholder object (not read yet, no DN) when it is new.
     pub fn ensure(&mut self, guid: Guid, domain: u16, kind: ObjectKind) -> ObjId {
-        if let Some(id) = self.id(guid) {
-            return id;
+        let next = match self.free.last() {
+            Some(&id) => id,
+            None => self.objects.len() as ObjId,
+        };
+        // One probe: look up, and on a miss insert the id the new object is about to get.
+        let objects = &self.objects;
+        match self.index.by_guid.entry(
+            guid_hash(&guid),
+            |&i| objects[i as usize].guid == guid,
+            |&i| guid_hash(&objects[i as usize].guid),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => return *e.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(next);
+            }
         }
         let obj = ObjState::new(domain, kind, guid);
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.objects[id as usize] = obj;
-                id
-            }
-            None => {
-                self.objects.push(obj);
-                (self.objects.len() - 1) as ObjId
-            }
-        };
-        let objects = &self.objects;
-        self.index
-            .by_guid
-            .insert_unique(guid_hash(&guid), id, |&i| {
-                guid_hash(&objects[i as usize].guid)
-            });
-        id
+        if self.free.pop().is_some() {
+            self.objects[next as usize] = obj;
+        } else {
+            self.objects.push(obj);
+        }
+        next
     }
 
     /// Removes object `id` from the slab and the indexes (memberships are the caller's) and returns it.

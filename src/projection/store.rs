@@ -4,7 +4,8 @@
 //! # On-disk format
 //! Trees of one sled database:
 //! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 3, crc32c u32 LE of body, body }`, where
-//!   body = `seq u64 LE` ‖ bincode-standard([`State`]). Written whole, replaced whole.
+//!   body = `seq u64 LE` ‖ bincode-standard([`State`]). Written whole, replaced whole. A snapshot of an
+//!   older version is dropped (the state is rebuilt from the journal); a newer one is refused.
 //! - `staged`: key `domain 0x00 anchor` → JSON of the staged delete ([`StagedDelete`]).
 //! - `provlog`: see [`super::provlog`].
 //!
@@ -112,8 +113,21 @@ impl ProjectionStore {
         if v.len() < 18 || &v[..4] != MAGIC {
             return Err(StoreError::Envelope("bad magic or too short"));
         }
-        if u16::from_le_bytes([v[4], v[5]]) != VERSION {
-            return Err(StoreError::Envelope("unknown version"));
+        let version = u16::from_le_bytes([v[4], v[5]]);
+        if version > VERSION {
+            return Err(StoreError::Envelope(
+                "written by a newer cloudsync (unknown version)",
+            ));
+        }
+        if version < VERSION {
+            // The state is derived data: an older layout is dropped and rebuilt from the journal (the
+            // runner reports a JournalGap if the journal no longer starts at the beginning).
+            tracing::warn!(
+                found = version,
+                current = VERSION,
+                "Projection snapshot has an older format; rebuilding the state from the journal."
+            );
+            return Ok(None);
         }
         let crc = u32::from_le_bytes([v[6], v[7], v[8], v[9]]);
         let body = &v[10..];
@@ -195,6 +209,28 @@ mod tests {
         assert!(matches!(
             store.load_snapshot(),
             Err(StoreError::Envelope("checksum mismatch"))
+        ));
+    }
+
+    #[test]
+    fn an_older_snapshot_is_rebuilt_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let mut state = State::default();
+        state.last_seq = 7;
+        store.save_snapshot(&state).unwrap();
+        let raw = store.snapshot.get(SNAPSHOT_KEY).unwrap().unwrap().to_vec();
+        let with_version = |v: u16| {
+            let mut r = raw.clone();
+            r[4..6].copy_from_slice(&v.to_le_bytes());
+            store.snapshot.insert(SNAPSHOT_KEY, r).unwrap();
+        };
+        with_version(VERSION - 1);
+        assert_eq!(store.load_snapshot().unwrap(), None);
+        with_version(VERSION + 1);
+        assert!(matches!(
+            store.load_snapshot(),
+            Err(StoreError::Envelope(m)) if m.contains("newer")
         ));
     }
 

@@ -26,7 +26,7 @@ pub fn gate(threshold: u32, ops: Vec<ProjectedOp>) -> Gated {
     let mut deletes: BTreeMap<&str, usize> = BTreeMap::new();
     for op in &ops {
         if matches!(op.op, Operation::Delete { .. }) {
-            *deletes.entry(op.domain.as_str()).or_default() += 1;
+            *deletes.entry(&*op.domain).or_default() += 1;
         }
     }
     let exceeded: BTreeMap<String, usize> = deletes
@@ -39,7 +39,7 @@ pub fn gate(threshold: u32, ops: Vec<ProjectedOp>) -> Gated {
         ..Gated::default()
     };
     for op in ops {
-        if matches!(op.op, Operation::Delete { .. }) && out.exceeded.contains_key(&op.domain) {
+        if matches!(op.op, Operation::Delete { .. }) && out.exceeded.contains_key(&*op.domain) {
             out.staged.push(op);
         } else {
             out.send.push(op);

@@ -30,14 +30,14 @@ pub fn user_upsert(n: u64, version: u64, upn_domain: &str) -> Operation {
         },
         attributes: BTreeMap::from([
             (
-                "displayName".to_owned(),
+                "displayName".into(),
                 serde_json::json!(format!("Synth {n}")),
             ),
             (
-                "userPrincipalName".to_owned(),
+                "userPrincipalName".into(),
                 serde_json::json!(format!("synth{n}@{upn_domain}")),
             ),
-            ("accountEnabled".to_owned(), serde_json::json!(true)),
+            ("accountEnabled".into(), serde_json::json!(true)),
         ]),
     })
 }

@@ -222,9 +222,9 @@ fn to_operation(op: &Op) -> Operation {
             on_premises: OnPremisesIdentity::default(),
             // Mixed case: UPN uniqueness is case-insensitive.
             attributes: [
-                ("displayName".to_owned(), json!("U")),
+                ("displayName".into(), json!("U")),
                 (
-                    "userPrincipalName".to_owned(),
+                    "userPrincipalName".into(),
                     json!(if version % 2 == 0 {
                         format!("P{upn}@X.test")
                     } else {
@@ -240,9 +240,7 @@ fn to_operation(op: &Op) -> Operation {
             source_anchor: group_anchor(*group),
             version: *version,
             on_premises: OnPremisesIdentity::default(),
-            attributes: [("displayName".to_owned(), json!("G"))]
-                .into_iter()
-                .collect(),
+            attributes: [("displayName".into(), json!("G"))].into_iter().collect(),
         }),
         Op::Delete {
             group,

@@ -167,7 +167,11 @@ fn upsert(
         version: u.version,
         deleted: false,
         on_premises: u.on_premises.clone(),
-        attributes: u.attributes.clone().into_iter().collect(),
+        attributes: u
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
         last_sync: ctx.now_text.clone(),
         configuration_id: config_id,
     };

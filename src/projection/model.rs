@@ -5,7 +5,7 @@
 //! RDN and all its kept values live in one byte blob ([`ObjData`]):
 //!
 //! ```text
-//! rdn_len varint, rdn bytes,
+//! rdn_hash u32 LE (of the canonical RDN, for the DN index), rdn_len varint, rdn bytes,
 //! { id varint, count varint, value* }*          ids ascending
 //! value = h varint (h = len << 2 | mode), [part varint if mode != 0], len bytes
 //!   mode 0: the value is the bytes
@@ -180,6 +180,20 @@ pub struct Shared {
     /// Scratch space for encoding a blob, so each blob is allocated once at its exact size.
     #[serde(skip)]
     scratch: Vec<u8>,
+    /// Derived from `parts`: the `S-1-5-21-…` text of parts that are a domain SID (the SID without its RID).
+    #[serde(skip)]
+    sid_texts: Vec<Option<Box<str>>>,
+}
+
+/// The text form of a domain SID prefix (a SID's bytes without the last sub-authority), if it is one.
+fn sid_prefix_text(part: &[u8]) -> Option<Box<str>> {
+    if part.first() != Some(&1) {
+        return None;
+    }
+    let mut full = part.to_vec();
+    full.extend_from_slice(&[0; 4]);
+    let text = super::sid::sid_to_string(&full)?;
+    text.strip_suffix("-0").map(Box::from)
 }
 
 impl PartialEq for Shared {
@@ -202,6 +216,7 @@ impl Shared {
             index.insert_unique(fnv1a(p), i as u32, |&j| fnv1a(&parts[j as usize]));
         }
         self.index = index;
+        self.sid_texts = self.parts.iter().map(|p| sid_prefix_text(p)).collect();
     }
 
     /// How many parts the table holds.
@@ -230,6 +245,7 @@ impl Shared {
         }
         let id = self.parts.len() as u32;
         self.parts.push(part.into());
+        self.sid_texts.push(sid_prefix_text(part));
         let parts = &self.parts;
         self.index
             .insert_unique(hash, id, |&j| fnv1a(&parts[j as usize]));
@@ -291,6 +307,9 @@ fn skip_value(b: &[u8], at: &mut usize) -> Option<()> {
     (*at <= b.len()).then_some(())
 }
 
+/// Bytes before the RDN: its hash.
+const HEAD: usize = 4;
+
 /// One object's leftmost RDN and kept attribute values, in one allocation (layout in the module doc).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjData(Box<[u8]>);
@@ -343,11 +362,33 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
+/// Writes a blob's head: the RDN's canonical hash and the RDN.
+fn put_head(out: &mut Vec<u8>, rdn: &str) {
+    let hash = if rdn.is_empty() { 0 } else { rdn_hash(rdn) };
+    out.extend_from_slice(&hash.to_le_bytes());
+    put_varint(out, rdn.len());
+    out.extend_from_slice(rdn.as_bytes());
+}
+
+/// The 32-bit hash of an RDN's canonical form that DN lookups use ([`ObjData::rdn_hash`]).
+pub fn rdn_hash(rdn: &str) -> u32 {
+    let h = super::dn::canonical_hash(rdn);
+    (h ^ (h >> 32)) as u32
+}
+
 impl ObjData {
     fn rdn_end(&self) -> (usize, usize) {
-        let mut at = 0;
+        let mut at = HEAD.min(self.0.len());
         let len = get_varint(&self.0, &mut at).unwrap_or(0);
         (at, at.saturating_add(len).min(self.0.len()))
+    }
+
+    /// [`rdn_hash`] of the RDN, kept in the blob so re-indexing never recomputes it (0 before a DN).
+    pub fn rdn_hash(&self) -> u32 {
+        match self.0.get(..HEAD) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        }
     }
 
     /// The leftmost RDN exactly as AD wrote it (`""` until the object has been read).
@@ -376,9 +417,8 @@ impl ObjData {
     pub fn with_rdn(&self, rdn: &str) -> ObjData {
         let (_, end) = self.rdn_end();
         let rest = self.0.get(end..).unwrap_or_default();
-        let mut out = Vec::with_capacity(rdn.len() + 2 + rest.len());
-        put_varint(&mut out, rdn.len());
-        out.extend_from_slice(rdn.as_bytes());
+        let mut out = Vec::with_capacity(HEAD + rdn.len() + 2 + rest.len());
+        put_head(&mut out, rdn);
         out.extend_from_slice(rest);
         ObjData(out.into_boxed_slice())
     }
@@ -441,6 +481,28 @@ impl ObjData {
         (loc.count as usize, first_empty)
     }
 
+    /// The text form (`S-1-5-21-…`) of the SID at `loc`, built from the domain SID's cached text when the
+    /// value shares it; `None` when the value is not a SID.
+    pub fn sid_text_at(&self, loc: Loc, shared: &Shared) -> Option<String> {
+        let values = self.values_of(loc);
+        let mut at = 0;
+        let h = get_varint(values, &mut at)?;
+        if h & 3 == MODE_PREFIX
+            && let Some(prefix) = get_varint(values, &mut at)
+                .and_then(|part| shared.sid_texts.get(part))
+                .and_then(|t| t.as_deref())
+            && let Some(&[a, b, c, d]) = values.get(at..at + (h >> 2))
+        {
+            let mut text = String::with_capacity(prefix.len() + 11);
+            text.push_str(prefix);
+            text.push('-');
+            super::sid::push_decimal(&mut text, u64::from(u32::from_le_bytes([a, b, c, d])));
+            return Some(text);
+        }
+        let v = decode_value(values, &mut 0, shared)?;
+        super::sid::sid_to_string(&v)
+    }
+
     /// The attribute at `loc` (from [`ObjData::locate`]) as a [`Value`].
     pub fn value_at(&self, loc: Loc, shape: Shape, shared: &Shared) -> Value {
         let values = self.values_of(loc);
@@ -499,13 +561,10 @@ impl ObjData {
         let mut out = std::mem::take(&mut shared.scratch);
         out.clear();
         match (rdn, self.0.get(..rdn_end)) {
-            (Some(r), _) => {
-                put_varint(&mut out, r.len());
-                out.extend_from_slice(r.as_bytes());
-            }
-            (None, Some(head)) if !head.is_empty() => out.extend_from_slice(head),
+            (Some(r), _) => put_head(&mut out, r),
+            (None, Some(head)) if head.len() > HEAD => out.extend_from_slice(head),
             // No RDN yet: an empty one.
-            _ => put_varint(&mut out, 0),
+            _ => put_head(&mut out, ""),
         }
         let mut old = if replace_all {
             Entries { b: &[], at: 0 }
@@ -772,9 +831,48 @@ mod tests {
     }
 
     #[test]
+    fn sid_text_from_the_cached_domain_part_equals_the_full_rendering() {
+        let table = AttrTable::new(["objectSid"]);
+        let id = table.id("objectsid").unwrap();
+        let mut shared = Shared::default();
+        // S-1-5-21-1004336348-1177238915-682003330-<rid>, laid out by hand (MS-DTYP 2.4.2.2).
+        let sid = |rid: u32| -> Vec<u8> {
+            let mut b = vec![1u8, 5, 0, 0, 0, 0, 0, 5];
+            for sub in [21u32, 1_004_336_348, 1_177_238_915, 682_003_330, rid] {
+                b.extend_from_slice(&sub.to_le_bytes());
+            }
+            b
+        };
+        for rid in [500u32, 1_104, u32::MAX] {
+            let mut d = ObjData::default();
+            let v = vec![sid(rid)];
+            d.apply(&table, &mut shared, [("objectSid", &v[..])], true);
+            let mut locs = [Loc::default(); 4];
+            d.locate(&mut locs);
+            assert_eq!(
+                d.sid_text_at(locs[usize::from(id)], &shared).as_deref(),
+                Some(format!("S-1-5-21-1004336348-1177238915-682003330-{rid}").as_str())
+            );
+        }
+        assert_eq!(shared.len(), 1);
+        // Not a SID: no text.
+        let mut d = ObjData::default();
+        let v = vec![b"abc".to_vec()];
+        d.apply(&table, &mut shared, [("objectSid", &v[..])], true);
+        let mut locs = [Loc::default(); 4];
+        d.locate(&mut locs);
+        assert_eq!(d.sid_text_at(locs[usize::from(id)], &shared), None);
+    }
+
+    #[test]
     fn malformed_blobs_read_as_empty() {
         let shared = Shared::default();
-        for bytes in [vec![0x80], vec![0, 5, 1, 0xff, 0xff], vec![0, 1, 1, 9, 3]] {
+        for bytes in [
+            vec![0x80],
+            vec![0, 0, 0, 0, 0x80],
+            vec![0, 0, 0, 0, 0, 5, 1, 0xff, 0xff],
+            vec![0, 0, 0, 0, 0, 1, 1, 9, 3],
+        ] {
             let d = ObjData(bytes.into_boxed_slice());
             assert!(d.get(1, &shared).is_empty());
             assert_eq!(d.value(1, "x", &shared), Value::Null);

@@ -34,6 +34,19 @@ pub(super) struct Ctx<'a> {
 const SLOTS: usize = 64;
 
 impl Ctx<'_> {
+    /// The objectSid (table id `id`) in text form, `None` when absent or not a SID.
+    fn sid_text(&self, id: Option<u16>) -> Option<String> {
+        let id = id?;
+        match self.locs.get(usize::from(id)) {
+            Some(loc) if loc.count == 0 => None,
+            Some(&loc) => self.data.sid_text_at(loc, self.shared),
+            None => match self.by_id(Some(id)) {
+                Value::Bin(b) => sid_to_string(&b),
+                _ => None,
+            },
+        }
+    }
+
     /// The kept attribute with table id `id` (`None`: not kept, so Null).
     fn by_id(&self, id: Option<u16>) -> Value {
         match id {
@@ -239,10 +252,7 @@ impl Projector {
                 self.state.on_create.get(&obj.guid),
             )
             .map_err(|(target, e)| format!("{target}: {e}"))?;
-        let sid = match ctx.by_id(self.cfg.ids.sid) {
-            Value::Bin(b) => sid_to_string(&b),
-            _ => None,
-        };
+        let sid = ctx.sid_text(self.cfg.ids.sid);
         Ok(Upsert {
             kind: obj.kind,
             source_anchor: self.state.anchor(id).text(),

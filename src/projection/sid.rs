@@ -33,7 +33,7 @@ pub fn sid_to_string(bytes: &[u8]) -> Option<String> {
 }
 
 /// Appends `v` in decimal (without the formatting machinery: SIDs are rendered once per upsert).
-fn push_decimal(out: &mut String, mut v: u64) {
+pub(super) fn push_decimal(out: &mut String, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut n = digits.len();
     loop {

@@ -193,8 +193,8 @@ fn mix(x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-fn dn_key(canon_parent: u32, rdn_hash: u64) -> u64 {
-    mix(rdn_hash ^ u64::from(canon_parent).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+fn dn_key(canon_parent: u32, rdn_hash: u32) -> u64 {
+    mix(u64::from(rdn_hash) ^ u64::from(canon_parent).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// Hash of a parent DN's text (exact or canonical) in a domain, eight bytes at a time.
@@ -411,7 +411,7 @@ impl State {
         let canon = parents
             .get(o.parent as usize)
             .map_or(NO_PARENT, |p| p.canon);
-        dn_key(canon, dn::canonical_hash(o.data.rdn()))
+        dn_key(canon, o.data.rdn_hash())
     }
 
     fn unindex_dn(&mut self, id: ObjId) {
@@ -546,7 +546,7 @@ impl State {
                     })?
             }
         };
-        let key = dn_key(canon, dn::canonical_hash(rdn));
+        let key = dn_key(canon, super::model::rdn_hash(rdn));
         let objects = &self.objects;
         self.index
             .by_dn

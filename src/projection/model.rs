@@ -845,7 +845,7 @@ mod tests {
         };
         for rid in [500u32, 1_104, u32::MAX] {
             let mut d = ObjData::default();
-            let v = vec![sid(rid)];
+            let v = [sid(rid)];
             d.apply(&table, &mut shared, [("objectSid", &v[..])], true);
             let mut locs = [Loc::default(); 4];
             d.locate(&mut locs);
@@ -857,7 +857,7 @@ mod tests {
         assert_eq!(shared.len(), 1);
         // Not a SID: no text.
         let mut d = ObjData::default();
-        let v = vec![b"abc".to_vec()];
+        let v = [b"abc".to_vec()];
         d.apply(&table, &mut shared, [("objectSid", &v[..])], true);
         let mut locs = [Loc::default(); 4];
         d.locate(&mut locs);

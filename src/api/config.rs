@@ -105,7 +105,8 @@ pub struct Configuration {
 /// What a restart resets; the same scopes as the Graph synchronization job `restart` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RestartScope {
-    /// The agent forgets its change-feed watermark and re-reads everything (a resync without deletes).
+    /// The agent forgets its change-feed watermark and re-reads everything. Objects the re-read no
+    /// longer finds are deleted in the cloud, through the agent's delete threshold (a full resync).
     Watermark,
     /// Clears a quarantine so batches are accepted again.
     Quarantine,

@@ -7,7 +7,8 @@
 //! enqueued together with projection's cursor in one atomic outbox write; provisioning-log entries
 //! (Import → Scope → Match → Action) per object; staged deletes when the delete threshold trips.
 //!
-//! Invariant (DESIGN 5): the state is built from ordered maps only, with no clock or randomness, so the
+//! Invariant (DESIGN 5): the state is built from ordered maps and a slab with ids in journal order (its hash
+//! indexes are derived and never iterated), with no clock or randomness, so the
 //! same journal always yields the same bytes ([`state::State::to_bytes`]); `tests/projection_determinism.rs`
 //! checks it with restarts in the middle. The state snapshot format and the restart contract are in
 //! [`store`]; the expression language is in [`expr`]; docs/projection.md has the whole picture.

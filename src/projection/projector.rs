@@ -245,10 +245,11 @@ impl Projector {
             || new_dn.to_string(),
         );
         let id = self.state.ensure(guid, domain, kind);
-        let first_read = {
+        let (first_read, kind_changed) = {
             let Some(obj) = self.state.obj_mut(id) else {
                 return;
             };
+            let kind_changed = obj.kind != kind || obj.domain != domain;
             obj.kind = kind;
             obj.domain = domain;
             let first = obj.seen_seq == 0;
@@ -256,7 +257,7 @@ impl Projector {
             if kind == ObjectKind::Group && obj.group.is_none() {
                 obj.group = Some(Box::default());
             }
-            first
+            (first, kind_changed)
         };
         if first_read {
             // First read: the anchor is fixed now, for the object's life.
@@ -272,9 +273,10 @@ impl Projector {
         let was = self.state.obj(id).is_some_and(|o| o.in_cloud());
         let dn_changed = !new_dn.is_empty() && !self.state.dn_is(id, new_dn);
         let table = &self.cfg.table;
+        let mut changed = false;
         self.state
             .change(id, dn_changed.then_some(new_dn), |data, shared, rdn| {
-                data.apply_with_rdn(
+                changed = data.apply_with_rdn(
                     table,
                     shared,
                     attributes
@@ -285,15 +287,30 @@ impl Projector {
                     rdn,
                 );
             });
-        let newly = if dn_changed {
-            self.resolve_waiting(domain, id)
+        // Nothing projection keeps changed (a delta of attributes no mapping, filter or identity field
+        // reads — lastLogonTimestamp, badPwdCount, …): the upsert would be the one already sent, so it is
+        // not evaluated again.
+        let unchanged = !changed
+            && !dn_changed
+            && !first_read
+            && !kind_changed
+            && was
+            && !self.state.quarantined.contains_key(&guid);
+        if unchanged {
+            self.log(out, guid, seq, Step::Match, "NoChange", || {
+                "no kept attribute changed".into()
+            });
         } else {
-            Vec::new()
-        };
-        self.reconcile(seq, id, out);
-        self.add_resolved(seq, id, &newly, was, out);
-        if dn_changed && kind == ObjectKind::Group {
-            self.rescope_members(seq, id, out);
+            let newly = if dn_changed {
+                self.resolve_waiting(domain, id)
+            } else {
+                Vec::new()
+            };
+            self.reconcile(seq, id, out);
+            self.add_resolved(seq, id, &newly, was, out);
+            if dn_changed && kind == ObjectKind::Group {
+                self.rescope_members(seq, id, out);
+            }
         }
         if kind == ObjectKind::Group
             && let Some(member) = attributes

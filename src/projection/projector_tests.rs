@@ -5,6 +5,7 @@ use super::config::ProjectionConfig;
 use super::mapping::MappingSpec;
 use super::ops::{ObjectKind, Operation};
 use super::projector::{Output, Projector};
+use super::provlog::Step;
 use super::scope::{FilterClause, FilterOp, ScopeSpec};
 use super::state::State;
 use crate::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
@@ -210,6 +211,36 @@ fn unmapped_change_sends_nothing_and_replays_are_ignored() {
     let mut out = Output::default();
     r.p.apply(1, &user(1, "CN=Other,DC=x", &[]), &mut out);
     assert!(out.ops.is_empty());
+}
+
+#[test]
+fn a_delta_of_attributes_nothing_reads_is_not_evaluated_again() {
+    let mut r = Run::new(ProjectionConfig::default());
+    let dn = "CN=U,DC=corp,DC=example,DC=test";
+    r.feed(user(1, dn, &[]));
+    let mut out = Output::default();
+    r.seq += 1;
+    r.p.apply(
+        r.seq,
+        &delta(1, dn, &[("lastLogonTimestamp", &["134067456000000000"])]),
+        &mut out,
+    );
+    assert!(out.ops.is_empty());
+    let matched: Vec<(&str, &str)> = out
+        .log
+        .iter()
+        .filter(|e| e.step == Step::Match)
+        .map(|e| (e.outcome.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(matched, vec![("NoChange", "no kept attribute changed")]);
+    assert!(
+        !out.log.iter().any(|e| e.step == Step::Scope),
+        "scope and mappings were not evaluated: {:?}",
+        out.log
+    );
+    // A kept attribute that changes is evaluated (and sent) as before.
+    let ops = r.feed(delta(1, dn, &[("givenName", &["Ann"])]));
+    assert_eq!(ops.len(), 1, "{ops:?}");
 }
 
 #[test]

@@ -606,16 +606,6 @@ impl ObjData {
         shared.scratch = out;
         changed
     }
-
-    /// Bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.0.len()
-    }
-
-    /// A fingerprint of the kept attributes (not the RDN): equal attributes give equal fingerprints.
-    pub fn attrs_hash(&self) -> u64 {
-        fnv1a(self.0.get(self.rdn_end().1..).unwrap_or_default())
-    }
 }
 
 /// Attributes whose values are binary in AD; read as [`Value::Bin`].
@@ -778,7 +768,6 @@ mod tests {
         let moved = blob.with_rdn("CN=Ann Smith");
         assert_eq!(moved.rdn(), "CN=Ann Smith");
         assert_eq!(vals(moved.get(pid, &shared)), vals(blob.get(pid, &shared)));
-        assert_eq!(moved.attrs_hash(), blob.attrs_hash());
     }
 
     #[test]

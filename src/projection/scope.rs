@@ -228,19 +228,6 @@ impl Scope {
             .all(|c| clause_holds(c, &get(&c.attribute)))
     }
 
-    /// Whether the mode selects an object at DN `object_dn` whose direct group memberships include a
-    /// scoping group (`in_scoping_group`, only asked in group mode).
-    pub fn mode_selects(&self, object_dn: &str, in_scoping_group: &dyn Fn() -> bool) -> bool {
-        match &self.mode {
-            Mode::All => true,
-            Mode::Ous(bases) => {
-                let canonical = dn::canonical(object_dn);
-                bases.iter().any(|b| dn::is_within(&canonical, b))
-            }
-            Mode::Groups(_) => in_scoping_group(),
-        }
-    }
-
     /// In OU mode: whether the object at canonical DN `dn_canonical` lies in a selected OU (in other modes,
     /// whether the mode selects by DN at all).
     pub fn ou_selects(&self, dn_canonical: &str) -> bool {
@@ -382,8 +369,11 @@ mod tests {
             ..ScopeSpec::default()
         })
         .unwrap();
-        let no = || false;
-        assert!(scope.mode_selects("CN=a,OU=East,ou=sales,DC=corp,DC=test", &no));
-        assert!(!scope.mode_selects("CN=a,OU=HR,DC=corp,DC=test", &no));
+        let within = |dn: &str| scope.ou_selects(&dn::canonical(dn));
+        assert!(within("CN=a,OU=East,ou=sales,DC=corp,DC=test"));
+        assert!(within("CN=a,OU=Sales,DC=corp,DC=test"));
+        assert!(!within("CN=a,OU=HR,DC=corp,DC=test"));
+        assert!(!within("CN=a,OU=Presales,DC=corp,DC=test"));
+        assert!(Scope::default().ou_selects("cn=a,ou=hr,dc=corp,dc=test"));
     }
 }

@@ -400,12 +400,6 @@ impl State {
         }
     }
 
-    /// Object `id`'s parent DN in canonical form (`None` before the object was read).
-    pub fn parent_canonical(&self, id: ObjId) -> Option<&str> {
-        let o = self.obj(id)?;
-        self.parents.get(o.parent as usize).map(|p| &*p.canonical)
-    }
-
     fn obj_dn_key(objects: &[ObjState], parents: &[Parent], id: ObjId) -> u64 {
         let o = &objects[id as usize];
         let canon = parents

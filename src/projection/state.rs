@@ -61,6 +61,9 @@ pub struct ObjState {
     flags: u8,
 }
 
+// The layout the memory figures in docs/projection.md rest on.
+const _: () = assert!(std::mem::size_of::<ObjState>() == 64);
+
 impl ObjState {
     fn new(domain: u16, kind: ObjectKind, guid: Guid) -> ObjState {
         ObjState {

@@ -7,6 +7,9 @@
 //! members). The provisioning log is off (the runner keeps it on; see docs/projection.md). Operations are
 //! counted and dropped (the outbox is measured by the push bench).
 //!
+//! After the first round, up to 500,000 deltas of an attribute nothing reads (`lastLogonTimestamp`, AD's
+//! commonest churn) go through the same projector: their rate, and that they produce no operation.
+//!
 //! Runs `PROJECTION_BENCH_ROUNDS` (default 3) rounds, each with a fresh projector, and reports the median
 //! events per CPU-second of the projecting thread (from /proc/self/schedstat, so other load on a shared
 //! machine does not count; every round's figure is printed too) and per wall second, the share of time spent evaluating mapping expressions (measured as a second pass
@@ -218,7 +221,7 @@ fn main() {
     let rss_before = vm_hwm_kib();
     // The first round's state is measured (peak RSS, snapshot); later rounds start after it is dropped,
     // so the peak is one state's, and give the spread of the throughput on a shared machine.
-    let first = round(total, &compiled);
+    let mut first = round(total, &compiled);
     let rss_after = vm_hwm_kib();
     let objects = first.projector.state().len();
     let snapshot = first.projector.state().to_bytes().unwrap().len();
@@ -231,6 +234,32 @@ fn main() {
     );
     let mut cpu_times = vec![first.projection_cpu];
     let mut projection = first.projection_wall;
+    // Churn: deltas of an attribute nothing reads (a logon timestamp) for users already in the cloud.
+    let churn = first.users.min(500_000);
+    let churn_events: Vec<Event> = (0..churn)
+        .map(|i| Event::ObjectUpserted {
+            domain: DOMAIN.into(),
+            guid: guid(i),
+            usn: total + i,
+            dn: user_dn(i),
+            class: ObjectClass::User,
+            attributes: vec![Attribute::text(
+                "lastLogonTimestamp",
+                &[format!("1340674560{i:08}")],
+            )],
+            full_image: false,
+        })
+        .collect();
+    let mut out = Output::default();
+    let mut churn_ops = 0usize;
+    let t = cpu_ns();
+    for (k, e) in churn_events.iter().enumerate() {
+        first.projector.apply(total + 1 + k as u64, e, &mut out);
+        churn_ops += out.ops.len();
+        out.ops.clear();
+    }
+    let churn_cpu = (cpu_ns() - t) as f64 / 1e9;
+    drop(churn_events);
     drop(first);
     for _ in 1..rounds {
         let r = round(total, &compiled);
@@ -303,6 +332,10 @@ fn main() {
         "  peak RSS (VmHWM):        {:.1} MiB (before: {:.1} MiB) (target <= 300 MiB)",
         rss_after as f64 / 1024.0,
         rss_before as f64 / 1024.0
+    );
+    println!(
+        "  no-op deltas (churn):    {:.0} events per CPU-second ({churn} deltas of lastLogonTimestamp, {churn_ops} operations)",
+        churn as f64 / churn_cpu
     );
     println!(
         "  state snapshot:          {:.1} MiB",

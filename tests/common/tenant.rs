@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "tenant_checks.rs"]
+mod checks;
+#[allow(unused_imports)]
+pub use checks::*;
+
 /// Global Administrator of the seeded tenant.
 pub const GA: (&str, &str) = ("ga@contoso.onmicrosoft.com", "Ga-Passw0rd!");
 /// Hybrid Identity Administrator.
@@ -317,25 +322,6 @@ pub fn group_upsert(anchor: &str, version: u64, name: &str) -> Value {
 /// A batch with a fresh id.
 pub fn batch(ops: Vec<Value>) -> Value {
     json!({"batchId": uuid::Uuid::new_v4(), "operations": ops})
-}
-
-/// Asserts an OData error body with the given status.
-pub async fn assert_odata(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let body: Value = response.json().await.expect("an OData JSON error body");
-    assert!(
-        body["error"]["code"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty()),
-        "no error.code in {body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "no error.message in {body}"
-    );
-    body
 }
 
 /// A JSON body just over the tenant's 8 MiB limit.

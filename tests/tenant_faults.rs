@@ -8,13 +8,8 @@ use serde_json::{Value, json};
 use tenant_fixture::*;
 
 async fn put_faults(t: &TenantFixture, token: &str, settings: &Value) -> reqwest::Response {
-    t.client
-        .put(t.at("/admin/faults"))
-        .bearer_auth(token)
-        .json(settings)
-        .send()
+    t.send(&Req::put("/admin/faults").auth(token).json(settings))
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -81,34 +76,31 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         .await;
 
     // The admin route: GA only; validation lists every problem; malformed and oversized bodies.
-    assert_odata(
-        t.client.get(t.at("/admin/faults")).send().await.unwrap(),
-        401,
-    )
-    .await;
-    assert_odata(put_faults(&t, &hia, &json!({})).await, 403).await;
-    let bad = assert_odata(
-        put_faults(&t, &ga, &json!({"errorRate": 3, "dropRate": -1})).await,
-        400,
-    )
-    .await;
-    let msg = bad["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("errorRate") && msg.contains("dropRate"),
-        "{msg}"
-    );
-    assert_odata(put_faults(&t, &ga, &json!({"bogus": 1})).await, 400).await;
-    assert_odata(
-        t.client
-            .put(t.at("/admin/faults"))
-            .bearer_auth(&ga)
-            .header("content-type", "application/json")
-            .body(oversized_json())
-            .send()
-            .await
-            .unwrap(),
-        413,
-    )
+    let faults = Req::put("/admin/faults");
+    t.check([
+        case("no token", Req::get("/admin/faults"), 401),
+        case("HIA", faults.clone().auth(&hia).json(&json!({})), 403),
+        case(
+            "two invalid rates",
+            faults
+                .clone()
+                .auth(&ga)
+                .json(&json!({"errorRate": 3, "dropRate": -1})),
+            400,
+        )
+        .message_has("errorRate")
+        .message_has("dropRate"),
+        case(
+            "unknown field",
+            faults.clone().auth(&ga).json(&json!({"bogus": 1})),
+            400,
+        ),
+        case(
+            "oversized body",
+            faults.auth(&ga).raw_json(oversized_json()),
+            413,
+        ),
+    ])
     .await;
     let current: Value = t.get_json(&ga, "/admin/faults").await;
     assert_eq!(current["errorRate"], 0.0);

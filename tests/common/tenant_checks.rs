@@ -115,13 +115,13 @@ impl Req {
 }
 
 /// One negative check: `req` must be answered with an OData error of `status`, and the error
-/// message must contain `message_has` when set. `name` labels the case in failure messages.
+/// message must contain every string in `message_has`. `name` labels the case in failure messages.
 #[derive(Clone, Debug)]
 pub struct Case {
     name: String,
     req: Req,
     status: u16,
-    message_has: Option<String>,
+    message_has: Vec<String>,
 }
 
 /// A [`Case`]: `req` must fail with `status`.
@@ -130,14 +130,14 @@ pub fn case(name: impl Into<String>, req: Req, status: u16) -> Case {
         name: name.into(),
         req,
         status,
-        message_has: None,
+        message_has: Vec::new(),
     }
 }
 
 impl Case {
-    /// The error message must also contain `needle`.
+    /// The error message must also contain `needle` (may be given several times).
     pub fn message_has(mut self, needle: &str) -> Case {
-        self.message_has = Some(needle.to_owned());
+        self.message_has.push(needle.to_owned());
         self
     }
 }
@@ -184,7 +184,7 @@ impl TenantFixture {
     pub async fn check(&self, cases: impl IntoIterator<Item = Case>) {
         for c in cases {
             let body = self.expect_error(&c.name, &c.req, c.status).await;
-            if let Some(needle) = &c.message_has {
+            for needle in &c.message_has {
                 let message = body["error"]["message"].as_str().unwrap_or_default();
                 assert!(
                     message.contains(needle.as_str()),

@@ -143,25 +143,31 @@ impl Case {
 }
 
 impl TenantFixture {
-    /// Sends `req` and returns the response (any status).
-    pub async fn send(&self, req: &Req) -> reqwest::Response {
+    /// Builds `req` on `client` (for a client other than [`TenantFixture::client`], e.g. one
+    /// that does not follow redirects).
+    pub fn build(&self, client: &reqwest::Client, req: &Req) -> reqwest::RequestBuilder {
         let url = if req.path.starts_with("http") {
             req.path.clone()
         } else {
             self.at(&req.path)
         };
-        let mut b = self.client.request(req.method.clone(), url);
+        let mut b = client.request(req.method.clone(), url);
         if let Some(token) = &req.token {
             b = b.bearer_auth(token);
         }
-        b = match &req.body {
+        match &req.body {
             ReqBody::Empty => b,
             ReqBody::Json(v) => b.json(v),
             ReqBody::Raw { content_type, text } => {
                 b.header("content-type", *content_type).body(text.clone())
             }
-        };
-        b.send()
+        }
+    }
+
+    /// Sends `req` and returns the response (any status).
+    pub async fn send(&self, req: &Req) -> reqwest::Response {
+        self.build(&self.client, req)
+            .send()
             .await
             .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
     }

@@ -261,14 +261,7 @@ async fn json_batch_answers_each_request_and_limits_to_twenty() {
         {"id": "4", "method": "PATCH", "url": "/users/x", "body": {}},
         {"id": "5", "method": "GET", "url": "users?$filter=bogus%20eq%20'1'"},
     ]});
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&admin)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = t.send(&Req::post(&url).auth(&admin).json(&body)).await;
     assert_eq!(r.status(), 200);
     let out: Value = r.json().await.unwrap();
     let by_id = |id: &str| {
@@ -306,13 +299,12 @@ async fn json_batch_answers_each_request_and_limits_to_twenty() {
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/groups"}))
         .collect();
     let ok: Value = t
-        .client
-        .post(&url)
-        .bearer_auth(&admin)
-        .json(&json!({"requests": twenty}))
-        .send()
+        .send(
+            &Req::post(&url)
+                .auth(&admin)
+                .json(&json!({"requests": twenty})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -134,12 +134,8 @@ async fn admin_routes_reject_wrong_token_role_malformed_and_oversized() {
     }
     // Reads: admins and agents may list configurations; plain users may not.
     let r = t
-        .client
-        .get(t.at("/api/v1/configurations"))
-        .bearer_auth(&agent.token)
-        .send()
-        .await
-        .unwrap();
+        .send(&Req::get("/api/v1/configurations").auth(&agent.token))
+        .await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
     assert_eq!(list["value"].as_array().unwrap().len(), 2);
@@ -259,10 +255,10 @@ async fn heartbeat_and_logs_routes_check_identity_and_input() {
     assert_eq!(entries[0]["result"], "success");
     assert_eq!(entries[0]["agentId"], json!(agent.id));
     assert!(entries[0]["time"].as_str().unwrap().ends_with('Z'));
-    let logs = t.at("/api/v1/provisioningLogs");
+    let logs = "/api/v1/provisioningLogs";
     t.check([
-        case("logs without token", Req::get(&logs), 401),
-        case("logs as agent", Req::get(&logs).auth(&agent.token), 403),
+        case("logs without token", Req::get(logs), 401),
+        case("logs as agent", Req::get(logs).auth(&agent.token), 403),
         case(
             "logs with a malformed objectId",
             Req::get(format!("{logs}?objectId=nope")).auth(&admin),
@@ -271,27 +267,11 @@ async fn heartbeat_and_logs_routes_check_identity_and_input() {
     ])
     .await;
     // Paging: newest first, `nextBefore` continues.
-    let p1: Value = t
-        .client
-        .get(format!("{logs}?top=1"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p1 = t.get_json(&admin, format!("{logs}?top=1")).await;
     assert_eq!(p1["value"][0]["sourceAnchor"], "l2");
     let before = p1["nextBefore"].as_u64().unwrap();
-    let p2: Value = t
-        .client
-        .get(format!("{logs}?top=1&before={before}"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p2 = t
+        .get_json(&admin, format!("{logs}?top=1&before={before}"))
+        .await;
     assert_eq!(p2["value"][0]["sourceAnchor"], "l1");
 }

@@ -12,11 +12,10 @@ use tenant_fixture::*;
 async fn token_and_discovery_endpoints() {
     let t = TenantFixture::start_with(&["--environment", "AzureUSGovernment"]);
     let conf: Value = t
-        .client
-        .get(t.at(&format!("/{DOMAIN}/v2.0/.well-known/openid-configuration")))
-        .send()
+        .send(&Req::get(format!(
+            "/{DOMAIN}/v2.0/.well-known/openid-configuration"
+        )))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -161,24 +160,13 @@ async fn signin_route_rejects_malformed_and_oversized_bodies() {
 async fn tokens_expire() {
     let t = TenantFixture::start_with(&["--token-lifetime-secs", "3"]);
     let token = t.user_token(GA).await;
-    let r = t
-        .client
-        .get(t.at("/v1.0/users"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let users = Req::get("/v1.0/users").auth(&token);
+    let r = t.send(&users).await;
     assert_eq!(r.status(), 200);
     // Poll with a deadline until the token has expired.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let r = t
-            .client
-            .get(t.at("/v1.0/users"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let r = t.send(&users).await;
         if r.status() == 401 {
             let body = assert_odata(r, 401).await;
             assert!(

@@ -231,13 +231,12 @@ async fn deletes_tombstone_objects_and_the_threshold_stages_them_until_force_del
 
     // The heartbeat shows no restart yet; an admin restarts with ForceDeletes.
     let restart = t
-        .client
-        .post(t.at(&format!("/api/v1/configurations/{config}/restart")))
-        .bearer_auth(&admin)
-        .json(&json!({"scopes": ["ForceDeletes"]}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &Req::post(format!("/api/v1/configurations/{config}/restart"))
+                .auth(&admin)
+                .json(&json!({"scopes": ["ForceDeletes"]})),
+        )
+        .await;
     assert_eq!(restart.status(), 202);
     let restart: Value = restart.json().await.unwrap();
     assert_eq!(restart["configuration"]["health"]["state"], "healthy");
@@ -256,13 +255,12 @@ async fn deletes_tombstone_objects_and_the_threshold_stages_them_until_force_del
         let agent = &agent;
         async move {
             let r = t
-                .client
-                .post(t.at(&format!("/api/v1/agents/{}/heartbeat", agent.id)))
-                .bearer_auth(&agent.token)
-                .json(&json!({"version": "1.2.4", "acknowledgedRestarts": acks}))
-                .send()
-                .await
-                .unwrap();
+                .send(
+                    &Req::post(format!("/api/v1/agents/{}/heartbeat", agent.id))
+                        .auth(&agent.token)
+                        .json(&json!({"version": "1.2.4", "acknowledgedRestarts": acks})),
+                )
+                .await;
             assert_eq!(r.status(), 200);
             r.json::<Value>().await.unwrap()
         }
@@ -307,13 +305,12 @@ async fn consecutive_failed_batches_quarantine_until_restart() {
     let (_, r) = t.post_batch(&agent.token, &config, &good).await;
     assert_eq!(statuses(&r), ["error:Quarantined"]);
     let r = t
-        .client
-        .post(t.at(&format!("/api/v1/configurations/{config}/restart")))
-        .bearer_auth(&admin)
-        .json(&json!({"scopes": ["Quarantine"]}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &Req::post(format!("/api/v1/configurations/{config}/restart"))
+                .auth(&admin)
+                .json(&json!({"scopes": ["Quarantine"]})),
+        )
+        .await;
     assert_eq!(r.status(), 202);
     let (_, r) = t
         .post_batch(

@@ -8,13 +8,8 @@ use serde_json::{Value, json};
 use tenant_fixture::*;
 
 async fn put_faults(t: &TenantFixture, token: &str, settings: &Value) -> reqwest::Response {
-    t.client
-        .put(t.at("/admin/faults"))
-        .bearer_auth(token)
-        .json(settings)
-        .send()
+    t.send(&Req::put("/admin/faults").auth(token).json(settings))
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -44,14 +39,8 @@ async fn write_budget_from_flags_answers_429_with_retry_after_and_applies_nothin
         .post_batch(&agent.token, &config, &batch(ops(0, 10)))
         .await;
     assert_eq!(status, 200);
-    let r = t
-        .client
-        .post(t.at(&format!("/api/v1/configurations/{config}/batches")))
-        .bearer_auth(&agent.token)
-        .json(&batch(ops(8, 5)))
-        .send()
-        .await
-        .unwrap();
+    let batches = Req::post(format!("/api/v1/configurations/{config}/batches")).auth(&agent.token);
+    let r = t.send(&batches.json(&batch(ops(8, 5)))).await;
     assert_eq!(r.status(), 429);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
@@ -81,34 +70,31 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         .await;
 
     // The admin route: GA only; validation lists every problem; malformed and oversized bodies.
-    assert_odata(
-        t.client.get(t.at("/admin/faults")).send().await.unwrap(),
-        401,
-    )
-    .await;
-    assert_odata(put_faults(&t, &hia, &json!({})).await, 403).await;
-    let bad = assert_odata(
-        put_faults(&t, &ga, &json!({"errorRate": 3, "dropRate": -1})).await,
-        400,
-    )
-    .await;
-    let msg = bad["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("errorRate") && msg.contains("dropRate"),
-        "{msg}"
-    );
-    assert_odata(put_faults(&t, &ga, &json!({"bogus": 1})).await, 400).await;
-    assert_odata(
-        t.client
-            .put(t.at("/admin/faults"))
-            .bearer_auth(&ga)
-            .header("content-type", "application/json")
-            .body(oversized_json())
-            .send()
-            .await
-            .unwrap(),
-        413,
-    )
+    let faults = Req::put("/admin/faults");
+    t.check([
+        case("no token", Req::get("/admin/faults"), 401),
+        case("HIA", faults.clone().auth(&hia).json(&json!({})), 403),
+        case(
+            "two invalid rates",
+            faults
+                .clone()
+                .auth(&ga)
+                .json(&json!({"errorRate": 3, "dropRate": -1})),
+            400,
+        )
+        .message_has("errorRate")
+        .message_has("dropRate"),
+        case(
+            "unknown field",
+            faults.clone().auth(&ga).json(&json!({"bogus": 1})),
+            400,
+        ),
+        case(
+            "oversized body",
+            faults.auth(&ga).raw_json(oversized_json()),
+            413,
+        ),
+    ])
     .await;
     let current: Value = t.get_json(&ga, "/admin/faults").await;
     assert_eq!(current["errorRate"], 0.0);
@@ -121,14 +107,8 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         200
     );
     let b = batch(vec![user_upsert("a", 1, "a@contoso.onmicrosoft.com", "A")]);
-    let r = t
-        .client
-        .post(t.at(&format!("/api/v1/configurations/{config}/batches")))
-        .bearer_auth(&agent.token)
-        .json(&b)
-        .send()
-        .await
-        .unwrap();
+    let batches = Req::post(format!("/api/v1/configurations/{config}/batches")).auth(&agent.token);
+    let r = t.send(&batches.clone().json(&b)).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     // The admin route itself is not subject to faults, so they can always be switched off.
@@ -140,13 +120,7 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
     );
 
     // dropRate 1: the batch is applied but the response is cut; the replay returns the stored results.
-    let r = t
-        .client
-        .post(t.at(&format!("/api/v1/configurations/{config}/batches")))
-        .bearer_auth(&agent.token)
-        .json(&b)
-        .send()
-        .await;
+    let r = t.build(&t.client, &batches.json(&b)).send().await;
     let failed = match r {
         Err(_) => true,
         Ok(resp) => resp.json::<Value>().await.is_err(),
@@ -175,13 +149,12 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
         .collect();
     let out: Value = t
-        .client
-        .post(t.at("/v1.0/$batch"))
-        .bearer_auth(&ga)
-        .json(&json!({"requests": reqs}))
-        .send()
+        .send(
+            &Req::post("/v1.0/$batch")
+                .auth(&ga)
+                .json(&json!({"requests": reqs})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -193,13 +166,7 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
     assert_eq!(out["responses"][3]["headers"]["Retry-After"], "100");
-    let r = t
-        .client
-        .get(t.at("/v1.0/users"))
-        .bearer_auth(&ga)
-        .send()
-        .await
-        .unwrap();
+    let r = t.send(&Req::get("/v1.0/users").auth(&ga)).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
 

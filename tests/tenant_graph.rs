@@ -147,14 +147,11 @@ async fn users_list_select_filter_and_paging() {
     .await;
     assert_eq!(by_upn["id"], json!(ids[3]));
     assert!(by_upn.get("userPrincipalName").is_none());
-    let r = t
-        .client
-        .get(t.at("/v1.0/users/nobody@contoso.onmicrosoft.com"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 404).await;
+    let mut cases = vec![case(
+        "unknown user",
+        Req::get("/v1.0/users/nobody@contoso.onmicrosoft.com").auth(&admin),
+        404,
+    )];
 
     // Malformed options → 400 OData.
     for bad in [
@@ -165,15 +162,9 @@ async fn users_list_select_filter_and_paging() {
         "/v1.0/users?$skiptoken=zz",
         "/v1.0/users?$orderby=displayName",
     ] {
-        let r = t
-            .client
-            .get(t.at(bad))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
-        assert_odata(r, 400).await;
+        cases.push(case("malformed options", Req::get(bad).auth(&admin), 400));
     }
+    t.check(cases).await;
 }
 
 #[tokio::test]
@@ -218,24 +209,21 @@ async fn groups_members_contacts_and_auth() {
     );
     let (_, contacts) = get(&t, &admin, "/v1.0/contacts").await;
     assert_eq!(contacts["value"][0]["mail"], "v@vendor.example");
-    let r = t
-        .client
-        .get(t.at("/v1.0/groups/00000000-0000-0000-0000-000000000000/members"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 404).await;
-    let r = t
-        .client
-        .get(t.at("/v1.0/applications"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 404).await;
+    let mut cases = vec![
+        case(
+            "members of an unknown group",
+            Req::get("/v1.0/groups/00000000-0000-0000-0000-000000000000/members").auth(&admin),
+            404,
+        ),
+        case(
+            "unknown collection",
+            Req::get("/v1.0/applications").auth(&admin),
+            404,
+        ),
+    ];
 
     // Wrong token, wrong role (a plain user), expired-looking garbage.
+    let user = t.user_token(USER).await;
     for path in [
         "/v1.0/users",
         "/v1.0/groups",
@@ -243,42 +231,23 @@ async fn groups_members_contacts_and_auth() {
         "/v1.0/contacts",
         &format!("/v1.0/users/{}", ids[0]),
     ] {
-        assert_odata(t.client.get(t.at(path)).send().await.unwrap(), 401).await;
-        assert_odata(
-            t.client
-                .get(t.at(path))
-                .bearer_auth("eyJ.eyJ.sig")
-                .send()
-                .await
-                .unwrap(),
+        cases.push(case("no token", Req::get(path), 401));
+        cases.push(case(
+            "garbage token",
+            Req::get(path).auth("eyJ.eyJ.sig"),
             401,
-        )
-        .await;
-        let user = t.user_token(USER).await;
-        assert_odata(
-            t.client
-                .get(t.at(path))
-                .bearer_auth(&user)
-                .send()
-                .await
-                .unwrap(),
-            403,
-        )
-        .await;
+        ));
+        cases.push(case("plain user", Req::get(path).auth(&user), 403));
     }
     // A token of another tenant instance (different signing key) is refused.
     let other = TenantFixture::start();
     let foreign = other.user_token(GA).await;
-    assert_odata(
-        t.client
-            .get(t.at("/v1.0/users"))
-            .bearer_auth(&foreign)
-            .send()
-            .await
-            .unwrap(),
+    cases.push(case(
+        "token of another tenant",
+        Req::get("/v1.0/users").auth(&foreign),
         401,
-    )
-    .await;
+    ));
+    t.check(cases).await;
 }
 
 #[tokio::test]
@@ -292,14 +261,7 @@ async fn json_batch_answers_each_request_and_limits_to_twenty() {
         {"id": "4", "method": "PATCH", "url": "/users/x", "body": {}},
         {"id": "5", "method": "GET", "url": "users?$filter=bogus%20eq%20'1'"},
     ]});
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&admin)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = t.send(&Req::post(&url).auth(&admin).json(&body)).await;
     assert_eq!(r.status(), 200);
     let out: Value = r.json().await.unwrap();
     let by_id = |id: &str| {
@@ -325,79 +287,48 @@ async fn json_batch_answers_each_request_and_limits_to_twenty() {
     let too_many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
         .collect();
-    assert_odata(
-        t.client
-            .post(&url)
-            .bearer_auth(&admin)
-            .json(&json!({"requests": too_many}))
-            .send()
-            .await
-            .unwrap(),
+    t.check([case(
+        "21 requests",
+        Req::post(&url)
+            .auth(&admin)
+            .json(&json!({"requests": too_many})),
         400,
-    )
+    )])
     .await;
     let twenty: Vec<Value> = (0..20)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/groups"}))
         .collect();
     let ok: Value = t
-        .client
-        .post(&url)
-        .bearer_auth(&admin)
-        .json(&json!({"requests": twenty}))
-        .send()
+        .send(
+            &Req::post(&url)
+                .auth(&admin)
+                .json(&json!({"requests": twenty})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(ok["responses"].as_array().unwrap().len(), 20);
     let dup = json!({"requests": [{"id": "a", "method": "GET", "url": "/users"}, {"id": "a", "method": "GET", "url": "/users"}]});
-    assert_odata(
-        t.client
-            .post(&url)
-            .bearer_auth(&admin)
-            .json(&dup)
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-    assert_odata(
-        t.client
-            .post(&url)
-            .bearer_auth(&admin)
-            .header("content-type", "application/json")
-            .body("{\"requests\":[")
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-    assert_odata(
-        t.client
-            .post(&url)
-            .bearer_auth(&admin)
-            .header("content-type", "application/json")
-            .body(oversized_json())
-            .send()
-            .await
-            .unwrap(),
-        413,
-    )
-    .await;
-    assert_odata(t.client.post(&url).json(&body).send().await.unwrap(), 401).await;
     let user = t.user_token(USER).await;
-    assert_odata(
-        t.client
-            .post(&url)
-            .bearer_auth(&user)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
+    t.check([
+        case(
+            "duplicate ids",
+            Req::post(&url).auth(&admin).json(&dup),
+            400,
+        ),
+        case(
+            "malformed JSON",
+            Req::post(&url).auth(&admin).raw_json("{\"requests\":["),
+            400,
+        ),
+        case(
+            "oversized body",
+            Req::post(&url).auth(&admin).raw_json(oversized_json()),
+            413,
+        ),
+        case("no token", Req::post(&url).json(&body), 401),
+        case("plain user", Req::post(&url).auth(&user).json(&body), 403),
+    ])
     .await;
 }

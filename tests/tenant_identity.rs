@@ -12,11 +12,10 @@ use tenant_fixture::*;
 async fn token_and_discovery_endpoints() {
     let t = TenantFixture::start_with(&["--environment", "AzureUSGovernment"]);
     let conf: Value = t
-        .client
-        .get(t.at(&format!("/{DOMAIN}/v2.0/.well-known/openid-configuration")))
-        .send()
+        .send(&Req::get(format!(
+            "/{DOMAIN}/v2.0/.well-known/openid-configuration"
+        )))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -29,27 +28,19 @@ async fn token_and_discovery_endpoints() {
         json!(format!("https://login.microsoftonline.us/{TENANT_ID}/v2.0"))
     );
     assert_eq!(conf["cloud_instance_name"], "microsoftonline.us");
-    let r = t
-        .client
-        .get(t.at("/other.onmicrosoft.com/v2.0/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 404).await;
+    t.check([case(
+        "discovery of another domain",
+        Req::get("/other.onmicrosoft.com/v2.0/.well-known/openid-configuration"),
+        404,
+    )])
+    .await;
 
-    let token_url = t.at(&format!("/{TENANT_ID}/oauth2/v2.0/token"));
+    let token_url = format!("/{TENANT_ID}/oauth2/v2.0/token");
     let post = |body: String| {
+        let req = Req::post(&token_url).form(body);
         let t = &t;
-        let url = token_url.clone();
         async move {
-            let r = t
-                .client
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = t.send(&req).await;
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
@@ -103,119 +94,79 @@ async fn token_and_discovery_endpoints() {
         (400, "invalid_request")
     );
     let r = t
-        .client
-        .post(t.at("/nope.example/oauth2/v2.0/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("grant_type", "password")]))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &Req::post("/nope.example/oauth2/v2.0/token").form(form(&[("grant_type", "password")])),
+        )
+        .await;
     assert_eq!(r.status(), 400);
     let big = format!(
         "grant_type=password&pad={}",
         "x".repeat(8 * 1024 * 1024 + 16)
     );
-    let r = t
-        .client
-        .post(&token_url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 413).await;
-
-    // The agent registered for another cloud is refused.
+    // An oversized form is refused, and so is an agent registered for another cloud.
     let admin = t.user_token(GA).await;
-    let r = t
-        .client
-        .post(t.at("/api/v1/agents"))
-        .bearer_auth(&admin)
-        .json(&json!({"hostName": "h", "version": "1", "environment": "AzureCloud"}))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_odata(r, 400).await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("AzureUSGovernment")
-    );
+    t.check([
+        case("oversized form", Req::post(&token_url).form(big), 413),
+        case(
+            "agent for another cloud",
+            Req::post("/api/v1/agents")
+                .auth(&admin)
+                .json(&json!({"hostName": "h", "version": "1", "environment": "AzureCloud"})),
+            400,
+        )
+        .message_has("AzureUSGovernment"),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn signin_route_rejects_malformed_and_oversized_bodies() {
     let t = TenantFixture::start_with(&["--http"]);
     assert!(t.url.starts_with("http://"));
-    let url = t.at(&format!("/{DOMAIN}/signin"));
-    let r = t
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{\"userPrincipalName\":")
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 400).await;
-    let r = t
-        .client
-        .post(&url)
-        .json(&json!({"userPrincipalName": "a@b"}))
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 400).await;
-    let r = t
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(oversized_json())
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 413).await;
-    let r = t
-        .client
-        .post(&url)
-        .json(&json!({"userPrincipalName": GA.0, "password": GA.1}))
-        .send()
-        .await
-        .unwrap();
-    // Seeded cloud-only admins have no synced hash: the sign-in check is for synced users.
-    assert_odata(r, 401).await;
-    let r = t
-        .client
-        .post(t.at("/other.example/signin"))
-        .json(&json!({"userPrincipalName": "a@b", "password": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 404).await;
+    let url = format!("/{DOMAIN}/signin");
+    t.check([
+        case(
+            "malformed JSON",
+            Req::post(&url).raw_json("{\"userPrincipalName\":"),
+            400,
+        ),
+        case(
+            "no password",
+            Req::post(&url).json(&json!({"userPrincipalName": "a@b"})),
+            400,
+        ),
+        case(
+            "oversized body",
+            Req::post(&url).raw_json(oversized_json()),
+            413,
+        ),
+        // Seeded cloud-only admins have no synced hash: the sign-in check is for synced users.
+        case(
+            "cloud-only admin",
+            Req::post(&url).json(&json!({"userPrincipalName": GA.0, "password": GA.1})),
+            401,
+        ),
+        case(
+            "unknown domain",
+            Req::post("/other.example/signin")
+                .json(&json!({"userPrincipalName": "a@b", "password": "x"})),
+            404,
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn tokens_expire() {
     let t = TenantFixture::start_with(&["--token-lifetime-secs", "3"]);
     let token = t.user_token(GA).await;
-    let r = t
-        .client
-        .get(t.at("/v1.0/users"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let users = Req::get("/v1.0/users").auth(&token);
+    let r = t.send(&users).await;
     assert_eq!(r.status(), 200);
     // Poll with a deadline until the token has expired.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let r = t
-            .client
-            .get(t.at("/v1.0/users"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let r = t.send(&users).await;
         if r.status() == 401 {
             let body = assert_odata(r, 401).await;
             assert!(

@@ -158,33 +158,24 @@ async fn portal_shows_agents_configurations_counts_and_logs_in_chromium() {
 
     // The writeback switch: admin credentials required.
     let flip = |user: &str, password: &str| {
-        let body = form(&[
+        Req::post("/portal/writeback").form(form(&[
             ("configurationId", &config),
             ("enabled", "true"),
             ("username", user),
             ("password", password),
-        ]);
-        t.client
-            .post(t.at("/portal/writeback"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
+        ]))
     };
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    assert_odata(flip(GA.0, "wrong").await.unwrap(), 401).await;
-    assert_odata(flip(USER.0, USER.1).await.unwrap(), 403).await;
-    let ok = no_redirect
-        .post(t.at("/portal/writeback"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("configurationId", &config),
-            ("enabled", "true"),
-            ("username", HIA.0),
-            ("password", HIA.1),
-        ]))
+    t.check([
+        case("wrong password", flip(GA.0, "wrong"), 401),
+        case("plain user", flip(USER.0, USER.1), 403),
+    ])
+    .await;
+    let ok = t
+        .build(&no_redirect, &flip(HIA.0, HIA.1))
         .send()
         .await
         .unwrap();
@@ -195,32 +186,24 @@ async fn portal_shows_agents_configurations_counts_and_logs_in_chromium() {
     assert_eq!(cfg["spec"]["passwordWriteback"], true);
     let dom = run_chromium(profile.path(), &["--dump-dom"], &t.at("/"));
     assert!(dom.contains("<span class=\"switch\">On</span>"));
-    let r = t
-        .client
-        .post(t.at("/portal/writeback"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("configurationId=nope")
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 400).await;
-    let r = t
-        .client
-        .post(t.at("/portal/writeback"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("pad={}", "x".repeat(8 * 1024 * 1024 + 16)))
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 413).await;
-    assert_odata(
-        t.client
-            .get(t.at("/?objectId=not-a-guid"))
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
+    t.check([
+        case(
+            "configuration id not a GUID",
+            Req::post("/portal/writeback").form("configurationId=nope"),
+            400,
+        ),
+        case(
+            "oversized form",
+            Req::post("/portal/writeback")
+                .form(format!("pad={}", "x".repeat(8 * 1024 * 1024 + 16))),
+            413,
+        ),
+        case(
+            "objectId not a GUID",
+            Req::get("/?objectId=not-a-guid"),
+            400,
+        ),
+    ])
     .await;
     drop(browser);
 }

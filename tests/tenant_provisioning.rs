@@ -15,107 +15,71 @@ async fn batch_route_rejects_wrong_token_role_malformed_and_oversized() {
     let url = t.at(&format!("/api/v1/configurations/{config}/batches"));
     let ok = batch(vec![user_upsert("a", 1, "a@contoso.onmicrosoft.com", "A")]);
 
-    let r = t.client.post(&url).json(&ok).send().await.unwrap();
-    assert_odata(r, 401).await;
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth("not.a.token")
-        .json(&ok)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 401).await;
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&admin)
-        .json(&ok)
-        .send()
-        .await
-        .unwrap();
-    let body = assert_odata(r, 403).await;
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("Agent"),
-        "{body}"
-    );
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&agent.token)
-        .header("content-type", "application/json")
-        .body("{\"batchId\": 1")
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 400).await;
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&agent.token)
-        .json(&json!({"batchId": "x", "operations": [{"op": "explode"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 400).await;
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&agent.token)
-        .header("content-type", "application/json")
-        .body(oversized_json())
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 413).await;
+    t.check([
+        case("no token", Req::post(&url).json(&ok), 401),
+        case(
+            "garbage token",
+            Req::post(&url).auth("not.a.token").json(&ok),
+            401,
+        ),
+        case("admin token", Req::post(&url).auth(&admin).json(&ok), 403).message_has("Agent"),
+        case(
+            "malformed JSON",
+            Req::post(&url)
+                .auth(&agent.token)
+                .raw_json("{\"batchId\": 1"),
+            400,
+        ),
+        case(
+            "unknown op",
+            Req::post(&url)
+                .auth(&agent.token)
+                .json(&json!({"batchId": "x", "operations": [{"op": "explode"}]})),
+            400,
+        ),
+        case(
+            "oversized body",
+            Req::post(&url)
+                .auth(&agent.token)
+                .raw_json(oversized_json()),
+            413,
+        ),
+    ])
+    .await;
     let many: Vec<Value> = (0..501)
         .map(|i| json!({"op": "addMember", "groupAnchor": "g", "memberAnchor": format!("m{i}")}))
         .collect();
     let (status, body) = t.post_batch(&agent.token, &config, &batch(many)).await;
     assert_eq!(status, 413, "{body}");
-    let r = t
-        .client
-        .post(t.at("/api/v1/configurations/not-a-guid/batches"))
-        .bearer_auth(&agent.token)
-        .json(&ok)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 400).await;
-    let r = t
-        .client
-        .post(t.at(&format!(
-            "/api/v1/configurations/{}/batches",
-            uuid::Uuid::new_v4()
-        )))
-        .bearer_auth(&agent.token)
-        .json(&ok)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 404).await;
+    let unknown = format!("/api/v1/configurations/{}/batches", uuid::Uuid::new_v4());
+    t.check([
+        case(
+            "configuration id not a GUID",
+            Req::post("/api/v1/configurations/not-a-guid/batches")
+                .auth(&agent.token)
+                .json(&ok),
+            400,
+        ),
+        case(
+            "unknown configuration",
+            Req::post(unknown).auth(&agent.token).json(&ok),
+            404,
+        ),
+    ])
+    .await;
     let (status, _) = t.post_batch(&agent.token, &config, &ok).await;
     assert_eq!(status, 200);
     // An agent of another domain may not push to this configuration.
     let stranger = t
         .register_agent(&admin, "dc.other", &["other.example.com"])
         .await;
-    let r = t
-        .client
-        .post(&url)
-        .bearer_auth(&stranger.token)
-        .json(&ok)
-        .send()
-        .await
-        .unwrap();
-    let body = assert_odata(r, 403).await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("corp.example.com"),
-        "{body}"
-    );
+    t.check([case(
+        "agent of another domain",
+        Req::post(&url).auth(&stranger.token).json(&ok),
+        403,
+    )
+    .message_has("corp.example.com")])
+        .await;
 }
 
 #[tokio::test]
@@ -147,109 +111,69 @@ async fn admin_routes_reject_wrong_token_role_malformed_and_oversized() {
         ),
     ];
     for (method, path, body) in routes {
-        let req = |token: Option<&str>| {
-            let r = t.client.request(method.clone(), t.at(&path));
-            match token {
-                Some(tok) => r.bearer_auth(tok),
-                None => r,
-            }
-        };
-        assert_odata(req(None).json(&body).send().await.unwrap(), 401).await;
-        let forbidden = assert_odata(req(Some(&user)).json(&body).send().await.unwrap(), 403).await;
-        assert!(
-            forbidden["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("HybridIdentityAdministrator"),
-            "{path}: {forbidden}"
-        );
-        assert_odata(
-            req(Some(&agent.token)).json(&body).send().await.unwrap(),
-            403,
-        )
+        let req = Req::new(method.clone(), &path);
+        t.check([
+            case("no token", req.clone().json(&body), 401),
+            case("plain user", req.clone().auth(&user).json(&body), 403)
+                .message_has("HybridIdentityAdministrator"),
+            case("agent", req.clone().auth(&agent.token).json(&body), 403),
+            case(
+                "malformed JSON",
+                req.clone().auth(&admin).raw_json("[1,"),
+                400,
+            ),
+            case(
+                "oversized body",
+                req.clone().auth(&admin).raw_json(oversized_json()),
+                413,
+            ),
+        ])
         .await;
-        assert_odata(
-            req(Some(&admin))
-                .header("content-type", "application/json")
-                .body("[1,")
-                .send()
-                .await
-                .unwrap(),
-            400,
-        )
-        .await;
-        assert_odata(
-            req(Some(&admin))
-                .header("content-type", "application/json")
-                .body(oversized_json())
-                .send()
-                .await
-                .unwrap(),
-            413,
-        )
-        .await;
-        let ok = req(Some(&admin)).json(&body).send().await.unwrap();
+        let ok = t.send(&req.auth(&admin).json(&body)).await;
         assert!(ok.status().is_success(), "{method} {path}: {}", ok.status());
     }
     // Reads: admins and agents may list configurations; plain users may not.
     let r = t
-        .client
-        .get(t.at("/api/v1/configurations"))
-        .bearer_auth(&agent.token)
-        .send()
-        .await
-        .unwrap();
+        .send(&Req::get("/api/v1/configurations").auth(&agent.token))
+        .await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
     assert_eq!(list["value"].as_array().unwrap().len(), 2);
-    assert_odata(
-        t.client
-            .get(t.at("/api/v1/configurations"))
-            .bearer_auth(&user)
-            .send()
-            .await
-            .unwrap(),
+    t.check([case(
+        "plain user lists configurations",
+        Req::get("/api/v1/configurations").auth(&user),
         403,
-    )
+    )])
     .await;
     let one: Value = t
         .get_json(&agent.token, &format!("/api/v1/configurations/{config}"))
         .await;
     assert_eq!(one["spec"]["passwordWriteback"], true);
     assert_eq!(one["revision"], 3, "created (1), edited (2), restarted (3)");
-    // A second configuration for the same domain conflicts.
-    let r = t
-        .client
-        .post(t.at("/api/v1/configurations"))
-        .bearer_auth(&admin)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_odata(r, 409).await;
-    // Restart needs at least one scope, and only known ones.
-    let restart = t.at(&format!("/api/v1/configurations/{config}/restart"));
-    assert_odata(
-        t.client
-            .post(&restart)
-            .bearer_auth(&admin)
-            .json(&json!({"scopes": []}))
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-    assert_odata(
-        t.client
-            .post(&restart)
-            .bearer_auth(&admin)
-            .json(&json!({"scopes": ["Escrows2"]}))
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
+    // A second configuration for the same domain conflicts; restart needs at least one scope, and
+    // only known ones.
+    let restart = format!("/api/v1/configurations/{config}/restart");
+    t.check([
+        case(
+            "second configuration for the domain",
+            Req::post("/api/v1/configurations").auth(&admin).json(&spec),
+            409,
+        ),
+        case(
+            "restart without scopes",
+            Req::post(&restart)
+                .auth(&admin)
+                .json(&json!({"scopes": []})),
+            400,
+        ),
+        case(
+            "restart with an unknown scope",
+            Req::post(&restart)
+                .auth(&admin)
+                .json(&json!({"scopes": ["Escrows2"]})),
+            400,
+        ),
+    ])
     .await;
 }
 
@@ -258,64 +182,30 @@ async fn heartbeat_and_logs_routes_check_identity_and_input() {
     let t = TenantFixture::start();
     let (admin, agent, config) = setup(&t, json!({"domain": "corp.example.com"})).await;
     let other = t.register_agent(&admin, "dc2", &["corp.example.com"]).await;
-    let hb = t.at(&format!("/api/v1/agents/{}/heartbeat", agent.id));
+    let hb = Req::post(format!("/api/v1/agents/{}/heartbeat", agent.id));
     let body = json!({"version": "1.2.4"});
-    assert_odata(t.client.post(&hb).json(&body).send().await.unwrap(), 401).await;
-    assert_odata(
-        t.client
-            .post(&hb)
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
+    t.check([
+        case("no token", hb.clone().json(&body), 401),
+        case("admin token", hb.clone().auth(&admin).json(&body), 403),
+        // One agent cannot heartbeat for another.
+        case(
+            "another agent",
+            hb.clone().auth(&other.token).json(&body),
+            403,
+        ),
+        case(
+            "malformed JSON",
+            hb.clone().auth(&agent.token).raw_json("{\"version\":"),
+            400,
+        ),
+        case(
+            "oversized body",
+            hb.clone().auth(&agent.token).raw_json(oversized_json()),
+            413,
+        ),
+    ])
     .await;
-    // One agent cannot heartbeat for another.
-    assert_odata(
-        t.client
-            .post(&hb)
-            .bearer_auth(&other.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
-    assert_odata(
-        t.client
-            .post(&hb)
-            .bearer_auth(&agent.token)
-            .header("content-type", "application/json")
-            .body("{\"version\":")
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-    assert_odata(
-        t.client
-            .post(&hb)
-            .bearer_auth(&agent.token)
-            .header("content-type", "application/json")
-            .body(oversized_json())
-            .send()
-            .await
-            .unwrap(),
-        413,
-    )
-    .await;
-    let r = t
-        .client
-        .post(&hb)
-        .bearer_auth(&agent.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = t.send(&hb.auth(&agent.token).json(&body)).await;
     assert_eq!(r.status(), 200);
     let agents: Value = t.get_json(&admin, "/api/v1/agents").await;
     let me = agents["value"]
@@ -365,50 +255,23 @@ async fn heartbeat_and_logs_routes_check_identity_and_input() {
     assert_eq!(entries[0]["result"], "success");
     assert_eq!(entries[0]["agentId"], json!(agent.id));
     assert!(entries[0]["time"].as_str().unwrap().ends_with('Z'));
-    let logs = t.at("/api/v1/provisioningLogs");
-    assert_odata(t.client.get(&logs).send().await.unwrap(), 401).await;
-    assert_odata(
-        t.client
-            .get(&logs)
-            .bearer_auth(&agent.token)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
-    assert_odata(
-        t.client
-            .get(format!("{logs}?objectId=nope"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
+    let logs = "/api/v1/provisioningLogs";
+    t.check([
+        case("logs without token", Req::get(logs), 401),
+        case("logs as agent", Req::get(logs).auth(&agent.token), 403),
+        case(
+            "logs with a malformed objectId",
+            Req::get(format!("{logs}?objectId=nope")).auth(&admin),
+            400,
+        ),
+    ])
     .await;
     // Paging: newest first, `nextBefore` continues.
-    let p1: Value = t
-        .client
-        .get(format!("{logs}?top=1"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p1 = t.get_json(&admin, format!("{logs}?top=1")).await;
     assert_eq!(p1["value"][0]["sourceAnchor"], "l2");
     let before = p1["nextBefore"].as_u64().unwrap();
-    let p2: Value = t
-        .client
-        .get(format!("{logs}?top=1&before={before}"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p2 = t
+        .get_json(&admin, format!("{logs}?top=1&before={before}"))
+        .await;
     assert_eq!(p2["value"][0]["sourceAnchor"], "l1");
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,9 @@ use cloudsync::api::ops::OpStatus;
 use cloudsync::push::{Credentials, TenantClient, TlsOptions};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
+
+#[path = "tenant_serve.rs"]
+mod serve;
 
 /// The seeded tenant id.
 pub const TENANT_ID: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
@@ -81,47 +84,15 @@ impl PushTenant {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let addr = self.path("address");
-        let _ = std::fs::remove_file(&addr);
+        let log_path = self.path("tenant.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.path("tenant.log"))
+            .open(&log_path)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-            .args(["tenant", "serve", "--listen", &self.listen])
-            .arg("--state")
-            .arg(self.path("state"))
-            .arg("--seed")
-            .arg(self.path("seed.toml"))
-            .arg("--address-file")
-            .arg(&addr)
-            .arg("--ca-out")
-            .arg(self.path("ca.pem"))
-            .args(&self.extra)
-            .env("CLOUDSYNC_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cloudsync tenant serve");
+        let (child, url) =
+            serve::spawn_tenant(self.dir.path(), &self.listen, &self.extra, log, &log_path);
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
-            if let Ok(s) = std::fs::read_to_string(&addr)
-                && s.ends_with('\n')
-            {
-                break s.trim().to_owned();
-            }
-            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
-                panic!("tenant exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tenant did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
         let ca = std::fs::read(self.path("ca.pem")).unwrap();
         self.http = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])

@@ -4,11 +4,17 @@
 //! Use from an integration test with `#[path = "common/tenant.rs"] mod tenant_fixture;`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Child;
 
 use serde_json::{Value, json};
+
+#[path = "tenant_checks.rs"]
+mod checks;
+#[path = "tenant_serve.rs"]
+mod serve;
+#[allow(unused_imports)]
+pub use checks::*;
 
 /// Global Administrator of the seeded tenant.
 pub const GA: (&str, &str) = ("ga@contoso.onmicrosoft.com", "Ga-Passw0rd!");
@@ -87,33 +93,16 @@ impl TenantFixture {
     }
 
     fn spawn(&mut self) {
-        let addr_file = self.path("address");
-        let _ = std::fs::remove_file(&addr_file);
-        let log = std::fs::File::create(self.path("tenant.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-            .args(["tenant", "serve", "--listen", "127.0.0.1:0"])
-            .arg("--state")
-            .arg(self.path("state"))
-            .arg("--seed")
-            .arg(self.path("seed.toml"))
-            .arg("--address-file")
-            .arg(&addr_file)
-            .arg("--ca-out")
-            .arg(self.path("ca.pem"))
-            .args(&self.extra_args)
-            .env("CLOUDSYNC_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cloudsync tenant serve");
-        self.child = Some(child);
-        let log = self.path("tenant.log");
-        let url = wait_for_file(
-            &addr_file,
-            Duration::from_secs(30),
-            self.child.as_mut().unwrap(),
-            &log,
+        let log_path = self.path("tenant.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let (child, url) = serve::spawn_tenant(
+            self.dir.path(),
+            "127.0.0.1:0",
+            &self.extra_args,
+            log,
+            &log_path,
         );
+        self.child = Some(child);
         let http = url.starts_with("http://");
         self.client = if http {
             reqwest::Client::new()
@@ -275,29 +264,6 @@ impl Drop for TenantFixture {
     }
 }
 
-fn wait_for_file(path: &Path, timeout: Duration, child: &mut Child, log: &Path) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && s.ends_with('\n')
-        {
-            return s.trim().to_owned();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the tenant exited with {status} before writing its address:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tenant did not write {} in time",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// An upsert of a user.
 pub fn user_upsert(anchor: &str, version: u64, upn: &str, name: &str) -> Value {
     json!({
@@ -317,25 +283,6 @@ pub fn group_upsert(anchor: &str, version: u64, name: &str) -> Value {
 /// A batch with a fresh id.
 pub fn batch(ops: Vec<Value>) -> Value {
     json!({"batchId": uuid::Uuid::new_v4(), "operations": ops})
-}
-
-/// Asserts an OData error body with the given status.
-pub async fn assert_odata(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let body: Value = response.json().await.expect("an OData JSON error body");
-    assert!(
-        body["error"]["code"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty()),
-        "no error.code in {body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "no error.message in {body}"
-    );
-    body
 }
 
 /// A JSON body just over the tenant's 8 MiB limit.

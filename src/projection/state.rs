@@ -464,8 +464,9 @@ impl State {
         id
     }
 
-    /// Gives object `id` the DN `new_dn` (in its domain) and indexes it; a DN another object holds is
-    /// taken over (the newest holder wins, as AD reuses a DN only after the old object moved or left).
+    /// Gives object `id` the DN `new_dn` (in its domain) and indexes it. When several objects claim one DN
+    /// (AD reuses a DN only after the old object moved or left, which may arrive later), lookups give the
+    /// one read last.
     pub fn set_dn(&mut self, id: ObjId, new_dn: &str) {
         self.change(id, Some(new_dn), |data, _, rdn| {
             *data = data.with_rdn(rdn.unwrap_or_default());
@@ -504,20 +505,12 @@ impl State {
         self.objects[id as usize].parent = parent;
         let key = Self::obj_dn_key(&self.objects, &self.parents, id);
         let (objects, parents) = (&self.objects, &self.parents);
-        let canon = parents[parent as usize].canon;
-        let rdn = objects[id as usize].data.rdn();
-        match self.index.by_dn.find_entry(key, |&i| {
-            let other = &objects[i as usize];
-            parents.get(other.parent as usize).map(|p| p.canon) == Some(canon)
-                && rdn_eq(other.data.rdn(), rdn)
-        }) {
-            Ok(mut e) => *e.get_mut() = id,
-            Err(absent) => {
-                absent
-                    .into_table()
-                    .insert_unique(key, id, |&i| Self::obj_dn_key(objects, parents, i));
-            }
-        }
+        // Every object with a DN has its own entry, even when another object claims the same DN (a
+        // transient state in AD's own order of changes); lookups choose among them by a rule that does not
+        // depend on history, so a state rebuilt from its bytes answers exactly as the live one.
+        self.index
+            .by_dn
+            .insert_unique(key, id, |&i| Self::obj_dn_key(objects, parents, i));
     }
 
     /// The object holding DN `dn` (any case and spacing) in `domain`.
@@ -545,15 +538,18 @@ impl State {
         };
         let key = dn_key(canon, super::model::rdn_hash(rdn));
         let objects = &self.objects;
+        // Of several objects claiming the DN, the one read last (then the higher id) holds it.
         self.index
             .by_dn
-            .find(key, |&i| {
+            .iter_hash(key)
+            .copied()
+            .filter(|&i| {
                 let o = &objects[i as usize];
                 o.domain == domain
                     && parents.get(o.parent as usize).map(|p| p.canon) == Some(canon)
                     && rdn_eq(o.data.rdn(), rdn)
             })
-            .copied()
+            .max_by_key(|&i| (objects[i as usize].seen_seq, i))
     }
 
     /// How many DNs the index holds.
@@ -610,26 +606,9 @@ impl State {
                     return Err(StateError::Inconsistent("parent id"));
                 }
                 let key = Self::obj_dn_key(objects, parents, id);
-                let canon = parents[o.parent as usize].canon;
-                match index.by_dn.find_entry(key, |&j| {
-                    let other = &objects[j as usize];
-                    parents[other.parent as usize].canon == canon
-                        && rdn_eq(other.data.rdn(), o.data.rdn())
-                }) {
-                    // Two objects with one DN: the later reader held it (the one with the higher
-                    // seen_seq, ties to the higher id), as when it was live.
-                    Ok(mut e) => {
-                        let held = &objects[*e.get() as usize];
-                        if (o.seen_seq, id) > (held.seen_seq, *e.get()) {
-                            *e.get_mut() = id;
-                        }
-                    }
-                    Err(absent) => {
-                        absent
-                            .into_table()
-                            .insert_unique(key, id, |&j| Self::obj_dn_key(objects, parents, j));
-                    }
-                }
+                index
+                    .by_dn
+                    .insert_unique(key, id, |&j| Self::obj_dn_key(objects, parents, j));
             }
         }
         if self
@@ -703,8 +682,17 @@ mod tests {
         assert_eq!(st.dn_lookup(0, "CN=A,OU=Staff,DC=x"), None);
         assert_eq!(st.dn_lookup(0, "CN=A2,OU=Sales,DC=x"), Some(a));
         assert_eq!(st.dn_count(), 2);
-        // A second holder of one DN takes it over; removing the first leaves the second found.
+        // A second claimant of one DN that was read later holds it; removing the first leaves the second.
         let c = object(&mut st, 3, "CN=A2,OU=Sales,DC=x");
+        st.obj_mut(c).unwrap().seen_seq = 9;
+        assert_eq!(st.dn_lookup(0, "CN=A2,OU=Sales,DC=x"), Some(c));
+        // The read order decides, not the order the DNs were set in, so a state rebuilt from its bytes
+        // answers the same.
+        st.obj_mut(a).unwrap().seen_seq = 10;
+        assert_eq!(st.dn_lookup(0, "CN=A2,OU=Sales,DC=x"), Some(a));
+        let back = State::from_bytes(&st.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.dn_lookup(0, "cn=a2,ou=sales,dc=x"), Some(a));
+        st.obj_mut(a).unwrap().seen_seq = 1;
         assert_eq!(st.dn_lookup(0, "CN=A2,OU=Sales,DC=x"), Some(c));
         st.remove(a);
         assert_eq!(st.dn_lookup(0, "CN=A2,OU=Sales,DC=x"), Some(c));

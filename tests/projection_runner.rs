@@ -88,6 +88,30 @@ fn cfg(threshold: u32) -> ProjectionConfig {
     }
 }
 
+/// A journal holding `events` in `dir/journal`.
+fn journal_with(dir: &std::path::Path, events: Vec<Event>) -> Journal {
+    let journal = Journal::open(&dir.join("journal"), JournalOptions::default()).unwrap();
+    journal.append(events, None).unwrap();
+    journal
+}
+
+/// A runner over `journal` with its store in `dir/projection`, delete threshold `threshold`.
+fn runner(
+    dir: &std::path::Path,
+    journal: &Journal,
+    outbox: &MemOutbox,
+    threshold: u32,
+) -> Runner<MemOutbox> {
+    let store = ProjectionStore::open(&dir.join("projection")).unwrap();
+    Runner::open(
+        cfg(threshold).compile().unwrap(),
+        journal.clone(),
+        store,
+        outbox.clone(),
+    )
+    .unwrap()
+}
+
 fn count(ops: &[Operation], action: &str) -> usize {
     ops.iter().filter(|o| o.action() == action).count()
 }
@@ -95,20 +119,10 @@ fn count(ops: &[Operation], action: &str) -> usize {
 #[tokio::test]
 async fn restart_neither_loses_nor_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
-    journal
-        .append((0..30).map(|n| user(n, "In")).collect(), None)
-        .unwrap();
+    let journal = journal_with(dir.path(), (0..30).map(|n| user(n, "In")).collect());
     let outbox = MemOutbox::default();
     {
-        let store = ProjectionStore::open(&dir.path().join("projection")).unwrap();
-        let mut runner = Runner::open(
-            cfg(500).compile().unwrap(),
-            journal.clone(),
-            store,
-            outbox.clone(),
-        )
-        .unwrap();
+        let mut runner = runner(dir.path(), &journal, &outbox, 500);
         runner.snapshot_every = 10;
         let r = runner.run_once(12).await.unwrap();
         assert_eq!((r.events, r.enqueued, r.cursor), (12, 12, 12));
@@ -117,14 +131,7 @@ async fn restart_neither_loses_nor_duplicates() {
         runner.run_once(2).await.unwrap(); // outbox cursor 27, snapshot still 25
     }
     assert_eq!(journal.cursor("projection").unwrap(), Some(25));
-    let store = ProjectionStore::open(&dir.path().join("projection")).unwrap();
-    let mut runner = Runner::open(
-        cfg(500).compile().unwrap(),
-        journal.clone(),
-        store,
-        outbox.clone(),
-    )
-    .unwrap();
+    let mut runner = runner(dir.path(), &journal, &outbox, 500);
     assert_eq!(
         runner.state().last_seq,
         27,
@@ -139,19 +146,9 @@ async fn restart_neither_loses_nor_duplicates() {
 #[tokio::test]
 async fn threshold_stages_deletes_until_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
-    journal
-        .append((0..10).map(|n| user(n, "In")).collect(), None)
-        .unwrap();
+    let journal = journal_with(dir.path(), (0..10).map(|n| user(n, "In")).collect());
     let outbox = MemOutbox::default();
-    let store = ProjectionStore::open(&dir.path().join("projection")).unwrap();
-    let mut runner = Runner::open(
-        cfg(5).compile().unwrap(),
-        journal.clone(),
-        store,
-        outbox.clone(),
-    )
-    .unwrap();
+    let mut runner = runner(dir.path(), &journal, &outbox, 5);
     runner.run_once(1000).await.unwrap();
     // Four deletes in a run pass (threshold 5 means at most 4).
     journal.append((0..4).map(delete).collect(), None).unwrap();
@@ -182,17 +179,9 @@ async fn threshold_stages_deletes_until_allowed() {
 #[tokio::test]
 async fn on_demand_ignores_the_scope_filter_and_leaves_state_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
-    journal.append(vec![user(1, "Out")], None).unwrap();
+    let journal = journal_with(dir.path(), vec![user(1, "Out")]);
     let outbox = MemOutbox::default();
-    let store = ProjectionStore::open(&dir.path().join("projection")).unwrap();
-    let mut runner = Runner::open(
-        cfg(500).compile().unwrap(),
-        journal.clone(),
-        store,
-        outbox.clone(),
-    )
-    .unwrap();
+    let mut runner = runner(dir.path(), &journal, &outbox, 500);
     runner.run_once(1000).await.unwrap();
     assert!(outbox.ops().is_empty(), "out of scope");
     let before = runner.state().to_bytes().unwrap();
@@ -233,18 +222,11 @@ async fn journal_replay_shows_the_provisioning_log_next_to_the_events() {
     let jdir = dir.path().join("journal");
     let pdir = dir.path().join("projection");
     {
-        let journal = Journal::open(&jdir, JournalOptions::default()).unwrap();
-        journal
-            .append(vec![user(1, "In"), user(2, "Out"), user(1, "Out")], None)
-            .unwrap();
-        let store = ProjectionStore::open(&pdir).unwrap();
-        let mut runner = Runner::open(
-            cfg(500).compile().unwrap(),
-            journal,
-            store,
-            MemOutbox::default(),
-        )
-        .unwrap();
+        let journal = journal_with(
+            dir.path(),
+            vec![user(1, "In"), user(2, "Out"), user(1, "Out")],
+        );
+        let mut runner = runner(dir.path(), &journal, &MemOutbox::default(), 500);
         runner.run_once(1000).await.unwrap();
     }
     let guid = Guid([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).to_string();

@@ -442,7 +442,7 @@ impl ObjData {
         }
     }
 
-    /// Attribute `id` as an expression [`Value`] (`name_lower` gives its schema shape, see [`to_value`]).
+    /// Attribute `id` as an expression [`Value`] (`name_lower` gives its schema shape, see [`shape_of`]).
     pub fn value(&self, id: u16, name_lower: &str, shared: &Shared) -> Value {
         let shape = shape_of(name_lower);
         match self.first(id, shared) {
@@ -676,11 +676,6 @@ pub fn one_value(shape: Shape, v: Cow<'_, [u8]>) -> Value {
     }
 }
 
-/// Reads raw AD values as an expression [`Value`], by the attribute's schema shape.
-pub fn to_value<V: AsRef<[u8]>>(name_lower: &str, values: &[V]) -> Value {
-    shaped_value(shape_of(name_lower), values)
-}
-
 /// Reads raw values of an attribute of shape `shape` as a [`Value`].
 pub fn shaped_value<V: AsRef<[u8]>>(shape: Shape, values: &[V]) -> Value {
     let Some(first) = values.first() else {
@@ -710,6 +705,10 @@ pub fn shaped_value<V: AsRef<[u8]>>(shape: Shape, values: &[V]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_value<V: AsRef<[u8]>>(name_lower: &str, values: &[V]) -> Value {
+        shaped_value(shape_of(name_lower), values)
+    }
 
     fn vals(v: Vec<Cow<'_, [u8]>>) -> Vec<Vec<u8>> {
         v.into_iter().map(Cow::into_owned).collect()
@@ -869,7 +868,7 @@ mod tests {
     }
 
     #[test]
-    fn one_value_agrees_with_to_value() {
+    fn one_value_agrees_with_shaped_value() {
         let cases: [(&str, &[u8]); 5] = [
             ("mail", b"a@x"),
             ("proxyaddresses", b"SMTP:a@x"),
@@ -878,7 +877,7 @@ mod tests {
             ("cn", b""),
         ];
         for (name, v) in cases {
-            let expected = to_value(name, &[v]);
+            let expected = test_value(name, &[v]);
             let shape = shape_of(name);
             assert_eq!(one_value(shape, Cow::Borrowed(v)), expected, "{name}");
             assert_eq!(one_value(shape, Cow::Owned(v.to_vec())), expected, "{name}");
@@ -887,16 +886,16 @@ mod tests {
 
     #[test]
     fn values_by_schema_shape() {
-        assert_eq!(to_value("mail", &[b"a@x"]), Value::Str("a@x".into()));
+        assert_eq!(test_value("mail", &[b"a@x"]), Value::Str("a@x".into()));
         assert_eq!(
-            to_value("proxyaddresses", &[b"SMTP:a@x"]),
+            test_value("proxyaddresses", &[b"SMTP:a@x"]),
             Value::Multi(vec!["SMTP:a@x".into()])
         );
         assert_eq!(
-            to_value("objectsid", &[b"abc"]),
+            test_value("objectsid", &[b"abc"]),
             Value::Bin(b"abc".to_vec())
         );
-        assert_eq!(to_value("cn", &[&[0xff]]), Value::Bin(vec![0xff]));
-        assert_eq!(to_value::<&[u8]>("cn", &[]), Value::Null);
+        assert_eq!(test_value("cn", &[&[0xff]]), Value::Bin(vec![0xff]));
+        assert_eq!(test_value::<&[u8]>("cn", &[]), Value::Null);
     }
 }

@@ -191,16 +191,7 @@ async fn staged_deletes_reach_the_tenant_and_allow_deletes_clears_them() {
         listed["value"][0]["health"]["state"],
         "deleteThresholdExceeded"
     );
-    let page = t
-        .client
-        .get(t.at("/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = t.portal_page(HIA, "/").await;
     assert!(
         page.contains("Delete threshold exceeded (3 deletes)"),
         "the portal shows it"

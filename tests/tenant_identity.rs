@@ -185,3 +185,101 @@ async fn tokens_expire() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Entra's AADSTS50053 text (learn.microsoft.com, "Microsoft Entra authentication and authorization
+/// error codes"), the oracle for the lockout answers.
+const AADSTS50053: &str = "AADSTS50053: Your account is locked because the user tried to sign in too many times with an incorrect user ID or password.";
+
+#[tokio::test]
+async fn password_guessing_is_locked_out_per_account_and_address_and_logged() {
+    // Entra's threshold (10); a 2 s lockout so the test can wait it out.
+    let t = TenantFixture::start_with(&["--http", "--lockout-duration-secs", "2"]);
+    let token_url = format!("/{TENANT_ID}/oauth2/v2.0/token");
+    let grant = |(upn, password): (&str, &str)| {
+        Req::post(&token_url).form(form(&[
+            ("grant_type", "password"),
+            ("client_id", "cloudsync-installer"),
+            ("username", upn),
+            ("password", password),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ]))
+    };
+    let send = |client: reqwest::Client, req: Req| {
+        let t = &t;
+        async move {
+            let r = t.build(&client, &req).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let guess = "Wrong-Guess-7731!";
+    for i in 0..10 {
+        let (status, body) = send(t.client.clone(), grant((GA.0, guess))).await;
+        assert_eq!(
+            (status, &body["error_codes"]),
+            (400, &json!([50126])),
+            "guess {i}: {body}"
+        );
+    }
+    // The 11th wrong password and then the right one: locked, in the token endpoint's OAuth shape.
+    for password in [guess, GA.1] {
+        let (status, body) = send(t.client.clone(), grant((GA.0, password))).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+        assert_eq!(body["error_codes"], json!([50053]));
+        assert_eq!(body["error_description"], AADSTS50053);
+    }
+    // Another account from the same address, and the same account from another address, sign in.
+    let (status, _) = send(t.client.clone(), grant(HIA)).await;
+    assert_eq!(status, 200, "another account is not locked");
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let (status, body) = send(elsewhere, grant(GA)).await;
+    assert_eq!(status, 200, "GA from another address is not locked: {body}");
+
+    // The sign-in check counts the same way: 10 × 401, then 400 AADSTS50053.
+    let signin = Req::post(format!("/{DOMAIN}/signin"))
+        .json(&json!({"userPrincipalName": "ann@contoso.onmicrosoft.com", "password": guess}));
+    for _ in 0..10 {
+        t.check([case("wrong sign-in", signin.clone(), 401)]).await;
+    }
+    t.check([case("locked sign-in", signin, 400).message_has(AADSTS50053)])
+        .await;
+
+    // After the lockout the right password works again (polled with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = send(t.client.clone(), grant(GA)).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(body["error_codes"], json!([50053]), "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lockout never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Every failure is logged with account, address and reason; no password is.
+    let log = t.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Sign-in failed") && l.contains(GA.0))
+        .collect();
+    assert_eq!(failures.len(), 10, "{log}");
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.contains("127.0.0.1") && l.contains("invalid_credentials")),
+        "{failures:?}"
+    );
+    assert!(
+        log.contains("AADSTS50053") && log.contains("lockout_remaining_secs"),
+        "{log}"
+    );
+    for secret in [guess, GA.1, HIA.1] {
+        assert!(!log.contains(secret), "the log holds a password: {secret}");
+    }
+}

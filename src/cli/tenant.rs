@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::api::Environment;
+use crate::tenant::lockout::LockoutPolicy;
 use crate::tenant::throttle::BucketSettings;
 use crate::tenant::{ServeConfig, TenantOptions, ThrottleSettings};
 
@@ -55,6 +56,19 @@ pub struct ServeArgs {
     /// Length of the delete-threshold counting window, in seconds.
     #[arg(long, default_value_t = 120)]
     pub delete_window_secs: u64,
+    /// Smart lockout: failed passwords for one account from one address that lock it (Entra: 10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub lockout_threshold: u32,
+    /// Smart lockout: the first lockout's length in seconds, doubling on repeats (Entra: 60).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lockout_duration_secs: u64,
+    /// Smart lockout: failures further apart than this (seconds) start a new count.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lockout_window_secs: u64,
+    /// Smart lockout: failed passwords from one address over all accounts that lock the address
+    /// (password spraying); 0, the default, counts none (Entra's smart lockout has no such limit).
+    #[arg(long, default_value_t = 0)]
+    pub lockout_address_threshold: u32,
     /// Throttle profile: `off` or `realistic` (7,000 writes per 5 minutes, 3,500 reads per 10 s).
     #[arg(long, default_value = "off", value_parser = ["off", "realistic"])]
     pub throttle: String,
@@ -119,6 +133,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             heartbeat_interval_secs: args.heartbeat_interval_secs,
             agent_inactive_after_secs: args.agent_inactive_after_secs,
             delete_window_secs: args.delete_window_secs,
+            lockout: LockoutPolicy {
+                threshold: args.lockout_threshold,
+                duration: Duration::from_secs(args.lockout_duration_secs),
+                window: Duration::from_secs(args.lockout_window_secs),
+                address_threshold: args.lockout_address_threshold,
+                ..LockoutPolicy::default()
+            },
             ..TenantOptions::default()
         },
         throttle: args.throttle_settings()?,

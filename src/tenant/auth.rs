@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::api::auth::{OAuthError, Role, TokenRequest, TokenResponse};
 
 use super::error::ApiError;
+use super::lockout::{ClientAddr, LOCKED_MESSAGE, Refusal};
 use super::orgid::constant_time_eq;
 use super::state::{SharedState, now_unix};
 use super::store::{AgentRecord, get_json, uuid_value};
@@ -140,6 +141,7 @@ fn audience(scope: Option<&str>) -> Result<String, String> {
 pub async fn token(
     State(state): State<SharedState>,
     Path(tenant): Path<String>,
+    ClientAddr(addr): ClientAddr,
     body: Result<axum::Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     if !state.identity.matches(&tenant) {
@@ -176,7 +178,7 @@ pub async fn token(
     };
     let subject = match req.grant_type.as_str() {
         "client_credentials" => client_credentials(&state, &req),
-        "password" => password_grant(&state, &req),
+        "password" => password_grant(&state, &req, addr),
         other => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -253,7 +255,30 @@ fn client_credentials(state: &SharedState, req: &TokenRequest) -> Result<Subject
     Ok((agent.id, vec![Role::Agent], None, Some(agent.client_id)))
 }
 
-fn password_grant(state: &SharedState, req: &TokenRequest) -> Result<Subject, OAuthFailure> {
+/// The password grant under smart lockout: a locked account (from this address) gets
+/// `invalid_grant` AADSTS50053 without its password being checked.
+fn password_grant(
+    state: &SharedState,
+    req: &TokenRequest,
+    addr: std::net::IpAddr,
+) -> Result<Subject, OAuthFailure> {
+    let username = req.username.as_deref().unwrap_or_default();
+    let now = std::time::Instant::now();
+    match state.lockout.guard("token", username, addr, now, || {
+        check_password_grant(state, req)
+    }) {
+        Ok(subject) => Ok(subject),
+        Err(Refusal::Failed(failure)) => Err(failure),
+        Err(Refusal::Locked(_)) => Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50053,
+            LOCKED_MESSAGE,
+        )),
+    }
+}
+
+fn check_password_grant(state: &SharedState, req: &TokenRequest) -> Result<Subject, OAuthFailure> {
     let username = req.username.as_deref().unwrap_or_default();
     let password = req.password.as_deref().unwrap_or_default();
     let bad = || {

@@ -25,6 +25,8 @@
 //! - [`logs`]         — provisioning log search.
 //! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
 //! - [`portal`]       — the admin page at `/`.
+//! - [`portal_auth`], [`session`] — the portal's sign-in, sessions, CSRF token and security headers.
+//! - [`lockout`]      — smart lockout of every password check (AADSTS50053).
 //! - [`error`]        — OData error bodies and body extractors that never panic.
 
 pub mod admin;
@@ -40,11 +42,14 @@ pub mod graph;
 pub mod graph_batch;
 pub mod graph_query;
 pub mod identity;
+pub mod lockout;
 pub mod logs;
 pub mod orgid;
 pub mod portal;
+pub mod portal_auth;
 pub mod provisioning;
 pub mod server;
+pub mod session;
 pub mod signin;
 pub mod state;
 pub mod store;

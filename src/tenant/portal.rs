@@ -2,18 +2,18 @@
 //!
 //! It shows agents (host, version, environment, Active/Inactive, last seen), configurations (health,
 //! password hash sync, the password-writeback switch, delete threshold, last sync), object counts,
-//! and the recent provisioning log with a search box by object id (`/?objectId=…`). The page is
-//! read-only and needs no sign-in (it shows no secrets; bind the tenant to loopback). Flipping the
-//! writeback switch posts a form that must carry a Global or Hybrid Identity Administrator's
-//! credentials. No JavaScript: the page renders completely on the server.
+//! and the recent provisioning log with a search box by object id (`/?objectId=…`). Everything
+//! here needs a portal session of a Global or Hybrid Identity Administrator
+//! ([`super::portal_auth`]): without one, `GET /` redirects to the sign-in page and shows no data.
+//! Flipping the writeback switch posts a form carrying the session's CSRF token. No JavaScript: the
+//! page renders completely on the server.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use axum::extract::{Form, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::logs::LogQuery;
@@ -23,10 +23,9 @@ use super::agents::{agent_infos, all_configs};
 use super::auth::ADMINS;
 use super::error::{ApiError, ApiQuery};
 use super::logs::search;
+use super::portal_auth::{check_csrf, require_session, session};
 use super::state::SharedState;
 use super::store::{StoredObject, decode, put_json};
-
-const STYLE: &str = include_str!("portal.css");
 
 /// A configuration's health as the portal cell shows it: the label, plus the count that explains it.
 fn health_text(health: &crate::api::config::Health) -> String {
@@ -68,11 +67,16 @@ fn counts(state: &SharedState) -> Result<HashMap<ObjectKind, usize>, ApiError> {
     Ok(counts)
 }
 
-/// `GET /`.
+/// `GET /`: the page for a signed-in admin, else a redirect (303) to the sign-in page.
 pub async fn page(
     State(state): State<SharedState>,
-    ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Result<Html<String>, ApiError> {
+    headers: HeaderMap,
+    query: Result<ApiQuery<HashMap<String, String>>, ApiError>,
+) -> Result<Response, ApiError> {
+    let Some(session) = session(&state, &headers) else {
+        return Ok((StatusCode::SEE_OTHER, Redirect::to("/portal/signin")).into_response());
+    };
+    let ApiQuery(params) = query?;
     let search_id = params
         .get("objectId")
         .map(|s| s.trim())
@@ -88,9 +92,13 @@ pub async fn page(
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cloudsync local tenant — {domain}</title><style>{STYLE}</style></head><body>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cloudsync local tenant — {domain}</title><link rel=\"stylesheet\" href=\"/portal/portal.css\"></head><body>\
          <header><h1>Cloud sync admin center <small>(cloudsync local tenant, an emulator)</small></h1>\
-         <p>Tenant <b id=\"tenant-domain\">{domain}</b> · ID <code id=\"tenant-id\">{tid}</code> · Environment <b id=\"environment\">{env}</b></p></header>",
+         <p>Tenant <b id=\"tenant-domain\">{domain}</b> · ID <code id=\"tenant-id\">{tid}</code> · Environment <b id=\"environment\">{env}</b></p>\
+         <form method=\"post\" action=\"/portal/signout\" class=\"signout\">Signed in as <b id=\"signed-in\">{upn}</b> \
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Sign out</button></form></header>",
+        upn = esc(&session.upn),
+        csrf = esc(&session.csrf),
         domain = esc(&id.domain),
         tid = id.tenant_id,
         env = id.environment,
@@ -139,14 +147,14 @@ pub async fn page(
              <form method=\"post\" action=\"/portal/writeback\" class=\"writeback\">\
              <input type=\"hidden\" name=\"configurationId\" value=\"{cid}\">\
              <input type=\"hidden\" name=\"enabled\" value=\"{next}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <span class=\"switch\">{wb}</span> \
-             <input name=\"username\" placeholder=\"admin UPN\" autocomplete=\"username\"> \
-             <input name=\"password\" type=\"password\" placeholder=\"password\" autocomplete=\"current-password\"> \
              <button type=\"submit\">Turn {verb}</button></form></td><td>{thr}</td><td>{last}</td></tr>",
             domain = esc(&cfg.spec.domain),
             health = health_text(&cfg.health),
             phs = on_off(cfg.spec.password_hash_sync),
             cid = cfg.id,
+            csrf = esc(&session.csrf),
             next = !cfg.spec.password_writeback,
             wb = on_off(cfg.spec.password_writeback),
             verb = if cfg.spec.password_writeback {
@@ -196,71 +204,53 @@ pub async fn page(
         );
     }
     h.push_str("</tbody></table></section></body></html>");
-    Ok(Html(h))
+    Ok(Html(h).into_response())
 }
 
-/// The writeback switch form.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WritebackForm {
-    /// The configuration.
-    pub configuration_id: Uuid,
-    /// The wanted state.
-    pub enabled: bool,
-    /// Admin UPN.
-    pub username: String,
-    /// Admin password.
-    pub password: String,
-}
-
-/// `POST /portal/writeback`: flips password writeback for a configuration (admin credentials in the form).
+/// `POST /portal/writeback` (`configurationId`, `enabled`, `csrf`): flips password writeback for
+/// a configuration. Needs a portal session (401) and its CSRF token (403), checked before the
+/// other fields are read.
 pub async fn set_writeback(
     State(state): State<SharedState>,
-    form: Result<Form<WritebackForm>, axum::extract::rejection::FormRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
+    let session = require_session(&state, &headers, &uri)?;
     let form = match form {
-        Ok(Form(form)) => form,
+        Ok(Form(form)) => Some(form),
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return Err(ApiError::PayloadTooLarge("The form is too large.".into()));
         }
-        Err(_) => {
-            return Err(ApiError::BadRequest(
-                "The form needs configurationId, enabled, username and password.".into(),
-            ));
-        }
+        Err(_) => None,
     };
-    let user = state
-        .identity
-        .user(&form.username)
-        .filter(|u| u.check_password(&form.password))
-        .ok_or_else(|| ApiError::Unauthorized("Invalid username or password.".into()))?;
-    if !user.roles.iter().any(|r| ADMINS.contains(r)) {
+    check_csrf(&session, form.as_ref().and_then(|f| f.get("csrf")))?;
+    if !session.roles.iter().any(|r| ADMINS.contains(r)) {
         return Err(ApiError::Forbidden(
             "Changing password writeback needs the Global Administrator or Hybrid Identity Administrator role.".into(),
         ));
     }
+    let field = |name: &str| form.as_ref().and_then(|f| f.get(name));
+    let (Some(configuration_id), Some(enabled)) = (
+        field("configurationId").and_then(|s| Uuid::parse_str(s).ok()),
+        field("enabled").and_then(|s| s.parse::<bool>().ok()),
+    ) else {
+        return Err(ApiError::BadRequest(
+            "The form needs configurationId (a GUID), enabled (true or false) and csrf.".into(),
+        ));
+    };
     let _guard = state.apply_lock.lock().await;
-    let mut record: super::store::ConfigRecord = super::store::get_json(
-        &state.store.configs,
-        "configs",
-        form.configuration_id.as_bytes(),
-    )?
-    .ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "Configuration {} does not exist.",
-            form.configuration_id
-        ))
-    })?;
-    if record.config.spec.password_writeback != form.enabled {
-        record.config.spec.password_writeback = form.enabled;
+    let mut record: super::store::ConfigRecord =
+        super::store::get_json(&state.store.configs, "configs", configuration_id.as_bytes())?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("Configuration {configuration_id} does not exist."))
+            })?;
+    if record.config.spec.password_writeback != enabled {
+        record.config.spec.password_writeback = enabled;
         record.config.revision += 1;
-        put_json(
-            &state.store.configs,
-            form.configuration_id.as_bytes(),
-            &record,
-        )?;
+        put_json(&state.store.configs, configuration_id.as_bytes(), &record)?;
         state.store.flush().await?;
-        tracing::info!(configuration = %form.configuration_id, enabled = form.enabled, by = %user.id, "Password writeback switched.");
+        tracing::info!(configuration = %configuration_id, enabled, by = %session.user_id, "Password writeback switched.");
     }
     Ok((StatusCode::SEE_OTHER, Redirect::to("/")).into_response())
 }

@@ -20,7 +20,7 @@ use super::state::{SharedState, TenantOptions, TenantState};
 use super::store::{Store, StoreError};
 use super::throttle::ThrottleSettings;
 use super::tls::{self, TlsError, TlsMaterial};
-use super::{admin, agents, auth, graph, graph_batch, logs, portal, provisioning, signin};
+use super::{admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, signin};
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +103,7 @@ impl RunningTenant {
 /// Builds the router over a state.
 pub fn router(state: SharedState) -> Router {
     Router::new()
-        .route("/", get(portal::page))
-        .route("/portal/writeback", post(portal::set_writeback))
+        .merge(portal_auth::routes())
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
@@ -222,7 +221,8 @@ pub async fn start(cfg: ServeConfig) -> Result<RunningTenant, ServeError> {
     let addr = listener.local_addr().map_err(io_err("binding"))?;
     let url = format!("{}://{addr}", cfg.options.scheme);
     let handle = axum_server::Handle::new();
-    let app = router(state.clone()).into_make_service();
+    // Connection info gives handlers the source address smart lockout counts by.
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (task, ca_pem) = if cfg.http {
         let server = axum_server::from_tcp(listener)
             .map_err(io_err("serving"))?
@@ -263,6 +263,11 @@ pub async fn start(cfg: ServeConfig) -> Result<RunningTenant, ServeError> {
         admin_password_file = ?generated,
         "Local tenant listening."
     );
+    if cfg.http {
+        tracing::warn!(
+            "Serving plain HTTP: the portal's session cookie cannot be Secure and travels in clear text; use --http on loopback and for tests only."
+        );
+    }
     Ok(RunningTenant {
         addr,
         url,

@@ -1,7 +1,8 @@
 //! The sign-in check that proves password hash sync end to end: `POST /{tenant}/signin` with
 //! `{"userPrincipalName","password"}` answers 200 when the password matches the user's synced hash
 //! and 401 otherwise — also for disabled users, unknown users and users without a synced hash, with
-//! the same body so the answer does not reveal which.
+//! the same body so the answer does not reveal which. Smart lockout ([`super::lockout`]) runs
+//! around the check: a locked account (from the caller's address) gets 400 AADSTS50053.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,6 +10,7 @@ use serde::Deserialize;
 
 use super::apply::StoredCredential;
 use super::error::{ApiError, ApiJson};
+use super::lockout::{ClientAddr, LOCKED_MESSAGE, Refusal};
 use super::orgid::OrgIdHash;
 use super::state::SharedState;
 use super::store::{StoreError, StoredObject, get_json};
@@ -52,6 +54,7 @@ pub fn check_synced_password(
 pub async fn signin(
     State(state): State<SharedState>,
     Path(tenant): Path<String>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<SignInRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.identity.matches(&tenant) {
@@ -60,14 +63,22 @@ pub async fn signin(
     // PBKDF2 is CPU work: keep it off the async workers.
     let checked = {
         let state = state.clone();
+        let now = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
-            check_synced_password(&state, &req.user_principal_name, &req.password)
+            let upn = &req.user_principal_name;
+            state.lockout.guard("signin", upn, addr, now, || {
+                match check_synced_password(&state, upn, &req.password) {
+                    Ok(Some(user)) => Ok(user),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e)),
+                }
+            })
         })
         .await
-        .map_err(|_| ApiError::ServiceUnavailable)??
+        .map_err(|_| ApiError::ServiceUnavailable)?
     };
     match checked {
-        Some(user) => {
+        Ok(user) => {
             tracing::info!(object_id = %user.id, "Synced user signed in.");
             Ok(Json(serde_json::json!({
                 "result": "success",
@@ -75,7 +86,11 @@ pub async fn signin(
                 "userPrincipalName": user.upn(),
             })))
         }
-        None => Err(ApiError::Unauthorized(
+        Err(Refusal::Locked(_)) => Err(ApiError::BadRequest(format!(
+            "AADSTS50053: {LOCKED_MESSAGE}"
+        ))),
+        Err(Refusal::Failed(Some(e))) => Err(e.into()),
+        Err(Refusal::Failed(None)) => Err(ApiError::Unauthorized(
             "AADSTS50126: Error validating credentials due to invalid username or password.".into(),
         )),
     }

@@ -7,6 +7,8 @@ use uuid::Uuid;
 use crate::api::Environment;
 
 use super::identity::{AdminUser, Identity, Seed};
+use super::lockout::{Lockout, LockoutPolicy};
+use super::session::Sessions;
 use super::store::{Store, StoreError};
 use super::throttle::{Throttle, ThrottleSettings};
 use super::token::TokenSigner;
@@ -28,6 +30,8 @@ pub struct TenantOptions {
     pub quarantine_after_failed_batches: u32,
     /// `https` or `http`: how clients reach the tenant (used in `@odata.nextLink` and discovery).
     pub scheme: String,
+    /// Smart lockout of password checks (token endpoint, `/signin`, portal sign-in).
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for TenantOptions {
@@ -40,6 +44,7 @@ impl Default for TenantOptions {
             delete_window_secs: 120,
             quarantine_after_failed_batches: 3,
             scheme: "https".to_owned(),
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -59,6 +64,10 @@ pub struct TenantState {
     pub throttle: Throttle,
     /// Serialises batch application, so idempotency checks and writes do not interleave.
     pub apply_lock: tokio::sync::Mutex<()>,
+    /// Failed password checks per account and source address.
+    pub lockout: Lockout,
+    /// Portal sign-in sessions.
+    pub sessions: Sessions,
 }
 
 /// Shared handle.
@@ -103,6 +112,8 @@ impl TenantState {
                 users,
             },
             store,
+            lockout: Lockout::new(options.lockout.clone()),
+            sessions: Sessions::new(options.scheme == "https"),
             options,
             throttle: Throttle::new(throttle),
             apply_lock: tokio::sync::Mutex::new(()),

@@ -175,6 +175,46 @@ impl TenantFixture {
             .to_owned()
     }
 
+    /// A client like [`TenantFixture::client`] that does not follow redirects.
+    pub fn no_redirect_client(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if self.url.starts_with("https://") {
+            let ca = std::fs::read(self.path("ca.pem")).unwrap();
+            b = b.tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()]);
+        }
+        b.build().unwrap()
+    }
+
+    /// Signs in to the portal's form; returns the session's `Set-Cookie` value.
+    pub async fn portal_set_cookie(&self, (upn, password): (&str, &str)) -> String {
+        let r = self
+            .no_redirect_client()
+            .post(self.at("/portal/signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("username", upn), ("password", password)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "portal sign-in of {upn}");
+        assert_eq!(r.headers()["location"], "/");
+        r.headers()["set-cookie"].to_str().unwrap().to_owned()
+    }
+
+    /// Signs in to the portal and returns the HTML of `path` (e.g. `/`).
+    pub async fn portal_page(&self, who: (&str, &str), path: &str) -> String {
+        let set_cookie = self.portal_set_cookie(who).await;
+        let cookie = set_cookie.split(';').next().unwrap();
+        let r = self
+            .client
+            .get(self.at(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "portal page {path}");
+        r.text().await.unwrap()
+    }
+
     /// Registers an agent serving `domains` and returns it with a client-credentials token.
     pub async fn register_agent(&self, admin: &str, host: &str, domains: &[&str]) -> Agent {
         let r = self

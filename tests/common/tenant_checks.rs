@@ -54,6 +54,7 @@ pub struct Req {
     method: reqwest::Method,
     path: String,
     token: Option<String>,
+    headers: Vec<(String, String)>,
     body: ReqBody,
 }
 
@@ -64,6 +65,7 @@ impl Req {
             method,
             path: path.into(),
             token: None,
+            headers: Vec::new(),
             body: ReqBody::Empty,
         }
     }
@@ -86,6 +88,12 @@ impl Req {
     /// Sends `token` as the bearer token.
     pub fn auth(mut self, token: &str) -> Req {
         self.token = Some(token.to_owned());
+        self
+    }
+
+    /// Adds a request header (e.g. a portal session `cookie`, an `origin`).
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -154,6 +162,9 @@ impl TenantFixture {
         let mut b = client.request(req.method.clone(), url);
         if let Some(token) = &req.token {
             b = b.bearer_auth(token);
+        }
+        for (name, value) in &req.headers {
+            b = b.header(name.as_str(), value.as_str());
         }
         match &req.body {
             ReqBody::Empty => b,

@@ -110,6 +110,8 @@ step "cloudsync journal inspect $LAB/journal"
 
 step "Done"
 echo "Portal:       $URL/   (the browser must trust $T/ca.pem, or accept the warning)"
+echo "              sign in there as $GA with the password in $T/admin-password"
+echo "              (10 wrong passwords lock the account from your address for 60 s: AADSTS50053)"
 echo "Admin:        $GA, password in $T/admin-password"
 echo "Keep syncing: CLOUDSYNC_TENANT__URL=$URL CLOUDSYNC_TENANT__CA_FILE=$T/ca.pem CLOUDSYNC_DOMAINS__CORP__URL=$AD_LDAPS_URL $BIN agent run --config $CONF"
 echo "Stop:         kill $(cat "$T/pid"); scripts/lab.sh stop $DC"

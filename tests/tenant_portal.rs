@@ -365,6 +365,24 @@ async fn portal_needs_an_admin_session_csrf_token_and_security_headers() {
         "the old cookie must not work after sign-out"
     );
 
+    // Signing in again replaces the session the browser carried (no session fixation).
+    let first = cookie_pair(&t.portal_set_cookie(GA).await);
+    let again = t
+        .build(&raw, &signin_form(GA).header("cookie", &first))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 303);
+    let second = cookie_pair(again.headers()["set-cookie"].to_str().unwrap());
+    assert_ne!(first, second);
+    let status = |c: &str| {
+        let req = Req::get("/").header("cookie", c);
+        let (t, raw) = (&t, &raw);
+        async move { t.build(raw, &req).send().await.unwrap().status() }
+    };
+    assert_eq!(status(&first).await, 303, "the carried session must end");
+    assert_eq!(status(&second).await, 200);
+
     // The sign-in form is under smart lockout: 10 wrong, then even the right password → AADSTS50053.
     for _ in 0..10 {
         let r = t

@@ -225,6 +225,8 @@ pub async fn signin(
             ),
         ));
     }
+    // A sign-in never reuses a session the browser already holds (no session fixation).
+    let _ = state.sessions.end(&headers);
     let (_, cookie) = state.sessions.create(
         user.id,
         &user.user_principal_name,

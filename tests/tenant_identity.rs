@@ -283,3 +283,40 @@ async fn password_guessing_is_locked_out_per_account_and_address_and_logged() {
         assert!(!log.contains(secret), "the log holds a password: {secret}");
     }
 }
+
+#[tokio::test]
+async fn an_address_spraying_many_accounts_is_locked_when_counted() {
+    let t = TenantFixture::start_with(&["--http", "--lockout-address-threshold", "5"]);
+    let signin = |upn: String| {
+        Req::post(format!("/{DOMAIN}/signin"))
+            .json(&json!({"userPrincipalName": upn, "password": "Spray-2026!"}))
+    };
+    // One wrong password for each of 5 accounts: no account reaches 10, the address reaches 5.
+    for i in 0..5 {
+        t.check([case("spray", signin(format!("u{i}@{DOMAIN}")), 401)])
+            .await;
+    }
+    let grant = Req::post(format!("/{TENANT_ID}/oauth2/v2.0/token")).form(form(&[
+        ("grant_type", "password"),
+        ("client_id", "cloudsync-installer"),
+        ("username", GA.0),
+        ("password", GA.1),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ]));
+    let r = t.send(&grant).await;
+    assert_eq!(
+        r.status(),
+        400,
+        "the spraying address is locked for every account"
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_codes"],
+        json!([50053])
+    );
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = t.build(&elsewhere, &grant).send().await.unwrap();
+    assert_eq!(r.status(), 200, "another address is not");
+}

@@ -26,7 +26,7 @@
 //! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
 //! - [`portal`]       — the admin page at `/`.
 //! - [`portal_auth`], [`session`] — the portal's sign-in, sessions, CSRF token and security headers.
-//! - [`lockout`]      — smart lockout of every password check (AADSTS50053).
+//! - [`lockout`]      — smart lockout of every password check (AADSTS50053); tests in `lockout_tests.rs`.
 //! - [`error`]        — OData error bodies and body extractors that never panic.
 
 pub mod admin;

@@ -119,7 +119,7 @@ async fn tenant(throttle: ThrottleSettings) -> Tenant {
     let admin: Value = http
         .post(format!("{url}/{DOMAIN}/oauth2/v2.0/token"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=password&username=ga%40contoso.onmicrosoft.com&password=pw&scope=x%2F.default")
+        .body("grant_type=password&client_id=cloudsync-installer&username=ga%40contoso.onmicrosoft.com&password=pw&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default")
         .send()
         .await
         .unwrap()

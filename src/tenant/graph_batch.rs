@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::{AdminsOrAgents, Authorized};
 use super::error::{ApiError, ApiJson};
-use super::graph::{authorize_read, base_url, get_resource};
+use super::graph::{base_url, get_resource};
 use super::state::SharedState;
 use super::throttle::Budget;
 
@@ -55,11 +56,11 @@ fn item_response(id: &str, result: Result<Value, ApiError>) -> Value {
 /// `POST /v1.0/$batch`.
 pub async fn batch(
     State(state): State<SharedState>,
+    _: Authorized<AdminsOrAgents>,
     headers: HeaderMap,
     uri: Uri,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
-    authorize_read(&state, &headers)?;
     let n = req.requests.len();
     if n == 0 || n > MAX_BATCH_REQUESTS {
         return Err(ApiError::BadRequest(format!(

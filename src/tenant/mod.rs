@@ -10,6 +10,7 @@
 //!
 //! # Files, one role each
 //! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
+//! - [`h2_drain`]     — HTTP/2 request bodies answered early are read to the end first (no reset).
 //! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
 //! - [`state`]        — the shared state and fixed tunables.
 //! - [`identity`]     — tenant id/domain/environment, seeded admin users.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod graph;
 pub mod graph_batch;
 pub mod graph_query;
+pub mod h2_drain;
 pub mod identity;
 pub mod logs;
 pub mod orgid;

@@ -62,6 +62,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
         agent_reports: Default::default(),
+        version_high_water: 0,
     };
     let batches: Vec<OperationBatch> = (0..n)
         .step_by(500)

@@ -81,6 +81,7 @@ fn config_record() -> ConfigRecord {
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
         agent_reports: Default::default(),
+        version_high_water: 0,
     }
 }
 

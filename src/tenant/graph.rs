@@ -44,10 +44,11 @@ pub fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> String {
 /// The Graph JSON of a stored object.
 pub fn to_graph(o: &StoredObject) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("id".into(), json!(o.id));
     for (k, v) in &o.attributes {
         m.insert(k.clone(), v.clone());
     }
+    // After the attributes: the derived properties always win (see `apply_guard::DERIVED_PROPERTIES`).
+    m.insert("id".into(), json!(o.id));
     let p = &o.on_premises;
     m.insert("onPremisesImmutableId".into(), json!(o.source_anchor));
     m.insert("onPremisesSamAccountName".into(), json!(p.sam_account_name));

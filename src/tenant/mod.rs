@@ -20,6 +20,7 @@
 //! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
+//! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
 //! - [`store`]        — the sled trees and their on-disk format.
 //! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
 //! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod agent_health;
 pub mod agents;
 pub mod apply;
+pub mod apply_guard;
 #[cfg(test)]
 mod apply_model;
 pub mod apply_ops;

@@ -67,6 +67,7 @@ pub async fn create(
         consecutive_failed_batches: 0,
         pending_restarts: Vec::new(),
         agent_reports: Default::default(),
+        version_high_water: 0,
     };
     put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
     state.store.flush().await?;

@@ -207,6 +207,7 @@ pub fn build_state(cfg: &ServeConfig) -> Result<(SharedState, Option<PathBuf>), 
         }
     };
     let state = TenantState::new(store, &seed, cfg.options.clone(), cfg.throttle.clone())?;
+    state.store.flush_blocking()?;
     Ok((Arc::new(state), generated))
 }
 

@@ -300,6 +300,13 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes every tree to disk, blocking: for start-up, so the tenant id and signing key made
+    /// there survive a crash before sled's own periodic flush (tokens outlive a restart).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// A fresh monotonic id (used for log sequence numbers).
     pub fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)

@@ -273,6 +273,59 @@ async fn a_second_agent_cannot_act_on_another_configurations_objects() {
         404,
     )])
     .await;
+    // Through Graph too: the other configuration's objects are 404 to the agent and left out of
+    // its lists, in `$batch` as well; its own objects read as before.
+    t.check([
+        case(
+            "an agent reads another configuration's user by UPN",
+            Req::get(format!("/v1.0/users/{VICTIM_UPN}")).auth(&b.token),
+            404,
+        ),
+        case(
+            "an agent reads another configuration's user by id",
+            Req::get(format!("/v1.0/users/{}", victim_id.as_str().unwrap())).auth(&b.token),
+            404,
+        ),
+    ])
+    .await;
+    let users = t.get_json(&b.token, "/v1.0/users").await;
+    let upns: Vec<&str> = users["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    assert_eq!(upns, ["b-user@fabrikam.example.com"], "{users}");
+    let batch_read: Value = t
+        .client
+        .post(t.at("/v1.0/$batch"))
+        .bearer_auth(&b.token)
+        .json(&json!({"requests": [
+            {"id": "1", "method": "GET", "url": format!("/users/{VICTIM_UPN}")},
+            {"id": "2", "method": "GET", "url": "/groups"},
+        ]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch_read["responses"][0]["status"], 404, "{batch_read}");
+    assert_eq!(
+        batch_read["responses"][1]["body"]["value"][0]["displayName"], "B Group",
+        "{batch_read}"
+    );
+    assert_eq!(
+        batch_read["responses"][1]["body"]["value"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let own = t
+        .get_json(&a.token, format!("/v1.0/users/{VICTIM_UPN}"))
+        .await;
+    assert_eq!(own["id"], victim_id);
     assert_eq!(
         t.get_json(&admin, "/api/v1/configurations").await["value"]
             .as_array()

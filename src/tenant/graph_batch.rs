@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::auth::{AdminsOrAgents, Authorized};
 use super::error::{ApiError, ApiJson};
-use super::graph::{base_url, get_resource};
+use super::graph::{ReadScope, base_url, get_resource};
 use super::state::SharedState;
 use super::throttle::Budget;
 
@@ -56,7 +56,7 @@ fn item_response(id: &str, result: Result<Value, ApiError>) -> Value {
 /// `POST /v1.0/$batch`.
 pub async fn batch(
     State(state): State<SharedState>,
-    _: Authorized<AdminsOrAgents>,
+    Authorized { principal, .. }: Authorized<AdminsOrAgents>,
     headers: HeaderMap,
     uri: Uri,
     ApiJson(req): ApiJson<BatchRequest>,
@@ -74,6 +74,7 @@ pub async fn batch(
             "Request ids in a batch must be unique.".into(),
         ));
     }
+    let scope = ReadScope::of(&state, &principal)?;
     let base = base_url(&state, &headers, &uri);
     let responses: Vec<Value> = req
         .requests
@@ -90,7 +91,7 @@ pub async fn batch(
                 let url = item.url.trim_start_matches('/');
                 let url = url.strip_prefix("v1.0/").unwrap_or(url);
                 let (path, query) = url.split_once('?').unwrap_or((url, ""));
-                get_resource(&state, &base, path, query)
+                get_resource(&state, &base, path, query, &scope)
             };
             item_response(&item.id, result)
         })

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::auth::{Authorized, GlobalAdmins};
+use super::authorize::{Authorized, GlobalAdmins};
 use super::error::{ApiError, ApiJson};
 use super::state::SharedState;
 use super::throttle::ThrottleSettings;

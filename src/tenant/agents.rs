@@ -14,7 +14,7 @@ use crate::api::agent::{
 };
 
 use super::agent_health::record_report;
-use super::auth::{Admins, Agents, Authorized};
+use super::authorize::{Admins, Agents, Authorized};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix, parse_unix};
 use super::store::{AgentRecord, ConfigRecord, StoreError, decode, get_json, put_json};

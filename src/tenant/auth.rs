@@ -6,8 +6,8 @@
 //! - `GET /{tenant}/v2.0/.well-known/openid-configuration`.
 //! - [`Principal`]: the extractor every protected route uses; it answers 401 for a missing, malformed,
 //!   forged or expired token, or one of another issuer or audience, and [`Principal::require`]
-//!   answers 403 naming the roles that are needed. [`Authorized`] does both as an extractor, so a
-//!   route taking it refuses a caller without the role before its body is read or parsed.
+//!   answers 403 naming the roles that are needed. [`super::authorize::Authorized`] does both as an
+//!   extractor, so a route taking it refuses a caller without the role before its body is read.
 //!
 //! Tokens are issued only for the resources of [`super::token::AUDIENCES`] (any other scope is
 //! `invalid_resource`, AADSTS500011), and the password grant only to the installer's public client
@@ -63,69 +63,6 @@ impl Principal {
 
 /// Roles allowed to administer hybrid identity.
 pub const ADMINS: &[Role] = &[Role::GlobalAdministrator, Role::HybridIdentityAdministrator];
-
-/// A set of roles a route needs, named as a type so [`Authorized`] can check it as an extractor.
-pub trait RoleSet: Send + Sync {
-    /// The roles, any one of which suffices.
-    const ROLES: &'static [Role];
-}
-
-/// Global and Hybrid Identity Administrators ([`ADMINS`]).
-#[derive(Debug)]
-pub struct Admins;
-impl RoleSet for Admins {
-    const ROLES: &'static [Role] = ADMINS;
-}
-
-/// Global Administrators only.
-#[derive(Debug)]
-pub struct GlobalAdmins;
-impl RoleSet for GlobalAdmins {
-    const ROLES: &'static [Role] = &[Role::GlobalAdministrator];
-}
-
-/// Registered agents only.
-#[derive(Debug)]
-pub struct Agents;
-impl RoleSet for Agents {
-    const ROLES: &'static [Role] = &[Role::Agent];
-}
-
-/// Admins and agents.
-#[derive(Debug)]
-pub struct AdminsOrAgents;
-impl RoleSet for AdminsOrAgents {
-    const ROLES: &'static [Role] = &[
-        Role::GlobalAdministrator,
-        Role::HybridIdentityAdministrator,
-        Role::Agent,
-    ];
-}
-
-/// An authenticated caller holding one of `R`'s roles. As an extractor it runs before the body
-/// extractor, so a caller without the role gets 403 whatever the body holds.
-#[derive(Debug)]
-pub struct Authorized<R> {
-    /// The caller.
-    pub principal: Principal,
-    roles: std::marker::PhantomData<R>,
-}
-
-impl<R: RoleSet> FromRequestParts<SharedState> for Authorized<R> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &SharedState,
-    ) -> Result<Self, Self::Rejection> {
-        let principal = Principal::from_request_parts(parts, state).await?;
-        principal.require(R::ROLES)?;
-        Ok(Authorized {
-            principal,
-            roles: std::marker::PhantomData,
-        })
-    }
-}
 
 impl FromRequestParts<SharedState> for Principal {
     type Rejection = ApiError;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{AdminsOrAgents, Authorized};
+use super::authorize::{AdminsOrAgents, Authorized};
 use super::error::{ApiError, ApiJson};
 use super::graph::{ReadScope, base_url, get_resource};
 use super::state::SharedState;

@@ -8,7 +8,7 @@ use axum::extract::State;
 
 use crate::api::logs::{LogEntry, LogPage, LogQuery};
 
-use super::auth::{Admins, Authorized};
+use super::authorize::{Admins, Authorized};
 use super::error::{ApiError, ApiQuery};
 use super::state::SharedState;
 use super::store::{StoreError, decode};

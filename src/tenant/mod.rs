@@ -16,12 +16,14 @@
 //! - [`identity`]     — tenant id/domain/environment, seeded admin users.
 //! - [`token`]        — HS256-signed access tokens.
 //! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
+//! - [`authorize`]    — [`authorize::Authorized`]: the role check as an extractor, before the body.
 //! - [`agents`]       — registration, heartbeats, agent status.
 //! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
 //! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
-//! - [`store`]        — the sled trees and their on-disk format.
+//! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
+//!   the migration from format 1.
 //! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
 //! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
 //! - [`logs`]         — provisioning log search.
@@ -38,6 +40,7 @@ pub mod apply_guard;
 mod apply_model;
 pub mod apply_ops;
 pub mod auth;
+pub mod authorize;
 pub mod error;
 pub mod graph;
 pub mod graph_batch;
@@ -52,6 +55,7 @@ pub mod server;
 pub mod signin;
 pub mod state;
 pub mod store;
+mod store_format;
 pub mod throttle;
 pub mod tls;
 pub mod token;

@@ -185,7 +185,8 @@ pub struct ConfigRecord {
 /// The sled database and its trees.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// The database (for the format migration in [`super::store_format`]).
+    pub(super) db: sled::Db,
     /// Tenant metadata.
     pub meta: sled::Tree,
     /// Objects by id.
@@ -256,7 +257,7 @@ impl Store {
         };
         match store.meta.get("format")?.as_deref() {
             None => {}
-            Some(b"1") => store.migrate_from_1()?,
+            Some(b"1") => super::store_format::migrate_from_1(&store)?,
             Some(v) if v == FORMAT.as_bytes() => {}
             Some(other) => {
                 return Err(StoreError::UnsupportedFormat {
@@ -266,32 +267,6 @@ impl Store {
         }
         store.meta.insert("format", FORMAT.as_bytes())?;
         Ok(store)
-    }
-
-    /// Format 1 → 2: re-keys the tenant-wide anchor index by owning configuration (see the module
-    /// doc). Idempotent: a crash before `format` is written redoes it from the start.
-    fn migrate_from_1(&self) -> Result<(), StoreError> {
-        let old = self.db.open_tree("anchors")?;
-        self.anchors.clear()?;
-        let mut moved = 0u64;
-        for entry in old.iter() {
-            let (anchor, id) = entry?;
-            let Some(object) = get_json::<StoredObject>(&self.objects, "objects", &id)? else {
-                return Err(StoreError::CorruptKey("anchors"));
-            };
-            let mut key = object.configuration_id.as_bytes().to_vec();
-            key.extend_from_slice(&anchor);
-            self.anchors.insert(key, id)?;
-            moved += 1;
-        }
-        self.meta.insert("format", FORMAT.as_bytes())?;
-        self.db.flush()?;
-        self.db.drop_tree("anchors")?;
-        tracing::info!(
-            anchors = moved,
-            "Tenant state migrated from format 1 to 2: anchors are now kept per owning configuration."
-        );
-        Ok(())
     }
 
     /// Flushes every tree to disk.
@@ -373,86 +348,4 @@ pub fn pair_key(a: Uuid, b: Uuid) -> [u8; 32] {
     key[..16].copy_from_slice(a.as_bytes());
     key[16..].copy_from_slice(b.as_bytes());
     key
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn object(id: Uuid, config: Uuid, anchor: &str) -> StoredObject {
-        StoredObject {
-            id,
-            kind: ObjectKind::User,
-            source_anchor: anchor.into(),
-            version: 1,
-            deleted: false,
-            on_premises: OnPremisesIdentity::default(),
-            attributes: Default::default(),
-            last_sync: String::new(),
-            configuration_id: config,
-        }
-    }
-
-    #[test]
-    fn a_format_1_state_is_migrated_to_per_configuration_anchors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let (id, config) = (Uuid::new_v4(), Uuid::new_v4());
-        {
-            // A state as format 1 wrote it: the anchor tree keyed by the bare anchor.
-            let db = sled::open(&path).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert("format", b"1")
-                .unwrap();
-            let objects = db.open_tree("objects").unwrap();
-            put_json(&objects, id.as_bytes(), &object(id, config, "anc")).unwrap();
-            db.open_tree("anchors")
-                .unwrap()
-                .insert("anc", id.as_bytes().as_slice())
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.meta.get("format").unwrap().unwrap().as_ref(), b"2");
-        assert_eq!(
-            store
-                .anchors
-                .get(anchor_key(config, "anc"))
-                .unwrap()
-                .unwrap()
-                .as_ref(),
-            id.as_bytes()
-        );
-        assert_eq!(store.anchors.len(), 1);
-        assert!(
-            !store
-                .db
-                .tree_names()
-                .iter()
-                .any(|n| n.as_ref() == b"anchors"),
-            "the old tree is dropped"
-        );
-        drop(store);
-        // Opening again changes nothing.
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.anchors.len(), 1);
-    }
-
-    #[test]
-    fn a_newer_format_is_refused_with_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        {
-            let db = sled::open(&path).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert("format", b"3")
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let err = Store::open(&path).unwrap_err();
-        assert!(matches!(&err, StoreError::UnsupportedFormat { found } if found == "3"));
-        assert!(err.to_string().contains("empty --state"), "{err}");
-    }
 }

@@ -62,6 +62,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
         agent_reports: Default::default(),
+        version_high_water: 0,
     };
     let batches: Vec<OperationBatch> = (0..n)
         .step_by(500)
@@ -119,7 +120,7 @@ async fn tenant(throttle: ThrottleSettings) -> Tenant {
     let admin: Value = http
         .post(format!("{url}/{DOMAIN}/oauth2/v2.0/token"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=password&username=ga%40contoso.onmicrosoft.com&password=pw&scope=x%2F.default")
+        .body("grant_type=password&client_id=cloudsync-installer&username=ga%40contoso.onmicrosoft.com&password=pw&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default")
         .send()
         .await
         .unwrap()

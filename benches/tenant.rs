@@ -81,6 +81,7 @@ fn config_record() -> ConfigRecord {
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
         agent_reports: Default::default(),
+        version_high_water: 0,
     }
 }
 
@@ -134,7 +135,7 @@ async fn remote(http: bool) -> Remote {
         }
     };
     let admin = token(
-        "grant_type=password&username=ga%40contoso.onmicrosoft.com&password=pw&scope=x%2F.default"
+        "grant_type=password&client_id=cloudsync-installer&username=ga%40contoso.onmicrosoft.com&password=pw&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"
             .into(),
     )
     .await;
@@ -159,7 +160,7 @@ async fn remote(http: bool) -> Remote {
         .await
         .unwrap();
     let agent = token(format!(
-        "grant_type=client_credentials&client_id={}&client_secret={}&scope=x%2F.default",
+        "grant_type=client_credentials&client_id={}&client_secret={}&scope=api%3A%2F%2Fcloudsync%2F.default",
         reg["clientId"].as_str().unwrap(),
         reg["clientSecret"].as_str().unwrap()
     ))

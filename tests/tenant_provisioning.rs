@@ -132,13 +132,17 @@ async fn admin_routes_reject_wrong_token_role_malformed_and_oversized() {
         let ok = t.send(&req.auth(&admin).json(&body)).await;
         assert!(ok.status().is_success(), "{method} {path}: {}", ok.status());
     }
-    // Reads: admins and agents may list configurations; plain users may not.
+    // Reads: admins list every configuration, agents only those of their domains (issue 18 item
+    // 2: the other domain's configuration is left out); plain users may not list.
     let r = t
         .send(&Req::get("/api/v1/configurations").auth(&agent.token))
         .await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
-    assert_eq!(list["value"].as_array().unwrap().len(), 2);
+    assert_eq!(list["value"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["value"][0]["id"], config.as_str());
+    let all = t.get_json(&admin, "/api/v1/configurations").await;
+    assert_eq!(all["value"].as_array().unwrap().len(), 2, "{all}");
     t.check([case(
         "plain user lists configurations",
         Req::get("/api/v1/configurations").auth(&user),

@@ -18,8 +18,9 @@ use crate::api::config::{Configuration, ConfigurationSpec};
 use crate::api::error::ODataError;
 use crate::config::TenantConfig;
 
-/// The public client id the installer signs in with.
-pub const INSTALLER_CLIENT_ID: &str = "cloudsync-installer";
+/// The public client id the installer signs in with: the contract's, the only client the tenant's
+/// password grant takes.
+pub use crate::api::auth::INSTALLER_CLIENT_ID;
 /// The scope of the installer's admin token.
 pub const ADMIN_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// The scope of the agent's client-credentials token.

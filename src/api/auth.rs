@@ -5,6 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The public client id of the installer (the password grant's only client): like the real
+/// agent's installer, it is a well-known public client, not a secret.
+pub const INSTALLER_CLIENT_ID: &str = "cloudsync-installer";
+
+/// The Microsoft Graph resource: admin tokens ask for `https://graph.microsoft.com/.default`.
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+
+/// The provisioning API's resource: agent tokens ask for `api://cloudsync/.default`.
+pub const AGENT_RESOURCE: &str = "api://cloudsync";
+
 /// The directory roles a signed-in user may hold; carried in the token's `roles` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {

@@ -16,6 +16,22 @@
 //!   held pending on the tenant side.
 //! - A user principal name already held by another anchor is the permanent error
 //!   `DuplicateUserPrincipalName`.
+//! - **Ownership.** An object belongs to the configuration whose batch created it, and only that
+//!   configuration's batches can update, delete, set the password hash of, or change memberships of
+//!   it: anchors are looked up within the calling configuration. An operation naming an anchor that
+//!   only another configuration holds (live), and a create whose anchor or user principal name is held
+//!   by another configuration's live object, is the permanent error `OwnedByAnotherConfiguration`;
+//!   nothing is merged. A membership operation needs both the group and the member in the caller's
+//!   configuration.
+//! - **Reserved names.** Attributes named like a property the tenant derives (`id`, the
+//!   `onPremises*` identity properties it fills from the anchor and `onPremises`, and OData
+//!   annotations such as `@odata.type`) are refused with the permanent error `InvalidAttribute`.
+//! - **Version bound.** Versions are the agent's journal sequence numbers, so a configuration's
+//!   versions grow by at most the number of events its agent journaled in between. The tenant keeps
+//!   each configuration's highest applied version (its high-water mark) and refuses, with the
+//!   permanent error `VersionOutOfRange`, an upsert, delete or password hash whose version exceeds
+//!   [`MAX_VERSION`] or the high-water mark plus [`MAX_VERSION_STEP`]; nothing of it is applied,
+//!   so one bad version cannot make every later write of the configuration stale.
 //! - The write budget is per tenant, one token per operation. When only part of a batch fits, the
 //!   operations that fit are applied in order and every later one is answered with the retriable
 //!   error `Throttled` carrying `retryAfterSeconds` (nothing of it applied); a batch of which nothing
@@ -27,6 +43,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// The largest version the tenant accepts: 2^53 - 1, the largest integer every JSON reader holds
+/// exactly.
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
+/// How far past its configuration's high-water mark (the highest version the tenant applied for
+/// the configuration) a version may be: 2^32, far more journal events than any agent writes between
+/// two pushes, far less than the 10^12 that would make the configuration's later writes stale.
+pub const MAX_VERSION_STEP: u64 = 1 << 32;
 
 /// The kind of a directory object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -148,6 +173,17 @@ impl Operation {
         }
     }
 
+    /// The per-object version the operation carries (membership operations carry none).
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Operation::Upsert(u) => Some(u.version),
+            Operation::Delete { version, .. } | Operation::SetPasswordHash { version, .. } => {
+                Some(*version)
+            }
+            Operation::AddMember { .. } | Operation::RemoveMember { .. } => None,
+        }
+    }
+
     /// The source anchor the operation is about (the group's, for membership operations).
     pub fn source_anchor(&self) -> &str {
         match self {
@@ -187,7 +223,8 @@ pub enum OpStatus {
 pub enum OpErrorCode {
     /// Another source anchor already holds this user principal name. Permanent.
     DuplicateUserPrincipalName,
-    /// A required attribute is missing or has the wrong type. Permanent.
+    /// A required attribute is missing or has the wrong type, or an attribute has a name the tenant
+    /// reserves (`id`, the derived `onPremises*` properties, OData annotations). Permanent.
     InvalidAttribute,
     /// The anchor belongs to an object of another kind. Permanent.
     KindMismatch,
@@ -204,6 +241,12 @@ pub enum OpErrorCode {
     /// The tenant's write budget ran out inside the batch; nothing of this operation was applied.
     /// Retriable after `retryAfterSeconds`, in a new batch.
     Throttled,
+    /// The anchor (or, for a create, the user principal name) belongs to an object owned by another
+    /// configuration; a configuration acts only on the objects it created. Permanent.
+    OwnedByAnotherConfiguration,
+    /// The version is above [`MAX_VERSION`] or more than [`MAX_VERSION_STEP`] past the highest
+    /// version the tenant applied for the configuration. Permanent.
+    VersionOutOfRange,
 }
 
 impl OpErrorCode {

@@ -3,9 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 
-use crate::api::auth::Role;
-
-use super::auth::Principal;
+use super::authorize::{Authorized, GlobalAdmins};
 use super::error::{ApiError, ApiJson};
 use super::state::SharedState;
 use super::throttle::ThrottleSettings;
@@ -13,19 +11,17 @@ use super::throttle::ThrottleSettings;
 /// `GET /admin/faults`.
 pub async fn get_faults(
     State(state): State<SharedState>,
-    principal: Principal,
+    _: Authorized<GlobalAdmins>,
 ) -> Result<Json<ThrottleSettings>, ApiError> {
-    principal.require(&[Role::GlobalAdministrator])?;
     Ok(Json(state.throttle.settings()))
 }
 
 /// `PUT /admin/faults`: replaces all settings (buckets restart full).
 pub async fn put_faults(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<GlobalAdmins>,
     ApiJson(settings): ApiJson<ThrottleSettings>,
 ) -> Result<Json<ThrottleSettings>, ApiError> {
-    principal.require(&[Role::GlobalAdministrator])?;
     settings.validate().map_err(ApiError::BadRequest)?;
     tracing::info!(settings = ?settings, by = %principal.id(), "Fault and throttle settings changed.");
     state.throttle.set(settings.clone());

@@ -116,6 +116,7 @@ mod tests {
             consecutive_failed_batches: 0,
             pending_restarts: vec![],
             agent_reports: Default::default(),
+            version_high_water: 0,
         }
     }
 

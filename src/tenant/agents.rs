@@ -12,10 +12,9 @@ use crate::api::agent::{
     AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
     RegistrationRequest, RegistrationResponse,
 };
-use crate::api::auth::Role;
 
 use super::agent_health::record_report;
-use super::auth::{ADMINS, Principal};
+use super::authorize::{Admins, Agents, Authorized};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix, parse_unix};
 use super::store::{AgentRecord, ConfigRecord, StoreError, decode, get_json, put_json};
@@ -23,10 +22,9 @@ use super::store::{AgentRecord, ConfigRecord, StoreError, decode, get_json, put_
 /// `POST /api/v1/agents` (Global or Hybrid Identity Administrator).
 pub async fn register(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<Admins>,
     ApiJson(req): ApiJson<RegistrationRequest>,
 ) -> Result<(StatusCode, Json<RegistrationResponse>), ApiError> {
-    principal.require(ADMINS)?;
     if req.host_name.trim().is_empty() {
         return Err(ApiError::BadRequest("hostName must not be empty.".into()));
     }
@@ -72,11 +70,10 @@ pub async fn register(
 /// `POST /api/v1/agents/{id}/heartbeat` (the agent itself).
 pub async fn heartbeat(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<Agents>,
     Path(agent_id): Path<String>,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    principal.require(&[Role::Agent])?;
     let agent_id = parse_id(&agent_id)?;
     if principal.id() != agent_id {
         return Err(ApiError::Forbidden(
@@ -130,9 +127,8 @@ pub async fn heartbeat(
 /// `GET /api/v1/agents` (admins).
 pub async fn list(
     State(state): State<SharedState>,
-    principal: Principal,
+    _: Authorized<Admins>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(ADMINS)?;
     Ok(Json(serde_json::json!({ "value": agent_infos(&state)? })))
 }
 

@@ -305,6 +305,7 @@ fn new_config() -> ConfigRecord {
         consecutive_failed_batches: 0,
         pending_restarts: vec![],
         agent_reports: Default::default(),
+        version_high_water: 0,
     }
 }
 

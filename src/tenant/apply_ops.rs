@@ -1,7 +1,8 @@
 //! The per-operation rules of a batch: upsert, delete, membership and password hash.
 //!
 //! Each function returns an outcome (applied, skipped or failed with a code) and does its store
-//! writes; the batch loop in [`super::apply`] logs the outcome.
+//! writes; the batch loop in [`super::apply`] logs the outcome. Every operation is confined to the
+//! calling configuration's own objects, and every version is bounded ([`super::apply_guard`]).
 
 use uuid::Uuid;
 
@@ -9,45 +10,15 @@ use crate::api::config::Health;
 use crate::api::ops::{ObjectKind, OpError, OpErrorCode, OpStatus, Operation, Upsert};
 
 use super::apply::{BatchContext, Outcome, StoredCredential, fail};
+use super::apply_guard::{
+    foreign, held_elsewhere, note_version, object_by_anchor, own_live, reserved_attribute,
+    version_out_of_range,
+};
 use super::orgid::OrgIdHash;
 use super::store::{
-    ConfigRecord, Store, StoreError, StoredObject, get_json, pair_key, put_json, uuid_value,
+    ConfigRecord, Store, StoreError, StoredObject, anchor_key, get_json, pair_key, put_json,
+    uuid_value,
 };
-
-/// Looks up the live or tombstoned object behind an anchor.
-pub fn object_by_anchor(store: &Store, anchor: &str) -> Result<Option<StoredObject>, StoreError> {
-    match store.anchors.get(anchor.as_bytes())? {
-        None => Ok(None),
-        Some(id) => get_json(&store.objects, "objects", &id),
-    }
-}
-
-fn live(
-    store: &Store,
-    anchor: &str,
-    kind: Option<ObjectKind>,
-) -> Result<Result<StoredObject, Outcome>, StoreError> {
-    Ok(match object_by_anchor(store, anchor)? {
-        Some(o) if !o.deleted => match kind {
-            Some(k) if o.kind != k => Err(Outcome::Failed(
-                Some(o.id),
-                OpError::new(
-                    OpErrorCode::KindMismatch,
-                    format!(
-                        "Anchor {anchor} is a {}, not a {}.",
-                        o.kind.as_str(),
-                        k.as_str()
-                    ),
-                ),
-            )),
-            _ => Ok(o),
-        },
-        _ => Err(fail(
-            OpErrorCode::ReferenceNotFound,
-            format!("No object with source anchor {anchor} exists in the tenant."),
-        )),
-    })
-}
 
 pub(super) fn apply_one(
     store: &Store,
@@ -55,7 +26,12 @@ pub(super) fn apply_one(
     op: &Operation,
     ctx: &BatchContext,
 ) -> Result<Outcome, StoreError> {
-    match op {
+    if let Some(version) = op.version()
+        && let Some(refused) = version_out_of_range(config, version)
+    {
+        return Ok(refused);
+    }
+    let outcome = match op {
         Operation::Upsert(u) => upsert(store, config.config.id, u, ctx),
         Operation::Delete {
             kind,
@@ -65,17 +41,21 @@ pub(super) fn apply_one(
         Operation::AddMember {
             group_anchor,
             member_anchor,
-        } => membership(store, group_anchor, member_anchor, true),
+        } => membership(store, config.config.id, group_anchor, member_anchor, true),
         Operation::RemoveMember {
             group_anchor,
             member_anchor,
-        } => membership(store, group_anchor, member_anchor, false),
+        } => membership(store, config.config.id, group_anchor, member_anchor, false),
         Operation::SetPasswordHash {
             source_anchor,
             version,
             credential,
         } => set_password_hash(store, config, source_anchor, *version, credential),
+    }?;
+    if let (Outcome::Done(OpStatus::Success, ..), Some(version)) = (&outcome, op.version()) {
+        note_version(config, version);
     }
+    Ok(outcome)
 }
 
 fn upsert(
@@ -110,7 +90,15 @@ fn upsert(
             "userPrincipalName is required for users and must look like name@domain.",
         ));
     }
-    let existing = object_by_anchor(store, &u.source_anchor)?;
+    if let Some(refused) = reserved_attribute(u) {
+        return Ok(refused);
+    }
+    let existing = object_by_anchor(store, config_id, &u.source_anchor)?;
+    if existing.as_ref().is_none_or(|o| o.deleted)
+        && held_elsewhere(store, config_id, &u.source_anchor)?
+    {
+        return Ok(foreign(&format!("Source anchor {}", u.source_anchor)));
+    }
     if let Some(o) = &existing {
         if o.kind != u.kind {
             return Ok(Outcome::Failed(
@@ -135,6 +123,10 @@ fn upsert(
         && let Some(holder) = store.upns.get(upn.to_lowercase().as_bytes())?
         && uuid_value("upns", &holder)? != id
     {
+        let holder: Option<StoredObject> = get_json(&store.objects, "objects", &holder)?;
+        if holder.is_some_and(|h| h.configuration_id != config_id) {
+            return Ok(foreign(&format!("userPrincipalName {upn}")));
+        }
         return Ok(Outcome::Failed(
             existing.as_ref().map(|o| o.id),
             OpError::new(
@@ -176,9 +168,10 @@ fn upsert(
         configuration_id: config_id,
     };
     put_json(&store.objects, id.as_bytes(), &object)?;
-    store
-        .anchors
-        .insert(u.source_anchor.as_bytes(), id.as_bytes().as_slice())?;
+    store.anchors.insert(
+        anchor_key(config_id, &u.source_anchor),
+        id.as_bytes().as_slice(),
+    )?;
     let message = match existing {
         Some(o) if !o.deleted => "Updated.",
         _ => "Created.",
@@ -194,7 +187,10 @@ fn delete(
     version: u64,
     ctx: &BatchContext,
 ) -> Result<Outcome, StoreError> {
-    let Some(mut object) = object_by_anchor(store, anchor)? else {
+    let Some(mut object) = object_by_anchor(store, config.config.id, anchor)? else {
+        if held_elsewhere(store, config.config.id, anchor)? {
+            return Ok(foreign(&format!("Source anchor {anchor}")));
+        }
         return Ok(Outcome::Done(
             OpStatus::Skipped,
             None,
@@ -276,15 +272,16 @@ fn remove_memberships(store: &Store, id: Uuid) -> Result<(), StoreError> {
 
 fn membership(
     store: &Store,
+    config_id: Uuid,
     group_anchor: &str,
     member_anchor: &str,
     add: bool,
 ) -> Result<Outcome, StoreError> {
-    let group = match live(store, group_anchor, Some(ObjectKind::Group))? {
+    let group = match own_live(store, config_id, group_anchor, Some(ObjectKind::Group))? {
         Ok(g) => g,
         Err(outcome) => return Ok(outcome),
     };
-    let member = match live(store, member_anchor, None)? {
+    let member = match own_live(store, config_id, member_anchor, None)? {
         Ok(m) => m,
         Err(outcome) => return Ok(outcome),
     };
@@ -335,7 +332,7 @@ fn set_password_hash(
             format!("Invalid password hash: {e}."),
         ));
     }
-    let user = match live(store, anchor, Some(ObjectKind::User))? {
+    let user = match own_live(store, config.config.id, anchor, Some(ObjectKind::User))? {
         Ok(u) => u,
         Err(outcome) => return Ok(outcome),
     };

@@ -5,7 +5,13 @@
 //!   Microsoft's OAuth shape with AADSTS codes.
 //! - `GET /{tenant}/v2.0/.well-known/openid-configuration`.
 //! - [`Principal`]: the extractor every protected route uses; it answers 401 for a missing, malformed,
-//!   forged or expired token and [`Principal::require`] answers 403 naming the roles that are needed.
+//!   forged or expired token, or one of another issuer or audience, and [`Principal::require`]
+//!   answers 403 naming the roles that are needed. [`super::authorize::Authorized`] does both as an
+//!   extractor, so a route taking it refuses a caller without the role before its body is read.
+//!
+//! Tokens are issued only for the resources of [`super::token::AUDIENCES`] (any other scope is
+//! `invalid_resource`, AADSTS500011), and the password grant only to the installer's public client
+//! id [`INSTALLER_CLIENT_ID`] (any other is `unauthorized_client`, AADSTS700016).
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
@@ -15,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::Digest;
 use uuid::Uuid;
 
-use crate::api::auth::{OAuthError, Role, TokenRequest, TokenResponse};
+use crate::api::auth::{INSTALLER_CLIENT_ID, OAuthError, Role, TokenRequest, TokenResponse};
 
 use super::error::ApiError;
 use super::lockout::{ClientAddr, LOCKED_MESSAGE, Refusal};
@@ -125,13 +131,14 @@ fn oauth_error(
     }
 }
 
-/// The audience a scope asks for: the part before `/.default`.
+/// The audience a scope asks for: the part before `/.default` (a trailing `/` dropped, as Entra
+/// reads `https://graph.microsoft.com//.default`).
 fn audience(scope: Option<&str>) -> Result<String, String> {
     let scope = scope.unwrap_or("https://graph.microsoft.com/.default");
     scope
         .split_whitespace()
         .find_map(|s| s.strip_suffix("/.default"))
-        .map(str::to_owned)
+        .map(|r| r.strip_suffix('/').unwrap_or(r).to_owned())
         .ok_or_else(|| {
             format!("The provided value for scope {scope} is not valid: use <resource>/.default.")
         })
@@ -176,6 +183,19 @@ pub async fn token(
                 .into_response();
         }
     };
+    if !super::token::AUDIENCES.contains(&aud.as_str()) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            &format!(
+                "The resource principal named {aud} was not found in the tenant named {}. This tenant issues tokens for {} only.",
+                state.identity.tenant_id,
+                super::token::AUDIENCES.join(" and ")
+            ),
+        )
+        .into_response();
+    }
     let subject = match req.grant_type.as_str() {
         "client_credentials" => client_credentials(&state, &req),
         "password" => password_grant(&state, &req, addr),
@@ -193,11 +213,7 @@ pub async fn token(
     let now = now_unix();
     let lifetime = state.options.token_lifetime_secs;
     let claims = Claims {
-        iss: format!(
-            "https://{}/{}/v2.0",
-            state.identity.environment.login_host(),
-            state.identity.tenant_id
-        ),
+        iss: state.signer.issuer().to_owned(),
         aud,
         tid: state.identity.tenant_id,
         sub,
@@ -255,13 +271,24 @@ fn client_credentials(state: &SharedState, req: &TokenRequest) -> Result<Subject
     Ok((agent.id, vec![Role::Agent], None, Some(agent.client_id)))
 }
 
-/// The password grant under smart lockout: a locked account (from this address) gets
-/// `invalid_grant` AADSTS50053 without its password being checked.
+/// The password grant: only the installer's public client, then smart lockout — a locked account
+/// (from this address) gets `invalid_grant` AADSTS50053 without its password being checked.
 fn password_grant(
     state: &SharedState,
     req: &TokenRequest,
     addr: std::net::IpAddr,
 ) -> Result<Subject, OAuthFailure> {
+    if req.client_id != INSTALLER_CLIENT_ID {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{}' was not found in the directory '{}'. The password grant is open only to the public client '{INSTALLER_CLIENT_ID}'.",
+                req.client_id, state.identity.tenant_id
+            ),
+        ));
+    }
     let username = req.username.as_deref().unwrap_or_default();
     let now = std::time::Instant::now();
     match state.lockout.guard("token", username, addr, now, || {
@@ -329,7 +356,7 @@ pub async fn openid_configuration(
         crate::api::Environment::AzureChinaCloud => "partner.microsoftonline.cn",
     };
     Ok(Json(serde_json::json!({
-        "issuer": format!("https://{}/{tid}/v2.0", state.identity.environment.login_host()),
+        "issuer": state.signer.issuer(),
         "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
         "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
         "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),

@@ -5,7 +5,9 @@
 //! (default 100, at most 999), `$filter` (see [`super::graph_query`]) and `@odata.nextLink` paging via
 //! `$skiptoken`; and `POST /v1.0/$batch` with at most 20 GET requests, each answered with its own
 //! status, headers and body (a throttled item gets 429 with `Retry-After`). Readers need a Global or
-//! Hybrid Identity Administrator token or an agent token; plain users get 403.
+//! Hybrid Identity Administrator token or an agent token; plain users get 403. An agent reads only
+//! the objects of the configurations of the domains it serves ([`ReadScope`]); others are 404 to it
+//! and left out of its lists.
 
 use axum::Json;
 use axum::extract::State;
@@ -30,6 +32,52 @@ pub const READERS: &[Role] = &[
     Role::Agent,
 ];
 
+/// Which objects a reader may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Admins: every object.
+    All,
+    /// An agent: the objects owned by these configurations (those of its domains).
+    Configurations(Vec<Uuid>),
+}
+
+impl ReadScope {
+    /// Whether the reader may see `o`.
+    pub fn allows(&self, o: &StoredObject) -> bool {
+        match self {
+            ReadScope::All => true,
+            ReadScope::Configurations(ids) => ids.contains(&o.configuration_id),
+        }
+    }
+
+    /// The scope of an authenticated reader.
+    pub fn of(state: &SharedState, principal: &Principal) -> Result<ReadScope, ApiError> {
+        let admin = principal
+            .claims
+            .roles
+            .iter()
+            .any(|r| super::auth::ADMINS.contains(r));
+        if admin {
+            return Ok(ReadScope::All);
+        }
+        let agent: super::store::AgentRecord =
+            get_json(&state.store.agents, "agents", principal.id().as_bytes())?.ok_or_else(
+                || ApiError::Forbidden("The calling agent is no longer registered.".into()),
+            )?;
+        let ids = super::agents::all_configs(state)?
+            .into_iter()
+            .filter(|r| {
+                agent
+                    .domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(&r.config.spec.domain))
+            })
+            .map(|r| r.config.id)
+            .collect();
+        Ok(ReadScope::Configurations(ids))
+    }
+}
+
 /// The tenant's external base URL as the client addressed it (scheme from the server, host from `Host`).
 pub fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> String {
     // HTTP/1.1 sends `Host`; HTTP/2 puts the authority into the request URI instead.
@@ -44,10 +92,11 @@ pub fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> String {
 /// The Graph JSON of a stored object.
 pub fn to_graph(o: &StoredObject) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("id".into(), json!(o.id));
     for (k, v) in &o.attributes {
         m.insert(k.clone(), v.clone());
     }
+    // After the attributes: the derived properties always win (see `apply_guard::DERIVED_PROPERTIES`).
+    m.insert("id".into(), json!(o.id));
     let p = &o.on_premises;
     m.insert("onPremisesImmutableId".into(), json!(o.source_anchor));
     m.insert("onPremisesSamAccountName".into(), json!(p.sam_account_name));
@@ -199,6 +248,7 @@ fn list(
     base: &str,
     kind: ObjectKind,
     raw_query: &str,
+    scope: &ReadScope,
 ) -> Result<Value, ApiError> {
     let name = collection(kind);
     let o = options(raw_query, name)?;
@@ -210,11 +260,19 @@ fn list(
             let (_, v) = e.map_err(super::store::StoreError::from)?;
             Ok(decode("objects", &v)?)
         })
-        .filter(|o| o.as_ref().map_or(true, |o| o.kind == kind && !o.deleted));
+        .filter(|o| {
+            o.as_ref()
+                .map_or(true, |o| o.kind == kind && !o.deleted && scope.allows(o))
+        });
     page(base, name, name, &o, objects, false)
 }
 
-fn find(state: &SharedState, kind: ObjectKind, key: &str) -> Result<StoredObject, ApiError> {
+fn find(
+    state: &SharedState,
+    kind: ObjectKind,
+    key: &str,
+    scope: &ReadScope,
+) -> Result<StoredObject, ApiError> {
     let id = match Uuid::parse_str(key) {
         Ok(id) => Some(id),
         Err(_) if kind == ObjectKind::User => state
@@ -228,7 +286,7 @@ fn find(state: &SharedState, kind: ObjectKind, key: &str) -> Result<StoredObject
     };
     id.and_then(|id| get_json::<StoredObject>(&state.store.objects, "objects", id.as_bytes()).transpose())
         .transpose()?
-        .filter(|o| o.kind == kind && !o.deleted)
+        .filter(|o| o.kind == kind && !o.deleted && scope.allows(o))
         .ok_or_else(|| ApiError::NotFound(format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present.")))
 }
 
@@ -237,6 +295,7 @@ fn members(
     base: &str,
     group: &StoredObject,
     raw_query: &str,
+    scope: &ReadScope,
 ) -> Result<Value, ApiError> {
     let o = options(raw_query, "directoryObject")?;
     let mut start = group.id.as_bytes().to_vec();
@@ -253,7 +312,9 @@ fn members(
                 let member = k.get(16..).unwrap_or_default().to_vec();
                 get_json::<StoredObject>(&store.objects, "objects", &member).map_err(ApiError::from)
             })();
-            result.transpose()
+            result
+                .transpose()
+                .filter(|r| r.as_ref().map_or(true, |o| scope.allows(o)))
         });
     let path = format!("groups/{}/members", group.id);
     page(base, &path, "directoryObjects", &o, objects, true)
@@ -265,6 +326,7 @@ pub fn get_resource(
     base: &str,
     path: &str,
     query: &str,
+    scope: &ReadScope,
 ) -> Result<Value, ApiError> {
     let segments: Vec<String> = path
         .trim_matches('/')
@@ -285,11 +347,12 @@ pub fn get_resource(
             base,
             kind_of(coll).unwrap_or(ObjectKind::User),
             query,
+            scope,
         ),
         [coll, key] if kind_of(coll).is_some() => {
             let kind = kind_of(coll).unwrap_or(ObjectKind::User);
             let o = options(query, coll)?;
-            let mut g = to_graph(&find(state, kind, key)?);
+            let mut g = to_graph(&find(state, kind, key, scope)?);
             g.insert(
                 "@odata.context".into(),
                 json!(format!("{base}/v1.0/$metadata#{coll}/$entity")),
@@ -297,8 +360,8 @@ pub fn get_resource(
             Ok(Value::Object(select(g, o.select.as_deref())))
         }
         ["groups", key, "members"] => {
-            let group = find(state, ObjectKind::Group, key)?;
-            members(state, base, &group, query)
+            let group = find(state, ObjectKind::Group, key, scope)?;
+            members(state, base, &group, query, scope)
         }
         _ => Err(ApiError::NotFound(format!(
             "Resource not found for the segment '/v1.0/{}'.",
@@ -307,9 +370,12 @@ pub fn get_resource(
     }
 }
 
-pub(super) fn authorize_read(state: &SharedState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let claims = super::auth::authenticate(headers, state)?;
-    Principal { claims }.require(READERS)
+fn authorize_read(state: &SharedState, headers: &HeaderMap) -> Result<ReadScope, ApiError> {
+    let principal = Principal {
+        claims: super::auth::authenticate(headers, state)?,
+    };
+    principal.require(READERS)?;
+    ReadScope::of(state, &principal)
 }
 
 /// `GET /v1.0/{*path}`.
@@ -318,7 +384,7 @@ pub async fn get(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_read(&state, &headers)?;
+    let scope = authorize_read(&state, &headers)?;
     state
         .throttle
         .take(Budget::Reads, 1)
@@ -330,5 +396,6 @@ pub async fn get(
         &base,
         path,
         uri.query().unwrap_or(""),
+        &scope,
     )?))
 }

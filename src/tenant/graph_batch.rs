@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::authorize::{AdminsOrAgents, Authorized};
 use super::error::{ApiError, ApiJson};
-use super::graph::{authorize_read, base_url, get_resource};
+use super::graph::{ReadScope, base_url, get_resource};
 use super::state::SharedState;
 use super::throttle::Budget;
 
@@ -55,11 +56,11 @@ fn item_response(id: &str, result: Result<Value, ApiError>) -> Value {
 /// `POST /v1.0/$batch`.
 pub async fn batch(
     State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<AdminsOrAgents>,
     headers: HeaderMap,
     uri: Uri,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
-    authorize_read(&state, &headers)?;
     let n = req.requests.len();
     if n == 0 || n > MAX_BATCH_REQUESTS {
         return Err(ApiError::BadRequest(format!(
@@ -73,6 +74,7 @@ pub async fn batch(
             "Request ids in a batch must be unique.".into(),
         ));
     }
+    let scope = ReadScope::of(&state, &principal)?;
     let base = base_url(&state, &headers, &uri);
     let responses: Vec<Value> = req
         .requests
@@ -89,7 +91,7 @@ pub async fn batch(
                 let url = item.url.trim_start_matches('/');
                 let url = url.strip_prefix("v1.0/").unwrap_or(url);
                 let (path, query) = url.split_once('?').unwrap_or((url, ""));
-                get_resource(&state, &base, path, query)
+                get_resource(&state, &base, path, query, &scope)
             };
             item_response(&item.id, result)
         })

@@ -8,7 +8,7 @@ use axum::extract::State;
 
 use crate::api::logs::{LogEntry, LogPage, LogQuery};
 
-use super::auth::{ADMINS, Principal};
+use super::authorize::{Admins, Authorized};
 use super::error::{ApiError, ApiQuery};
 use super::state::SharedState;
 use super::store::{StoreError, decode};
@@ -44,9 +44,8 @@ pub fn search(state: &SharedState, q: &LogQuery) -> Result<LogPage, StoreError> 
 /// `GET /api/v1/provisioningLogs`.
 pub async fn list(
     State(state): State<SharedState>,
-    principal: Principal,
+    _: Authorized<Admins>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
-    principal.require(ADMINS)?;
     Ok(Json(search(&state, &q)?))
 }

@@ -10,16 +10,20 @@
 //!
 //! # Files, one role each
 //! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
+//! - [`h2_drain`]     — HTTP/2 request bodies answered early are read to the end first (no reset).
 //! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
 //! - [`state`]        — the shared state and fixed tunables.
 //! - [`identity`]     — tenant id/domain/environment, seeded admin users.
 //! - [`token`]        — HS256-signed access tokens.
 //! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
+//! - [`authorize`]    — [`authorize::Authorized`]: the role check as an extractor, before the body.
 //! - [`agents`]       — registration, heartbeats, agent status.
 //! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
-//! - [`store`]        — the sled trees and their on-disk format.
+//! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
+//! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
+//!   the migration from format 1.
 //! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
 //! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
 //! - [`logs`]         — provisioning log search.
@@ -33,14 +37,17 @@ pub mod admin;
 pub mod agent_health;
 pub mod agents;
 pub mod apply;
+pub mod apply_guard;
 #[cfg(test)]
 mod apply_model;
 pub mod apply_ops;
 pub mod auth;
+pub mod authorize;
 pub mod error;
 pub mod graph;
 pub mod graph_batch;
 pub mod graph_query;
+pub mod h2_drain;
 pub mod identity;
 pub mod lockout;
 pub mod logs;
@@ -53,6 +60,7 @@ pub mod session;
 pub mod signin;
 pub mod state;
 pub mod store;
+mod store_format;
 pub mod throttle;
 pub mod tls;
 pub mod token;

@@ -16,7 +16,8 @@ use crate::api::ops::{BatchResponse, OperationBatch};
 use super::agent_health::effective;
 use super::agents::{all_configs, parse_id};
 use super::apply::{BatchContext, ThrottleCut, apply_batch_cut};
-use super::auth::{ADMINS, Principal};
+use super::auth::Principal;
+use super::authorize::{Admins, AdminsOrAgents, Agents, Authorized};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix};
 use super::store::{AgentRecord, ConfigRecord, get_json, put_json};
@@ -39,10 +40,9 @@ fn load(state: &SharedState, id: Uuid) -> Result<ConfigRecord, ApiError> {
 /// `POST /api/v1/configurations` (admins).
 pub async fn create(
     State(state): State<SharedState>,
-    principal: Principal,
+    _: Authorized<Admins>,
     ApiJson(spec): ApiJson<ConfigurationSpec>,
 ) -> Result<(StatusCode, Json<Configuration>), ApiError> {
-    principal.require(ADMINS)?;
     validate_spec(&spec)?;
     let _guard = state.apply_lock.lock().await;
     if all_configs(&state)?
@@ -68,48 +68,72 @@ pub async fn create(
         consecutive_failed_batches: 0,
         pending_restarts: Vec::new(),
         agent_reports: Default::default(),
+        version_high_water: 0,
     };
     put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
     state.store.flush().await?;
     Ok((StatusCode::CREATED, Json(effective(&record))))
 }
 
-/// `GET /api/v1/configurations` (admins and agents).
+/// The domains an agent caller serves, or `None` for an admin (who sees every configuration).
+fn agent_domains(
+    state: &SharedState,
+    principal: &Principal,
+) -> Result<Option<Vec<String>>, ApiError> {
+    if !principal.claims.roles.contains(&Role::Agent) {
+        return Ok(None);
+    }
+    let agent: AgentRecord = get_json(&state.store.agents, "agents", principal.id().as_bytes())?
+        .ok_or_else(|| ApiError::Forbidden("The calling agent is no longer registered.".into()))?;
+    Ok(Some(agent.domains))
+}
+
+fn serves(domains: &[String], record: &ConfigRecord) -> bool {
+    domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&record.config.spec.domain))
+}
+
+/// `GET /api/v1/configurations` (admins: all; agents: those of the domains they serve).
 pub async fn list(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<AdminsOrAgents>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(&[
-        Role::GlobalAdministrator,
-        Role::HybridIdentityAdministrator,
-        Role::Agent,
-    ])?;
-    let value: Vec<Configuration> = all_configs(&state)?.iter().map(effective).collect();
+    let only = agent_domains(&state, &principal)?;
+    let value: Vec<Configuration> = all_configs(&state)?
+        .iter()
+        .filter(|r| only.as_deref().is_none_or(|d| serves(d, r)))
+        .map(effective)
+        .collect();
     Ok(Json(serde_json::json!({ "value": value })))
 }
 
-/// `GET /api/v1/configurations/{id}` (admins and agents).
+/// `GET /api/v1/configurations/{id}` (admins; agents only for a domain they serve, else 404 as if
+/// it did not exist).
 pub async fn get(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<AdminsOrAgents>,
     Path(id): Path<String>,
 ) -> Result<Json<Configuration>, ApiError> {
-    principal.require(&[
-        Role::GlobalAdministrator,
-        Role::HybridIdentityAdministrator,
-        Role::Agent,
-    ])?;
-    Ok(Json(effective(&load(&state, parse_id(&id)?)?)))
+    let id = parse_id(&id)?;
+    let record = load(&state, id)?;
+    if let Some(domains) = agent_domains(&state, &principal)?
+        && !serves(&domains, &record)
+    {
+        return Err(ApiError::NotFound(format!(
+            "Configuration {id} does not exist."
+        )));
+    }
+    Ok(Json(effective(&record)))
 }
 
 /// `PUT /api/v1/configurations/{id}` (admins): replaces the spec and bumps the revision.
 pub async fn update(
     State(state): State<SharedState>,
-    principal: Principal,
+    _: Authorized<Admins>,
     Path(id): Path<String>,
     ApiJson(spec): ApiJson<ConfigurationSpec>,
 ) -> Result<Json<Configuration>, ApiError> {
-    principal.require(ADMINS)?;
     validate_spec(&spec)?;
     let id = parse_id(&id)?;
     let _guard = state.apply_lock.lock().await;
@@ -162,11 +186,10 @@ pub fn restart_record(
 /// `POST /api/v1/configurations/{id}/restart` (admins).
 pub async fn restart(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<Admins>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RestartRequest>,
 ) -> Result<(StatusCode, Json<RestartResponse>), ApiError> {
-    principal.require(ADMINS)?;
     if req.scopes.is_empty() {
         return Err(ApiError::BadRequest(
             "scopes must name at least one of Watermark, Quarantine, ForceDeletes, Full.".into(),
@@ -197,11 +220,10 @@ pub async fn restart(
 #[tracing::instrument(skip_all, fields(configuration = %id, batch_id = %batch.batch_id))]
 pub async fn batch(
     State(state): State<SharedState>,
-    principal: Principal,
+    Authorized { principal, .. }: Authorized<Agents>,
     Path(id): Path<String>,
     ApiJson(batch): ApiJson<OperationBatch>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    principal.require(&[Role::Agent])?;
     let id = parse_id(&id)?;
     if batch.operations.len() > MAX_BATCH_OPERATIONS {
         return Err(ApiError::PayloadTooLarge(format!(

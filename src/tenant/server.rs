@@ -1,4 +1,5 @@
-//! The HTTP(S) server: routes, middleware (body limit, faults), binding and the address file.
+//! The HTTP(S) server: routes, middleware (body limit, faults, HTTP/2 body drain), binding and the
+//! address file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -142,6 +143,7 @@ pub fn router(state: SharedState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), faults))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(super::h2_drain::drain))
         .with_state(state)
 }
 
@@ -204,6 +206,7 @@ pub fn build_state(cfg: &ServeConfig) -> Result<(SharedState, Option<PathBuf>), 
         }
     };
     let state = TenantState::new(store, &seed, cfg.options.clone(), cfg.throttle.clone())?;
+    state.store.flush_blocking()?;
     Ok((Arc::new(state), generated))
 }
 

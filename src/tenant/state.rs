@@ -104,7 +104,14 @@ impl TenantState {
             .map(|u| AdminUser::new(&u.user_principal_name, &u.password, u.roles.clone()))
             .collect();
         Ok(TenantState {
-            signer: TokenSigner::new(key, tenant_id),
+            signer: TokenSigner::new(
+                key,
+                tenant_id,
+                format!(
+                    "https://{}/{tenant_id}/v2.0",
+                    options.environment.login_host()
+                ),
+            ),
             identity: Identity {
                 tenant_id,
                 domain: seed.domain.clone(),

@@ -6,9 +6,9 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `meta` | `format`, `tenant_id`, `signing_key` | `b"1"`, 16-byte UUID, 32 random bytes (HS256 key) |
+//! | `meta` | `format`, `tenant_id`, `signing_key` | `b"2"` ([`FORMAT`]), 16-byte UUID, 32 random bytes (HS256 key) |
 //! | `objects` | 16-byte object id | [`StoredObject`] |
-//! | `anchors` | source anchor (UTF-8) | 16-byte object id |
+//! | `config_anchors` | 16-byte owning configuration id ‖ source anchor (UTF-8) | 16-byte object id |
 //! | `upns` | lower-cased userPrincipalName | 16-byte object id |
 //! | `members` | group id ‖ member id (32 bytes) | empty |
 //! | `member_of` | member id ‖ group id (32 bytes) | empty |
@@ -18,6 +18,17 @@
 //! | `configs` | 16-byte configuration id | [`ConfigRecord`] |
 //! | `batches` | 16-byte batch id | [`crate::api::ops::BatchResponse`] |
 //! | `logs` | 8-byte big-endian sequence | [`crate::api::logs::LogEntry`] |
+//!
+//! Anchors are unique per configuration: an object belongs to the configuration that created it
+//! ([`StoredObject::configuration_id`]) and is found only under that configuration's key prefix, so a
+//! batch cannot even look up another configuration's object (see [`crate::api::ops`], Ownership).
+//!
+//! # Format versions
+//! - `1`: the `anchors` tree was keyed by the bare source anchor, tenant-wide.
+//! - `2` (current): `config_anchors` as above. Opening a format-1 state migrates it: every `anchors`
+//!   entry is copied under its object's `configurationId` (the configuration that last wrote it),
+//!   then `format` becomes `2`, then `anchors` is dropped. A crash in between leaves format `1`, and
+//!   the next open redoes the copy from the start. A format newer than [`FORMAT`] is refused.
 //!
 //! Deleted objects stay in `objects` as tombstones (`deleted: true`) so that a replayed older upsert is
 //! recognised as stale; their UPN index entry and memberships are removed. Nothing is ever purged.
@@ -57,6 +68,14 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("encoding a record: {0}")]
     Encode(serde_json::Error),
+    /// The state was written by a newer tenant (or is not a tenant state at all).
+    #[error(
+        "the tenant state has format {found:?}, but this build reads formats 1 and {FORMAT}; use the newer cloudsync that wrote it, or start over with an empty --state directory"
+    )]
+    UnsupportedFormat {
+        /// The stored `meta/format` value.
+        found: String,
+    },
 }
 
 impl StoreError {
@@ -89,7 +108,7 @@ pub struct StoredObject {
     pub attributes: serde_json::Map<String, serde_json::Value>,
     /// When last written, RFC 3339.
     pub last_sync: String,
-    /// The configuration that last wrote it.
+    /// The owning configuration: the one whose batch created it, the only one that may change it.
     pub configuration_id: Uuid,
 }
 
@@ -157,17 +176,22 @@ pub struct ConfigRecord {
     /// (see [`super::agent_health`]).
     #[serde(default)]
     pub agent_reports: std::collections::BTreeMap<Uuid, super::agent_health::AgentReport>,
+    /// The highest version applied for this configuration (the bound of [`crate::api::ops`],
+    /// Version bound); 0 before the first.
+    #[serde(default)]
+    pub version_high_water: u64,
 }
 
 /// The sled database and its trees.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// The database (for the format migration in [`super::store_format`]).
+    pub(super) db: sled::Db,
     /// Tenant metadata.
     pub meta: sled::Tree,
     /// Objects by id.
     pub objects: sled::Tree,
-    /// Anchor → object id.
+    /// Owning configuration id ‖ anchor → object id (tree `config_anchors`).
     pub anchors: sled::Tree,
     /// Lower-case UPN → object id.
     pub upns: sled::Tree,
@@ -219,7 +243,7 @@ impl Store {
         let store = Store {
             meta: db.open_tree("meta")?,
             objects: db.open_tree("objects")?,
-            anchors: db.open_tree("anchors")?,
+            anchors: db.open_tree("config_anchors")?,
             upns: db.open_tree("upns")?,
             members: db.open_tree("members")?,
             member_of: db.open_tree("member_of")?,
@@ -231,13 +255,30 @@ impl Store {
             logs: db.open_tree("logs")?,
             db,
         };
-        store.meta.insert("format", b"1".as_slice())?;
+        match store.meta.get("format")?.as_deref() {
+            None => {}
+            Some(b"1") => super::store_format::migrate_from_1(&store)?,
+            Some(v) if v == FORMAT.as_bytes() => {}
+            Some(other) => {
+                return Err(StoreError::UnsupportedFormat {
+                    found: String::from_utf8_lossy(other).into_owned(),
+                });
+            }
+        }
+        store.meta.insert("format", FORMAT.as_bytes())?;
         Ok(store)
     }
 
     /// Flushes every tree to disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Flushes every tree to disk, blocking: for start-up, so the tenant id and signing key made
+    /// there survive a crash before sled's own periodic flush (tokens outlive a restart).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
         Ok(())
     }
 
@@ -259,6 +300,17 @@ impl Store {
         self.meta.insert(key, value.as_slice())?;
         Ok(value)
     }
+}
+
+/// The current on-disk format (`meta/format`).
+pub const FORMAT: &str = "2";
+
+/// The `config_anchors` key of `anchor` in configuration `config`.
+pub fn anchor_key(config: Uuid, anchor: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + anchor.len());
+    key.extend_from_slice(config.as_bytes());
+    key.extend_from_slice(anchor.as_bytes());
+    key
 }
 
 /// Reads and decodes a JSON record.

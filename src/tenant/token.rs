@@ -3,7 +3,9 @@
 //! Tokens are opaque to clients (as Microsoft advises for access tokens); only the tenant verifies them,
 //! with a 32-byte key generated once and kept in the state store. Claims follow Entra's v2 shape:
 //! `iss`, `aud`, `tid`, `sub`, `oid`, `roles`, `iat`, `nbf`, `exp`, plus `upn` for users and
-//! `appid` for agents.
+//! `appid` for agents. [`TokenSigner::verify`] accepts a token only when, besides signature, expiry
+//! and tenant, its issuer is this tenant's and its audience is one of [`AUDIENCES`]: the API is the
+//! resource those name, and a token issued for another resource is not a token for it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::api::auth::Role;
+use crate::api::auth::{AGENT_RESOURCE, GRAPH_RESOURCE, Role};
 
 use super::orgid::constant_time_eq;
 
@@ -31,7 +33,16 @@ pub enum TokenError {
     /// The token was issued for another tenant.
     #[error("the access token was issued for another tenant")]
     WrongTenant,
+    /// The token's issuer is not this tenant's.
+    #[error("the access token's issuer is not this tenant")]
+    WrongIssuer,
+    /// The token was issued for another resource.
+    #[error("the access token's audience is not this API")]
+    WrongAudience,
 }
+
+/// The audiences (resources) this tenant's API accepts: Microsoft Graph and the provisioning API.
+pub const AUDIENCES: &[&str] = &[GRAPH_RESOURCE, AGENT_RESOURCE];
 
 /// The claims the tenant puts into and reads from a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +78,7 @@ pub struct Claims {
 pub struct TokenSigner {
     key: Vec<u8>,
     tenant_id: Uuid,
+    issuer: String,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -80,9 +92,18 @@ impl std::fmt::Debug for TokenSigner {
 const HEADER: &[u8] = br#"{"alg":"HS256","typ":"JWT"}"#;
 
 impl TokenSigner {
-    /// A signer for `tenant_id` with `key` (32 random bytes).
-    pub fn new(key: Vec<u8>, tenant_id: Uuid) -> TokenSigner {
-        TokenSigner { key, tenant_id }
+    /// A signer for `tenant_id` with `key` (32 random bytes) that accepts only tokens of `issuer`.
+    pub fn new(key: Vec<u8>, tenant_id: Uuid, issuer: String) -> TokenSigner {
+        TokenSigner {
+            key,
+            tenant_id,
+            issuer,
+        }
+    }
+
+    /// The issuer this tenant puts into (and requires of) its tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     fn mac(&self, signing_input: &[u8]) -> [u8; 32] {
@@ -134,6 +155,12 @@ impl TokenSigner {
         if claims.tid != self.tenant_id {
             return Err(TokenError::WrongTenant);
         }
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !AUDIENCES.contains(&claims.aud.as_str()) {
+            return Err(TokenError::WrongAudience);
+        }
         Ok(claims)
     }
 }
@@ -142,10 +169,12 @@ impl TokenSigner {
 mod tests {
     use super::*;
 
+    const ISS: &str = "https://login.microsoftonline.com/x/v2.0";
+
     fn claims(tid: Uuid, exp: i64) -> Claims {
         let id = Uuid::new_v4();
         Claims {
-            iss: "https://login.microsoftonline.com/x/v2.0".into(),
+            iss: ISS.into(),
             aud: "https://graph.microsoft.com".into(),
             tid,
             sub: id,
@@ -162,13 +191,13 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_tampering_expiry_and_other_tenants() {
         let tid = Uuid::new_v4();
-        let signer = TokenSigner::new(vec![7; 32], tid);
+        let signer = TokenSigner::new(vec![7; 32], tid, ISS.into());
         let c = claims(tid, 1000);
         let token = signer.sign(&c);
         assert_eq!(signer.verify(&token, 10), Ok(c.clone()));
         assert_eq!(signer.verify(&token, 1000), Err(TokenError::Expired));
 
-        let other_key = TokenSigner::new(vec![8; 32], tid);
+        let other_key = TokenSigner::new(vec![8; 32], tid, ISS.into());
         assert_eq!(other_key.verify(&token, 10), Err(TokenError::BadSignature));
 
         // Swap in claims with more roles but keep the old signature.
@@ -185,12 +214,39 @@ mod tests {
     }
 
     #[test]
+    fn rejects_other_issuers_and_audiences() {
+        let tid = Uuid::new_v4();
+        let signer = TokenSigner::new(vec![7; 32], tid, ISS.into());
+        let agent = Claims {
+            aud: "api://cloudsync".into(),
+            ..claims(tid, 1000)
+        };
+        assert!(signer.verify(&signer.sign(&agent), 10).is_ok());
+        let evil = Claims {
+            aud: "https://evil.example".into(),
+            ..claims(tid, 1000)
+        };
+        assert_eq!(
+            signer.verify(&signer.sign(&evil), 10),
+            Err(TokenError::WrongAudience)
+        );
+        let other_issuer = Claims {
+            iss: "https://login.microsoftonline.us/x/v2.0".into(),
+            ..claims(tid, 1000)
+        };
+        assert_eq!(
+            signer.verify(&signer.sign(&other_issuer), 10),
+            Err(TokenError::WrongIssuer)
+        );
+    }
+
+    #[test]
     fn signature_is_standard_hs256() {
         // RFC 7515 Appendix A.1 key and signing input; the published signature.
         let key = URL_SAFE_NO_PAD
             .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
             .unwrap();
-        let signer = TokenSigner::new(key, Uuid::nil());
+        let signer = TokenSigner::new(key, Uuid::nil(), String::new());
         let input = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
         assert_eq!(
             URL_SAFE_NO_PAD.encode(signer.mac(input.as_bytes())),
@@ -208,7 +264,7 @@ mod never_panics {
     proptest! {
         #[test]
         fn verify_never_panics_and_never_accepts_garbage(s in "[A-Za-z0-9_.-]{0,200}") {
-            let signer = TokenSigner::new(vec![1; 32], Uuid::nil());
+            let signer = TokenSigner::new(vec![1; 32], Uuid::nil(), String::new());
             prop_assert!(signer.verify(&s, 0).is_err());
         }
     }

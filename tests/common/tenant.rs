@@ -122,6 +122,17 @@ impl TenantFixture {
         self.spawn();
     }
 
+    /// The tenant's HS256 signing key, read from its state while the process is stopped (sled
+    /// locks the database), then the tenant is started again over the same state.
+    pub fn signing_key(&mut self) -> Vec<u8> {
+        self.kill();
+        let store = cloudsync::tenant::store::Store::open(&self.path("state").join("db")).unwrap();
+        let key = store.meta.get("signing_key").unwrap().unwrap().to_vec();
+        drop(store);
+        self.spawn();
+        key
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

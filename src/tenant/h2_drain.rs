@@ -1,0 +1,107 @@
+//! HTTP/2 requests answered before their body was read to the end (a 401 or 403 before the body,
+//! a 413 at the body limit) have the rest of the body read and discarded before the answer goes
+//! out.
+//!
+//! Enters: every request, with the handler's response. Leaves: the same response, sent after the
+//! unread rest of an HTTP/2 request body has arrived. Without this, hyper answers and then resets
+//! the stream while the client is still sending (RST_STREAM), and clients such as curl 7.88 report
+//! the reset ("Stream error in the HTTP/2 framing layer") instead of the answer. The discard is
+//! bounded by [`DRAIN_MAX_BYTES`] and [`DRAIN_TIMEOUT`]; past either, the answer goes out and the
+//! stream is reset as before. HTTP/1.1 is left to hyper, which answers and closes.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::http::Version;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// At most this many unread body bytes are discarded to let an answer arrive whole.
+pub const DRAIN_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The discard gives up after this long.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request body, shared between the handler (which reads what it needs) and [`drain`] (which
+/// discards the rest afterwards).
+struct SharedBody(Arc<Mutex<Option<Body>>>);
+
+impl HttpBody for SharedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let Ok(mut guard) = self.0.lock() else {
+            return Poll::Ready(None);
+        };
+        match guard.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0
+            .lock()
+            .map_or(true, |g| g.as_ref().is_none_or(Body::is_end_stream))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(Body::size_hint))
+            .unwrap_or_default()
+    }
+}
+
+/// The middleware (see the module doc).
+pub async fn drain(req: Request, next: Next) -> Response {
+    if req.version() != Version::HTTP_2 || req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let shared = Arc::new(Mutex::new(Some(body)));
+    let response = next
+        .run(Request::from_parts(
+            parts,
+            Body::new(SharedBody(Arc::clone(&shared))),
+        ))
+        .await;
+    let rest = shared.lock().ok().and_then(|mut g| g.take());
+    if let Some(mut body) = rest.filter(|b| !b.is_end_stream()) {
+        let discarded = tokio::time::timeout(DRAIN_TIMEOUT, discard(&mut body)).await;
+        if !matches!(discarded, Ok(true)) {
+            tracing::info!(
+                status = response.status().as_u16(),
+                "Request body too long to discard; the HTTP/2 stream is reset after the answer."
+            );
+        }
+    }
+    response
+}
+
+/// Reads and drops frames until the body ends (true) or [`DRAIN_MAX_BYTES`] were seen (false).
+async fn discard(body: &mut Body) -> bool {
+    let mut seen = 0u64;
+    loop {
+        match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            None => return true,
+            Some(Err(_)) => return false,
+            Some(Ok(frame)) => {
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                seen = seen.saturating_add(u64::try_from(len).unwrap_or(u64::MAX));
+                if seen > DRAIN_MAX_BYTES {
+                    return false;
+                }
+            }
+        }
+    }
+}

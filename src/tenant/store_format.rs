@@ -1,0 +1,120 @@
+//! The tenant state's format version and the migration from format 1 (see [`super::store`],
+//! Format versions).
+//!
+//! Enters: a just-opened store whose `meta/format` is `1`. Leaves: the same store in format 2 — the
+//! tenant-wide `anchors` tree re-keyed by owning configuration into `config_anchors`, `format` set to
+//! `2`, the old tree dropped — or an error, with `format` still `1` so the next open redoes it.
+
+use super::store::{FORMAT, Store, StoreError, StoredObject, get_json};
+
+/// Format 1 → 2: re-keys the tenant-wide anchor index by owning configuration (see the module
+/// doc). Idempotent: a crash before `format` is written redoes it from the start.
+pub(super) fn migrate_from_1(store: &Store) -> Result<(), StoreError> {
+    let db = &store.db;
+    let old = db.open_tree("anchors")?;
+    store.anchors.clear()?;
+    let mut moved = 0u64;
+    for entry in old.iter() {
+        let (anchor, id) = entry?;
+        let Some(object) = get_json::<StoredObject>(&store.objects, "objects", &id)? else {
+            return Err(StoreError::CorruptKey("anchors"));
+        };
+        let mut key = object.configuration_id.as_bytes().to_vec();
+        key.extend_from_slice(&anchor);
+        store.anchors.insert(key, id)?;
+        moved += 1;
+    }
+    store.meta.insert("format", FORMAT.as_bytes())?;
+    db.flush()?;
+    db.drop_tree("anchors")?;
+    tracing::info!(
+        anchors = moved,
+        "Tenant state migrated from format 1 to 2: anchors are now kept per owning configuration."
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ops::{ObjectKind, OnPremisesIdentity};
+    use crate::tenant::store::{anchor_key, put_json};
+    use uuid::Uuid;
+
+    fn object(id: Uuid, config: Uuid, anchor: &str) -> StoredObject {
+        StoredObject {
+            id,
+            kind: ObjectKind::User,
+            source_anchor: anchor.into(),
+            version: 1,
+            deleted: false,
+            on_premises: OnPremisesIdentity::default(),
+            attributes: Default::default(),
+            last_sync: String::new(),
+            configuration_id: config,
+        }
+    }
+
+    #[test]
+    fn a_format_1_state_is_migrated_to_per_configuration_anchors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (id, config) = (Uuid::new_v4(), Uuid::new_v4());
+        {
+            // A state as format 1 wrote it: the anchor tree keyed by the bare anchor.
+            let db = sled::open(&path).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format", b"1")
+                .unwrap();
+            let objects = db.open_tree("objects").unwrap();
+            put_json(&objects, id.as_bytes(), &object(id, config, "anc")).unwrap();
+            db.open_tree("anchors")
+                .unwrap()
+                .insert("anc", id.as_bytes().as_slice())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.meta.get("format").unwrap().unwrap().as_ref(), b"2");
+        assert_eq!(
+            store
+                .anchors
+                .get(anchor_key(config, "anc"))
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            id.as_bytes()
+        );
+        assert_eq!(store.anchors.len(), 1);
+        assert!(
+            !store
+                .db
+                .tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"anchors"),
+            "the old tree is dropped"
+        );
+        drop(store);
+        // Opening again changes nothing.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.anchors.len(), 1);
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let db = sled::open(&path).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format", b"3")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(&err, StoreError::UnsupportedFormat { found } if found == "3"));
+        assert!(err.to_string().contains("empty --state"), "{err}");
+    }
+}

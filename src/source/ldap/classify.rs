@@ -10,7 +10,10 @@
 //!   → [`Event::MembersChanged`]; secret attributes present (always without values over the network)
 //!   → [`Event::PasswordChanged`] carrying the new `pwdLastSet`; the remaining changed attributes
 //!   (minus `objectGUID`, `instanceType`, `uSNChanged`) → [`Event::ObjectUpserted`] with
-//!   `full_image: false`.
+//!   `full_image: false`. An attribute removed in AD comes back in a delta *present with no values*
+//!   (measured on Samba 4.17: `ldapmodify … delete: title`, docs/ldap.md § Cleared attributes); it is
+//!   journaled as an [`Attribute`] with zero values, which means "now absent". A full image lists only
+//!   attributes that have values.
 //! - Values of secret attributes are never copied into an event, whatever the server sends.
 //! - Objects whose class is not synced (computers, containers, …) produce no event.
 
@@ -108,7 +111,9 @@ fn clean_value(value: Vec<u8>) -> Vec<u8> {
 }
 
 /// Merges attributes by name (ranged chunks of one attribute become one), drops secret values.
-fn full_attributes(attrs: Vec<RawAttr>) -> Vec<Attribute> {
+/// With `keep_cleared` (a delta) an attribute present with no values is kept with zero values: it was
+/// removed in AD. Without it (a full image) such an attribute is left out.
+fn merged_attributes(attrs: Vec<RawAttr>, keep_cleared: bool) -> Vec<Attribute> {
     let mut merged: BTreeMap<String, Attribute> = BTreeMap::new();
     let mut order = Vec::new();
     for attr in attrs {
@@ -118,7 +123,7 @@ fn full_attributes(attrs: Vec<RawAttr>) -> Vec<Attribute> {
         if attr.range.and_then(|r| r.incremental()) == Some(Incremental::Removed) {
             continue;
         }
-        if attr.values.is_empty() {
+        if attr.values.is_empty() && !keep_cleared {
             // "Present with no values" means absent; a full image lists only what is there.
             continue;
         }
@@ -199,7 +204,7 @@ pub fn classify(entry: RawEntry, ctx: &Context<'_>) -> Result<Vec<Event>, Classi
             usn,
             dn,
             class,
-            attributes: full_attributes(entry.attrs),
+            attributes: merged_attributes(entry.attrs, false),
             full_image: true,
         }];
         if password_signal {
@@ -268,7 +273,7 @@ fn classify_delta(
             usn,
             dn: entry.dn,
             class,
-            attributes: full_attributes(changed),
+            attributes: merged_attributes(changed, true),
             full_image: false,
         });
     }

@@ -318,3 +318,54 @@ fn extended_dn_prefixes_are_stripped() {
     assert_eq!(strip_extended_dn("CN=a,DC=b"), "CN=a,DC=b");
     assert_eq!(strip_extended_dn("<broken"), "<broken");
 }
+
+#[test]
+fn attribute_removed_in_ad_is_a_delta_with_zero_values() {
+    // `ldapmodify … delete: title` and `delete: otherMobile` on Samba 4.17: the delta entry carries both
+    // attributes present with no values (docs/ldap.md § Cleared attributes).
+    let e = entry(
+        "CN=user00010,OU=SyncUsers,DC=corp,DC=example,DC=test",
+        &[
+            ("title", vec![]),
+            ("otherMobile", vec![]),
+            ("telephoneNumber", t(&["+1 555 0100"])),
+            guid_attr(),
+            ("instanceType", t(&["4"])),
+        ],
+    );
+    let events = run(e, false, &user_lookup(8050));
+    assert_eq!(
+        events,
+        vec![Event::ObjectUpserted {
+            domain: D.into(),
+            guid: Guid(G),
+            usn: 8050,
+            dn: "CN=user00010,OU=SyncUsers,DC=corp,DC=example,DC=test".into(),
+            class: ObjectClass::User,
+            attributes: vec![
+                Attribute::text::<&str>("title", &[]),
+                Attribute::text::<&str>("otherMobile", &[]),
+                Attribute::text("telephoneNumber", &["+1 555 0100"]),
+            ],
+            full_image: false,
+        }]
+    );
+    // A full image lists only attributes with values.
+    let full = entry(
+        "CN=user00010,OU=SyncUsers,DC=corp,DC=example,DC=test",
+        &[
+            ("objectClass", t(&["top", "person", "user"])),
+            ("title", vec![]),
+            ("sn", t(&["User10"])),
+            guid_attr(),
+        ],
+    );
+    let events = run(full, true, &HashMap::new());
+    let Event::ObjectUpserted { attributes, .. } = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(
+        !attributes.iter().any(|a| a.name == "title"),
+        "{attributes:?}"
+    );
+}

@@ -6,7 +6,8 @@
 //! - A full read, or a delta entry that carries `objectClass` (a newly created object), →
 //!   [`Event::ObjectUpserted`] with `full_image: true`.
 //! - Otherwise the entry is a delta: `name`/`parentGUID` → [`Event::ObjectMoved`] (old DN unknown to
-//!   the source: `old_dn: None`; projection knows it from its state); `member;range=1-1` / `;range=0-0`
+//!   the source: `old_dn: None`; projection knows it from its state) and `name`, the RDN's new value,
+//!   also in the delta upsert (mappings fall back to it; Samba's DirSync never sends `cn`); `member;range=1-1` / `;range=0-0`
 //!   → [`Event::MembersChanged`]; secret attributes present (always without values over the network)
 //!   → [`Event::PasswordChanged`] carrying the new `pwdLastSet`; the remaining changed attributes
 //!   (minus `objectGUID`, `instanceType`, `uSNChanged`) → [`Event::ObjectUpserted`] with
@@ -147,6 +148,59 @@ fn pwd_last_set(entry: &RawEntry) -> Option<i64> {
     entry.integer("pwdLastSet")
 }
 
+/// Orders one page's events for projection: deletes; membership removals; moves and renames; creates
+/// and attribute changes; membership changes (removals once more, then additions). The order within
+/// each part is kept.
+///
+/// A page is the directory as it is now, but its entries come in whatever order the server chose — on
+/// Samba its index order, not USN order — and projection applies events one by one. Measured on Samba
+/// 4.17 (docs/ldap.md § Order within a page):
+/// - An object deleted and re-created with the same name (a new objectGUID, the same UPN) can come before
+///   the old one's tombstone, and the cloud refuses the create (`DuplicateUserPrincipalName`: the old
+///   object still holds the UPN). A tombstone is final, so deletes go first.
+/// - An added member (`member;range=1-1`, a new group's `member`) is named by its DN *now*: it must be
+///   read after the page's moves and renames.
+/// - A removed member (`member;range=0-0`) is named by its DN *when it was removed*, which is its DN
+///   now if it moved before the removal, and its old DN if it moved after. The removal is therefore
+///   applied before the moves (an old DN resolves) and again after them (a current DN resolves);
+///   removing a non-member is a no-op in projection.
+pub fn page_order(events: Vec<Event>) -> Vec<Event> {
+    let rank = |e: &Event| match e {
+        Event::ObjectDeleted { .. } => 0,
+        Event::ObjectMoved { .. } => 2,
+        Event::MembersChanged { .. } => 4,
+        _ => 3,
+    };
+    let mut out: Vec<(u8, Event)> = Vec::with_capacity(events.len());
+    for e in events {
+        if let Event::MembersChanged {
+            domain,
+            guid,
+            usn,
+            attribute,
+            removed,
+            ..
+        } = &e
+            && !removed.is_empty()
+        {
+            out.push((
+                1,
+                Event::MembersChanged {
+                    domain: domain.clone(),
+                    guid: *guid,
+                    usn: *usn,
+                    attribute: attribute.clone(),
+                    added: Vec::new(),
+                    removed: removed.clone(),
+                },
+            ));
+        }
+        out.push((rank(&e), e));
+    }
+    out.sort_by_key(|(r, _)| *r);
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
 /// Classifies one entry. An empty result means the object is not of a synced kind.
 pub fn classify(entry: RawEntry, ctx: &Context<'_>) -> Result<Vec<Event>, ClassifyError> {
     let Some(guid) = entry.guid() else {
@@ -249,7 +303,8 @@ fn classify_delta(
         }
         let noise = is_one_of(&attr.name, DELTA_NOISE)
             || is_one_of(&attr.name, SECRET_ATTRIBUTES)
-            || (moved && is_one_of(&attr.name, &["name", "parentGUID"]))
+            // `name` stays: it is the new RDN value, which mappings read (Samba sends no `cn`).
+            || (moved && attr.name.eq_ignore_ascii_case("parentGUID"))
             || (password_signal && attr.name.eq_ignore_ascii_case("pwdLastSet"));
         if !noise {
             changed.push(attr);

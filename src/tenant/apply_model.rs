@@ -466,7 +466,11 @@ fn a_cleared_attribute_is_stored_as_absent() {
     assert_eq!(r.results[0].status, OpStatus::Success);
     let o = stored(&store);
     for gone in ["jobTitle", "proxyAddresses", "mail"] {
-        assert!(!o.attributes.contains_key(gone), "{gone}: {:?}", o.attributes);
+        assert!(
+            !o.attributes.contains_key(gone),
+            "{gone}: {:?}",
+            o.attributes
+        );
     }
     let fields: Vec<String> = ["jobTitle", "proxyaddresses", "displayName"]
         .map(String::from)

@@ -129,7 +129,12 @@ fn parse_clause<'a>(s: &'a str, resource: &str) -> Result<(Clause, &'a str), Api
 }
 
 /// Collection-valued properties: Graph shows an unset one as `[]`.
-const COLLECTIONS: &[&str] = &["businessPhones", "proxyAddresses", "otherMails", "imAddresses"];
+const COLLECTIONS: &[&str] = &[
+    "businessPhones",
+    "proxyAddresses",
+    "otherMails",
+    "imAddresses",
+];
 
 /// Keeps only the selected properties (plus `id` and OData annotations). A selected property the object
 /// does not have is shown as Graph shows it: `null`, or `[]` for a collection.

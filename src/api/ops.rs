@@ -4,7 +4,9 @@
 //! - Objects are keyed by their **source anchor** (`onPremisesImmutableId`, base64 of the objectGUID by
 //!   default). The tenant assigns each new anchor a cloud object id (GUID) that never changes.
 //! - An upsert carries the **full** set of mapped attributes and a per-object `version` (monotonic, e.g.
-//!   the journal sequence number). An upsert or delete whose version is not greater than the stored one
+//!   the journal sequence number). The set replaces the stored one: a property left out — or sent as
+//!   JSON `null`, or `[]` for a collection — is cleared (this is how an attribute removed in AD reaches
+//!   the cloud; the agent leaves cleared targets out). An upsert or delete whose version is not greater than the stored one
 //!   is acknowledged with status `skipped` and changes nothing, so replays are harmless.
 //! - A `batchId` (a UUID, unique across configurations) the tenant has seen before returns the stored
 //!   results (`replayed: true`) and applies nothing twice. Batches over
@@ -113,7 +115,8 @@ pub struct Upsert {
     /// Mapped cloud attributes by Graph property name (`displayName`, `userPrincipalName`,
     /// `accountEnabled`, `givenName`, `surname`, `mail`, `mailNickname`, …). Users need
     /// `userPrincipalName`; every kind needs `displayName`. Names are [`AttrName`]s so the agent can use
-    /// its static default names without allocating; on the wire they are plain strings.
+    /// its static default names without allocating; on the wire they are plain strings. The full set:
+    /// a property left out (or `null` / `[]`) is cleared in the cloud.
     pub attributes: BTreeMap<AttrName, serde_json::Value>,
 }
 

@@ -86,6 +86,9 @@ const RESERVED_TARGETS: &[&str] = &[
 const DISPLAY_NAME: &str =
     "IIF(IsPresent([displayName]), [displayName], IIF(IsPresent([cn]), [cn], [name]))";
 const MAIL_NICKNAME: &str = "IIF(IsPresent([mailNickname]), [mailNickname], [sAMAccountName])";
+/// A contact has no sAMAccountName: its RDN, again with `name` after `cn` for Samba.
+const CONTACT_MAIL_NICKNAME: &str =
+    "IIF(IsPresent([mailNickname]), [mailNickname], IIF(IsPresent([cn]), [cn], [name]))";
 
 /// Microsoft cloud sync's default mappings (target, expression) for `kind`.
 pub fn defaults(kind: ObjectKind) -> Vec<(&'static str, &'static str)> {
@@ -137,10 +140,7 @@ pub fn defaults(kind: ObjectKind) -> Vec<(&'static str, &'static str)> {
             ("givenName", "[givenName]"),
             ("jobTitle", "[title]"),
             ("mail", "[mail]"),
-            (
-                "mailNickname",
-                "IIF(IsPresent([mailNickname]), [mailNickname], [cn])",
-            ),
+            ("mailNickname", CONTACT_MAIL_NICKNAME),
             ("proxyAddresses", "[proxyAddresses]"),
             ("surname", "[sn]"),
         ],

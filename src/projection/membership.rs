@@ -218,7 +218,7 @@ impl Projector {
             return;
         };
         let guid = obj.guid;
-        state.pending_hashes.remove(&guid);
+        state.hashes.remove(&guid);
         state.quarantined.remove(&guid);
         state.on_create.remove(&guid);
         let groups: Vec<ObjId> = state.groups_of(id).collect();

@@ -542,3 +542,96 @@ fn deleting_a_user_removes_it_everywhere() {
     );
     assert!(st.member_of.is_empty() && st.dn_count() == 1);
 }
+
+/// The upsert among `ops` (exactly one).
+fn the_upsert(ops: &[Operation]) -> &super::ops::Upsert {
+    let ups: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Operation::Upsert(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ups.len(), 1, "{ops:?}");
+    ups[0]
+}
+
+#[test]
+fn an_attribute_cleared_in_ad_is_cleared_in_the_upsert() {
+    // What classify journals for `delete: title` / `delete: proxyAddresses` in AD: the attributes with
+    // zero values in a delta.
+    let mut r = Run::new(ProjectionConfig::default());
+    let dn = "CN=A,DC=corp,DC=example,DC=test";
+    r.feed(user(
+        1,
+        dn,
+        &[("title", "Boss"), ("proxyAddresses", "SMTP:a@x.example")],
+    ));
+    let ops = r.feed(delta(1, dn, &[("title", &[]), ("proxyAddresses", &[])]));
+    let u = the_upsert(&ops);
+    // The upsert is a full replacement (src/api/ops.rs): a target left out is cleared in the cloud.
+    assert!(!u.attributes.contains_key("jobTitle"), "{u:?}");
+    assert!(!u.attributes.contains_key("proxyAddresses"), "{u:?}");
+    assert_eq!(u.attributes["displayName"], "User 1");
+    // Clearing what is already absent changes nothing.
+    assert!(r.feed(delta(1, dn, &[("title", &[])])).is_empty());
+}
+
+#[test]
+fn the_latest_hash_follows_every_re_entry_into_the_cloud() {
+    let cfg = ProjectionConfig {
+        scope: ScopeSpec {
+            ous: vec!["OU=Sales,DC=corp,DC=example,DC=test".into()],
+            ..ScopeSpec::default()
+        },
+        ..ProjectionConfig::default()
+    };
+    let mut r = Run::new(cfg);
+    let inside = "CN=U,OU=Sales,DC=corp,DC=example,DC=test";
+    let outside = "CN=U,CN=Users,DC=corp,DC=example,DC=test";
+    let hash = |h: &str| Event::PasswordHashChanged {
+        domain: D.into(),
+        guid: g(1),
+        org_id_hash: format!("v1;PPH1_MD4,00,1000,{h};"),
+    };
+    r.feed(user(1, inside, &[])); // 1
+    assert_eq!(
+        shorts(&r.feed(hash("11"))),
+        vec![format!("hash {} v2", b64(1))]
+    );
+    // Out of scope and back: deleted, then re-created with the hash it had (version = its sequence).
+    assert_eq!(
+        shorts(&r.feed(moved(1, outside))),
+        vec![format!("delete {}", b64(1))]
+    );
+    let back = r.feed(moved(1, inside)); // 4
+    assert_eq!(
+        shorts(&back),
+        vec![
+            format!("upsert user {}", b64(1)),
+            format!("hash {} v2", b64(1))
+        ]
+    );
+    // A hash that changed while the user was out of scope is the one that follows.
+    r.feed(moved(1, outside)); // 5
+    assert!(r.feed(hash("22")).is_empty()); // 6
+    let back = r.feed(moved(1, inside)); // 7
+    assert!(
+        matches!(&back[1], Operation::SetPasswordHash { version: 6, credential, .. } if credential.contains(",22;")),
+        "{back:?}"
+    );
+    // A state rebuilt by replaying the same events (or restored from a snapshot) holds the same hash.
+    let bytes = r.p.state().to_bytes().unwrap();
+    let restored = State::from_bytes(&bytes).unwrap();
+    assert_eq!(restored.hashes.get(&g(1)).map(|h| h.0), Some(6));
+    // Deleted in AD: the hash is forgotten with the object.
+    let del = Event::ObjectDeleted {
+        domain: D.into(),
+        guid: g(1),
+        usn: 0,
+        tombstone_dn: "CN=U\\0ADEL:x,CN=Deleted Objects".into(),
+        last_known_parent: None,
+    };
+    r.feed(del);
+    assert!(r.p.state().hashes.is_empty());
+}

@@ -397,6 +397,8 @@ impl Projector {
     }
 
     pub(super) fn password_hash(&mut self, seq: u64, guid: Guid, hash: &str, out: &mut Output) {
+        // The latest hash is kept whether or not it is sent now: it follows every later (re)create.
+        self.state.hashes.insert(guid, (seq, hash.to_string()));
         let target = self
             .state
             .id(guid)
@@ -415,16 +417,14 @@ impl Projector {
             }
             None => {
                 self.log(out, guid, seq, Step::Action, "HashHeld", || {
-                    "user not in the cloud yet".into()
+                    "user not in the cloud".into()
                 });
-                self.state
-                    .pending_hashes
-                    .insert(guid, (seq, hash.to_string()));
             }
         }
     }
 
-    /// Object `id` was just created in the cloud: send the memberships and a held password hash.
+    /// Object `id` was just (re)created in the cloud: send its memberships and, for a user, its latest
+    /// known password hash (the tenant holds none for a new or re-created object).
     fn entered_cloud(&mut self, seq: u64, id: ObjId, out: &mut Output) {
         let Some(obj) = self.state.obj(id) else {
             return;
@@ -432,7 +432,7 @@ impl Projector {
         let (domain, guid, kind) = (obj.domain, obj.guid, obj.kind);
         let has_members = obj.group.as_ref().is_some_and(|g| !g.members.is_empty());
         let has_groups = self.state.groups_of(id).next().is_some();
-        let has_hash = kind == ObjectKind::User && self.state.pending_hashes.contains_key(&guid);
+        let has_hash = kind == ObjectKind::User && self.state.hashes.contains_key(&guid);
         if !(has_members || has_groups || has_hash) {
             return;
         }
@@ -465,12 +465,15 @@ impl Projector {
         for (d, op) in ops {
             self.emit(out, d, seq, op);
         }
-        if has_hash && let Some((hseq, hash)) = self.state.pending_hashes.remove(&guid) {
+        if has_hash && let Some((hseq, hash)) = self.state.hashes.get(&guid).cloned() {
+            // The hash's own sequence as its version: re-sending it to a tenant that still holds it
+            // (a staged delete that never happened) is skipped there, harmlessly.
             let op = Operation::SetPasswordHash {
                 source_anchor: anchor,
                 version: hseq,
                 credential: hash,
             };
+            self.log(out, guid, seq, Step::Action, "SetPasswordHash", String::new);
             self.emit(out, domain, seq, op);
         }
     }

@@ -142,8 +142,11 @@ pub struct State {
     pub member_of: BTreeSet<(ObjId, ObjId)>,
     /// Domains with a resync in progress: domain to the sequence of its `ResyncStarted`.
     pub resyncs: BTreeMap<u16, u64>,
-    /// Password hashes that arrived before their user reached the cloud: (sequence, OrgId string).
-    pub pending_hashes: BTreeMap<Guid, (u64, String)>,
+    /// The latest salted password hash of each user, as journaled: (sequence, OrgId string). Kept for
+    /// as long as the object is known (removed only when it is forgotten), so that every time the user
+    /// (re)enters the cloud — first create, back into scope, after a delete the tenant carried out — its
+    /// current hash follows the create.
+    pub hashes: BTreeMap<Guid, (u64, String)>,
     /// Objects held back because a mapping failed, with the reason.
     pub quarantined: BTreeMap<Guid, Box<str>>,
     /// Values of on-create mappings as first sent, per object, kept so updates resend them unchanged
@@ -169,7 +172,7 @@ impl PartialEq for State {
             && self.waiting == o.waiting
             && self.member_of == o.member_of
             && self.resyncs == o.resyncs
-            && self.pending_hashes == o.pending_hashes
+            && self.hashes == o.hashes
             && self.quarantined == o.quarantined
             && self.on_create == o.on_create
             && self.claimed == o.claimed

@@ -3,7 +3,7 @@
 //!
 //! # On-disk format
 //! Trees of one sled database:
-//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 3, crc32c u32 LE of body, body }`, where
+//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 4, crc32c u32 LE of body, body }`, where
 //!   body = `seq u64 LE` ‖ bincode-standard([`State`]). Written whole, replaced whole. A snapshot of an
 //!   older version is dropped (the state is rebuilt from the journal); a newer one is refused.
 //! - `staged`: key `domain 0x00 anchor` → JSON of the staged delete ([`StagedDelete`]).
@@ -25,7 +25,7 @@ use super::provlog::ProvLog;
 use super::state::{State, StateError};
 
 const MAGIC: &[u8; 4] = b"CSPS";
-const VERSION: u16 = 3;
+const VERSION: u16 = 4;
 const SNAPSHOT_KEY: &[u8] = b"state";
 
 /// Errors of the projection store.

@@ -415,3 +415,69 @@ proptest! {
         }
     }
 }
+
+/// A cleared attribute: an upsert that sends a property as `null` or `[]`, or leaves it out, leaves the
+/// stored object without it, and Graph shows it as unset (`null`, `[]` for a collection).
+#[test]
+fn a_cleared_attribute_is_stored_as_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let mut config = new_config();
+    let ctx = BatchContext {
+        agent_id: Uuid::nil(),
+        now: 1_000,
+        now_text: "2026-01-01T00:00:00Z".into(),
+        delete_window_secs: 120,
+        quarantine_after: u32::MAX,
+    };
+    let upsert = |version: u64, extra: serde_json::Value| {
+        let mut attributes: BTreeMap<crate::api::ops::AttrName, serde_json::Value> = [
+            ("displayName".into(), json!("Ann")),
+            ("userPrincipalName".into(), json!("ann@x.test")),
+        ]
+        .into_iter()
+        .collect();
+        for (k, v) in extra.as_object().unwrap() {
+            attributes.insert(k.clone().into(), v.clone());
+        }
+        OperationBatch {
+            batch_id: Uuid::new_v4(),
+            operations: vec![Operation::Upsert(Upsert {
+                kind: ObjectKind::User,
+                source_anchor: "u1".into(),
+                version,
+                on_premises: OnPremisesIdentity::default(),
+                attributes,
+            })],
+        }
+    };
+    let stored = |store: &Store| -> StoredObject {
+        let (_, v) = store.objects.iter().next().unwrap().unwrap();
+        decode("objects", &v).unwrap()
+    };
+    let first = upsert(
+        1,
+        json!({"jobTitle": "Boss", "proxyAddresses": ["SMTP:a@x.test"], "mail": "a@x.test"}),
+    );
+    apply_batch(&store, &mut config, &first, &ctx).unwrap();
+    assert_eq!(stored(&store).attributes["jobTitle"], "Boss");
+    // Cleared with null and [], and `mail` left out of the full replacement.
+    let second = upsert(2, json!({"jobTitle": null, "proxyAddresses": []}));
+    let r = apply_batch(&store, &mut config, &second, &ctx).unwrap();
+    assert_eq!(r.results[0].status, OpStatus::Success);
+    let o = stored(&store);
+    for gone in ["jobTitle", "proxyAddresses", "mail"] {
+        assert!(
+            !o.attributes.contains_key(gone),
+            "{gone}: {:?}",
+            o.attributes
+        );
+    }
+    let fields: Vec<String> = ["jobTitle", "proxyaddresses", "displayName"]
+        .map(String::from)
+        .to_vec();
+    let g = super::graph_query::select(super::graph::to_graph(&o), Some(&fields));
+    assert_eq!(g["jobTitle"], serde_json::Value::Null);
+    assert_eq!(g["proxyAddresses"], json!([]));
+    assert_eq!(g["displayName"], "Ann");
+}

@@ -159,9 +159,11 @@ fn upsert(
         version: u.version,
         deleted: false,
         on_premises: u.on_premises.clone(),
+        // The upsert is the full set: what it leaves out, or sends as null / [], is absent now.
         attributes: u
             .attributes
             .iter()
+            .filter(|(_, v)| !super::store::is_unset(v))
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
         last_sync: ctx.now_text.clone(),

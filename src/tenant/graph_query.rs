@@ -128,21 +128,43 @@ fn parse_clause<'a>(s: &'a str, resource: &str) -> Result<(Clause, &'a str), Api
     Ok((Clause::Eq(prop, value), rest))
 }
 
-/// Keeps only the selected properties (plus `id` and OData annotations).
+/// Collection-valued properties: Graph shows an unset one as `[]`.
+const COLLECTIONS: &[&str] = &[
+    "businessPhones",
+    "proxyAddresses",
+    "otherMails",
+    "imAddresses",
+];
+
+/// Keeps only the selected properties (plus `id` and OData annotations). A selected property the object
+/// does not have is shown as Graph shows it: `null`, or `[]` for a collection.
 pub fn select(
     object: serde_json::Map<String, Value>,
     fields: Option<&[String]>,
 ) -> serde_json::Map<String, Value> {
     match fields {
         None => object,
-        Some(fields) => object
-            .into_iter()
-            .filter(|(k, _)| {
-                k == "id"
-                    || k.starts_with("@odata")
-                    || fields.iter().any(|f| f.eq_ignore_ascii_case(k))
-            })
-            .collect(),
+        Some(fields) => {
+            let mut out: serde_json::Map<String, Value> = object
+                .into_iter()
+                .filter(|(k, _)| {
+                    k == "id"
+                        || k.starts_with("@odata")
+                        || fields.iter().any(|f| f.eq_ignore_ascii_case(k))
+                })
+                .collect();
+            for f in fields {
+                if f.is_empty() || out.keys().any(|k| k.eq_ignore_ascii_case(f)) {
+                    continue;
+                }
+                let unset = match COLLECTIONS.iter().find(|c| c.eq_ignore_ascii_case(f)) {
+                    Some(c) => (c.to_string(), Value::Array(Vec::new())),
+                    None => (f.clone(), Value::Null),
+                };
+                out.insert(unset.0, unset.1);
+            }
+            out
+        }
     }
 }
 

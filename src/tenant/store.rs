@@ -112,6 +112,12 @@ pub struct StoredObject {
     pub configuration_id: Uuid,
 }
 
+/// Whether a mapped value means "no value": `null` (Graph's way to clear a property) or `[]` (an empty
+/// collection). The tenant stores such a property as absent; Graph reads show it as `null` / `[]`.
+pub fn is_unset(v: &serde_json::Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(Vec::is_empty)
+}
+
 impl StoredObject {
     /// The user principal name, if the object has one.
     pub fn upn(&self) -> Option<&str> {

@@ -130,5 +130,5 @@ pub async fn to_events(
             }
         }
     }
-    Ok(events)
+    Ok(classify::page_order(events))
 }

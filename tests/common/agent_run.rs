@@ -1,0 +1,218 @@
+//! Helpers for the end-to-end tests that run the real `cloudsync` binary against a lab DC and the real
+//! tenant: the agent's configuration, `agent register` / `sync-once`, ldapsearch as the oracle's reader,
+//! Graph paging and the tenant's sign-in check.
+//!
+//! Use with `mod common;`, `#[path = "common/tenant.rs"] mod tenant_fixture;` and
+//! `#[path = "common/agent_run.rs"] mod agent_run;` in the test crate.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::common::lab::LabDc;
+use crate::tenant_fixture::{self, HIA, TENANT_ID, TenantFixture};
+
+/// Runs the `cloudsync` binary with `args` and extra environment.
+pub fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
+    cmd.args(args).env("CLOUDSYNC_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// stdout and stderr of a finished process.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes the agent's configuration (LDAPS as the sync service account, PHS on, OU scope `ous`).
+pub fn write_config(dc: &LabDc, t: &TenantFixture, dir: &Path, ous: &[String]) -> PathBuf {
+    let path = dir.join("agent.toml");
+    let ous: Vec<String> = ous.iter().map(|o| format!("{o:?}")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[agent]
+journal_dir = "{journal}"
+[domains.corp]
+dns_name = "{dns}"
+url = "{url}"
+ca_file = "{ca}"
+bind_dn = "{svc}"
+password = "{pw}"
+notifications = false
+[tenant]
+url = "{turl}"
+ca_file = "{tca}"
+tenant_id = "{TENANT_ID}"
+credentials_file = "{creds}"
+[projection.scope]
+ous = [{ous}]
+[phs]
+enabled = true
+"#,
+            journal = dir.join("journal").display(),
+            dns = dc.dns_domain,
+            url = dc.ldaps_url,
+            ca = dc.ca_file.display(),
+            // The sync service account, as in production: lab.sh grants it read on
+            // CN=Deleted Objects so DirSync shows it tombstones (docs/lab.md).
+            svc = dc.svc_upn,
+            pw = dc.svc_password,
+            turl = t.url,
+            tca = t.dir.path().join("ca.pem").display(),
+            creds = dir.join("credentials.json").display(),
+            ous = ous.join(", "),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Registers the agent as the Hybrid Identity Administrator (must succeed).
+pub fn register(config: &Path) {
+    let o = agent(
+        &[
+            "agent",
+            "register",
+            "--config",
+            config.to_str().unwrap(),
+            "--admin-upn",
+            HIA.0,
+        ],
+        &[("CLOUDSYNC_ADMIN_PASSWORD", HIA.1)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// One `agent sync-once` (must succeed); returns its output.
+pub fn sync_once(config: &Path) -> String {
+    let o = agent(
+        &[
+            "agent",
+            "sync-once",
+            "--config",
+            config.to_str().unwrap(),
+            "--push-timeout-secs",
+            "120",
+        ],
+        &[],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "sync-once failed:\n{out}");
+    assert!(out.contains("summary:"), "{out}");
+    out
+}
+
+/// One AD entry: attribute name (lower case) → values (objectGUID and objectSid base64, others text).
+pub type Entry = BTreeMap<String, Vec<String>>;
+
+/// ldapsearch as Administrator under `base`; entries by DN.
+pub fn ad_search(dc: &LabDc, base: &str, filter: &str, attrs: &[&str]) -> BTreeMap<String, Entry> {
+    ad_search_scoped(dc, base, "sub", filter, attrs)
+}
+
+/// [`ad_search`] with an explicit scope (`base`, `one`, `sub`); a missing base gives no entries.
+pub fn ad_search_scoped(
+    dc: &LabDc,
+    base: &str,
+    scope: &str,
+    filter: &str,
+    attrs: &[&str],
+) -> BTreeMap<String, Entry> {
+    let out = Command::new("ldapsearch")
+        .env("LDAPTLS_CACERT", &dc.ca_file)
+        .env("LDAPTLS_REQCERT", "demand")
+        .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &dc.ldaps_url])
+        .args(["-D", &dc.admin_upn, "-w", &dc.admin_password])
+        .args(["-E", "pr=500/noprompt", "-s", scope, "-b", base, filter])
+        .args(attrs)
+        .output()
+        .unwrap();
+    // 32: noSuchObject (the base is gone).
+    if out.status.code() == Some(32) {
+        return BTreeMap::new();
+    }
+    assert!(out.status.success(), "ldapsearch: {}", text(&out));
+    let mut entries = BTreeMap::new();
+    let mut dn = String::new();
+    let mut entry = Entry::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line.is_empty() {
+            if !dn.is_empty() {
+                entries.insert(std::mem::take(&mut dn), std::mem::take(&mut entry));
+            }
+            continue;
+        }
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let value = match rest.strip_prefix(':') {
+            Some(b64) if name != "objectGUID" && name != "objectSid" => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .unwrap();
+                // Text with non-ASCII characters; other binary values stay base64.
+                String::from_utf8(bytes).unwrap_or_else(|_| b64.trim().to_owned())
+            }
+            Some(b64) => b64.trim().to_owned(),
+            None => rest.trim_start().to_owned(),
+        };
+        if name == "dn" {
+            dn = value;
+        } else if !name.starts_with('#') {
+            entry
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .push(value);
+        }
+    }
+    if !dn.is_empty() {
+        entries.insert(dn, entry);
+    }
+    entries
+}
+
+/// The first value of `name`, as a JSON string (Null when absent).
+pub fn one(e: &Entry, name: &str) -> Value {
+    e.get(name)
+        .and_then(|v| v.first())
+        .map_or(Value::Null, |v| Value::String(v.clone()))
+}
+
+/// Every page of a Graph collection.
+pub async fn graph_all(t: &TenantFixture, token: &str, first: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut next = Some(t.at(first));
+    while let Some(url) = next {
+        let r = t.client.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let page: Value = r.json().await.unwrap();
+        out.extend(page["value"].as_array().unwrap().iter().cloned());
+        next = page["@odata.nextLink"].as_str().map(str::to_owned);
+    }
+    out
+}
+
+/// The tenant's sign-in check: 200 when `password` matches the user's synced salted hash.
+pub async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
+    t.client
+        .post(t.at(&format!("/{}/signin", tenant_fixture::DOMAIN)))
+        .json(&serde_json::json!({"userPrincipalName": upn, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

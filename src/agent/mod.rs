@@ -20,6 +20,7 @@ pub mod register;
 pub mod restarts;
 pub mod service;
 mod sink;
+pub mod state_check;
 pub mod status;
 
 pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, run_with_resyncs, sync_once};

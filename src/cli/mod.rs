@@ -73,6 +73,8 @@ pub fn init_tracing(filter: &str, json: bool) {
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
+    // Before anything is created: every file 0600, every directory 0700 (`private_fs`).
+    crate::private_fs::restrict_umask();
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_json);
     let result = match cli.command {

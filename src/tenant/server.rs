@@ -34,6 +34,9 @@ pub enum ServeError {
     /// TLS material could not be created or read.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The state directory (or something in it) is accessible by group or others.
+    #[error("refusing to start: {0}")]
+    UnsafeState(#[from] crate::private_fs::CheckError),
     /// Binding or serving failed.
     #[error("{context}: {source}")]
     Io {
@@ -175,15 +178,12 @@ async fn faults(State(state): State<SharedState>, req: Request, next: Next) -> R
 
 /// Opens the state, applies the seed, and builds the shared state.
 pub fn build_state(cfg: &ServeConfig) -> Result<(SharedState, Option<PathBuf>), ServeError> {
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| ServeError::Io {
+    crate::private_fs::create_private_dir(&cfg.state_dir).map_err(|source| ServeError::Io {
         context: format!("creating {}", cfg.state_dir.display()),
         source,
     })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700));
-    }
+    // The state holds salted password hashes and the signing key: refuse it when not private.
+    crate::private_fs::check_private(&cfg.state_dir)?;
     let store = Store::open(&cfg.state_dir.join("db"))?;
     let (seed, generated) = match &cfg.seed {
         Some(path) => (Seed::load(path)?, None),

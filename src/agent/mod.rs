@@ -16,6 +16,7 @@ pub mod outbox_sink;
 pub mod phs;
 pub mod pipeline;
 mod progress;
+pub mod rebuild;
 pub mod register;
 pub mod restarts;
 pub mod service;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::codec::{self, RecordType, StoredCheckpoint, StoredEventRef};
+use super::error::Damage;
 use super::{AppendAck, Checkpoint, FORMAT_VERSION, JournalError, JournalOptions, recovery};
 use crate::event::Event;
 
@@ -66,6 +67,10 @@ impl Journal {
     /// Opens the journal in `dir`, creating the directory (mode 0700) and the journal if missing, migrating an
     /// older format, and recovering a corrupt tail record (see the module doc).
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
+        Self::open_inner(dir, opts).map_err(|e| e.in_dir(dir))
+    }
+
+    fn open_inner(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
         if !dir.exists() {
             create_private_dir(dir).map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
         } else if let Ok(meta) = std::fs::metadata(dir) {
@@ -107,6 +112,10 @@ impl Journal {
     /// Opens an existing journal for tooling: never creates, migrates or repairs anything. A missing
     /// directory, a directory without a journal, or a journal of another format version is a clear error.
     pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
+        Self::open_existing_inner(dir).map_err(|e| e.in_dir(dir))
+    }
+
+    fn open_existing_inner(dir: &Path) -> Result<Journal, JournalError> {
         if !dir.exists() {
             return Err(JournalError::NotFound {
                 dir: dir.to_path_buf(),
@@ -324,6 +333,28 @@ impl Journal {
         recovery::first_event_seq(&self.inner.tree)
     }
 
+    /// Makes an EMPTY journal continue after `seq`: the next append gets `seq + 1` (the high-water
+    /// mark is written and flushed). Used by `cloudsync journal rebuild`, so that a journal rebuilt
+    /// from AD gives objects versions (= sequence numbers) above every one the old journal produced
+    /// and the tenant does not drop the new writes as stale.
+    pub fn start_after(&self, seq: u64) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        let mut writer = lock(&self.inner.writer);
+        if writer.last_seq != 0 || recovery::last_event_seq(&self.inner.tree)?.is_some() {
+            return Err(JournalError::NotEmpty {
+                dir: self.inner.dir.clone(),
+            });
+        }
+        self.inner.tree.insert(
+            codec::HIGH_WATER_KEY,
+            codec::seal(RecordType::HighWater, &seq)?,
+        )?;
+        self.inner.db.flush()?;
+        writer.last_seq = seq;
+        self.inner.durable_seq.store(seq, Ordering::Release);
+        Ok(())
+    }
+
     /// The journal directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -341,6 +372,8 @@ fn map_migration(dir: &Path, err: cloudsync_migrations::MigrationError) -> Journ
             dir: dir.to_path_buf(),
             reason,
         },
+        // Damage found while reading the version marker is damage, not a migration problem.
+        cloudsync_migrations::MigrationError::Storage(e) => JournalError::from(e).in_dir(dir),
         other => JournalError::Migration(other),
     }
 }
@@ -353,9 +386,11 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match config.open() {
+        match open_catching_panics(&config) {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+            Err(JournalError::Storage(sled::Error::Io(e)))
+                if e.to_string().contains("could not acquire lock") =>
+            {
                 if Instant::now() >= deadline {
                     return Err(JournalError::Locked {
                         dir: dir.to_path_buf(),
@@ -363,8 +398,70 @@ fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(e.into()),
+            // sled reads `conf` first; when its checksum fails, that is what is damaged, whatever
+            // sled then reports (often a "corruption at offset None" or "version earlier than 0.29").
+            Err(JournalError::Damaged { dir: d, damage }) => {
+                let damage = match conf_checksum_fails(dir) {
+                    true => Damage::Conf {
+                        detail: "its checksum does not match".to_owned(),
+                    },
+                    false => damage,
+                };
+                return Err(JournalError::Damaged { dir: d, damage });
+            }
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// True when sled's `conf` in `dir` exists and its trailing CRC32 (little-endian, over the text
+/// before it; sled 0.34's layout) does not match.
+fn conf_checksum_fails(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("conf")) else {
+        return false;
+    };
+    if bytes.len() <= 8 {
+        return false;
+    }
+    let (text, crc) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    crc32fast::hash(text) != stored
+}
+
+/// `config.open()`, with a panic inside sled turned into [`Damage::Panicked`]: sled 0.34 panics
+/// on some damaged logs while it rebuilds its snapshot at open ("tried to serialize
+/// Uninitialized", sled issues #1527/#1533), which would otherwise abort every tool with a
+/// backtrace. The panic's message is captured by a temporary hook instead of printed; another
+/// thread panicking in that window loses its message (only opening runs then).
+fn open_catching_panics(config: &sled::Config) -> Result<sled::Db, JournalError> {
+    let message: Arc<Mutex<Option<String>>> = Arc::default();
+    let slot = message.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        *lock(&slot) = Some(format!("{text}{at}"));
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    std::panic::set_hook(previous);
+    match result {
+        Ok(opened) => opened.map_err(JournalError::from),
+        Err(_) => Err(JournalError::Damaged {
+            dir: None,
+            damage: Damage::Panicked {
+                message: lock(&message)
+                    .take()
+                    .unwrap_or_else(|| "a panic without a message".to_owned()),
+            },
+        }),
     }
 }
 

@@ -84,10 +84,33 @@ pub struct RunningTenant {
 }
 
 impl RunningTenant {
-    /// Stops accepting, lets in-flight requests finish for up to `grace`, and waits for the server.
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, waits for the server
+    /// (at most [`STOP_DEADLINE`] more), then flushes and closes the store on a blocking thread
+    /// within [`CLOSE_DEADLINE`]. Every wait is bounded: a sled flush that never completes is
+    /// logged and left behind instead of hanging the process in the database's `Drop` on a
+    /// runtime thread. Call this before the state directory goes away: a `RunningTenant` that is
+    /// only dropped leaves its server task, and the database, alive until the runtime is dropped
+    /// (`cargo bench --bench push` hung at exit that way, two runtime threads parked in sled's
+    /// `TreeInner::drop` flush of databases whose directories the bench had already removed).
     pub async fn shutdown(self, grace: Duration) -> Result<(), ServeError> {
         self.handle.graceful_shutdown(Some(grace));
-        self.wait().await
+        let RunningTenant { state, task, .. } = self;
+        let served = match tokio::time::timeout(grace + STOP_DEADLINE, task).await {
+            Ok(Ok(result)) => result.map_err(|source| ServeError::Io {
+                context: "serving".into(),
+                source,
+            }),
+            Ok(Err(join)) => Err(ServeError::Io {
+                context: "serving".into(),
+                source: std::io::Error::other(join.to_string()),
+            }),
+            Err(_) => {
+                tracing::warn!(deadline = ?(grace + STOP_DEADLINE), "The server did not stop in time; closing the store anyway.");
+                Ok(())
+            }
+        };
+        close_store(state).await;
+        served
     }
 
     /// Waits until the server stops.
@@ -99,6 +122,30 @@ impl RunningTenant {
         match self.task.await {
             Ok(result) => result.map_err(io_err),
             Err(join) => Err(io_err(std::io::Error::other(join.to_string()))),
+        }
+    }
+}
+
+/// How long the server may take to stop after the grace period.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the final flush and close of the store may take.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Flushes the store and drops this handle of the state on a blocking thread, bounded by
+/// [`CLOSE_DEADLINE`]. The database closes here when this is the last handle; a request task
+/// still holding one closes it when it ends.
+async fn close_store(state: SharedState) {
+    let closing = tokio::task::spawn_blocking(move || {
+        let flushed = state.store.flush_blocking();
+        drop(state);
+        flushed
+    });
+    match tokio::time::timeout(CLOSE_DEADLINE, closing).await {
+        Ok(Ok(Ok(()))) => tracing::info!("State flushed and closed."),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "The final flush of the state failed."),
+        Ok(Err(e)) => tracing::error!(error = %e, "The final flush of the state did not run."),
+        Err(_) => {
+            tracing::error!(deadline = ?CLOSE_DEADLINE, "The final flush of the state did not finish in time; exiting without it (every answered write was flushed before its answer).")
         }
     }
 }

@@ -241,6 +241,12 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes synchronously (shutdown, on a blocking thread).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// A fresh monotonic id (used for log sequence numbers).
     pub fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)

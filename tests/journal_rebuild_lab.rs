@@ -202,8 +202,20 @@ async fn state_is_private_and_a_damaged_journal_is_rebuilt_from_ad() {
     }
     eprintln!("flipped bytes: {detected} of 47 offsets reported as damage");
 
+    // This process reads the journal from here on: with the binary's umask (see `private_fs`). Not
+    // earlier: children inherit it, and the modes above must come from the binary's own umask.
+    cloudsync::private_fs::restrict_umask();
+    let old_last = cloudsync::journal::Journal::open_existing(&journal)
+        .unwrap()
+        .last_seq()
+        .unwrap();
     // A damaged `conf` in the live journal: verify and sync-once say what, where and what to do.
     flip(&journal.join("conf"), 3);
+    // A change in AD while the journal is damaged: only the rebuild's full read can bring it.
+    dc.ldif_admin(&format!(
+        "dn: {}\nchangetype: modify\nreplace: title\ntitle: Changed While Damaged\n\n",
+        dc.user_dn(5)
+    ));
     for args in [
         vec!["journal", "verify", journal.to_str().unwrap()],
         vec!["agent", "sync-once", "--config", cfg],
@@ -242,14 +254,32 @@ async fn state_is_private_and_a_damaged_journal_is_rebuilt_from_ad() {
         "a full re-read: {}",
         text(&o)
     );
-    let after = graph(&t, &token).await;
+    let first_new = cloudsync::journal::Journal::open_existing(&journal)
+        .unwrap()
+        .first_seq()
+        .unwrap()
+        .unwrap();
+    assert!(
+        first_new > old_last,
+        "the new journal continues above the old one: {first_new} after {old_last}"
+    );
+    let mut after = graph(&t, &token).await;
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>(),
         "the same objects, no duplicates, nothing deleted"
     );
-    for (id, b) in &before {
-        assert_eq!(&after[id], b, "object {id} changed by the rebuild");
+    // Exactly one object differs: the one changed in AD while the journal was damaged.
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(id, a)| before[*id] != **a)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(after[&changed[0]]["jobTitle"], "Changed While Damaged");
+    after.remove(&changed[0]);
+    for (id, a) in &after {
+        assert_eq!(a, &before[id], "object {id} changed by the rebuild");
     }
 
     // A change in AD still flows: the new versions are above the old ones.

@@ -44,9 +44,15 @@ impl Damage {
                     offset: None,
                 },
             }),
-            sled::Error::Unsupported(detail) => Some(Damage::Conf {
-                detail: detail.clone(),
-            }),
+            // Only sled's complaints about its stored parameters; other `Unsupported` errors are
+            // misuse, not damage.
+            sled::Error::Unsupported(detail)
+                if detail.contains("sled version") || detail.contains("config") =>
+            {
+                Some(Damage::Conf {
+                    detail: detail.clone(),
+                })
+            }
             _ => None,
         }
     }
@@ -240,5 +246,41 @@ impl JournalError {
                 | JournalError::Gap { .. }
                 | JournalError::Damaged { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sled_damage_is_classified_and_says_where_and_what_to_do() {
+        let at = |ptr| sled::Error::Corruption { at: ptr, bt: () };
+        let e = JournalError::from(at(Some(sled::DiskPtr::Inline(4096)))).in_dir("/j".as_ref());
+        let text = e.to_string();
+        assert!(e.is_damaged() && e.is_corruption(), "{e:?}");
+        assert!(text.starts_with("the journal at /j is damaged: a checksum failed reading sled's file `db` at log offset 4096"), "{text}");
+        assert!(
+            text.contains("cloudsync journal rebuild --config"),
+            "{text}"
+        );
+        assert!(
+            JournalError::from(at(None))
+                .to_string()
+                .contains("sled did not say at which offset")
+        );
+        let conf = sled::Error::Unsupported(
+            "failed to open database that may have been created using a sled version earlier than 0.29".into(),
+        );
+        assert!(matches!(Damage::of(&conf), Some(Damage::Conf { .. })));
+        // Misuse is not damage; I/O is not damage.
+        assert_eq!(
+            Damage::of(&sled::Error::Unsupported(
+                "cannot open the default tree".into()
+            )),
+            None
+        );
+        let io = sled::Error::Io(std::io::Error::other("disk full"));
+        assert!(!JournalError::from(io).is_damaged());
     }
 }

@@ -65,6 +65,7 @@
 pub mod codec;
 mod cursor;
 mod error;
+mod open;
 mod read;
 mod recovery;
 mod store;

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::codec::{self, RecordType, StoredCheckpoint, StoredEventRef};
-use super::error::Damage;
+use super::open::open_db;
 use super::{AppendAck, Checkpoint, FORMAT_VERSION, JournalError, JournalOptions, recovery};
 use crate::event::Event;
 
@@ -375,93 +375,6 @@ fn map_migration(dir: &Path, err: cloudsync_migrations::MigrationError) -> Journ
         // Damage found while reading the version marker is damage, not a migration problem.
         cloudsync_migrations::MigrationError::Storage(e) => JournalError::from(e).in_dir(dir),
         other => JournalError::Migration(other),
-    }
-}
-
-/// How long opening waits for sled's file lock. A handle dropped in this process releases the lock only when
-/// sled's background I/O threads finish (they hold the file), typically within milliseconds.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Opens sled, polling for the file lock until [`LOCK_WAIT`] has passed; then [`JournalError::Locked`].
-fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match open_catching_panics(&config) {
-            Ok(db) => return Ok(db),
-            Err(JournalError::Storage(sled::Error::Io(e)))
-                if e.to_string().contains("could not acquire lock") =>
-            {
-                if Instant::now() >= deadline {
-                    return Err(JournalError::Locked {
-                        dir: dir.to_path_buf(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            // sled reads `conf` first; when its checksum fails, that is what is damaged, whatever
-            // sled then reports (often a "corruption at offset None" or "version earlier than 0.29").
-            Err(JournalError::Damaged { dir: d, damage }) => {
-                let damage = match conf_checksum_fails(dir) {
-                    true => Damage::Conf {
-                        detail: "its checksum does not match".to_owned(),
-                    },
-                    false => damage,
-                };
-                return Err(JournalError::Damaged { dir: d, damage });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// True when sled's `conf` in `dir` exists and its trailing CRC32 (little-endian, over the text
-/// before it; sled 0.34's layout) does not match.
-fn conf_checksum_fails(dir: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(dir.join("conf")) else {
-        return false;
-    };
-    if bytes.len() <= 8 {
-        return false;
-    }
-    let (text, crc) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    crc32fast::hash(text) != stored
-}
-
-/// `config.open()`, with a panic inside sled turned into [`Damage::Panicked`]: sled 0.34 panics
-/// on some damaged logs while it rebuilds its snapshot at open ("tried to serialize
-/// Uninitialized", sled issues #1527/#1533), which would otherwise abort every tool with a
-/// backtrace. The panic's message is captured by a temporary hook instead of printed; another
-/// thread panicking in that window loses its message (only opening runs then).
-fn open_catching_panics(config: &sled::Config) -> Result<sled::Db, JournalError> {
-    let message: Arc<Mutex<Option<String>>> = Arc::default();
-    let slot = message.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        *lock(&slot) = Some(format!("{text}{at}"));
-    }));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
-    std::panic::set_hook(previous);
-    match result {
-        Ok(opened) => opened.map_err(JournalError::from),
-        Err(_) => Err(JournalError::Damaged {
-            dir: None,
-            damage: Damage::Panicked {
-                message: lock(&message)
-                    .take()
-                    .unwrap_or_else(|| "a panic without a message".to_owned()),
-            },
-        }),
     }
 }
 

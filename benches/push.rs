@@ -156,6 +156,17 @@ async fn tenant(throttle: ThrottleSettings) -> Tenant {
     }
 }
 
+impl Tenant {
+    /// Stops the server and closes its database BEFORE the state directory is removed. Dropping a
+    /// `RunningTenant` leaves its server task (and the database) alive until the runtime is
+    /// dropped, after `_dir` deleted the state; the database's drop then waited forever in
+    /// sled's flush, on two runtime threads (the hang at exit).
+    async fn close(self) {
+        self.running.shutdown(Duration::from_secs(1)).await.unwrap();
+        drop(self._dir);
+    }
+}
+
 /// Fills an outbox with `n` synthetic upserts, then times `push::run` until it is drained.
 async fn push_rate(t: &Tenant, n: u64, cfg: PushConfig) -> (f64, Duration, PushStatus) {
     let dir = tempfile::tempdir().unwrap();
@@ -199,6 +210,7 @@ fn main() {
             let t = tenant(ThrottleSettings::default()).await;
             let cfg = PushConfig { stop_when_drained: true, ..PushConfig::default() };
             let (push, elapsed, status) = push_rate(&t, n, cfg).await;
+            t.close().await;
             println!(
                 "  run {run}: tenant in-process apply {apply:>7.0} ops/s | outbox -> tenant {push:>7.0} ops/s ({elapsed:.2?}, {} attempts) | ratio {:.3}",
                 status.batch_attempts,
@@ -231,6 +243,7 @@ fn main() {
             ..PushConfig::default()
         };
         let (achieved, elapsed, status) = push_rate(&t, n, cfg).await;
+        t.close().await;
         println!(
             "realistic profile x{scale} (7,000-op bucket, ceiling {ceiling:.2} ops/s), {n} ops:"
         );

@@ -16,6 +16,7 @@
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 //! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
 //! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
+//! - [`private_fs`] — private state on disk: umask 0o077, 0700 directories, the start-up mode check.
 
 pub mod agent;
 pub mod api;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod event;
 pub mod journal;
 pub mod phs;
+pub mod private_fs;
 pub mod projection;
 pub mod push;
 pub mod source;

@@ -142,6 +142,9 @@ async fn wait_for_health(t: &TenantFixture, admin: &str, id: &str, want: &Value)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn staged_deletes_reach_the_tenant_and_allow_deletes_clears_them() {
+    // This process opens the agent's stores too: with the binary's umask, so the files sled creates
+    // here are 0600 and the next agent command does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     let t = TenantFixture::start();
     let dir = tempfile::tempdir().unwrap();
     let config = registered_agent(&t, dir.path());
@@ -233,6 +236,9 @@ impl Drop for Daemon {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_agent_reports_staged_deletes_and_a_force_deletes_restart_releases_them() {
+    // This process opens the agent's stores too: with the binary's umask, so the files sled creates
+    // here are 0600 and the next agent command does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     let t = TenantFixture::start();
     let dir = tempfile::tempdir().unwrap();
     let config = registered_agent(&t, dir.path());

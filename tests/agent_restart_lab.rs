@@ -43,6 +43,9 @@ fn resyncs(journal: &std::path::Path) -> Vec<(u64, Event)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watermark_restart_makes_the_running_agent_re_read_the_domain() {
+    // This process opens the journal too: with the binary's umask, so the files sled creates here
+    // are 0600 and `agent run` does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     let dc = LabDc::start();
     let t = TenantFixture::start();
     let dir = tempfile::tempdir().unwrap();

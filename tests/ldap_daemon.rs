@@ -43,6 +43,9 @@ fn synced_objects(dc: &LabDc) -> usize {
 
 #[test]
 fn sigkill_during_the_initial_sync_then_restart_keeps_every_object_once() {
+    // This process opens the agent's stores too: with the binary's umask, so the files sled creates
+    // here are 0600 and the next agent command does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     let dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dc, dir.path(), "");
@@ -140,6 +143,9 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, within: Duration) ->
 
 #[test]
 fn the_daemon_resumes_after_a_samba_restart_and_exits_0_on_sigterm() {
+    // This process opens the agent's stores too: with the binary's umask, so the files sled creates
+    // here are 0600 and the next agent command does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     let mut dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dc, dir.path(), "poll_interval_secs = 1\n");

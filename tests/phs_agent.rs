@@ -72,6 +72,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn sync_once_journals_salted_hashes_follows_resets_and_yields_to_fips() {
+    // This process opens the agent's stores too: with the binary's umask, so the files sled creates
+    // here are 0600 and the next agent command does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
     let dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();
@@ -204,6 +207,9 @@ fn next_record(
 /// signal can start another one, so a reset that is journaled proves the wiring.
 #[test]
 fn the_daemon_runs_a_cycle_when_the_feed_sees_a_password_change() {
+    // This process opens the agent's stores too: with the binary's umask, so the files sled creates
+    // here are 0600 and the next agent command does not refuse them (`private_fs`).
+    cloudsync::private_fs::restrict_umask();
     lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
     let dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();

@@ -481,3 +481,79 @@ async fn per_item_throttling_is_honoured_and_resent_under_a_new_batch_id() {
         summary.status
     );
 }
+
+/// A tenant that answers every operation with `Throttled` and `retryAfterSeconds` = 2^64 - 1 (the
+/// `throttleItems` fault), the number that made the agent panic ("overflow when adding duration to
+/// instant"). The push stage holds for its cap (`max_server_delay`, 2 s here) instead; stopped
+/// during the hold and started again, it resends the same batch id, the tenant replays the stored
+/// answer with the same number, and the stage again waits the cap, resends under a new id, and
+/// every object arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_per_item_retry_after_is_capped_also_when_replayed_after_a_restart() {
+    const N: u64 = 3;
+    let tenant = PushTenant::start(&[]);
+    let a = agent(&tenant).await;
+    a.outbox
+        .enqueue(synthetic::users(a.config, 0..N, DOMAIN), None)
+        .await
+        .unwrap();
+    tenant
+        .set_faults(json!({"throttleItems": {"batches": 1, "retryAfterSeconds": u64::MAX}}))
+        .await;
+    let cap = Duration::from_secs(2);
+    let cfg = PushConfig {
+        max_server_delay: cap,
+        ..fast_config()
+    };
+
+    // First run: the answer arrives and every operation is held; stop the stage during the hold.
+    let (handle, rx, cancel) = start(
+        &a,
+        PushConfig {
+            stop_when_drained: false,
+            ..cfg.clone()
+        },
+    );
+    wait_until(Duration::from_secs(30), "the throttled answer", || {
+        rx.borrow().ops_retried >= N
+    })
+    .await;
+    cancel.cancel();
+    let first = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("stops promptly")
+        .expect("the push stage must not panic")
+        .unwrap();
+    assert_eq!(first.checkpoint, 0, "nothing acknowledged yet");
+
+    // Restart: the same batch id again, answered from the tenant's stored results.
+    let t0 = std::time::Instant::now();
+    let (handle, _rx, _cancel) = start(&a, cfg);
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("delivery within a minute, not after 2^64 s")
+        .expect("the push stage must not panic on the replayed answer")
+        .unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(summary.checkpoint, N);
+    assert_eq!(summary.status.ops_acknowledged, N);
+    assert!(
+        waited >= cap,
+        "resent after {waited:?}, before the capped Retry-After of {cap:?}"
+    );
+    assert!(waited < cap + Duration::from_secs(20), "{waited:?}");
+    assert!(
+        tenant.log().contains("Batch replayed"),
+        "the restart must have been answered from the stored results"
+    );
+    let logs = tenant.all_logs().await;
+    assert_exactly_once(&logs, N);
+    let throttled = logs
+        .iter()
+        .filter(|e| e.error_code == Some(OpErrorCode::Throttled))
+        .count();
+    assert_eq!(
+        throttled as u64, N,
+        "one throttled answer per operation, stored once"
+    );
+}

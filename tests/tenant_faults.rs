@@ -85,6 +85,16 @@ async fn run_time_faults_inject_errors_drops_and_throttled_batch_items() {
         .message_has("errorRate")
         .message_has("dropRate"),
         case(
+            "a latency of 10^15 ms and a refill that saturates Retry-After",
+            faults.clone().auth(&ga).json(&json!({
+                "latencyMs": 1_000_000_000_000_000_u64,
+                "writes": {"capacity": 1, "refillPerSecond": 1e-300}
+            })),
+            400,
+        )
+        .message_has("latencyMs must be at most 60000")
+        .message_has("writes.refillPerSecond must be between 0.001"),
+        case(
             "unknown field",
             faults.clone().auth(&ga).json(&json!({"bogus": 1})),
             400,

@@ -114,7 +114,7 @@ impl AgentCredentials {
             }
         })?);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            crate::private_fs::create_private_dir(dir).map_err(io)?;
         }
         let tmp = path.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);

@@ -16,10 +16,12 @@ pub mod outbox_sink;
 pub mod phs;
 pub mod pipeline;
 mod progress;
+pub mod rebuild;
 pub mod register;
 pub mod restarts;
 pub mod service;
 mod sink;
+pub mod state_check;
 pub mod status;
 
 pub use daemon::{DomainOutcome, RunError, run, run_domain_pass, run_with_resyncs, sync_once};

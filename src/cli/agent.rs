@@ -87,6 +87,14 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).with_context(|| format!("while loading {}", path.display()))
 }
 
+/// [`load`], then the state check: every command that opens the agent's state refuses to start on
+/// group- or world-accessible state (`private_fs`).
+fn load_checked(path: &std::path::Path) -> anyhow::Result<Config> {
+    let config = load(path)?;
+    agent::state_check::check_state(&config)?;
+    Ok(config)
+}
+
 fn open_journal(config: &Config) -> anyhow::Result<Journal> {
     let dir = &config.agent.journal_dir;
     Journal::open(dir, JournalOptions::default())
@@ -104,13 +112,20 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;
             println!("{config:#?}");
+            // The same refusals as `sync-once`: open state, and an unreadable or open credentials file.
+            agent::state_check::check_state(&config)?;
+            if let Some(t) = &config.tenant
+                && t.credentials_file.exists()
+            {
+                agent::credentials::AgentCredentials::load(&t.credentials_file)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::SyncOnce {
             config,
             push_timeout_secs,
         } => {
-            let config = load(&config)?;
+            let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
             let outcomes = runtime.block_on(agent::sync_once(&config, &journal, true));
             let mut failed = false;
@@ -169,7 +184,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             })
         }
         AgentCommand::Register { config, admin_upn } => {
-            let config = load(&config)?;
+            let config = load_checked(&config)?;
             let password = admin_password()?;
             let done = runtime
                 .block_on(agent::register::register(&config, &admin_upn, &password))
@@ -193,14 +208,14 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Provision { dn, config } => {
-            let config = load(&config)?;
+            let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
             let mut pipeline = Pipeline::open(&config, journal)?;
             runtime.block_on(provision(&mut pipeline, &dn))?;
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::AllowDeletes { config, domain } => {
-            let config = load(&config)?;
+            let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
             let mut pipeline = Pipeline::open(&config, journal)?;
             runtime.block_on(async {
@@ -220,7 +235,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Run { config } => {
-            let config = load(&config)?;
+            let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
             let pipeline = match config.tenant {
                 Some(_) => Some(Pipeline::open(&config, journal.clone())?),

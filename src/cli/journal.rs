@@ -2,7 +2,8 @@
 //!
 //! Every subcommand opens the journal with [`Journal::open_existing`], which never creates, migrates or
 //! repairs: a missing directory, a directory that is not a journal, or one of another format version is a
-//! clear error. Exit codes: 0 success, 1 error (cannot open, bad arguments), 2 `verify` found problems.
+//! clear error. Exit codes: 0 success, 1 error (cannot open, bad arguments), 2 `verify` found problems,
+//! 3 sled's own files are damaged (every command; the message says where and to run `journal rebuild`).
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -59,6 +60,15 @@ pub enum JournalCommand {
         /// Include salted password hashes verbatim.
         #[arg(long)]
         include_password_hashes: bool,
+    },
+    /// Rebuild a damaged journal from AD (stop the agent first): move the journal aside as
+    /// `<journal>.damaged-<UTC time>` (kept, 0700), create an empty one whose sequence continues
+    /// above the old one's, and move projection's snapshot there; the next `agent sync-once` or
+    /// `agent run` re-reads every domain in full and converges the tenant (docs/journal.md).
+    Rebuild {
+        /// The agent configuration (names the journal, projection and outbox directories).
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Test helper for the crash test: appends batches forever, printing `ack FIRST LAST BATCH` after each.
     #[command(hide = true)]
@@ -118,6 +128,7 @@ pub fn run(cmd: JournalCommand) -> anyhow::Result<ExitCode> {
             )
         }
         JournalCommand::Verify { dir } => verify(&dir),
+        JournalCommand::Rebuild { config } => rebuild(&config),
         JournalCommand::Export {
             dir,
             include_password_hashes,
@@ -262,7 +273,7 @@ fn replay(
 
 fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     let journal = open(dir)?;
-    let report = journal.verify().context("while verifying")?;
+    let report = journal.verify()?;
     let range = match (report.first_seq, report.last_seq) {
         (Some(f), Some(l)) => format!("seq {f}..={l}"),
         _ => "no records".to_string(),
@@ -284,6 +295,35 @@ fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(2))
     }
+}
+
+fn rebuild(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = crate::config::Config::load(config_path)
+        .with_context(|| format!("while loading {}", config_path.display()))?;
+    crate::agent::state_check::check_state(&config)?;
+    let now = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .context("while formatting the time")?;
+    let done = crate::agent::rebuild::rebuild(&config, &now).context("while rebuilding")?;
+    println!(
+        "moved the damaged journal to {} (kept; delete it once the resync is done)",
+        done.moved_to.display()
+    );
+    println!(
+        "new journal at {} continues after seq {} (projection cursor {}, snapshot seq {}, old high-water {})",
+        config.agent.journal_dir.display(),
+        done.base,
+        done.producer_cursor,
+        done.snapshot_seq,
+        done.old_high_water
+            .map_or("unreadable".to_owned(), |s| s.to_string())
+    );
+    println!(
+        "next: run `cloudsync agent sync-once` (or start the agent): every domain is re-read in full"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(dir: &Path, reveal: bool) -> anyhow::Result<ExitCode> {

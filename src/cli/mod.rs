@@ -71,8 +71,14 @@ pub fn init_tracing(filter: &str, json: bool) {
     }
 }
 
+/// The exit code of every command that finds the journal damaged (sled's own files): rebuild it
+/// with `cloudsync journal rebuild` (docs/journal.md).
+pub const EXIT_JOURNAL_DAMAGED: u8 = 3;
+
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
+    // Before anything is created: every file 0600, every directory 0700 (`private_fs`).
+    crate::private_fs::restrict_umask();
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_json);
     let result = match cli.command {
@@ -85,6 +91,15 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
+            // A damaged journal is said once, with what to do, and has its own exit code.
+            if let Some(damaged) = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<crate::journal::JournalError>())
+                .filter(|e| e.is_damaged())
+            {
+                eprintln!("error: {damaged}");
+                return ExitCode::from(EXIT_JOURNAL_DAMAGED);
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }

@@ -145,7 +145,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         throttle: args.throttle_settings()?,
     };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let running = crate::tenant::start(config)
             .await
             .context("while starting the local tenant")?;
@@ -156,8 +156,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .shutdown(Duration::from_secs(5))
             .await
             .context("while shutting down")?;
-        Ok(ExitCode::SUCCESS)
-    })
+        anyhow::Ok(ExitCode::SUCCESS)
+    });
+    // Bounded: a blocking task stuck in sled's flush (see `RunningTenant::shutdown`) must not keep
+    // the process from exiting; dropping the runtime would wait for it forever.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
 }
 
 async fn shutdown_signal() {

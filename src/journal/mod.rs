@@ -65,13 +65,14 @@
 pub mod codec;
 mod cursor;
 mod error;
+mod open;
 mod read;
 mod recovery;
 mod store;
 pub mod view;
 
 pub use codec::{BINCODE, HEADER_LEN, MAGIC, MAX_PAYLOAD, RecordType};
-pub use error::JournalError;
+pub use error::{Damage, JournalError, REBUILD_HINT};
 pub use recovery::VerifyReport;
 pub use store::Journal;
 

@@ -31,6 +31,7 @@ impl Journal {
             iter,
             expected,
             failed: false,
+            dir: self.inner.dir.clone(),
         }
     }
 
@@ -81,6 +82,8 @@ struct Records {
     /// The next seq that must follow; `None` before the first record.
     expected: Option<u64>,
     failed: bool,
+    /// Named in a [`JournalError::Damaged`] found while reading.
+    dir: std::path::PathBuf,
 }
 
 impl Iterator for Records {
@@ -91,7 +94,7 @@ impl Iterator for Records {
             return None;
         }
         let item = self.iter.as_mut()?.next()?;
-        let result = self.decode(item);
+        let result = self.decode(item).map_err(|e| e.in_dir(&self.dir));
         self.failed = result.is_err();
         Some(result)
     }

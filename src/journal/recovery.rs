@@ -117,6 +117,10 @@ impl Journal {
     /// record, and that the high-water mark, cursors and checkpoints do not point past the records.
     /// Only storage errors are returned as `Err`; data problems are listed in the report.
     pub fn verify(&self) -> Result<VerifyReport, JournalError> {
+        self.verify_inner().map_err(|e| e.in_dir(&self.inner.dir))
+    }
+
+    fn verify_inner(&self) -> Result<VerifyReport, JournalError> {
         let tree = &self.inner.tree;
         let mut report = VerifyReport::default();
         let mut expected: Option<u64> = None;

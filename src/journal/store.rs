@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::codec::{self, RecordType, StoredCheckpoint, StoredEventRef};
+use super::open::open_db;
 use super::{AppendAck, Checkpoint, FORMAT_VERSION, JournalError, JournalOptions, recovery};
 use crate::event::Event;
 
@@ -66,6 +67,10 @@ impl Journal {
     /// Opens the journal in `dir`, creating the directory (mode 0700) and the journal if missing, migrating an
     /// older format, and recovering a corrupt tail record (see the module doc).
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
+        Self::open_inner(dir, opts).map_err(|e| e.in_dir(dir))
+    }
+
+    fn open_inner(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
         if !dir.exists() {
             create_private_dir(dir).map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
         } else if let Ok(meta) = std::fs::metadata(dir) {
@@ -107,6 +112,10 @@ impl Journal {
     /// Opens an existing journal for tooling: never creates, migrates or repairs anything. A missing
     /// directory, a directory without a journal, or a journal of another format version is a clear error.
     pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
+        Self::open_existing_inner(dir).map_err(|e| e.in_dir(dir))
+    }
+
+    fn open_existing_inner(dir: &Path) -> Result<Journal, JournalError> {
         if !dir.exists() {
             return Err(JournalError::NotFound {
                 dir: dir.to_path_buf(),
@@ -324,6 +333,28 @@ impl Journal {
         recovery::first_event_seq(&self.inner.tree)
     }
 
+    /// Makes an EMPTY journal continue after `seq`: the next append gets `seq + 1` (the high-water
+    /// mark is written and flushed). Used by `cloudsync journal rebuild`, so that a journal rebuilt
+    /// from AD gives objects versions (= sequence numbers) above every one the old journal produced
+    /// and the tenant does not drop the new writes as stale.
+    pub fn start_after(&self, seq: u64) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        let mut writer = lock(&self.inner.writer);
+        if writer.last_seq != 0 || recovery::last_event_seq(&self.inner.tree)?.is_some() {
+            return Err(JournalError::NotEmpty {
+                dir: self.inner.dir.clone(),
+            });
+        }
+        self.inner.tree.insert(
+            codec::HIGH_WATER_KEY,
+            codec::seal(RecordType::HighWater, &seq)?,
+        )?;
+        self.inner.db.flush()?;
+        writer.last_seq = seq;
+        self.inner.durable_seq.store(seq, Ordering::Release);
+        Ok(())
+    }
+
     /// The journal directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -341,30 +372,9 @@ fn map_migration(dir: &Path, err: cloudsync_migrations::MigrationError) -> Journ
             dir: dir.to_path_buf(),
             reason,
         },
+        // Damage found while reading the version marker is damage, not a migration problem.
+        cloudsync_migrations::MigrationError::Storage(e) => JournalError::from(e).in_dir(dir),
         other => JournalError::Migration(other),
-    }
-}
-
-/// How long opening waits for sled's file lock. A handle dropped in this process releases the lock only when
-/// sled's background I/O threads finish (they hold the file), typically within milliseconds.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Opens sled, polling for the file lock until [`LOCK_WAIT`] has passed; then [`JournalError::Locked`].
-fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match config.open() {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                if Instant::now() >= deadline {
-                    return Err(JournalError::Locked {
-                        dir: dir.to_path_buf(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 

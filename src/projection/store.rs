@@ -77,6 +77,8 @@ pub struct ProjectionStore {
 impl ProjectionStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<ProjectionStore, StoreError> {
+        // 0700 even without the binary's umask: the snapshot holds salted password hashes.
+        crate::private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
         let db = sled::Config::new().path(dir).open()?;
         Ok(ProjectionStore {
             snapshot: db.open_tree("snapshot")?,

@@ -12,7 +12,10 @@ use crate::api::config::Configuration;
 use crate::api::error::ODataError;
 use crate::api::ops::{BatchResponse, OperationBatch};
 
-use super::retry::parse_retry_after;
+use super::retry::{deadline_after, parse_retry_after};
+
+/// The longest token lifetime believed (Entra issues 60–90 minute tokens): a day.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 
 /// The agent's credentials from registration.
 #[derive(Clone)]
@@ -216,8 +219,9 @@ impl TenantClient {
         let token: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| CallError::Decode(e.to_string()))?;
         // Renew when 80% of the lifetime has passed, so a token never expires mid-request.
-        let lifetime = Duration::from_secs(token.expires_in.max(1));
-        let refresh_at = Instant::now() + lifetime.mul_f64(0.8);
+        // `expires_in` is the server's number: capped (a day) before it becomes an `Instant`.
+        let lifetime = Duration::from_secs(token.expires_in.clamp(1, MAX_TOKEN_LIFETIME_SECS));
+        let refresh_at = deadline_after(Instant::now(), lifetime.mul_f64(0.8));
         tracing::debug!(expires_in = token.expires_in, "Obtained an access token.");
         let value = Zeroizing::new(token.access_token);
         *cached = Some(CachedToken {

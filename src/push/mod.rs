@@ -79,7 +79,7 @@ use tokio_util::sync::CancellationToken;
 pub use client::{CallError, Credentials, TenantClient, TlsOptions};
 pub use outbox::{Outbox, OutboxError, OutboxOp, QuarantinedObject};
 pub use quarantine::{PushStatus, QuarantinePolicy, QuarantineReason};
-pub use retry::Backoff;
+pub use retry::{Backoff, MAX_SERVER_DELAY};
 
 /// Tunables of the push stage.
 #[derive(Debug, Clone)]
@@ -107,6 +107,9 @@ pub struct PushConfig {
     pub write_rate_limit: Option<f64>,
     /// How long in-flight batches may take after cancellation.
     pub shutdown_grace: Duration,
+    /// The longest wait a server-supplied delay (`Retry-After`, `retryAfterSeconds`) can impose;
+    /// never above [`retry::MAX_SERVER_DELAY`] (one hour, the default).
+    pub max_server_delay: Duration,
     /// Return once every enqueued operation is acknowledged (drivers, tests, benchmarks).
     pub stop_when_drained: bool,
 }
@@ -133,6 +136,7 @@ impl Default for PushConfig {
             },
             write_rate_limit: None,
             shutdown_grace: Duration::from_secs(10),
+            max_server_delay: retry::MAX_SERVER_DELAY,
             stop_when_drained: false,
         }
     }

@@ -127,6 +127,8 @@ impl Outbox {
     /// handle asynchronously, so a lock conflict is retried for up to [`LOCK_WAIT`] (blocking the
     /// calling thread; this happens once, at start) before it is reported as [`OutboxError::Locked`].
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+        // 0700 even without the binary's umask: operations carry salted password hashes.
+        crate::private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
             match sled::Config::new().path(dir).open() {

@@ -2,7 +2,6 @@
 //! quarantine; whole-call failures with backoff; configuration quarantine and its probe.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -16,6 +15,7 @@ use super::client::CallError;
 use super::outbox::QuarantinedObject;
 use super::pusher::{Pusher, Sent};
 use super::quarantine::QuarantineReason;
+use super::retry::{deadline_after, server_delay};
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -79,10 +79,10 @@ impl Pusher {
             self.status.send_modify(|s| s.calls_failed += 1);
             self.streak.failed(now)
         };
-        let mut delay = self
-            .cfg
-            .call_backoff
-            .delay_random(attempt, error.retry_after());
+        let retry_after = error
+            .retry_after()
+            .map(|ra| ra.min(self.cfg.max_server_delay));
+        let mut delay = self.cfg.call_backoff.delay_random(attempt, retry_after);
         let policy = self.cfg.quarantine;
         if !throttled && self.streak.warrants_quarantine(&policy, now) {
             delay = delay.max(policy.probe_interval);
@@ -100,7 +100,7 @@ impl Pusher {
         } else {
             tracing::warn!(batch_id = %batch.id, attempt = batch.attempts, error = %error, retry_in = ?delay, "Batch refused as a whole; nothing is dropped, retrying later.");
         }
-        let until = now + delay;
+        let until = deadline_after(now, delay);
         self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
         let position = batch.items.first().map_or(0, |i| i.position());
         let at = self
@@ -148,15 +148,19 @@ impl Pusher {
                     item.attempts += 1;
                     // A per-item `retryAfterSeconds` (Throttled) wins over the backoff; the new
                     // attempt count also gives the resend a new batch id (see `batcher::batch_id`).
-                    let retry_after = err.retry_after_seconds.map(Duration::from_secs);
+                    // The server's number is capped (`max_server_delay`) and every deadline is
+                    // checked: a stored answer replayed after a restart carries the same number.
+                    let retry_after = err
+                        .retry_after_seconds
+                        .map(|s| server_delay(s, self.cfg.max_server_delay));
                     let delay = self.cfg.op_backoff.delay_random(item.attempts, retry_after);
                     if let Some(ra) = retry_after {
                         // The write budget is the tenant's, not the item's: hold every send.
-                        let until = now + ra;
+                        let until = deadline_after(now, ra);
                         self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
                         throttled_items += 1;
                     }
-                    item.not_before = Some(now + delay);
+                    item.not_before = Some(deadline_after(now, delay));
                     if needs_existing_objects(&item.op) {
                         failed_membership_keys.extend(keys);
                     } else {
@@ -224,7 +228,7 @@ impl Pusher {
             self.status.send_modify(|s| s.quarantine = Some(reason));
             self.tenant_probe_at = Some((
                 batch.configuration,
-                now + self.cfg.quarantine.probe_interval,
+                deadline_after(now, self.cfg.quarantine.probe_interval),
             ));
         }
     }
@@ -242,16 +246,20 @@ impl Pusher {
             Ok(_) => {
                 self.tenant_probe_at = Some((
                     configuration,
-                    Instant::now() + self.cfg.quarantine.probe_interval,
+                    deadline_after(Instant::now(), self.cfg.quarantine.probe_interval),
                 ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Quarantine probe failed.");
                 self.tenant_probe_at = Some((
                     configuration,
-                    Instant::now() + self.cfg.quarantine.probe_interval,
+                    deadline_after(Instant::now(), self.cfg.quarantine.probe_interval),
                 ));
             }
         }
     }
 }
+
+#[cfg(test)]
+#[path = "outcome_tests.rs"]
+mod tests;

@@ -42,7 +42,10 @@ impl Pacer {
         if self.tokens >= need {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((need - self.tokens) / self.rate)
+            // A tiny configured rate must not overflow the conversion: wait at most an hour.
+            Duration::try_from_secs_f64((need - self.tokens) / self.rate)
+                .unwrap_or(super::retry::MAX_SERVER_DELAY)
+                .min(super::retry::MAX_SERVER_DELAY)
         }
     }
 

@@ -237,7 +237,7 @@ impl Pusher {
     /// `Some(wake)` when the pacer says `ops` may not go yet.
     fn pace(&mut self, ops: usize, now: Instant) -> Option<Instant> {
         let wait = self.pacer.as_mut()?.wait_for(ops, now);
-        (wait > Duration::ZERO).then(|| now + wait)
+        (wait > Duration::ZERO).then(|| super::retry::deadline_after(now, wait))
     }
 
     /// Persists the checkpoint (and provisioning-log entries) when the acknowledgements allow.
@@ -313,7 +313,7 @@ impl Pusher {
                 () = self.outbox.wait_for_new(), if deadline.is_none() => {}
                 () = cancel.cancelled(), if deadline.is_none() => {
                     tracing::info!(in_flight = self.tasks.len(), "Push stage stopping: no new batches; waiting for those in flight.");
-                    deadline = Some(Instant::now() + self.cfg.shutdown_grace);
+                    deadline = Some(super::retry::deadline_after(Instant::now(), self.cfg.shutdown_grace));
                 }
             }
         }

@@ -6,6 +6,36 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// The longest the tenant can make the agent wait, whatever it sends (`Retry-After` header, a
+/// per-item `retryAfterSeconds`, a token lifetime): one hour. Entra's write budgets refill over
+/// 2.5 to 5 minutes (`docs/push.md` § Throttling), so an honest throttle never asks for more; a
+/// larger value is a broken or hostile answer, and an hour is the longest an admin should see
+/// delivery stand still for it (the status shows the hold; the agent then simply asks again).
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(3600);
+
+/// A delay the server sent in whole seconds, capped at `cap` (itself never above
+/// [`MAX_SERVER_DELAY`]). Logs a warning when the server asked for more.
+pub fn server_delay(seconds: u64, cap: Duration) -> Duration {
+    let cap = cap.min(MAX_SERVER_DELAY);
+    let asked = Duration::from_secs(seconds);
+    if asked > cap {
+        tracing::warn!(asked_seconds = seconds, capped_to = ?cap, "The tenant asked for a longer wait than the agent accepts; waiting the maximum instead.");
+        cap
+    } else {
+        asked
+    }
+}
+
+/// `now + delay` without overflow: a delay past the clock's range ends at `now + MAX_SERVER_DELAY`
+/// (and, should even that overflow, at `now`). Every deadline built from a server's number goes
+/// through here.
+pub fn deadline_after(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(MAX_SERVER_DELAY))
+        .unwrap_or(now)
+}
 
 /// The shape of a backoff schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,7 +76,8 @@ impl Backoff {
         let backoff = fixed + random_part;
         match retry_after {
             // Honour the server exactly, plus a little jitter so many clients do not return at once.
-            Some(ra) => ra + self.base.mul_f64(random.clamp(0.0, 1.0) * jitter),
+            // (Saturating: `ra` comes from the server; callers cap it with `server_delay`.)
+            Some(ra) => ra.saturating_add(self.base.mul_f64(random.clamp(0.0, 1.0) * jitter)),
             None => backoff,
         }
     }
@@ -57,13 +88,15 @@ impl Backoff {
     }
 }
 
-/// Parses a `Retry-After` header value: delay-seconds (the HTTP-date form is not used by the API).
+/// Parses a `Retry-After` header value: delay-seconds (the HTTP-date form is not used by the API),
+/// capped at [`MAX_SERVER_DELAY`]. A number past `u64` reads as the maximum, not as absent.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(24 * 3600)))
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+    Some(server_delay(seconds, MAX_SERVER_DELAY))
 }
 
 #[cfg(test)]
@@ -102,5 +135,33 @@ mod tests {
         assert_eq!(d, Duration::from_millis(7050));
         assert_eq!(parse_retry_after(" 22 "), Some(Duration::from_secs(22)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn server_delays_are_capped_and_deadlines_never_overflow() {
+        let hour = Duration::from_secs(3600);
+        // Header: u64::MAX and a number past u64 both read as the hour; "-1" is not a delay.
+        assert_eq!(parse_retry_after("18446744073709551615"), Some(hour));
+        assert_eq!(parse_retry_after("99999999999999999999999"), Some(hour));
+        assert_eq!(parse_retry_after("3599"), Some(Duration::from_secs(3599)));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after(""), None);
+        // Body: capped at the configured cap, never above the hour.
+        assert_eq!(server_delay(u64::MAX, hour), hour);
+        assert_eq!(server_delay(u64::MAX, Duration::MAX), hour);
+        assert_eq!(
+            server_delay(30, Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(server_delay(7, hour), Duration::from_secs(7));
+        // A delay near Duration::MAX plus jitter saturates instead of panicking.
+        assert_eq!(b().delay(1, Some(Duration::MAX), 1.0), Duration::MAX);
+        // Deadlines: far past the clock's range ends an hour out.
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Duration::MAX), now + hour);
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 }

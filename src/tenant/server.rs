@@ -35,6 +35,9 @@ pub enum ServeError {
     /// TLS material could not be created or read.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The state directory (or something in it) is accessible by group or others.
+    #[error("refusing to start: {0}")]
+    UnsafeState(#[from] crate::private_fs::CheckError),
     /// Binding or serving failed.
     #[error("{context}: {source}")]
     Io {
@@ -82,10 +85,33 @@ pub struct RunningTenant {
 }
 
 impl RunningTenant {
-    /// Stops accepting, lets in-flight requests finish for up to `grace`, and waits for the server.
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, waits for the server
+    /// (at most [`STOP_DEADLINE`] more), then flushes and closes the store on a blocking thread
+    /// within [`CLOSE_DEADLINE`]. Every wait is bounded: a sled flush that never completes is
+    /// logged and left behind instead of hanging the process in the database's `Drop` on a
+    /// runtime thread. Call this before the state directory goes away: a `RunningTenant` that is
+    /// only dropped leaves its server task, and the database, alive until the runtime is dropped
+    /// (`cargo bench --bench push` hung at exit that way, two runtime threads parked in sled's
+    /// `TreeInner::drop` flush of databases whose directories the bench had already removed).
     pub async fn shutdown(self, grace: Duration) -> Result<(), ServeError> {
         self.handle.graceful_shutdown(Some(grace));
-        self.wait().await
+        let RunningTenant { state, task, .. } = self;
+        let served = match tokio::time::timeout(grace + STOP_DEADLINE, task).await {
+            Ok(Ok(result)) => result.map_err(|source| ServeError::Io {
+                context: "serving".into(),
+                source,
+            }),
+            Ok(Err(join)) => Err(ServeError::Io {
+                context: "serving".into(),
+                source: std::io::Error::other(join.to_string()),
+            }),
+            Err(_) => {
+                tracing::warn!(deadline = ?(grace + STOP_DEADLINE), "The server did not stop in time; closing the store anyway.");
+                Ok(())
+            }
+        };
+        close_store(state).await;
+        served
     }
 
     /// Waits until the server stops.
@@ -97,6 +123,30 @@ impl RunningTenant {
         match self.task.await {
             Ok(result) => result.map_err(io_err),
             Err(join) => Err(io_err(std::io::Error::other(join.to_string()))),
+        }
+    }
+}
+
+/// How long the server may take to stop after the grace period.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the final flush and close of the store may take.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Flushes the store and drops this handle of the state on a blocking thread, bounded by
+/// [`CLOSE_DEADLINE`]. The database closes here when this is the last handle; a request task
+/// still holding one closes it when it ends.
+async fn close_store(state: SharedState) {
+    let closing = tokio::task::spawn_blocking(move || {
+        let flushed = state.store.flush_blocking();
+        drop(state);
+        flushed
+    });
+    match tokio::time::timeout(CLOSE_DEADLINE, closing).await {
+        Ok(Ok(Ok(()))) => tracing::info!("State flushed and closed."),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "The final flush of the state failed."),
+        Ok(Err(e)) => tracing::error!(error = %e, "The final flush of the state did not run."),
+        Err(_) => {
+            tracing::error!(deadline = ?CLOSE_DEADLINE, "The final flush of the state did not finish in time; exiting without it (every answered write was flushed before its answer).")
         }
     }
 }
@@ -176,15 +226,12 @@ async fn faults(State(state): State<SharedState>, req: Request, next: Next) -> R
 
 /// Opens the state, applies the seed, and builds the shared state.
 pub fn build_state(cfg: &ServeConfig) -> Result<(SharedState, Option<PathBuf>), ServeError> {
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| ServeError::Io {
+    crate::private_fs::create_private_dir(&cfg.state_dir).map_err(|source| ServeError::Io {
         context: format!("creating {}", cfg.state_dir.display()),
         source,
     })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700));
-    }
+    // The state holds salted password hashes and the signing key: refuse it when not private.
+    crate::private_fs::check_private(&cfg.state_dir)?;
     let store = Store::open(&cfg.state_dir.join("db"))?;
     let (seed, generated) = match &cfg.seed {
         Some(path) => (Seed::load(path)?, None),

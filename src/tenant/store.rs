@@ -281,8 +281,8 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes every tree to disk, blocking: for start-up, so the tenant id and signing key made
-    /// there survive a crash before sled's own periodic flush (tokens outlive a restart).
+    /// Flushes every tree to disk, blocking: at start-up, so the tenant id and signing key made
+    /// there survive a crash before sled's own periodic flush; at shutdown, on a blocking thread.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())

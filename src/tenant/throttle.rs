@@ -12,12 +12,40 @@
 //! - **Faults** on `/api/*` and `/v1.0/*`: `errorRate` (0..1) answers 503 + `Retry-After: 1` before the
 //!   handler runs; `latencyMs` delays every request; `dropRate` (0..1) runs the handler and then cuts
 //!   the connection before the response body — the case where a write was applied but its
-//!   acknowledgement was lost.
+//!   acknowledgement was lost; `throttleItems` answers every operation of the next `batches`
+//!   write batches with a per-item `Throttled` whose `retryAfterSeconds` is the given number, so
+//!   clients can be tried against the numbers a broken cloud might send.
+//! - **Bounds** (a `PUT` outside them is a 400 naming the field and the bound): `latencyMs` at
+//!   most [`MAX_LATENCY_MS`] (one minute; a latency of 10^15 ms hung every request), bucket
+//!   `capacity` 1..=[`MAX_BUCKET`] and `refillPerSecond` [`MIN_REFILL_PER_SECOND`]..=[`MAX_BUCKET`]
+//!   (so a bucket's own `Retry-After` stays below about 32 years instead of saturating at 2^64 s),
+//!   `throttleItems.batches` at most [`MAX_THROTTLED_BATCHES`]. `throttleItems.retryAfterSeconds`
+//!   is deliberately any `u64`: the tenant never waits on it, it only travels to the client.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+
+/// The largest injected latency, in milliseconds: one minute.
+pub const MAX_LATENCY_MS: u64 = 60_000;
+/// The largest bucket capacity and refill rate.
+pub const MAX_BUCKET: f64 = 1e9;
+/// The slowest refill: one token per 1,000 seconds.
+pub const MIN_REFILL_PER_SECOND: f64 = 0.001;
+/// The most batches `throttleItems` can answer.
+pub const MAX_THROTTLED_BATCHES: u64 = 1_000_000;
+
+/// Per-item throttling of the next write batches, whatever the budget (`throttleItems`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemThrottle {
+    /// How many of the next write batches are answered this way (replays of a stored batch do
+    /// not count: they return the stored results).
+    pub batches: u64,
+    /// The `retryAfterSeconds` of every operation's `Throttled` error.
+    pub retry_after_seconds: u64,
+}
 
 /// A token bucket's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -48,6 +76,9 @@ pub struct ThrottleSettings {
     /// Fraction of requests whose connection is cut after the handler ran.
     #[serde(default)]
     pub drop_rate: f64,
+    /// Answer every operation of the next write batches with a per-item `Throttled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_items: Option<ItemThrottle>,
 }
 
 impl Default for ThrottleSettings {
@@ -58,6 +89,7 @@ impl Default for ThrottleSettings {
             error_rate: 0.0,
             latency_ms: 0,
             drop_rate: 0.0,
+            throttle_items: None,
         }
     }
 }
@@ -78,7 +110,7 @@ impl ThrottleSettings {
         }
     }
 
-    /// Checks ranges; returns every problem at once.
+    /// Checks ranges; returns every problem at once, each naming its field and bound.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
         for (name, rate) in [("errorRate", self.error_rate), ("dropRate", self.drop_rate)] {
@@ -86,14 +118,32 @@ impl ThrottleSettings {
                 problems.push(format!("{name} must be between 0 and 1"));
             }
         }
+        if self.latency_ms > MAX_LATENCY_MS {
+            problems.push(format!(
+                "latencyMs must be at most {MAX_LATENCY_MS} (one minute)"
+            ));
+        }
         for (name, bucket) in [("writes", self.writes), ("reads", self.reads)] {
-            if let Some(b) = bucket
-                && !(b.capacity >= 1.0 && b.refill_per_second > 0.0 && b.capacity.is_finite())
-            {
-                problems.push(format!(
-                    "{name} needs capacity >= 1 and refillPerSecond > 0"
-                ));
+            if let Some(b) = bucket {
+                // `contains` is false for NaN, so NaN and infinities are refused too.
+                if !(1.0..=MAX_BUCKET).contains(&b.capacity) {
+                    problems.push(format!(
+                        "{name}.capacity must be between 1 and {MAX_BUCKET:e}"
+                    ));
+                }
+                if !(MIN_REFILL_PER_SECOND..=MAX_BUCKET).contains(&b.refill_per_second) {
+                    problems.push(format!(
+                        "{name}.refillPerSecond must be between {MIN_REFILL_PER_SECOND} and {MAX_BUCKET:e}"
+                    ));
+                }
             }
+        }
+        if let Some(t) = self.throttle_items
+            && !(1..=MAX_THROTTLED_BATCHES).contains(&t.batches)
+        {
+            problems.push(format!(
+                "throttleItems.batches must be between 1 and {MAX_THROTTLED_BATCHES}"
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -106,7 +156,7 @@ impl ThrottleSettings {
 /// What [`Throttle::take_up_to`] granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
-    /// Tokens taken: at least one, at most the cost asked for.
+    /// Tokens taken: at least one, at most the cost asked for (zero only under `throttleItems`).
     pub granted: u64,
     /// When less than asked was granted: seconds until the rest would fit.
     pub rest_retry_after: Option<u64>,
@@ -174,6 +224,8 @@ struct Inner {
     settings: ThrottleSettings,
     writes: Bucket,
     reads: Bucket,
+    /// Batches `throttleItems` still answers.
+    throttled_batches_left: u64,
 }
 
 /// The live throttle and fault state.
@@ -203,6 +255,7 @@ impl Throttle {
             inner: Mutex::new(Inner {
                 writes: full(settings.writes),
                 reads: full(settings.reads),
+                throttled_batches_left: settings.throttle_items.map_or(0, |t| t.batches),
                 settings,
             }),
         }
@@ -238,6 +291,7 @@ impl Throttle {
             settings,
             writes,
             reads,
+            ..
         } = &mut *inner;
         let (bucket, shape) = match budget {
             Budget::Writes => (writes, settings.writes),
@@ -264,7 +318,18 @@ impl Throttle {
             settings,
             writes,
             reads,
+            throttled_batches_left,
         } = &mut *inner;
+        if budget == Budget::Writes
+            && *throttled_batches_left > 0
+            && let Some(t) = settings.throttle_items
+        {
+            *throttled_batches_left -= 1;
+            return Ok(Grant {
+                granted: 0,
+                rest_retry_after: Some(t.retry_after_seconds),
+            });
+        }
         let (bucket, shape) = match budget {
             Budget::Writes => (writes, settings.writes),
             Budget::Reads => (reads, settings.reads),
@@ -280,90 +345,5 @@ impl Throttle {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn realistic_profile_allows_7000_writes_then_asks_to_wait() {
-        let t = Throttle::new(ThrottleSettings::realistic());
-        let start = Instant::now();
-        for _ in 0..14 {
-            assert_eq!(t.take_at(Budget::Writes, 500, start), Ok(()));
-        }
-        // 7,000 spent; 500 more need 500 / (7000/300) = 21.4 s -> 22.
-        assert_eq!(t.take_at(Budget::Writes, 500, start), Err(22));
-        // After 30 s, 700 tokens have refilled.
-        assert_eq!(
-            t.take_at(Budget::Writes, 500, start + Duration::from_secs(30)),
-            Ok(())
-        );
-        assert_eq!(
-            t.take_at(Budget::Writes, 500, start + Duration::from_secs(30)),
-            Err(13)
-        );
-        // Reads are a separate budget.
-        assert_eq!(t.take_at(Budget::Reads, 1, start), Ok(()));
-    }
-
-    #[test]
-    fn take_up_to_grants_the_whole_tokens_there_are() {
-        // 10 tokens, 0.5 per second.
-        let t = Throttle::new(ThrottleSettings {
-            writes: Some(BucketSettings {
-                capacity: 10.0,
-                refill_per_second: 0.5,
-            }),
-            ..ThrottleSettings::default()
-        });
-        let start = Instant::now();
-        let all = |granted| Grant {
-            granted,
-            rest_retry_after: None,
-        };
-        assert_eq!(t.take_up_to_at(Budget::Writes, 7, start), Ok(all(7)));
-        // 3 left of 5 asked: the other 2 need 2 / 0.5 = 4 s.
-        assert_eq!(
-            t.take_up_to_at(Budget::Writes, 5, start),
-            Ok(Grant {
-                granted: 3,
-                rest_retry_after: Some(4)
-            })
-        );
-        // Empty: refused whole; 5 tokens need 10 s.
-        assert_eq!(t.take_up_to_at(Budget::Writes, 5, start), Err(10));
-        // 3 s later 1.5 tokens: one whole token granted, 0.5 kept; the other 29 are capped at a
-        // full bucket: (10 - 0.5) / 0.5 = 19 s.
-        let later = start + Duration::from_secs(3);
-        assert_eq!(
-            t.take_up_to_at(Budget::Writes, 30, later),
-            Ok(Grant {
-                granted: 1,
-                rest_retry_after: Some(19)
-            })
-        );
-        // Reads unlimited here: everything granted.
-        assert_eq!(t.take_up_to_at(Budget::Reads, 1000, start), Ok(all(1000)));
-    }
-
-    #[test]
-    fn unlimited_by_default_and_validation_lists_every_problem() {
-        let t = Throttle::new(ThrottleSettings::default());
-        assert_eq!(t.take(Budget::Writes, 1_000_000), Ok(()));
-        let bad = ThrottleSettings {
-            error_rate: 2.0,
-            drop_rate: -1.0,
-            writes: Some(BucketSettings {
-                capacity: 0.0,
-                refill_per_second: 1.0,
-            }),
-            ..ThrottleSettings::default()
-        };
-        let err = bad.validate().unwrap_err();
-        assert!(
-            err.contains("errorRate") && err.contains("dropRate") && err.contains("writes"),
-            "{err}"
-        );
-    }
-}
+#[path = "throttle_tests.rs"]
+mod tests;

@@ -109,6 +109,35 @@ impl PushTenant {
         }
     }
 
+    /// Sends `signal` to the tenant process and waits (polling) until it exits or `deadline`
+    /// passes; returns its exit status, or `None` if it is still running (it is then killed).
+    pub fn signal_and_wait(
+        &mut self,
+        signal: i32,
+        deadline: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // std has no API to send a signal; the `kill` utility does it without unsafe code.
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {}", child.id());
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the tenant again on the same port and state directory.
     pub fn start_again(&mut self) {
         self.stop();

@@ -1,0 +1,99 @@
+//! Opening sled for the journal. Enters: a configured `sled::Config` and the journal directory.
+//! Leaves: the database, or a [`JournalError`] that says what is wrong: the lock held by another
+//! process, or damage to sled's own files ([`Damage`]), including a sled panic at open and a
+//! `conf` whose checksum fails.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::JournalError;
+use super::error::Damage;
+use super::store::lock;
+
+/// How long opening waits for sled's file lock. A handle dropped in this process releases the lock only when
+/// sled's background I/O threads finish (they hold the file), typically within milliseconds.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled, polling for the file lock until [`LOCK_WAIT`] has passed; then [`JournalError::Locked`].
+pub(super) fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match open_catching_panics(&config) {
+            Ok(db) => return Ok(db),
+            Err(JournalError::Storage(sled::Error::Io(e)))
+                if e.to_string().contains("could not acquire lock") =>
+            {
+                if Instant::now() >= deadline {
+                    return Err(JournalError::Locked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // sled reads `conf` first; when its checksum fails, that is what is damaged, whatever
+            // sled then reports (often a "corruption at offset None" or "version earlier than 0.29").
+            Err(JournalError::Damaged { dir: d, damage }) => {
+                let damage = match conf_checksum_fails(dir) {
+                    true => Damage::Conf {
+                        detail: "its checksum does not match".to_owned(),
+                    },
+                    false => damage,
+                };
+                return Err(JournalError::Damaged { dir: d, damage });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// True when sled's `conf` in `dir` exists and its trailing CRC32 (little-endian, over the text
+/// before it; sled 0.34's layout) does not match.
+fn conf_checksum_fails(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("conf")) else {
+        return false;
+    };
+    if bytes.len() <= 8 {
+        return false;
+    }
+    let (text, crc) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    crc32fast::hash(text) != stored
+}
+
+/// `config.open()`, with a panic inside sled turned into [`Damage::Panicked`]: sled 0.34 panics
+/// on some damaged logs while it rebuilds its snapshot at open ("tried to serialize
+/// Uninitialized", sled issues #1527/#1533), which would otherwise abort every tool with a
+/// backtrace. The panic's message is captured by a temporary hook instead of printed; another
+/// thread panicking in that window loses its message (only opening runs then).
+fn open_catching_panics(config: &sled::Config) -> Result<sled::Db, JournalError> {
+    let message: Arc<Mutex<Option<String>>> = Arc::default();
+    let slot = message.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        *lock(&slot) = Some(format!("{text}{at}"));
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    std::panic::set_hook(previous);
+    match result {
+        Ok(opened) => opened.map_err(JournalError::from),
+        Err(_) => Err(JournalError::Damaged {
+            dir: None,
+            damage: Damage::Panicked {
+                message: lock(&message)
+                    .take()
+                    .unwrap_or_else(|| "a panic without a message".to_owned()),
+            },
+        }),
+    }
+}

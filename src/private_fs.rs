@@ -1,0 +1,151 @@
+//! Private state on disk. Enters: a path the agent or the tenant keeps state in. Leaves: a 0700
+//! directory, or the first group- or world-accessible path under it with the `chmod` that fixes it.
+//!
+//! The journal, projection store, outbox, credentials file, status file and the tenant's state
+//! all hold secrets (client secrets; salted `v1;PPH1_MD4,…` password hashes, which crack in
+//! seconds for weak passwords). The rule: every directory is 0700 and every file 0600. Three
+//! layers keep it:
+//! 1. [`restrict_umask`] at process start (`cli::main`): umask 0o077, so everything created
+//!    afterwards — including sled's own files (`conf`, `db`, `snap.*`, `blobs/`), which sled opens
+//!    with the default 0o666 — is private;
+//! 2. [`create_private_dir`] where a stage creates its directory (0700 even without the umask,
+//!    e.g. when a library user opens a store);
+//! 3. [`check_private`] at start: state left open by an older version or by hand is refused,
+//!    naming the path and the `chmod` to run, instead of being used (and extended) as it is.
+//!
+//! The umask is set through `rustix` (a safe wrapper over the syscall; the crate denies
+//! `unsafe_code`, and rustix is already in the dependency tree through tempfile).
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Sets the process umask to 0o077 and returns the previous one.
+pub fn restrict_umask() -> u32 {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077)).bits()
+}
+
+/// Creates `dir` (and missing parents) with mode 0700. An existing directory is left as it is:
+/// [`check_private`] decides about it.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// A state path that group or others can access.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{path} has mode {mode:o}: it holds secrets (client secrets, salted password hashes) and must not be accessible by group or others; fix with `chmod -R go= {root}`"
+)]
+pub struct OpenPermissions {
+    /// The offending file or directory.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+    /// The state path it was found under (what the `chmod -R` fixes).
+    pub root: PathBuf,
+}
+
+impl OpenPermissions {
+    /// The command that fixes it.
+    pub fn fix(&self) -> String {
+        format!("chmod -R go= {}", self.root.display())
+    }
+}
+
+/// Checks `root` (a file, or a directory and everything under it, symlinks not followed) for
+/// group or world permission bits. A missing `root` is fine (nothing created yet). Returns the
+/// first offending path; an unreadable entry is reported as an I/O error.
+pub fn check_private(root: &Path) -> Result<(), CheckError> {
+    let meta = match std::fs::symlink_metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(CheckError::Io {
+                path: root.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut stack = vec![(root.to_path_buf(), meta)];
+    while let Some((path, meta)) = stack.pop() {
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.file_type().is_symlink() && mode & 0o077 != 0 {
+            return Err(CheckError::Open(OpenPermissions {
+                path,
+                mode,
+                root: root.to_path_buf(),
+            }));
+        }
+        if meta.is_dir() {
+            let io = |source| CheckError::Io {
+                path: path.clone(),
+                source,
+            };
+            for entry in std::fs::read_dir(&path).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                let meta =
+                    std::fs::symlink_metadata(entry.path()).map_err(|source| CheckError::Io {
+                        path: entry.path(),
+                        source,
+                    })?;
+                stack.push((entry.path(), meta));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why [`check_private`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A path is group- or world-accessible.
+    #[error(transparent)]
+    Open(#[from] OpenPermissions),
+    /// A path could not be examined.
+    #[error("cannot examine {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_open_path_and_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("outbox");
+        create_private_dir(&root.join("blobs")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("blobs")), 0o700);
+        let file = root.join("db");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_private(&root).unwrap();
+        check_private(&dir.path().join("missing")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check_private(&root).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{} has mode 644", file.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("chmod -R go= {}", root.display())),
+            "{text}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(
+            check_private(&root),
+            Err(CheckError::Open(OpenPermissions { mode: 0o755, .. }))
+        ));
+    }
+}

@@ -1,0 +1,73 @@
+//! `cloudsync tenant serve` stops on SIGTERM within a deadline, also with batches in flight, and
+//! what it acknowledged is on disk when it starts again (the final flush and close of its sled
+//! database are bounded, so the process cannot hang in the database's drop).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/push.rs"]
+mod push_fixture;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudsync::push::{self, Outbox, PushConfig, PushStatus, synthetic};
+use push_fixture::{DOMAIN, PushTenant, successes, wait_until};
+use tokio_util::sync::CancellationToken;
+
+const SIGTERM: i32 = 15;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_batches_in_flight_exits_in_time_with_its_state_flushed() {
+    let mut tenant = PushTenant::start(&[]);
+    let creds = tenant.register_agent().await;
+    let config = tenant.create_config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox")).unwrap());
+    outbox
+        .enqueue(synthetic::users(config, 0..20_000, DOMAIN), None)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(PushStatus::default());
+    let cancel = CancellationToken::new();
+    let cfg = PushConfig {
+        max_batch_ops: 100,
+        ..PushConfig::default()
+    };
+    let pushing = tokio::spawn(push::run(
+        outbox.clone(),
+        tenant.push_client(&creds),
+        cfg,
+        cancel.clone(),
+        tx,
+    ));
+    // Some batches acknowledged, more in flight: then SIGTERM.
+    wait_until(Duration::from_secs(60), "acknowledged batches", || {
+        rx.borrow().ops_acknowledged >= 1_000
+    })
+    .await;
+    let acknowledged = rx.borrow().ops_acknowledged;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = tenant.signal_and_wait(SIGTERM, Duration::from_secs(30));
+        (tenant, status)
+    })
+    .await
+    .unwrap();
+    let (mut tenant, status) = status;
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "tenant serve did not exit within 30 s of SIGTERM:\n{}",
+            tenant.log()
+        )
+    });
+    assert!(status.success(), "{status:?}:\n{}", tenant.log());
+    cancel.cancel();
+    let _ = pushing.await;
+
+    // Started again on the same state: everything acknowledged before the signal is there.
+    tenant.start_again();
+    let applied = successes(&tenant.all_logs().await);
+    assert!(
+        applied.len() as u64 >= acknowledged,
+        "{} objects on disk, {acknowledged} acknowledged before SIGTERM",
+        applied.len()
+    );
+}

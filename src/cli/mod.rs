@@ -100,8 +100,58 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {damaged}");
                 return ExitCode::from(EXIT_JOURNAL_DAMAGED);
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render_chain(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes on one line, `: `-separated, leaving out a cause whose text the line
+/// already holds: many errors embed their source in their own message (`#[error("…: {0}")]` with
+/// `#[from]`), and `{:#}` would print that source twice.
+fn render_chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("refusing to start: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("/state/db has mode 644")]
+    struct Inner;
+
+    #[test]
+    fn a_cause_embedded_in_its_parent_is_said_once() {
+        let err = anyhow::Error::from(Outer(Inner)).context("while starting the local tenant");
+        assert_eq!(
+            render_chain(&err),
+            "while starting the local tenant: refusing to start: /state/db has mode 644"
+        );
+        // `{:#}` is what the binary printed before: the mode twice.
+        assert_eq!(format!("{err:#}").matches("mode 644").count(), 2);
+    }
+
+    #[test]
+    fn distinct_causes_are_all_said() {
+        let err = anyhow::anyhow!("disk full")
+            .context("while appending")
+            .context("sync-once");
+        assert_eq!(render_chain(&err), "sync-once: while appending: disk full");
     }
 }

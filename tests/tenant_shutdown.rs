@@ -71,3 +71,48 @@ async fn sigterm_with_batches_in_flight_exits_in_time_with_its_state_flushed() {
         applied.len()
     );
 }
+
+/// The push bench's hang, on the real binary: the state directory removed under a serving tenant
+/// that holds written data (as the bench removed its tenants' directories), then SIGTERM. The
+/// final flush cannot complete; the process must still exit within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_the_state_directory_is_gone_still_exits_in_time() {
+    let mut tenant = PushTenant::start(&[]);
+    let creds = tenant.register_agent().await;
+    let config = tenant.create_config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox")).unwrap());
+    outbox
+        .enqueue(synthetic::users(config, 0..2_000, DOMAIN), None)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(PushStatus::default());
+    let cancel = CancellationToken::new();
+    let pushing = tokio::spawn(push::run(
+        outbox.clone(),
+        tenant.push_client(&creds),
+        PushConfig::default(),
+        cancel.clone(),
+        tx,
+    ));
+    wait_until(
+        Duration::from_secs(60),
+        "every operation acknowledged",
+        || rx.borrow().ops_acknowledged >= 2_000,
+    )
+    .await;
+    cancel.cancel();
+    let _ = pushing.await;
+    std::fs::remove_dir_all(tenant.path("state")).unwrap();
+    let (tenant, status) = tokio::task::spawn_blocking(move || {
+        let status = tenant.signal_and_wait(SIGTERM, Duration::from_secs(30));
+        (tenant, status)
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.is_some(),
+        "tenant serve did not exit within 30 s of SIGTERM with its state directory gone:\n{}",
+        tenant.log()
+    );
+}

@@ -15,30 +15,57 @@ use tokio_util::sync::CancellationToken;
 
 const SIGTERM: i32 = 15;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_batches_in_flight_exits_in_time_with_its_state_flushed() {
-    let mut tenant = PushTenant::start(&[]);
+/// A tenant with a registered agent and a configuration, and `push::run` sending `n` synthetic
+/// user creates to it from an outbox of its own.
+struct Pushing {
+    tenant: PushTenant,
+    rx: tokio::sync::watch::Receiver<PushStatus>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<push::PushSummary, push::PushError>>,
+    _outbox_dir: tempfile::TempDir,
+}
+
+async fn start_pushing(n: u64, cfg: PushConfig) -> Pushing {
+    let tenant = PushTenant::start(&[]);
     let creds = tenant.register_agent().await;
     let config = tenant.create_config().await;
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox")).unwrap());
     outbox
-        .enqueue(synthetic::users(config, 0..20_000, DOMAIN), None)
+        .enqueue(synthetic::users(config, 0..n, DOMAIN), None)
         .await
         .unwrap();
     let (tx, rx) = tokio::sync::watch::channel(PushStatus::default());
     let cancel = CancellationToken::new();
-    let cfg = PushConfig {
-        max_batch_ops: 100,
-        ..PushConfig::default()
-    };
-    let pushing = tokio::spawn(push::run(
-        outbox.clone(),
+    let task = tokio::spawn(push::run(
+        outbox,
         tenant.push_client(&creds),
         cfg,
         cancel.clone(),
         tx,
     ));
+    Pushing {
+        tenant,
+        rx,
+        cancel,
+        task,
+        _outbox_dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_batches_in_flight_exits_in_time_with_its_state_flushed() {
+    let cfg = PushConfig {
+        max_batch_ops: 100,
+        ..PushConfig::default()
+    };
+    let Pushing {
+        mut tenant,
+        rx,
+        cancel,
+        task: pushing,
+        _outbox_dir,
+    } = start_pushing(20_000, cfg).await;
     // Some batches acknowledged, more in flight: then SIGTERM.
     wait_until(Duration::from_secs(60), "acknowledged batches", || {
         rx.borrow().ops_acknowledged >= 1_000
@@ -77,24 +104,13 @@ async fn sigterm_with_batches_in_flight_exits_in_time_with_its_state_flushed() {
 /// final flush cannot complete; the process must still exit within the deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_after_the_state_directory_is_gone_still_exits_in_time() {
-    let mut tenant = PushTenant::start(&[]);
-    let creds = tenant.register_agent().await;
-    let config = tenant.create_config().await;
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox")).unwrap());
-    outbox
-        .enqueue(synthetic::users(config, 0..2_000, DOMAIN), None)
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(PushStatus::default());
-    let cancel = CancellationToken::new();
-    let pushing = tokio::spawn(push::run(
-        outbox.clone(),
-        tenant.push_client(&creds),
-        PushConfig::default(),
-        cancel.clone(),
-        tx,
-    ));
+    let Pushing {
+        mut tenant,
+        rx,
+        cancel,
+        task: pushing,
+        _outbox_dir,
+    } = start_pushing(2_000, PushConfig::default()).await;
     wait_until(
         Duration::from_secs(60),
         "every operation acknowledged",

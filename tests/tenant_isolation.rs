@@ -208,6 +208,15 @@ async fn a_second_agent_cannot_act_on_another_configurations_objects() {
             invalid,
         ),
         (
+            "attribute Id (a derived name in another case)",
+            with_attribute(
+                user_upsert("b-user", 25, "b-user@fabrikam.example.com", "B User"),
+                "Id",
+                victim_id.clone(),
+            ),
+            invalid,
+        ),
+        (
             "attribute onPremisesImmutableId",
             with_attribute(
                 user_upsert("b-user", 25, "b-user@fabrikam.example.com", "B User"),
@@ -454,4 +463,71 @@ async fn an_anchor_is_owned_by_the_configuration_that_created_it() {
         .map(|g| g["displayName"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["B's"], "{groups}");
+}
+
+/// A batch id is answered from stored results only within the configuration that sent it: an agent
+/// reusing another configuration's batch id gets its own batch applied, not the other's results
+/// (object ids, UPNs in messages).
+#[tokio::test]
+async fn a_batch_id_replays_only_within_its_own_configuration() {
+    let t = TenantFixture::start();
+    let admin = t.user_token(HIA).await;
+    let a = t
+        .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
+        .await;
+    let b = t
+        .register_agent(
+            &admin,
+            "dc1.fabrikam.example.com",
+            &["fabrikam.example.com"],
+        )
+        .await;
+    let config_a = t
+        .create_config(&admin, json!({"domain": "corp.example.com"}))
+        .await;
+    let config_b = t
+        .create_config(&admin, json!({"domain": "fabrikam.example.com"}))
+        .await;
+    let batch_id = uuid::Uuid::new_v4();
+    let with_id = |ops: Vec<Value>| json!({"batchId": batch_id, "operations": ops});
+    let (status, first) = t
+        .post_batch(
+            &a.token,
+            &config_a,
+            &with_id(vec![user_upsert("victim", 10, VICTIM_UPN, "Vic Tim")]),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(statuses(&first), ["success"], "{first}");
+    let victim_id = first["results"][0]["objectId"].clone();
+    assert!(victim_id.is_string(), "{first}");
+
+    // B sends A's batch id to its own configuration: applied as B's own batch.
+    let (status, body) = t
+        .post_batch(
+            &b.token,
+            &config_b,
+            &with_id(vec![user_upsert(
+                "b-user",
+                5,
+                "b-user@fabrikam.example.com",
+                "B User",
+            )]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replayed"], false, "{body}");
+    assert_eq!(statuses(&body), ["success"], "{body}");
+    assert_ne!(body["results"][0]["objectId"], victim_id, "{body}");
+
+    // A's own replay still answers from A's stored results.
+    let (_, again) = t
+        .post_batch(
+            &a.token,
+            &config_a,
+            &with_id(vec![user_upsert("victim", 10, VICTIM_UPN, "Vic Tim")]),
+        )
+        .await;
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["results"][0]["objectId"], victim_id, "{again}");
 }

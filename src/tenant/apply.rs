@@ -138,7 +138,11 @@ pub fn apply_batch_cut(
         replayed: false,
         results,
     };
-    put_json(&store.batches, batch.batch_id.as_bytes(), &response)?;
+    put_json(
+        &store.batches,
+        &super::store::batch_key(config.config.id, batch.batch_id),
+        &response,
+    )?;
     put_json(&store.configs, config.config.id.as_bytes(), config)?;
     Ok(response)
 }

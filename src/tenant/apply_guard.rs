@@ -99,10 +99,13 @@ pub(super) fn own_live(
 
 /// Refuses an upsert that names a derived property or an OData annotation.
 pub(super) fn reserved_attribute(u: &Upsert) -> Option<Outcome> {
-    let name = u
-        .attributes
-        .keys()
-        .find(|k| DERIVED_PROPERTIES.contains(&k.as_ref()) || k.contains('@'))?;
+    let name = u.attributes.keys().find(|k| {
+        // Graph property names are case-insensitive (`$select=id` also matched an `Id`).
+        DERIVED_PROPERTIES
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(k.as_ref()))
+            || k.contains('@')
+    })?;
     Some(fail(
         OpErrorCode::InvalidAttribute,
         format!(

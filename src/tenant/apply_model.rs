@@ -283,7 +283,7 @@ fn to_operation(op: &Op) -> Operation {
     }
 }
 
-fn new_config() -> ConfigRecord {
+pub(super) fn new_config() -> ConfigRecord {
     ConfigRecord {
         config: Configuration {
             id: Uuid::new_v4(),
@@ -395,7 +395,7 @@ proptest! {
                 Step::ReplayLast => {
                     // The stored results come back; the state does not change.
                     if let Some((batch, _)) = &last {
-                        let stored: crate::api::ops::BatchResponse = get_json(&store.batches, "batches", batch.batch_id.as_bytes()).unwrap().unwrap();
+                        let stored: crate::api::ops::BatchResponse = get_json(&store.batches, "batches", &crate::tenant::store::batch_key(config.config.id, batch.batch_id)).unwrap().unwrap();
                         prop_assert_eq!(stored.results.len(), batch.operations.len());
                     }
                 }

@@ -246,9 +246,11 @@ pub async fn batch(
         )));
     }
     let _guard = state.apply_lock.lock().await;
-    if let Some(mut stored) =
-        get_json::<BatchResponse>(&state.store.batches, "batches", batch.batch_id.as_bytes())?
-    {
+    if let Some(mut stored) = get_json::<BatchResponse>(
+        &state.store.batches,
+        "batches",
+        &super::store::batch_key(id, batch.batch_id),
+    )? {
         stored.replayed = true;
         tracing::info!("Batch replayed; returning stored results.");
         return Ok(Json(stored));

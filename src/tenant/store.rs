@@ -16,7 +16,7 @@
 //! | `agents` | 16-byte agent id | [`AgentRecord`] |
 //! | `clients` | client id (UTF-8) | 16-byte agent id |
 //! | `configs` | 16-byte configuration id | [`ConfigRecord`] |
-//! | `batches` | 16-byte batch id | [`crate::api::ops::BatchResponse`] |
+//! | `batches` | 16-byte configuration id ‖ 16-byte batch id ([`batch_key`]) | [`crate::api::ops::BatchResponse`] |
 //! | `logs` | 8-byte big-endian sequence | [`crate::api::logs::LogEntry`] |
 //!
 //! Anchors are unique per configuration: an object belongs to the configuration that created it
@@ -27,7 +27,10 @@
 //! - `1`: the `anchors` tree was keyed by the bare source anchor, tenant-wide.
 //! - `2` (current): `config_anchors` as above. Opening a format-1 state migrates it: every `anchors`
 //!   entry is copied under its object's `configurationId` (the configuration that last wrote it),
-//!   then `format` becomes `2`, then `anchors` is dropped. A crash in between leaves format `1`, and
+//!   each configuration's `versionHighWater` is raised to the highest version of its objects (so the
+//!   version bound starts where the agent's versions are), format 1's stored batch results (keyed by
+//!   the bare batch id) are cleared — a replay of such a batch is applied again, and the per-object
+//!   versions make that a no-op — then `format` becomes `2`, then `anchors` is dropped. A crash in between leaves format `1`, and
 //!   the next open redoes the copy from the start. A format newer than [`FORMAT`] is refused.
 //!
 //! Deleted objects stay in `objects` as tombstones (`deleted: true`) so that a replayed older upsert is
@@ -316,6 +319,16 @@ pub fn anchor_key(config: Uuid, anchor: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(16 + anchor.len());
     key.extend_from_slice(config.as_bytes());
     key.extend_from_slice(anchor.as_bytes());
+    key
+}
+
+/// The key of a batch's stored results: configuration id, then batch id. Per configuration, so an
+/// agent that sends another configuration's batch id to its own configuration gets no replay of
+/// the other's results (object ids, UPNs in messages): its batch is applied as a new one.
+pub fn batch_key(config: Uuid, batch: Uuid) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(config.as_bytes());
+    key[16..].copy_from_slice(batch.as_bytes());
     key
 }
 

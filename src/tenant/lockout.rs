@@ -165,7 +165,16 @@ impl Lockout {
 
     /// Whether `account` may try a password from `address` at `now`.
     pub fn check(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Locked> {
-        let table = self.lock();
+        self.check_in(&self.lock(), account, address, now)
+    }
+
+    fn check_in(
+        &self,
+        table: &HashMap<Key, Entry>,
+        account: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<(), Locked> {
         let mut remaining = Duration::ZERO;
         for key in self.keys(account, address) {
             if let Some(until) = table.get(&key).and_then(|e| e.locked_until)
@@ -183,11 +192,20 @@ impl Lockout {
 
     /// Counts a failed password for `account` from `address`; returns the lockout it started.
     pub fn record_failure(&self, account: &str, address: IpAddr, now: Instant) -> Option<Locked> {
-        let mut table = self.lock();
+        self.count_failure_in(&mut self.lock(), account, address, now)
+    }
+
+    fn count_failure_in(
+        &self,
+        table: &mut HashMap<Key, Entry>,
+        account: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Option<Locked> {
         let mut started: Option<Locked> = None;
         for key in self.keys(account, address) {
             if !table.contains_key(&key) {
-                self.make_room(&mut table, now);
+                self.make_room(table, now);
             }
             let threshold = self.threshold(&key);
             let entry = table.entry(key).or_insert(Entry {
@@ -229,6 +247,18 @@ impl Lockout {
         self.lock().remove(&account_key(account, address));
     }
 
+    /// A correct password after [`Self::guard`] counted the attempt up front: resets the
+    /// account's counter at this address and takes the attempt back from the address counter.
+    fn success_after_counting(&self, account: &str, address: IpAddr) {
+        let mut table = self.lock();
+        table.remove(&account_key(account, address));
+        if self.policy.address_threshold > 0
+            && let Some(entry) = table.get_mut(&Key::Address(address))
+        {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
+    }
+
     /// Runs `verify` (the password check) unless `account` is locked out from `address`, and
     /// counts and logs the result. `route` names the caller in the log.
     pub fn guard<T, E>(
@@ -241,7 +271,17 @@ impl Lockout {
     ) -> Result<T, Refusal<E>> {
         // Debug-formatted and cut: a typed name cannot forge log lines or flood the log.
         let shown: String = account.chars().take(MAX_ACCOUNT_CHARS).collect();
-        if let Err(locked) = self.check(account, address, now) {
+        // The check and the count are one step under the lock, and the attempt counts as a failure
+        // before the password is checked (a success takes it back): concurrent guesses each see the
+        // others, so no more than the threshold are ever checked, however many arrive at once.
+        let counted = {
+            let mut table = self.lock();
+            match self.check_in(&table, account, address, now) {
+                Ok(()) => Ok(self.count_failure_in(&mut table, account, address, now)),
+                Err(locked) => Err(locked),
+            }
+        };
+        if let Err(locked) = counted {
             tracing::warn!(
                 route,
                 upn = ?shown,
@@ -252,13 +292,13 @@ impl Lockout {
             );
             return Err(Refusal::Locked(locked));
         }
+        let started = counted.ok().flatten();
         match verify() {
             Ok(value) => {
-                self.record_success(account, address);
+                self.success_after_counting(account, address);
                 Ok(value)
             }
             Err(err) => {
-                let started = self.record_failure(account, address, now);
                 tracing::warn!(
                     route,
                     upn = ?shown,

@@ -137,3 +137,60 @@ fn the_table_stays_bounded_under_a_spray_of_random_accounts() {
         Key::Address(_) => true,
     }));
 }
+
+/// Issue 18 review: the check and the count were separate steps, so attempts arriving together all
+/// passed the check before any failure was counted and every one of them had its password checked.
+#[test]
+fn concurrent_guesses_check_no_more_passwords_than_the_threshold() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    let l = Arc::new(Lockout::new(LockoutPolicy {
+        threshold: 3,
+        ..LockoutPolicy::default()
+    }));
+    let checked = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(32));
+    let now = Instant::now();
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let (l, checked, start) = (l.clone(), checked.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let _ = l.guard("test", "ga@x", A, now, || {
+                    checked.fetch_add(1, Ordering::SeqCst);
+                    // Stands in for PBKDF2: the password check takes a while, during which the
+                    // other attempts arrive.
+                    let mut x = 0u64;
+                    for i in 0..2_000_000u64 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                    }
+                    Err::<u64, u64>(x)
+                });
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(checked.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_success_takes_its_attempt_back_from_the_address_counter() {
+    let l = Lockout::new(LockoutPolicy {
+        address_threshold: 3,
+        ..LockoutPolicy::default()
+    });
+    let t0 = Instant::now();
+    for i in 0..10 {
+        assert_eq!(
+            succeed(&l, &format!("user{i}@x"), A, t0),
+            Ok(()),
+            "sign-in {i}"
+        );
+    }
+    // Ten successes from one address count nothing: two failures still do not lock it.
+    assert_eq!(fail(&l, "a@x", A, t0), Err(Refusal::Failed(())));
+    assert_eq!(fail(&l, "b@x", A, t0), Err(Refusal::Failed(())));
+    assert_eq!(succeed(&l, "c@x", A, t0), Ok(()));
+}

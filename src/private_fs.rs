@@ -16,7 +16,7 @@
 //! The umask is set through `rustix` (a safe wrapper over the syscall; the crate denies
 //! `unsafe_code`, and rustix is already in the dependency tree through tempfile).
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Sets the process umask to 0o077 and returns the previous one.
@@ -54,11 +54,14 @@ impl OpenPermissions {
     }
 }
 
-/// Checks `root` (a file, or a directory and everything under it, symlinks not followed) for
-/// group or world permission bits. A missing `root` is fine (nothing created yet). Returns the
-/// first offending path; an unreadable entry is reported as an I/O error.
+/// Checks `root` (a file, or a directory and everything under it) for group or world permission
+/// bits and for an owner other than this process's user. `root` itself is followed when it is a
+/// symlink (a state directory linked elsewhere is checked where it points); symlinks below it are
+/// not followed. A missing `root` is fine (nothing created yet). Returns the first offending path;
+/// an unreadable entry is reported as an I/O error.
 pub fn check_private(root: &Path) -> Result<(), CheckError> {
-    let meta = match std::fs::symlink_metadata(root) {
+    let owner = rustix::process::geteuid().as_raw();
+    let meta = match std::fs::metadata(root) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => {
@@ -77,6 +80,15 @@ pub fn check_private(root: &Path) -> Result<(), CheckError> {
                 mode,
                 root: root.to_path_buf(),
             }));
+        }
+        // Another user owning a 0700 directory (or a file in it) can read and change it.
+        if meta.uid() != owner {
+            return Err(CheckError::Owner {
+                path,
+                uid: meta.uid(),
+                expected: owner,
+                root: root.to_path_buf(),
+            });
         }
         if meta.is_dir() {
             let io = |source| CheckError::Io {
@@ -103,6 +115,20 @@ pub enum CheckError {
     /// A path is group- or world-accessible.
     #[error(transparent)]
     Open(#[from] OpenPermissions),
+    /// A path is owned by another user than the one running cloudsync.
+    #[error(
+        "{path} is owned by uid {uid}, not by uid {expected} that runs cloudsync: another user could read or change the secrets in it; fix with `chown -R {expected} {root}` (or run cloudsync as its owner)"
+    )]
+    Owner {
+        /// The offending file or directory.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// The effective uid of this process.
+        expected: u32,
+        /// The state path it was found under.
+        root: PathBuf,
+    },
     /// A path could not be examined.
     #[error("cannot examine {path}: {source}")]
     Io {
@@ -147,5 +173,44 @@ mod tests {
             check_private(&root),
             Err(CheckError::Open(OpenPermissions { mode: 0o755, .. }))
         ));
+    }
+
+    /// A state directory that is a symlink is checked where it points (it was skipped as a
+    /// symlink, and nothing under it was looked at).
+    #[test]
+    fn a_symlinked_state_directory_is_checked_where_it_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        create_private_dir(&real).unwrap();
+        let file = real.join("db");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("journal");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = check_private(&link).unwrap_err();
+        assert!(
+            matches!(&err, CheckError::Open(OpenPermissions { mode: 0o644, .. })),
+            "{err}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_private(&link).unwrap();
+    }
+
+    /// A 0700 directory owned by another user is not private to this one. Needs root (to chown),
+    /// as the whole suite does for the lab DC.
+    #[test]
+    fn state_owned_by_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("outbox");
+        create_private_dir(&root).unwrap();
+        let nobody = 65534;
+        std::os::unix::fs::chown(&root, Some(nobody), None)
+            .expect("chown needs root: run the suite as root (scripts/test.sh)");
+        let err = check_private(&root).unwrap_err();
+        assert!(
+            matches!(&err, CheckError::Owner { uid: 65534, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chown -R"), "{err}");
     }
 }

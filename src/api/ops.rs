@@ -21,9 +21,10 @@
 //! - **Ownership.** An object belongs to the configuration whose batch created it, and only that
 //!   configuration's batches can update, delete, set the password hash of, or change memberships of
 //!   it: anchors are looked up within the calling configuration. An operation naming an anchor that
-//!   only another configuration holds (live), and a create whose anchor or user principal name is held
-//!   by another configuration's live object, is the permanent error `OwnedByAnotherConfiguration`;
-//!   nothing is merged. A membership operation needs both the group and the member in the caller's
+//!   only another configuration holds (live), a create whose anchor another configuration's object
+//!   holds (live or deleted: a deleted object keeps its anchor, so it can come back under it), and a
+//!   create whose user principal name another configuration's live object holds, is the permanent
+//!   error `OwnedByAnotherConfiguration`; nothing is merged. A membership operation needs both the group and the member in the caller's
 //!   configuration.
 //! - **Reserved names.** Attributes named like a property the tenant derives (`id`, the
 //!   `onPremises*` identity properties it fills from the anchor and `onPremises`, and OData

@@ -38,14 +38,22 @@ pub fn object_by_anchor(
 }
 
 /// Whether a configuration other than `config` holds a live object with `anchor` (one point look-up
-/// per configuration; a tenant has a handful).
-pub fn held_elsewhere(store: &Store, config: Uuid, anchor: &str) -> Result<bool, StoreError> {
+/// per configuration; a tenant has a handful). With `or_deleted`, a tombstone counts too: a
+/// deleted object keeps its anchor for its configuration, so it can come back under it.
+pub fn held_elsewhere(
+    store: &Store,
+    config: Uuid,
+    anchor: &str,
+    or_deleted: bool,
+) -> Result<bool, StoreError> {
     for key in store.configs.iter().keys() {
         let key = key?;
         let Ok(other) = Uuid::from_slice(&key) else {
             return Err(StoreError::CorruptKey("configs"));
         };
-        if other != config && object_by_anchor(store, other, anchor)?.is_some_and(|o| !o.deleted) {
+        if other != config
+            && object_by_anchor(store, other, anchor)?.is_some_and(|o| or_deleted || !o.deleted)
+        {
             return Ok(true);
         }
     }
@@ -87,7 +95,7 @@ pub(super) fn own_live(
             )),
             _ => Ok(o),
         },
-        _ if held_elsewhere(store, config, anchor)? => {
+        _ if held_elsewhere(store, config, anchor, false)? => {
             Err(foreign(&format!("Source anchor {anchor}")))
         }
         _ => Err(fail(

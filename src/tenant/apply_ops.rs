@@ -95,7 +95,7 @@ fn upsert(
     }
     let existing = object_by_anchor(store, config_id, &u.source_anchor)?;
     if existing.as_ref().is_none_or(|o| o.deleted)
-        && held_elsewhere(store, config_id, &u.source_anchor)?
+        && held_elsewhere(store, config_id, &u.source_anchor, true)?
     {
         return Ok(foreign(&format!("Source anchor {}", u.source_anchor)));
     }
@@ -190,7 +190,7 @@ fn delete(
     ctx: &BatchContext,
 ) -> Result<Outcome, StoreError> {
     let Some(mut object) = object_by_anchor(store, config.config.id, anchor)? else {
-        if held_elsewhere(store, config.config.id, anchor)? {
+        if held_elsewhere(store, config.config.id, anchor, false)? {
             return Ok(foreign(&format!("Source anchor {anchor}")));
         }
         return Ok(Outcome::Done(

@@ -3,13 +3,13 @@
 //! process, or damage to sled's own files ([`Damage`]), including a sled panic at open and a
 //! `conf` whose checksum fails.
 
+use std::cell::{Cell, RefCell};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use super::JournalError;
 use super::error::Damage;
-use super::store::lock;
 
 /// How long opening waits for sled's file lock. A handle dropped in this process releases the lock only when
 /// sled's background I/O threads finish (they hold the file), typically within milliseconds.
@@ -64,36 +64,98 @@ fn conf_checksum_fails(dir: &Path) -> bool {
 /// `config.open()`, with a panic inside sled turned into [`Damage::Panicked`]: sled 0.34 panics
 /// on some damaged logs while it rebuilds its snapshot at open ("tried to serialize
 /// Uninitialized", sled issues #1527/#1533), which would otherwise abort every tool with a
-/// backtrace. The panic's message is captured by a temporary hook instead of printed; another
-/// thread panicking in that window loses its message (only opening runs then).
+/// backtrace. The panic's message is captured instead of printed by [`capture_panics`], only for
+/// the thread that is opening.
 fn open_catching_panics(config: &sled::Config) -> Result<sled::Db, JournalError> {
-    let message: Arc<Mutex<Option<String>>> = Arc::default();
-    let slot = message.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        *lock(&slot) = Some(format!("{text}{at}"));
-    }));
+    capture_panics();
+    CAPTURING.with(|c| c.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
-    std::panic::set_hook(previous);
+    CAPTURING.with(|c| c.set(false));
+    let message = CAPTURED.with(|c| c.borrow_mut().take());
     match result {
         Ok(opened) => opened.map_err(JournalError::from),
         Err(_) => Err(JournalError::Damaged {
             dir: None,
             damage: Damage::Panicked {
-                message: lock(&message)
-                    .take()
-                    .unwrap_or_else(|| "a panic without a message".to_owned()),
+                message: message.unwrap_or_else(|| "a panic without a message".to_owned()),
             },
         }),
+    }
+}
+
+thread_local! {
+    /// Set while this thread opens sled: its panics are captured, not printed.
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    /// The captured panic's message and place.
+    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that captures the message of a panic on a thread that
+/// is opening sled and hands every other panic to the hook that was there before. (Swapping the
+/// hook around each open raced: two threads opening at once could restore each other's capturing
+/// hook and leave it installed, silencing every later panic of the process.)
+fn capture_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CAPTURING.with(Cell::get) {
+                return previous(info);
+            }
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            CAPTURED.with(|c| *c.borrow_mut() = Some(format!("{text}{at}")));
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    /// Opens on many threads at once leave panics of the process reported as before.
+    #[test]
+    fn concurrent_opens_keep_other_panics_reported() {
+        static REPORTED: AtomicUsize = AtomicUsize::new(0);
+        std::panic::set_hook(Box::new(|_| {
+            REPORTED.fetch_add(1, Ordering::SeqCst);
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let base = dir.path().join(format!("t{t}"));
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    for i in 0..20 {
+                        let path = base.join(format!("db{i}"));
+                        let db = open_catching_panics(&sled::Config::new().path(&path)).unwrap();
+                        drop(db);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let before = REPORTED.load(Ordering::SeqCst);
+        let _ = std::thread::spawn(|| panic!("an unrelated panic")).join();
+        assert_eq!(
+            REPORTED.load(Ordering::SeqCst),
+            before + 1,
+            "the panic was swallowed"
+        );
+        let _ = std::panic::take_hook();
     }
 }

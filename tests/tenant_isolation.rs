@@ -50,6 +50,47 @@ async fn snapshot(t: &TenantFixture, admin: &str) -> Value {
     json!({"users": users["value"], "groups": groups["value"], "members": members["value"]})
 }
 
+/// A tenant with two agents, each serving its own domain with one configuration (password hash
+/// sync on): A (`corp.example.com`) is the victim, B (`fabrikam.example.com`) the other agent.
+struct Two {
+    t: TenantFixture,
+    admin: String,
+    a: Agent,
+    b: Agent,
+    config_a: String,
+    config_b: String,
+}
+
+impl Two {
+    async fn start() -> Two {
+        let t = TenantFixture::start();
+        let admin = t.user_token(HIA).await;
+        let a = t
+            .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
+            .await;
+        let b = t
+            .register_agent(
+                &admin,
+                "dc1.fabrikam.example.com",
+                &["fabrikam.example.com"],
+            )
+            .await;
+        let config = |domain: &str| json!({"domain": domain, "passwordHashSync": true});
+        let config_a = t.create_config(&admin, config("corp.example.com")).await;
+        let config_b = t
+            .create_config(&admin, config("fabrikam.example.com"))
+            .await;
+        Two {
+            t,
+            admin,
+            a,
+            b,
+            config_a,
+            config_b,
+        }
+    }
+}
+
 fn with_attribute(mut op: Value, name: &str, value: Value) -> Value {
     op["attributes"][name] = value;
     op
@@ -57,30 +98,14 @@ fn with_attribute(mut op: Value, name: &str, value: Value) -> Value {
 
 #[tokio::test]
 async fn a_second_agent_cannot_act_on_another_configurations_objects() {
-    let t = TenantFixture::start();
-    let admin = t.user_token(HIA).await;
-    let a = t
-        .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
-        .await;
-    let b = t
-        .register_agent(
-            &admin,
-            "dc1.fabrikam.example.com",
-            &["fabrikam.example.com"],
-        )
-        .await;
-    let config_a = t
-        .create_config(
-            &admin,
-            json!({"domain": "corp.example.com", "passwordHashSync": true}),
-        )
-        .await;
-    let config_b = t
-        .create_config(
-            &admin,
-            json!({"domain": "fabrikam.example.com", "passwordHashSync": true}),
-        )
-        .await;
+    let Two {
+        t,
+        admin,
+        a,
+        b,
+        config_a,
+        config_b,
+    } = Two::start().await;
 
     // The victim configuration: two users, a group with one member, a synced password hash.
     let (status, body) = t
@@ -392,24 +417,14 @@ async fn a_second_agent_cannot_act_on_another_configurations_objects() {
 /// other may create its own.
 #[tokio::test]
 async fn an_anchor_is_owned_by_the_configuration_that_created_it() {
-    let t = TenantFixture::start();
-    let admin = t.user_token(HIA).await;
-    let a = t
-        .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
-        .await;
-    let b = t
-        .register_agent(
-            &admin,
-            "dc1.fabrikam.example.com",
-            &["fabrikam.example.com"],
-        )
-        .await;
-    let config_a = t
-        .create_config(&admin, json!({"domain": "corp.example.com"}))
-        .await;
-    let config_b = t
-        .create_config(&admin, json!({"domain": "fabrikam.example.com"}))
-        .await;
+    let Two {
+        t,
+        admin,
+        a,
+        b,
+        config_a,
+        config_b,
+    } = Two::start().await;
     let (_, body) = t
         .post_batch(
             &a.token,
@@ -471,24 +486,14 @@ async fn an_anchor_is_owned_by_the_configuration_that_created_it() {
 /// (object ids, UPNs in messages).
 #[tokio::test]
 async fn a_batch_id_replays_only_within_its_own_configuration() {
-    let t = TenantFixture::start();
-    let admin = t.user_token(HIA).await;
-    let a = t
-        .register_agent(&admin, "dc1.corp.example.com", &["corp.example.com"])
-        .await;
-    let b = t
-        .register_agent(
-            &admin,
-            "dc1.fabrikam.example.com",
-            &["fabrikam.example.com"],
-        )
-        .await;
-    let config_a = t
-        .create_config(&admin, json!({"domain": "corp.example.com"}))
-        .await;
-    let config_b = t
-        .create_config(&admin, json!({"domain": "fabrikam.example.com"}))
-        .await;
+    let Two {
+        t,
+        a,
+        b,
+        config_a,
+        config_b,
+        ..
+    } = Two::start().await;
     let batch_id = uuid::Uuid::new_v4();
     let with_id = |ops: Vec<Value>| json!({"batchId": batch_id, "operations": ops});
     let (status, first) = t

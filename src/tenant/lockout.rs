@@ -323,17 +323,20 @@ impl Lockout {
         if table.len() < cap {
             return;
         }
-        // Drop a quarter at once so a spray does not pay a full scan per new key.
-        let mut order: Vec<(bool, Instant, Key)> = table
+        // Drop a quarter at once so a spray does not pay a full scan per new key: the entries that
+        // matter least go first — unlocked before locked, no past lockouts before some, fewer
+        // failures before more, older before newer. Junk names sprayed to push a victim's count
+        // out of the table have one failure each, so they go before the victim's nine.
+        let mut order: Vec<((bool, u32, u32, Instant), Key)> = table
             .iter()
             .map(|(k, e)| {
                 let locked = e.locked_until.is_some_and(|until| until > now);
-                (locked, e.last_failure, k.clone())
+                ((locked, e.lockouts, e.failures, e.last_failure), k.clone())
             })
             .collect();
-        order.sort_by_key(|a| (a.0, a.1));
+        order.sort_by_key(|(rank, _)| *rank);
         let drop = (cap / 4).max(1);
-        for (_, _, key) in order.into_iter().take(drop) {
+        for (_, key) in order.into_iter().take(drop) {
             table.remove(&key);
         }
     }

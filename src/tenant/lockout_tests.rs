@@ -194,3 +194,30 @@ fn a_success_takes_its_attempt_back_from_the_address_counter() {
     assert_eq!(fail(&l, "b@x", A, t0), Err(Refusal::Failed(())));
     assert_eq!(succeed(&l, "c@x", A, t0), Ok(()));
 }
+
+/// Issue 18 review: junk names sprayed from the attacker's address filled the table and evicted
+/// the victim's count (the oldest unlocked entry), so the guessing could start over.
+#[test]
+fn a_spray_of_junk_names_does_not_evict_a_victims_count() {
+    let l = Lockout::new(LockoutPolicy {
+        max_entries: 8,
+        ..LockoutPolicy::default()
+    });
+    let t0 = Instant::now();
+    for i in 0..9 {
+        assert_eq!(fail(&l, "ga@x", A, t0), Err(Refusal::Failed(())), "try {i}");
+    }
+    for i in 0..64 {
+        let _ = fail(&l, &format!("junk{i}@x"), A, t0 + Duration::from_secs(1));
+    }
+    assert!(l.len() <= 8);
+    // The victim's tenth wrong password still locks the account.
+    let _ = fail(&l, "ga@x", A, t0 + Duration::from_secs(2));
+    assert!(
+        matches!(
+            succeed(&l, "ga@x", A, t0 + Duration::from_secs(3)),
+            Err(Refusal::Locked(_))
+        ),
+        "the victim's count was evicted"
+    );
+}

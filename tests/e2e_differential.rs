@@ -106,7 +106,7 @@ async fn random_ad_changes_keep_the_cloud_equal_to_ad() {
             let upn = &s.upn;
             if w.in_scope(s) {
                 if enabled.contains(&upn.to_ascii_lowercase()) {
-                    let status = agent_run::signin(&t, upn, &s.password).await;
+                    let status = tenant_fixture::signin(&t, upn, &s.password).await;
                     if status != 200 {
                         diffs.push(format!(
                             "{upn} (in scope, enabled) cannot sign in with its AD password: {status}"

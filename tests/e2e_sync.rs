@@ -14,10 +14,10 @@ mod tenant_fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use agent_run::{ad_search, agent, graph_all, one, signin, sync_once, text, write_config};
+use agent_run::{ad_search, agent, graph_all, one, sync_once, text, write_config};
 use common::lab::LabDc;
 use serde_json::Value;
-use tenant_fixture::{GA, HIA, TenantFixture, USER};
+use tenant_fixture::{GA, HIA, TenantFixture, USER, signin};
 
 /// Compares the tenant with AD in the scoped OUs; returns the number of users compared.
 async fn assert_cloud_equals_ad(dc: &LabDc, t: &TenantFixture, ous: &[String]) -> usize {

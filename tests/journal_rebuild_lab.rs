@@ -6,6 +6,8 @@
 //! tenant exactly as it was, and a later AD change still reaches the tenant.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/agent_run.rs"]
+mod agent_run;
 #[allow(unused_imports)]
 mod common;
 mod ldap_support;
@@ -15,27 +17,18 @@ mod tenant_fixture;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use agent_run::{agent, graph_all, text};
 use common::lab::LabDc;
 use serde_json::Value;
 use tenant_fixture::{GA, HIA, TENANT_ID, TenantFixture};
 
+/// The binary, with the admin password for `register` and no backtraces in its output.
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args(args)
-        .env("CLOUDSYNC_ADMIN_PASSWORD", HIA.1)
-        .env("CLOUDSYNC_LOG", "warn")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    agent(
+        args,
+        &[("CLOUDSYNC_ADMIN_PASSWORD", HIA.1), ("RUST_BACKTRACE", "0")],
     )
 }
 
@@ -62,19 +55,11 @@ fn modes(root: &Path) -> Vec<(PathBuf, u32)> {
 async fn graph(t: &TenantFixture, token: &str) -> BTreeMap<String, Value> {
     let mut all = BTreeMap::new();
     for first in ["/v1.0/users", "/v1.0/groups"] {
-        let mut path = first.to_owned();
-        loop {
-            let page = t.get_json(token, &path).await;
-            for mut o in page["value"].as_array().unwrap().clone() {
-                if let Some(map) = o.as_object_mut() {
-                    map.retain(|k, _| !k.to_ascii_lowercase().contains("lastsync"));
-                }
-                all.insert(o["id"].as_str().unwrap().to_owned(), o);
+        for mut o in graph_all(t, token, first).await {
+            if let Some(map) = o.as_object_mut() {
+                map.retain(|k, _| !k.to_ascii_lowercase().contains("lastsync"));
             }
-            match page["@odata.nextLink"].as_str() {
-                Some(next) => path = next.strip_prefix(&t.url).unwrap_or(next).to_owned(),
-                None => break,
-            }
+            all.insert(o["id"].as_str().unwrap().to_owned(), o);
         }
     }
     all

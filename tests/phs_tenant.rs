@@ -22,7 +22,7 @@ use cloudsync::source::drsr::DrsrSettings;
 use cloudsync::source::drsr::ntlm::Credentials;
 use common::lab::{self, LabDc};
 use serde_json::{Value, json};
-use tenant_fixture::{DOMAIN, TenantFixture, batch, setup, statuses, user_upsert};
+use tenant_fixture::{DOMAIN, TenantFixture, batch, setup, signin, statuses, user_upsert};
 use zeroize::Zeroizing;
 
 fn upn(sam: &str) -> String {
@@ -56,17 +56,6 @@ async fn push(t: &TenantFixture, agent: &str, config: &str, ops: Vec<Value>) {
         assert_eq!(status, 200, "{body}");
         assert!(statuses(&body).iter().all(|s| s == "success"), "{body}");
     }
-}
-
-async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
-    t.client
-        .post(t.at(&format!("/{DOMAIN}/signin")))
-        .json(&json!({"userPrincipalName": upn, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[test]

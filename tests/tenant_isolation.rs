@@ -19,17 +19,6 @@ const VICTIM_PASSWORD: &str = "Pa$$w0rd";
 const ATTACKER_PASSWORD: &str = "Attacker-Passw0rd!";
 const VICTIM_UPN: &str = "victim@corp.example.com";
 
-async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
-    t.client
-        .post(t.at(&format!("/{DOMAIN}/signin")))
-        .json(&json!({"userPrincipalName": upn, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// The victim configuration's objects as Graph shows them: the victim, the other user, the group
 /// and its members.
 async fn snapshot(t: &TenantFixture, admin: &str) -> Value {
@@ -91,6 +80,13 @@ impl Two {
     }
 }
 
+/// Posts one batch of `ops` as `agent` to `config` and returns the per-item statuses.
+async fn results(t: &TenantFixture, (agent, config): (&str, &str), ops: Vec<Value>) -> Vec<String> {
+    let (status, body) = t.post_batch(agent, config, &batch(ops)).await;
+    assert_eq!(status, 200, "{body}");
+    statuses(&body)
+}
+
 fn with_attribute(mut op: Value, name: &str, value: Value) -> Value {
     op["attributes"][name] = value;
     op
@@ -106,6 +102,7 @@ async fn a_second_agent_cannot_act_on_another_configurations_objects() {
         config_a,
         config_b,
     } = Two::start().await;
+    let as_b = (&b.token[..], &config_b[..]);
 
     // The victim configuration: two users, a group with one member, a synced password hash.
     let (status, body) = t
@@ -120,17 +117,18 @@ async fn a_second_agent_cannot_act_on_another_configurations_objects() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(statuses(&body), ["success"; 5]);
     // The attacker's own objects, to mix into membership operations.
-    let (_, body) = t
-        .post_batch(
-            &b.token,
-            &config_b,
-            &batch(vec![
+    assert_eq!(
+        results(
+            &t,
+            as_b,
+            vec![
                 user_upsert("b-user", 5, "b-user@fabrikam.example.com", "B User"),
                 group_upsert("b-group", 6, "B Group"),
-            ]),
+            ]
         )
-        .await;
-    assert_eq!(statuses(&body), ["success"; 2]);
+        .await,
+        ["success"; 2]
+    );
     let before = snapshot(&t, &admin).await;
     let victim_id = before["users"]
         .as_array()
@@ -425,52 +423,38 @@ async fn an_anchor_is_owned_by_the_configuration_that_created_it() {
         config_a,
         config_b,
     } = Two::start().await;
-    let (_, body) = t
-        .post_batch(
-            &a.token,
-            &config_a,
-            &batch(vec![group_upsert("shared", 1, "A's")]),
-        )
-        .await;
-    assert_eq!(statuses(&body), ["success"]);
-    let (_, body) = t
-        .post_batch(
-            &b.token,
-            &config_b,
-            &batch(vec![group_upsert("shared", 2, "B's")]),
-        )
-        .await;
-    assert_eq!(statuses(&body), ["error:OwnedByAnotherConfiguration"]);
+    let (as_a, as_b) = ((&a.token[..], &config_a[..]), (&b.token[..], &config_b[..]));
+    assert_eq!(
+        results(&t, as_a, vec![group_upsert("shared", 1, "A's")]).await,
+        ["success"]
+    );
+    assert_eq!(
+        results(&t, as_b, vec![group_upsert("shared", 2, "B's")]).await,
+        ["error:OwnedByAnotherConfiguration"]
+    );
     // A deletes its group (and a replayed older upsert of A's stays stale for A).
-    let (_, body) = t
-        .post_batch(
-            &a.token,
-            &config_a,
-            &batch(vec![
+    assert_eq!(
+        results(
+            &t,
+            as_a,
+            vec![
                 json!({"op": "delete", "kind": "group", "sourceAnchor": "shared", "version": 3}),
                 group_upsert("shared", 1, "A's"),
-            ]),
+            ]
         )
-        .await;
-    assert_eq!(statuses(&body), ["success", "skipped"]);
+        .await,
+        ["success", "skipped"]
+    );
     // A's deleted object keeps its anchor (as Entra's soft-deleted objects do): B still may not
     // take it, so A's object can come back (e.g. into scope again) under its own anchor.
-    let (_, body) = t
-        .post_batch(
-            &b.token,
-            &config_b,
-            &batch(vec![group_upsert("shared", 2, "B's")]),
-        )
-        .await;
-    assert_eq!(statuses(&body), ["error:OwnedByAnotherConfiguration"]);
-    let (_, body) = t
-        .post_batch(
-            &a.token,
-            &config_a,
-            &batch(vec![group_upsert("shared", 4, "A's again")]),
-        )
-        .await;
-    assert_eq!(statuses(&body), ["success"]);
+    assert_eq!(
+        results(&t, as_b, vec![group_upsert("shared", 2, "B's")]).await,
+        ["error:OwnedByAnotherConfiguration"]
+    );
+    assert_eq!(
+        results(&t, as_a, vec![group_upsert("shared", 4, "A's again")]).await,
+        ["success"]
+    );
     let groups = t.get_json(&admin, "/v1.0/groups").await;
     let names: Vec<&str> = groups["value"]
         .as_array()

@@ -14,7 +14,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::common::lab::LabDc;
-use crate::tenant_fixture::{self, HIA, TENANT_ID, TenantFixture};
+use crate::tenant_fixture::{HIA, TENANT_ID, TenantFixture};
 
 /// Runs the `cloudsync` binary with `args` and extra environment.
 pub fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -203,16 +203,4 @@ pub async fn graph_all(t: &TenantFixture, token: &str, first: &str) -> Vec<Value
         next = page["@odata.nextLink"].as_str().map(str::to_owned);
     }
     out
-}
-
-/// The tenant's sign-in check: 200 when `password` matches the user's synced salted hash.
-pub async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
-    t.client
-        .post(t.at(&format!("/{}/signin", tenant_fixture::DOMAIN)))
-        .json(&serde_json::json!({"userPrincipalName": upn, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }

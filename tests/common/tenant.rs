@@ -335,6 +335,18 @@ pub fn group_upsert(anchor: &str, version: u64, name: &str) -> Value {
 }
 
 /// A batch with a fresh id.
+/// The status of the tenant's PHS sign-in check (`POST /{DOMAIN}/signin`) for `upn` and `password`.
+pub async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
+    t.client
+        .post(t.at(&format!("/{DOMAIN}/signin")))
+        .json(&json!({"userPrincipalName": upn, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 pub fn batch(ops: Vec<Value>) -> Value {
     json!({"batchId": uuid::Uuid::new_v4(), "operations": ops})
 }

@@ -71,6 +71,9 @@ pub struct Rebuilt {
     pub old_high_water: Option<u64>,
     /// Projection's snapshot sequence (0: no snapshot).
     pub snapshot_seq: u64,
+    /// Whether projection had a snapshot it could read (none, or one of an older format, means the
+    /// re-read starts from an empty state and cannot sweep objects deleted in AD meanwhile).
+    pub snapshot_found: bool,
 }
 
 /// Moves the journal aside and prepares the fresh one (module doc). `now` names the moved
@@ -95,7 +98,9 @@ pub fn rebuild(config: &Config, now: &str) -> Result<Rebuilt, RebuildError> {
         0
     };
     let projection = ProjectionStore::open(&projection_dir)?;
-    let mut state = projection.load_snapshot()?.unwrap_or_default();
+    let snapshot = projection.load_snapshot()?;
+    let snapshot_found = snapshot.is_some();
+    let mut state = snapshot.unwrap_or_default();
     let snapshot_seq = state.last_seq;
     // Best effort: a journal damaged elsewhere may still say how far it went.
     let old_high_water = Journal::open_existing(&journal_dir)
@@ -116,6 +121,11 @@ pub fn rebuild(config: &Config, now: &str) -> Result<Rebuilt, RebuildError> {
     // Projection continues at base + 1 with the state it has (module doc, step 3).
     state.last_seq = base;
     projection.save_snapshot(&state)?;
+    if !snapshot_found && producer_cursor > 0 {
+        tracing::warn!(
+            "Projection had no usable snapshot: the re-read cannot know which objects the cloud holds, so objects deleted in AD before the rebuild stay in the cloud until removed there."
+        );
+    }
     tracing::info!(
         base,
         producer_cursor,
@@ -129,6 +139,7 @@ pub fn rebuild(config: &Config, now: &str) -> Result<Rebuilt, RebuildError> {
         producer_cursor,
         old_high_water,
         snapshot_seq,
+        snapshot_found,
     })
 }
 

@@ -320,6 +320,11 @@ fn rebuild(config_path: &Path) -> anyhow::Result<ExitCode> {
         done.old_high_water
             .map_or("unreadable".to_owned(), |s| s.to_string())
     );
+    if !done.snapshot_found && done.producer_cursor > 0 {
+        println!(
+            "warning: projection had no usable snapshot, so the re-read starts from an empty state: objects deleted in AD before the rebuild stay in the cloud until you remove them there"
+        );
+    }
     println!(
         "next: run `cloudsync agent sync-once` (or start the agent): every domain is re-read in full"
     );

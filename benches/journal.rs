@@ -11,8 +11,8 @@
 
 use std::time::Instant;
 
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass};
-use cloudsync::journal::{Journal, JournalOptions, codec};
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass};
+use cloudsync_agent::journal::{Journal, JournalOptions, codec};
 
 const BATCH: usize = 1_000;
 

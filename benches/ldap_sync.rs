@@ -24,11 +24,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsync::config::Config;
-use cloudsync::event::Event;
-use cloudsync::journal::{Journal, JournalOptions};
-use cloudsync::source::ldap::dirsync::SYNC_FILTER;
-use cloudsync::source::ldap::{conn, control};
+use cloudsync_agent::config::Config;
+use cloudsync_agent::event::Event;
+use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::source::ldap::dirsync::SYNC_FILTER;
+use cloudsync_agent::source::ldap::{conn, control};
 use common::lab::{self, LabDc};
 use ldap3::Scope;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
@@ -58,7 +58,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn plain_paged_read(cfg: &cloudsync::config::DomainConfig) -> usize {
+async fn plain_paged_read(cfg: &cloudsync_agent::config::DomainConfig) -> usize {
     let mut c = conn::connect(cfg).await.unwrap();
     let adapters: Vec<Box<dyn Adapter<'_, &str, Vec<&str>>>> = vec![
         Box::new(EntriesOnly::new()),
@@ -98,7 +98,7 @@ fn initial_sync_rate(dc: &LabDc, rt: &tokio::runtime::Runtime) {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
         let t = Instant::now();
-        let out = rt.block_on(cloudsync::agent::sync_once(&cfg, &journal, false));
+        let out = rt.block_on(cloudsync_agent::agent::sync_once(&cfg, &journal, false));
         let secs = t.elapsed().as_secs_f64();
         let report = out[0].result.as_ref().unwrap();
         assert_eq!(report.entries as usize, objects);
@@ -117,7 +117,7 @@ fn change_latency(dc: &LabDc, rt: &tokio::runtime::Runtime) {
     let domain = cfg.domains["lab"].clone();
     let journal = Arc::new(Journal::open(dir.path(), JournalOptions::default()).unwrap());
     let shutdown = CancellationToken::new();
-    let agent = rt.spawn(cloudsync::agent::run(
+    let agent = rt.spawn(cloudsync_agent::agent::run(
         cfg.clone(),
         journal.clone(),
         shutdown.clone(),
@@ -125,7 +125,7 @@ fn change_latency(dc: &LabDc, rt: &tokio::runtime::Runtime) {
     ));
     // Wait for the initial sync.
     let t = Instant::now();
-    while !cloudsync::journal::Journal::read(&journal, 0)
+    while !cloudsync_agent::journal::Journal::read(&journal, 0)
         .any(|r| matches!(r.map(|r| r.event), Ok(Event::ResyncCompleted { .. })))
     {
         assert!(t.elapsed() < Duration::from_secs(120));

@@ -16,8 +16,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cloudsync::phs::kernel::{self, HmacKey};
-use cloudsync::phs::{HashPool, NtHash};
+use cloudsync_agent::phs::kernel::{self, HmacKey};
+use cloudsync_agent::phs::{HashPool, NtHash};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;

@@ -17,9 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsync::phs::HashPool;
-use cloudsync::source::drsr::ntlm::Credentials;
-use cloudsync::source::drsr::{DrsrClient, DrsrSettings};
+use cloudsync_agent::phs::HashPool;
+use cloudsync_agent::source::drsr::ntlm::Credentials;
+use cloudsync_agent::source::drsr::{DrsrClient, DrsrSettings};
 use zeroize::Zeroizing;
 
 fn main() {

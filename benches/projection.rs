@@ -26,12 +26,12 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass};
-use cloudsync::projection::config::ProjectionConfig;
-use cloudsync::projection::expr::{EvalContext, Value};
-use cloudsync::projection::ops::ObjectKind;
-use cloudsync::projection::projector::{Output, Projector};
-use cloudsync::projection::state::State;
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass};
+use cloudsync_agent::projection::config::ProjectionConfig;
+use cloudsync_agent::projection::expr::{EvalContext, Value};
+use cloudsync_agent::projection::ops::ObjectKind;
+use cloudsync_agent::projection::projector::{Output, Projector};
+use cloudsync_agent::projection::state::State;
 
 const DOMAIN: &str = "corp.example.test";
 const GROUP_EVERY: u64 = 100;
@@ -170,7 +170,7 @@ struct Round {
     projector: Projector,
 }
 
-fn round(total: u64, compiled: &cloudsync::projection::config::Compiled) -> Round {
+fn round(total: u64, compiled: &cloudsync_agent::projection::config::Compiled) -> Round {
     let mut p = Projector::new(compiled.clone(), State::default());
     p.log_enabled = false;
     let (mut users, mut groups, mut ops, mut members) = (0u64, 0u64, 0usize, 0usize);

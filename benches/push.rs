@@ -14,15 +14,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsync::api::config::{Configuration, ConfigurationSpec, Health, Scope};
-use cloudsync::api::ops::{Operation, OperationBatch};
-use cloudsync::push::{
+use cloudsync_agent::push::{
     self, Credentials, Outbox, PushConfig, PushStatus, TenantClient, TlsOptions,
 };
-use cloudsync::tenant::apply::{BatchContext, apply_batch};
-use cloudsync::tenant::store::{ConfigRecord, Store};
-use cloudsync::tenant::throttle::BucketSettings;
-use cloudsync::tenant::{ServeConfig, TenantOptions, ThrottleSettings};
+use cloudsync_api::config::{Configuration, ConfigurationSpec, Health, Scope};
+use cloudsync_api::ops::{Operation, OperationBatch};
+use cloudsync_tenant::apply::{BatchContext, apply_batch};
+use cloudsync_tenant::store::{ConfigRecord, Store};
+use cloudsync_tenant::throttle::BucketSettings;
+use cloudsync_tenant::{ServeConfig, TenantOptions, ThrottleSettings};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -89,7 +89,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
 }
 
 struct Tenant {
-    running: cloudsync::tenant::RunningTenant,
+    running: cloudsync_tenant::RunningTenant,
     config: Uuid,
     creds: Credentials,
     _dir: tempfile::TempDir,
@@ -99,7 +99,7 @@ async fn tenant(throttle: ThrottleSettings) -> Tenant {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.toml");
     std::fs::write(&seed, format!("domain = \"{DOMAIN}\"\n[[users]]\nuser_principal_name = \"ga@{DOMAIN}\"\npassword = \"pw\"\nroles = [\"GlobalAdministrator\"]\n")).unwrap();
-    let running = cloudsync::tenant::start(ServeConfig {
+    let running = cloudsync_tenant::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         http: false,
         state_dir: dir.path().join("state"),

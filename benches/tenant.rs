@@ -10,11 +10,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloudsync::api::config::{Configuration, ConfigurationSpec, Health, Scope};
-use cloudsync::api::ops::{ObjectKind, OnPremisesIdentity, Operation, OperationBatch, Upsert};
-use cloudsync::tenant::apply::{BatchContext, apply_batch};
-use cloudsync::tenant::store::{ConfigRecord, Store};
-use cloudsync::tenant::{ServeConfig, TenantOptions, ThrottleSettings};
+use cloudsync_api::config::{Configuration, ConfigurationSpec, Health, Scope};
+use cloudsync_api::ops::{ObjectKind, OnPremisesIdentity, Operation, OperationBatch, Upsert};
+use cloudsync_tenant::apply::{BatchContext, apply_batch};
+use cloudsync_tenant::store::{ConfigRecord, Store};
+use cloudsync_tenant::{ServeConfig, TenantOptions, ThrottleSettings};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -90,14 +90,14 @@ struct Remote {
     url: String,
     token: String,
     _dir: tempfile::TempDir,
-    _running: cloudsync::tenant::RunningTenant,
+    _running: cloudsync_tenant::RunningTenant,
 }
 
 async fn remote(http: bool) -> Remote {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.toml");
     std::fs::write(&seed, "domain = \"contoso.onmicrosoft.com\"\n[[users]]\nuser_principal_name = \"ga@contoso.onmicrosoft.com\"\npassword = \"pw\"\nroles = [\"GlobalAdministrator\"]\n").unwrap();
-    let running = cloudsync::tenant::start(ServeConfig {
+    let running = cloudsync_tenant::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         http,
         state_dir: dir.path().join("state"),

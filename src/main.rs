@@ -7,6 +7,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cli;
+
 fn main() -> ExitCode {
-    cloudsync::cli::main()
+    cli::main()
 }

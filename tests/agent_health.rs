@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cloudsync::api::ops::{ObjectKind, Operation};
-use cloudsync::projection::store::{ProjectionStore, StagedDelete};
+use cloudsync_agent::projection::store::{ProjectionStore, StagedDelete};
+use cloudsync_api::ops::{ObjectKind, Operation};
 use serde_json::{Value, json};
 use tenant_fixture::{HIA, TENANT_ID, TenantFixture};
 
@@ -144,7 +144,7 @@ async fn wait_for_health(t: &TenantFixture, admin: &str, id: &str, want: &Value)
 async fn staged_deletes_reach_the_tenant_and_allow_deletes_clears_them() {
     // This process opens the agent's stores too: with the binary's umask, so the files sled creates
     // here are 0600 and the next agent command does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     let t = TenantFixture::start();
     let dir = tempfile::tempdir().unwrap();
     let config = registered_agent(&t, dir.path());
@@ -238,7 +238,7 @@ impl Drop for Daemon {
 async fn a_running_agent_reports_staged_deletes_and_a_force_deletes_restart_releases_them() {
     // This process opens the agent's stores too: with the binary's umask, so the files sled creates
     // here are 0600 and the next agent command does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     let t = TenantFixture::start();
     let dir = tempfile::tempdir().unwrap();
     let config = registered_agent(&t, dir.path());

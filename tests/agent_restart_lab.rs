@@ -12,8 +12,8 @@ mod tenant_fixture;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cloudsync::event::{Event, ResyncReason};
-use cloudsync::journal::Journal;
+use cloudsync_agent::event::{Event, ResyncReason};
+use cloudsync_agent::journal::Journal;
 use common::lab::LabDc;
 use serde_json::{Value, json};
 use tenant_fixture::{HIA, TENANT_ID, TenantFixture};
@@ -45,7 +45,7 @@ fn resyncs(journal: &std::path::Path) -> Vec<(u64, Event)> {
 async fn a_watermark_restart_makes_the_running_agent_re_read_the_domain() {
     // This process opens the journal too: with the binary's umask, so the files sled creates here
     // are 0600 and `agent run` does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     let dc = LabDc::start();
     let t = TenantFixture::start();
     let dir = tempfile::tempdir().unwrap();

@@ -9,9 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cloudsync::phs::NtHash;
-use cloudsync::source::drsr::ntlm::Credentials;
-use cloudsync::source::drsr::{DrsrClient, DrsrError, DrsrSettings};
+use cloudsync_agent::phs::NtHash;
+use cloudsync_agent::source::drsr::ntlm::Credentials;
+use cloudsync_agent::source::drsr::{DrsrClient, DrsrError, DrsrSettings};
 use common::lab::{self, LabDc};
 use md4::{Digest, Md4};
 use zeroize::Zeroizing;
@@ -23,7 +23,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// MD4(UTF-16LE(password)), computed independently of `cloudsync::phs`.
+/// MD4(UTF-16LE(password)), computed independently of `cloudsync_agent::phs`.
 fn md4_hex(password: &str) -> String {
     let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
     hex::encode(Md4::digest(&utf16))
@@ -55,7 +55,7 @@ fn cn(dn: &str) -> String {
 }
 
 fn hashes_by_cn(
-    run: &cloudsync::source::drsr::ReplicationRun,
+    run: &cloudsync_agent::source::drsr::ReplicationRun,
 ) -> HashMap<String, (String, Option<bool>)> {
     run.hashes
         .iter()

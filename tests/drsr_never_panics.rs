@@ -3,9 +3,9 @@
 //! proptests so every `cargo test` exercises them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cloudsync::phs::OrgIdHash;
-use cloudsync::source::drsr::cookie::Cookie;
-use cloudsync::source::drsr::{drsuapi, epm, getncchanges, ntlm, pdu, secrets};
+use cloudsync_agent::phs::OrgIdHash;
+use cloudsync_agent::source::drsr::cookie::Cookie;
+use cloudsync_agent::source::drsr::{drsuapi, epm, getncchanges, ntlm, pdu, secrets};
 use proptest::prelude::*;
 
 proptest! {

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass, SourceKind};
-use cloudsync::journal::{Checkpoint, Journal, JournalOptions, codec};
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass, SourceKind};
+use cloudsync_agent::journal::{Checkpoint, Journal, JournalOptions, codec};
 
 const ALICE: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 const STAFF: &str = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";

@@ -11,9 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cloudsync::cli::journal::crash_event;
-use cloudsync::event::{Event, SourceKind};
-use cloudsync::journal::{Journal, JournalOptions};
+use cloudsync_agent::event::{Event, SourceKind};
+use cloudsync_agent::journal::crash_event;
+use cloudsync_agent::journal::{Journal, JournalOptions};
 use rand::Rng;
 
 const DOMAIN: &str = "crash.example.test";

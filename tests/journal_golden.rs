@@ -9,8 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
-use cloudsync::journal::{Checkpoint, codec};
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
+use cloudsync_agent::journal::{Checkpoint, codec};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

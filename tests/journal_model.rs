@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
-use cloudsync::journal::{Checkpoint, Journal, JournalError, JournalOptions, Retention};
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
+use cloudsync_agent::journal::{Checkpoint, Journal, JournalError, JournalOptions, Retention};
 use proptest::prelude::*;
 
 const CURSORS: [&str; 2] = ["projection", "push"];

@@ -189,8 +189,8 @@ async fn state_is_private_and_a_damaged_journal_is_rebuilt_from_ad() {
 
     // This process reads the journal from here on: with the binary's umask (see `private_fs`). Not
     // earlier: children inherit it, and the modes above must come from the binary's own umask.
-    cloudsync::private_fs::restrict_umask();
-    let old_last = cloudsync::journal::Journal::open_existing(&journal)
+    cloudsync_private_fs::restrict_umask();
+    let old_last = cloudsync_agent::journal::Journal::open_existing(&journal)
         .unwrap()
         .last_seq()
         .unwrap();
@@ -241,7 +241,7 @@ async fn state_is_private_and_a_damaged_journal_is_rebuilt_from_ad() {
         "a full re-read: {}",
         text(&o)
     );
-    let first_new = cloudsync::journal::Journal::open_existing(&journal)
+    let first_new = cloudsync_agent::journal::Journal::open_existing(&journal)
         .unwrap()
         .first_seq()
         .unwrap()

@@ -6,13 +6,13 @@
 mod common;
 mod ldap_support;
 
-use cloudsync::config::Config;
-use cloudsync::source::ldap::conn;
-use cloudsync::source::ldap::{BindFailure, LdapSourceError};
+use cloudsync_agent::config::Config;
+use cloudsync_agent::source::ldap::conn;
+use cloudsync_agent::source::ldap::{BindFailure, LdapSourceError};
 use common::lab::{self, LabDc};
 use ldap_support::runtime;
 
-fn domain(toml: &str) -> cloudsync::config::DomainConfig {
+fn domain(toml: &str) -> cloudsync_agent::config::DomainConfig {
     Config::from_toml_str(toml).unwrap().domains["lab"].clone()
 }
 

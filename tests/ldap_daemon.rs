@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cloudsync::event::{Attribute, Event};
-use cloudsync::journal::{Journal, JournalOptions};
+use cloudsync_agent::event::{Attribute, Event};
+use cloudsync_agent::journal::{Journal, JournalOptions};
 use common::lab::LabDc;
 use ldap_support::{bare, config_toml, events_from, guids_by_dn};
 
@@ -45,7 +45,7 @@ fn synced_objects(dc: &LabDc) -> usize {
 fn sigkill_during_the_initial_sync_then_restart_keeps_every_object_once() {
     // This process opens the agent's stores too: with the binary's umask, so the files sled creates
     // here are 0600 and the next agent command does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     let dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dc, dir.path(), "");
@@ -145,7 +145,7 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, within: Duration) ->
 fn the_daemon_resumes_after_a_samba_restart_and_exits_0_on_sigterm() {
     // This process opens the agent's stores too: with the binary's umask, so the files sled creates
     // here are 0600 and the next agent command does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     let mut dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dc, dir.path(), "poll_interval_secs = 1\n");

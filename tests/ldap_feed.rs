@@ -9,9 +9,9 @@ mod ldap_support;
 
 use std::collections::{BTreeMap, HashSet};
 
-use cloudsync::agent;
-use cloudsync::event::{Attribute, Event, ObjectClass, ResyncReason};
-use cloudsync::journal::{Journal, JournalOptions};
+use cloudsync_agent::agent;
+use cloudsync_agent::event::{Attribute, Event, ObjectClass, ResyncReason};
+use cloudsync_agent::journal::{Journal, JournalOptions};
 use common::lab::{self, LabDc};
 use ldap_support::{bare, config, events_from, guids_by_dn, runtime};
 
@@ -105,7 +105,7 @@ fn initial_sync_captures_every_seeded_object_once() {
 /// Runs one pass and returns the events it appended.
 fn pass(
     rt: &tokio::runtime::Runtime,
-    config: &cloudsync::config::Config,
+    config: &cloudsync_agent::config::Config,
     journal: &Journal,
 ) -> Vec<Event> {
     let from = journal.last_seq().map_or(0, |s| s + 1);
@@ -299,9 +299,9 @@ fn a_rejected_cookie_triggers_a_marked_full_resync() {
     journal
         .append(
             Vec::new(),
-            Some(cloudsync::journal::Checkpoint {
+            Some(cloudsync_agent::journal::Checkpoint {
                 domain: dc.dns_domain.clone(),
-                source: cloudsync::event::SourceKind::LdapDirSync,
+                source: cloudsync_agent::event::SourceKind::LdapDirSync,
                 data: b"\x01\x00garbage-cookie".to_vec(),
             }),
         )

@@ -12,11 +12,11 @@ mod ldap_support;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use cloudsync::agent;
-use cloudsync::event::Event;
-use cloudsync::journal::{Journal, JournalOptions};
-use cloudsync::source::ldap::range::{ValueRange, fetch_ranged, read_base};
-use cloudsync::source::ldap::{conn, page};
+use cloudsync_agent::agent;
+use cloudsync_agent::event::Event;
+use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::source::ldap::range::{ValueRange, fetch_ranged, read_base};
+use cloudsync_agent::source::ldap::{conn, page};
 use common::lab::{self, LabDc};
 use ldap_support::{bare, config, events_from, ldif_admin_bulk, runtime};
 

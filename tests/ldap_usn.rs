@@ -5,9 +5,9 @@
 mod common;
 mod ldap_support;
 
-use cloudsync::agent;
-use cloudsync::event::{Attribute, Event, ResyncReason};
-use cloudsync::journal::{Journal, JournalOptions};
+use cloudsync_agent::agent;
+use cloudsync_agent::event::{Attribute, Event, ResyncReason};
+use cloudsync_agent::journal::{Journal, JournalOptions};
 use common::lab::LabDc;
 use ldap_support::{bare, config, events_from, guids_by_dn, runtime};
 

@@ -15,9 +15,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cloudsync::event::Event;
-use cloudsync::journal::{Journal, JournalOptions};
-use cloudsync::phs::{NtHash, OrgIdHash};
+use cloudsync_agent::event::Event;
+use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::phs::{NtHash, OrgIdHash};
 use common::lab::{self, LabDc};
 
 fn sync_once(config: &Path) -> Output {
@@ -74,7 +74,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn sync_once_journals_salted_hashes_follows_resets_and_yields_to_fips() {
     // This process opens the agent's stores too: with the binary's umask, so the files sled creates
     // here are 0600 and the next agent command does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
     let dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();
@@ -209,7 +209,7 @@ fn next_record(
 fn the_daemon_runs_a_cycle_when_the_feed_sees_a_password_change() {
     // This process opens the agent's stores too: with the binary's umask, so the files sled creates
     // here are 0600 and the next agent command does not refuse them (`private_fs`).
-    cloudsync::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
     let dc = LabDc::start();
     let dir = tempfile::tempdir().unwrap();

@@ -9,12 +9,12 @@ mod common;
 
 use std::time::Duration;
 
-use cloudsync::event::{Event, SourceKind};
-use cloudsync::journal::{Journal, JournalOptions};
-use cloudsync::phs::cycle::{PhsCycle, PhsSource};
-use cloudsync::phs::{FipsSettings, HashPool, NtHash, OrgIdHash, PhsError};
-use cloudsync::source::drsr::DrsrSettings;
-use cloudsync::source::drsr::ntlm::Credentials;
+use cloudsync_agent::event::{Event, SourceKind};
+use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::phs::cycle::{PhsCycle, PhsSource};
+use cloudsync_agent::phs::{FipsSettings, HashPool, NtHash, OrgIdHash, PhsError};
+use cloudsync_agent::source::drsr::DrsrSettings;
+use cloudsync_agent::source::drsr::ntlm::Credentials;
 use common::lab::{self, LabDc};
 use zeroize::Zeroizing;
 

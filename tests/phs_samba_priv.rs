@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use cloudsync::source::samba_priv;
+use cloudsync_agent::source::samba_priv;
 use common::lab::{self, LabDc};
 use md4::{Digest, Md4};
 

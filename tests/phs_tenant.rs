@@ -14,12 +14,12 @@ mod tenant_fixture;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cloudsync::event::Event;
-use cloudsync::journal::{Journal, JournalOptions};
-use cloudsync::phs::cycle::{PhsCycle, PhsSource};
-use cloudsync::phs::{FipsSettings, HashPool, NtHash, OrgIdHash};
-use cloudsync::source::drsr::DrsrSettings;
-use cloudsync::source::drsr::ntlm::Credentials;
+use cloudsync_agent::event::Event;
+use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::phs::cycle::{PhsCycle, PhsSource};
+use cloudsync_agent::phs::{FipsSettings, HashPool, NtHash, OrgIdHash};
+use cloudsync_agent::source::drsr::DrsrSettings;
+use cloudsync_agent::source::drsr::ntlm::Credentials;
 use common::lab::{self, LabDc};
 use serde_json::{Value, json};
 use tenant_fixture::{DOMAIN, TenantFixture, batch, setup, signin, statuses, user_upsert};

@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
-use cloudsync::projection::config::ProjectionConfig;
-use cloudsync::projection::ops::Operation;
-use cloudsync::projection::projector::{Output, Projector};
-use cloudsync::projection::scope::ScopeSpec;
-use cloudsync::projection::state::State;
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass, ResyncReason, SourceKind};
+use cloudsync_agent::projection::config::ProjectionConfig;
+use cloudsync_agent::projection::ops::Operation;
+use cloudsync_agent::projection::projector::{Output, Projector};
+use cloudsync_agent::projection::scope::ScopeSpec;
+use cloudsync_agent::projection::state::State;
 use proptest::prelude::*;
 
 const D: &str = "t.test";

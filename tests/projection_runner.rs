@@ -5,15 +5,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use cloudsync::api::ops::Operation;
-use cloudsync::event::{Attribute, Event, Guid, ObjectClass};
-use cloudsync::journal::{Journal, JournalOptions};
-use cloudsync::projection::config::ProjectionConfig;
-use cloudsync::projection::projector::ProjectedOp;
-use cloudsync::projection::provlog::Step;
-use cloudsync::projection::runner::{OpSink, Runner, SinkError};
-use cloudsync::projection::scope::ScopeSpec;
-use cloudsync::projection::store::ProjectionStore;
+use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass};
+use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::projection::config::ProjectionConfig;
+use cloudsync_agent::projection::projector::ProjectedOp;
+use cloudsync_agent::projection::provlog::Step;
+use cloudsync_agent::projection::runner::{OpSink, Runner, SinkError};
+use cloudsync_agent::projection::scope::ScopeSpec;
+use cloudsync_agent::projection::store::ProjectionStore;
+use cloudsync_api::ops::Operation;
 
 const D: &str = "corp.example.test";
 

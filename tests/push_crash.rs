@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cloudsync::push::{Outbox, synthetic};
+use cloudsync_agent::push::{Outbox, synthetic};
 use push_fixture::{
     AgentCreds, PushTenant, TENANT_ID, assert_exactly_once, successes, write_secret,
 };
@@ -82,7 +82,7 @@ fn checkpoint(outbox: &Path) -> u64 {
 }
 
 /// Seq of synthetic user n is n + 1 (one enqueue into an empty outbox).
-fn applied_beyond(logs: &[cloudsync::api::logs::LogEntry], checkpoint: u64) -> usize {
+fn applied_beyond(logs: &[cloudsync_api::logs::LogEntry], checkpoint: u64) -> usize {
     successes(logs)
         .keys()
         .filter_map(|a| a.strip_prefix("synth-")?.parse::<u64>().ok())

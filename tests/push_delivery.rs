@@ -9,11 +9,11 @@ mod push_fixture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudsync::api::ops::{OpErrorCode, OpStatus};
-use cloudsync::push::{
+use cloudsync_agent::push::{
     self, Backoff, Outbox, OutboxOp, PushConfig, PushStatus, QuarantinePolicy, QuarantineReason,
     synthetic,
 };
+use cloudsync_api::ops::{OpErrorCode, OpStatus};
 use push_fixture::{DOMAIN, PushTenant, assert_exactly_once, wait_until};
 use serde_json::json;
 use tokio::sync::watch;
@@ -189,7 +189,7 @@ async fn duplicate_upn_quarantines_only_that_object() {
     let mut ops = synthetic::users(a.config, 0..100, DOMAIN);
     // User 100 claims user 7's UPN.
     let mut dup = synthetic::user_upsert(100, 1, DOMAIN);
-    if let cloudsync::api::ops::Operation::Upsert(u) = &mut dup {
+    if let cloudsync_api::ops::Operation::Upsert(u) = &mut dup {
         u.attributes.insert(
             "userPrincipalName".into(),
             json!(format!("synth7@{DOMAIN}")),
@@ -301,7 +301,7 @@ async fn tenant_quarantine_is_mirrored_and_cleared_by_a_restart() {
     let mut ops = Vec::new();
     for n in 0..3 {
         let mut bad = synthetic::user_upsert(n, 1, DOMAIN);
-        if let cloudsync::api::ops::Operation::Upsert(u) = &mut bad {
+        if let cloudsync_api::ops::Operation::Upsert(u) = &mut bad {
             u.attributes.remove("displayName"); // InvalidAttribute: permanent
         }
         ops.push(OutboxOp {
@@ -343,9 +343,9 @@ async fn tenant_quarantine_is_mirrored_and_cleared_by_a_restart() {
     );
 }
 
-fn group(anchor: &str) -> cloudsync::api::ops::Operation {
-    cloudsync::api::ops::Operation::Upsert(cloudsync::api::ops::Upsert {
-        kind: cloudsync::api::ops::ObjectKind::Group,
+fn group(anchor: &str) -> cloudsync_api::ops::Operation {
+    cloudsync_api::ops::Operation::Upsert(cloudsync_api::ops::Upsert {
+        kind: cloudsync_api::ops::ObjectKind::Group,
         source_anchor: anchor.into(),
         version: 1,
         on_premises: Default::default(),
@@ -362,7 +362,7 @@ fn group(anchor: &str) -> cloudsync::api::ops::Operation {
 async fn reference_not_found_is_retried_after_the_referenced_objects() {
     let tenant = PushTenant::start(&[]);
     let a = agent(&tenant).await;
-    let add = |g: &str, m: &str| cloudsync::api::ops::Operation::AddMember {
+    let add = |g: &str, m: &str| cloudsync_api::ops::Operation::AddMember {
         group_anchor: g.into(),
         member_anchor: m.into(),
     };
@@ -441,7 +441,7 @@ async fn per_item_throttling_is_honoured_and_resent_under_a_new_batch_id() {
     let mut logs = tenant.all_logs().await;
     assert_exactly_once(&logs, N);
     logs.sort_by_key(|e| e.seq);
-    let at = |e: &cloudsync::api::logs::LogEntry| {
+    let at = |e: &cloudsync_api::logs::LogEntry| {
         time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
             .unwrap()
             .unix_timestamp()

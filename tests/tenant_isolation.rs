@@ -9,7 +9,7 @@
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 
-use cloudsync::phs::orgid::{NtHash, OrgIdHash};
+use cloudsync_agent::phs::orgid::{NtHash, OrgIdHash};
 use serde_json::{Value, json};
 use tenant_fixture::*;
 

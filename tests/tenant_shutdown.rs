@@ -9,7 +9,7 @@ mod push_fixture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudsync::push::{self, Outbox, PushConfig, PushStatus, synthetic};
+use cloudsync_agent::push::{self, Outbox, PushConfig, PushStatus, synthetic};
 use push_fixture::{DOMAIN, PushTenant, successes, wait_until};
 use tokio_util::sync::CancellationToken;
 

@@ -2,8 +2,8 @@
 //! decoded cookie must survive a request encode/decode round trip.
 #![no_main]
 
-use cloudsync::source::ldap::ber::Reader;
-use cloudsync::source::ldap::control::{DirSyncRequest, DirSyncResponse};
+use cloudsync_agent::source::ldap::ber::Reader;
+use cloudsync_agent::source::ldap::control::{DirSyncRequest, DirSyncResponse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! and linked lists): decode or fail with a typed error, never panic or allocate without bound.
 #![no_main]
 
-use cloudsync::source::drsr::{drsuapi, getncchanges};
+use cloudsync_agent::source::drsr::{drsuapi, getncchanges};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Fuzzes the endpoint mapper's `ept_map` response and tower decoders.
 #![no_main]
 
-use cloudsync::source::drsr::epm;
+use cloudsync_agent::source::drsr::epm;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

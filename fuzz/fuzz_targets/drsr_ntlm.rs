@@ -2,7 +2,7 @@
 //! garbage yields a typed error (malformed, too weak, bad signature), never a panic.
 #![no_main]
 
-use cloudsync::source::drsr::ntlm;
+use cloudsync_agent::source::drsr::ntlm;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! any input decodes or fails with a typed error, never panics; a split body stays inside the input.
 #![no_main]
 
-use cloudsync::source::drsr::pdu;
+use cloudsync_agent::source::drsr::pdu;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

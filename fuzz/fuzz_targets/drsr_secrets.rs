@@ -2,8 +2,8 @@
 //! checks): a decoded cookie re-encodes to the same bytes.
 #![no_main]
 
-use cloudsync::source::drsr::cookie::Cookie;
-use cloudsync::source::drsr::secrets;
+use cloudsync_agent::source::drsr::cookie::Cookie;
+use cloudsync_agent::source::drsr::secrets;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! Run: `cargo fuzz run -s none expr_parse` (stable) — see docs/projection.md.
 #![no_main]
 
-use cloudsync::projection::expr::{EvalContext, Value, eval, parse};
+use cloudsync_agent::projection::expr::{EvalContext, Value, eval, parse};
 use libfuzzer_sys::fuzz_target;
 
 struct Fixed;

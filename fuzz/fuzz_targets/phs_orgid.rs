@@ -1,7 +1,7 @@
 //! Fuzzes the OrgId string parser: parse or fail, never panic; a parsed value prints back verbatim.
 #![no_main]
 
-use cloudsync::phs::OrgIdHash;
+use cloudsync_agent::phs::OrgIdHash;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

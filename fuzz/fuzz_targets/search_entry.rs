@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use cloudsync::source::ldap::ber::parse_structure;
-use cloudsync::source::ldap::classify::{Context, classify};
-use cloudsync::source::ldap::entry::parse_entry;
+use cloudsync_agent::source::ldap::ber::parse_structure;
+use cloudsync_agent::source::ldap::classify::{Context, classify};
+use cloudsync_agent::source::ldap::entry::parse_entry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

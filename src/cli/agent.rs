@@ -8,10 +8,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent;
-use crate::agent::pipeline::Pipeline;
-use crate::config::Config;
-use crate::journal::{Journal, JournalOptions};
+use cloudsync_agent::agent;
+use cloudsync_agent::agent::pipeline::Pipeline;
+use cloudsync_agent::config::Config;
+use cloudsync_agent::journal::{Journal, JournalOptions};
 
 /// Agent commands.
 #[derive(Debug, Subcommand)]

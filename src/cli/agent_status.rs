@@ -1,4 +1,4 @@
-//! `cloudsync agent status`: prints the agent's local state (see [`crate::agent::status`] for what is
+//! `cloudsync agent status`: prints the agent's local state (see [`cloudsync_agent::agent::status`] for what is
 //! read, the status file and the exit codes).
 
 use std::fmt::Write as _;
@@ -7,13 +7,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::agent::credentials::AgentCredentials;
-use crate::agent::status::collect::{RegistrationState, Sources, collect};
-use crate::agent::status::{AgentStatusReport, Attention, AttentionKind, ReportSource, file};
-use crate::config::Config;
-use crate::journal::Journal;
-use crate::projection::store::ProjectionStore;
-use crate::push::Outbox;
+use cloudsync_agent::agent::credentials::AgentCredentials;
+use cloudsync_agent::agent::status::collect::{RegistrationState, Sources, collect};
+use cloudsync_agent::agent::status::{
+    AgentStatusReport, Attention, AttentionKind, ReportSource, file,
+};
+use cloudsync_agent::config::Config;
+use cloudsync_agent::journal::Journal;
+use cloudsync_agent::projection::store::ProjectionStore;
+use cloudsync_agent::push::Outbox;
 
 /// Runs the command: exit code 1 when the state cannot be read, else the report's attention bits.
 pub fn run(config: &Path, json: bool) -> anyhow::Result<ExitCode> {

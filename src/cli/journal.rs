@@ -13,8 +13,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::event::{Attribute, Event, EventKind, Guid, ObjectClass, SourceKind};
-use crate::journal::{Checkpoint, FORMAT_VERSION, Journal, JournalOptions, view};
+use cloudsync_agent::event::{EventKind, Guid, SourceKind};
+use cloudsync_agent::journal::{
+    Checkpoint, FORMAT_VERSION, Journal, JournalOptions, crash_event, view,
+};
 
 /// Journal subcommands.
 #[derive(Debug, Subcommand)]
@@ -211,13 +213,16 @@ fn hex_preview(data: &[u8]) -> String {
 fn provisioning_log(
     dir: &Path,
     guid: Guid,
-) -> anyhow::Result<std::collections::BTreeMap<u64, Vec<crate::projection::provlog::LogEntry>>> {
-    let store = crate::projection::store::ProjectionStore::open(dir).with_context(|| {
-        format!(
-            "cannot open projection's store at {} (is the agent running?)",
-            dir.display()
-        )
-    })?;
+) -> anyhow::Result<
+    std::collections::BTreeMap<u64, Vec<cloudsync_agent::projection::provlog::LogEntry>>,
+> {
+    let store =
+        cloudsync_agent::projection::store::ProjectionStore::open(dir).with_context(|| {
+            format!(
+                "cannot open projection's store at {} (is the agent running?)",
+                dir.display()
+            )
+        })?;
     let mut by_seq = std::collections::BTreeMap::<u64, Vec<_>>::new();
     for entry in store
         .provlog()
@@ -236,7 +241,7 @@ fn replay(
     object: Option<Guid>,
     kind: Option<EventKind>,
     json: bool,
-    provlog: &std::collections::BTreeMap<u64, Vec<crate::projection::provlog::LogEntry>>,
+    provlog: &std::collections::BTreeMap<u64, Vec<cloudsync_agent::projection::provlog::LogEntry>>,
 ) -> anyhow::Result<ExitCode> {
     let journal = open(dir)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -298,15 +303,16 @@ fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn rebuild(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = crate::config::Config::load(config_path)
+    let config = cloudsync_agent::config::Config::load(config_path)
         .with_context(|| format!("while loading {}", config_path.display()))?;
-    crate::agent::state_check::check_state(&config)?;
+    cloudsync_agent::agent::state_check::check_state(&config)?;
     let now = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .context("while formatting the time")?;
-    let done = crate::agent::rebuild::rebuild(&config, &now).context("while rebuilding")?;
+    let done =
+        cloudsync_agent::agent::rebuild::rebuild(&config, &now).context("while rebuilding")?;
     println!(
         "moved the damaged journal to {} (kept; delete it once the resync is done)",
         done.moved_to.display()
@@ -340,22 +346,6 @@ fn export(dir: &Path, reveal: bool) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The event the crash writer appends as item `index` of batch `batch` (the crash test rebuilds it).
-pub fn crash_event(batch: u64, index: u64) -> Event {
-    let mut guid = [0u8; 16];
-    guid[..8].copy_from_slice(&batch.to_be_bytes());
-    guid[8..].copy_from_slice(&index.to_be_bytes());
-    Event::ObjectUpserted {
-        domain: "crash.example.test".into(),
-        guid: Guid(guid),
-        usn: batch * 1_000_000 + index,
-        dn: format!("CN=obj-{batch}-{index},OU=Crash,DC=crash,DC=example,DC=test"),
-        class: ObjectClass::User,
-        attributes: vec![Attribute::text("description", &["x".repeat(200)])],
-        full_image: true,
-    }
 }
 
 fn crash_writer(dir: &Path, batch_size: u64, threads: u64, run: u64) -> anyhow::Result<ExitCode> {

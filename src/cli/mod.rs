@@ -18,7 +18,7 @@ pub fn version_line() -> String {
     format!(
         "{} (journal format v{})",
         env!("CARGO_PKG_VERSION"),
-        crate::journal::FORMAT_VERSION
+        cloudsync_agent::journal::FORMAT_VERSION
     )
 }
 
@@ -78,7 +78,7 @@ pub const EXIT_JOURNAL_DAMAGED: u8 = 3;
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     // Before anything is created: every file 0600, every directory 0700 (`private_fs`).
-    crate::private_fs::restrict_umask();
+    cloudsync_private_fs::restrict_umask();
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_json);
     let result = match cli.command {
@@ -94,7 +94,7 @@ pub fn main() -> ExitCode {
             // A damaged journal is said once, with what to do, and has its own exit code.
             if let Some(damaged) = err
                 .chain()
-                .find_map(|e| e.downcast_ref::<crate::journal::JournalError>())
+                .find_map(|e| e.downcast_ref::<cloudsync_agent::journal::JournalError>())
                 .filter(|e| e.is_damaged())
             {
                 eprintln!("error: {damaged}");

@@ -7,11 +7,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
-use crate::phs::fips::{self, FipsSettings};
-use crate::phs::orgid::{ITERATIONS, MAX_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
-use crate::phs::{NtHash, OrgIdHash};
-use crate::source::drsr::ntlm::Credentials;
-use crate::source::drsr::{DrsrClient, DrsrSettings};
+use cloudsync_agent::phs::fips::{self, FipsSettings};
+use cloudsync_agent::phs::orgid::{ITERATIONS, MAX_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
+use cloudsync_agent::phs::{NtHash, OrgIdHash};
+use cloudsync_agent::source::drsr::ntlm::Credentials;
+use cloudsync_agent::source::drsr::{DrsrClient, DrsrSettings};
 
 /// Password hash sync commands.
 #[derive(Debug, Subcommand)]

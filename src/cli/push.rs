@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::push::{self, Backoff, Credentials, Outbox, PushConfig, TenantClient, TlsOptions};
+use cloudsync_agent::push::{
+    self, Backoff, Credentials, Outbox, PushConfig, TenantClient, TlsOptions,
+};
 
 /// Push subcommands.
 #[derive(Debug, Subcommand)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::api::Environment;
-use crate::tenant::lockout::LockoutPolicy;
-use crate::tenant::throttle::BucketSettings;
-use crate::tenant::{ServeConfig, TenantOptions, ThrottleSettings};
+use cloudsync_api::Environment;
+use cloudsync_tenant::lockout::LockoutPolicy;
+use cloudsync_tenant::throttle::BucketSettings;
+use cloudsync_tenant::{ServeConfig, TenantOptions, ThrottleSettings};
 
 /// Tenant subcommands.
 #[derive(Debug, Subcommand)]
@@ -146,7 +146,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let result = runtime.block_on(async {
-        let running = crate::tenant::start(config)
+        let running = cloudsync_tenant::start(config)
             .await
             .context("while starting the local tenant")?;
         println!("{}", running.url);

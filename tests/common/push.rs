@@ -12,9 +12,9 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsync::api::logs::{LogEntry, LogPage};
-use cloudsync::api::ops::OpStatus;
-use cloudsync::push::{Credentials, TenantClient, TlsOptions};
+use cloudsync_agent::push::{Credentials, TenantClient, TlsOptions};
+use cloudsync_api::logs::{LogEntry, LogPage};
+use cloudsync_api::ops::OpStatus;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -323,7 +323,7 @@ pub fn assert_exactly_once(logs: &[LogEntry], n: u64) {
     let twice: Vec<_> = s.iter().filter(|(_, c)| **c > 1).take(5).collect();
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
     let missing: Vec<_> = (0..n)
-        .map(cloudsync::push::synthetic::anchor)
+        .map(cloudsync_agent::push::synthetic::anchor)
         .filter(|a| !s.contains_key(a))
         .take(5)
         .collect();

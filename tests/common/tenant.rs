@@ -128,8 +128,8 @@ impl TenantFixture {
         self.kill();
         // Opened here with the binary's umask, so the files sled writes stay private and the tenant,
         // which refuses group/world-readable state, starts again over them.
-        cloudsync::private_fs::restrict_umask();
-        let store = cloudsync::tenant::store::Store::open(&self.path("state").join("db")).unwrap();
+        cloudsync_private_fs::restrict_umask();
+        let store = cloudsync_tenant::store::Store::open(&self.path("state").join("db")).unwrap();
         let key = store.meta.get("signing_key").unwrap().unwrap().to_vec();
         drop(store);
         self.spawn();

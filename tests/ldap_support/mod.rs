@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use cloudsync::config::Config;
-use cloudsync::event::{Event, Guid};
-use cloudsync::journal::Journal;
+use cloudsync_agent::config::Config;
+use cloudsync_agent::event::{Event, Guid};
+use cloudsync_agent::journal::Journal;
 
 use crate::common::lab::LabDc;
 

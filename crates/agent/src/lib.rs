@@ -1,0 +1,28 @@
+//! cloudsync: an open, event-sourced re-implementation of a hybrid-identity cloud sync provisioning agent.
+//!
+//! Changes read from Active Directory are first made durable in a local journal; everything downstream
+//! (projection, push to the cloud directory) is a deterministic function of that journal. The local tenant
+//! (`cloudsync tenant serve`) emulates the cloud side. ARCHITECTURE.md has the code map and invariants.
+//!
+//! # Layout
+//! - [`event`]   — the journal's event types, the heart of the system.
+//! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
+//! - [`config`]  — layered agent configuration (defaults → TOML → `CLOUDSYNC_*`), validation, secrets.
+//! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback), MS-DRSR, Samba ldap_priv.
+//! - [`agent`]   — the agent daemon: `sync_once`, the long-running feed loop, shutdown, progress.
+//! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
+//! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
+//! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
+//! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
+//! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
+//! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
+//! - [`private_fs`] — private state on disk: umask 0o077, 0700 directories, the start-up mode check.
+
+pub mod agent;
+pub mod config;
+pub mod event;
+pub mod journal;
+pub mod phs;
+pub mod projection;
+pub mod push;
+pub mod source;

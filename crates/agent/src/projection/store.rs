@@ -1,0 +1,265 @@
+//! Projection's own durable store (sled, next to the journal): the state snapshot, the staged deletes and
+//! the provisioning log.
+//!
+//! # On-disk format
+//! Trees of one sled database:
+//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 4, crc32c u32 LE of body, body }`, where
+//!   body = `seq u64 LE` ‖ bincode-standard([`State`]). Written whole, replaced whole. A snapshot of an
+//!   older version is dropped (the state is rebuilt from the journal); a newer one is refused.
+//! - `staged`: key `domain 0x00 anchor` → JSON of the staged delete ([`StagedDelete`]).
+//! - `provlog`: see [`super::provlog`].
+//!
+//! # Restart contract (numbered, as the runner follows it)
+//! 1. A snapshot at sequence S is written only after every operation from events ≤ S is in the outbox,
+//!    and the journal cursor `projection` is then set to S, so the journal keeps every event after S.
+//! 2. On start the runner loads the snapshot (or starts empty at S = 0) and reads the outbox's producer
+//!    cursor C ≥ S. Events in (S, C] are projected again with their operations discarded (they are already
+//!    in the outbox; projection is deterministic so the state comes out the same).
+//! 3. Events after C are projected and their operations enqueued together with the new cursor in one
+//!    atomic outbox write. Staged deletes are written (and flushed) before that enqueue, keyed by anchor,
+//!    so a crash in between stages them again harmlessly.
+
+use serde::{Deserialize, Serialize};
+
+use super::provlog::ProvLog;
+use super::state::{State, StateError};
+
+const MAGIC: &[u8; 4] = b"CSPS";
+const VERSION: u16 = 4;
+const SNAPSHOT_KEY: &[u8] = b"state";
+
+/// Errors of the projection store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("projection store: {0}")]
+    Sled(#[from] sled::Error),
+    /// The snapshot's envelope is wrong (magic, version, length or checksum).
+    #[error("projection snapshot envelope: {0}")]
+    Envelope(&'static str),
+    /// The snapshot body does not decode.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A staged delete does not decode.
+    #[error("corrupt staged delete: {0}")]
+    Staged(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// Whether a retry can succeed (I/O only). A corrupt snapshot is not retriable; delete it and the
+    /// runner rebuilds the state from the journal (if the journal still starts at sequence 1).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
+}
+
+/// A delete held back by the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedDelete {
+    /// The AD domain.
+    pub domain: String,
+    /// The journal sequence that produced it.
+    pub origin_seq: u64,
+    /// The delete operation.
+    pub operation: cloudsync_api::ops::Operation,
+}
+
+/// The projection store.
+#[derive(Debug, Clone)]
+pub struct ProjectionStore {
+    db: sled::Db,
+    snapshot: sled::Tree,
+    staged: sled::Tree,
+    provlog: ProvLog,
+}
+
+impl ProjectionStore {
+    /// Opens (creating) the store in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<ProjectionStore, StoreError> {
+        // 0700 even without the binary's umask: the snapshot holds salted password hashes.
+        cloudsync_private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(ProjectionStore {
+            snapshot: db.open_tree("snapshot")?,
+            staged: db.open_tree("staged")?,
+            provlog: ProvLog::new(db.open_tree("provlog")?),
+            db,
+        })
+    }
+
+    /// The provisioning log.
+    pub fn provlog(&self) -> &ProvLog {
+        &self.provlog
+    }
+
+    /// Writes the snapshot of `state` (which covers events up to `state.last_seq`) and flushes.
+    pub fn save_snapshot(&self, state: &State) -> Result<(), StoreError> {
+        let mut body = state.last_seq.to_le_bytes().to_vec();
+        body.extend(state.to_bytes()?);
+        let mut v = Vec::with_capacity(body.len() + 10);
+        v.extend_from_slice(MAGIC);
+        v.extend_from_slice(&VERSION.to_le_bytes());
+        v.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        v.extend(body);
+        self.snapshot.insert(SNAPSHOT_KEY, v)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The last snapshot, if any.
+    pub fn load_snapshot(&self) -> Result<Option<State>, StoreError> {
+        let Some(v) = self.snapshot.get(SNAPSHOT_KEY)? else {
+            return Ok(None);
+        };
+        if v.len() < 18 || &v[..4] != MAGIC {
+            return Err(StoreError::Envelope("bad magic or too short"));
+        }
+        let version = u16::from_le_bytes([v[4], v[5]]);
+        if version > VERSION {
+            return Err(StoreError::Envelope(
+                "written by a newer cloudsync (unknown version)",
+            ));
+        }
+        if version < VERSION {
+            // The state is derived data: an older layout is dropped and rebuilt from the journal (the
+            // runner reports a JournalGap if the journal no longer starts at the beginning).
+            tracing::warn!(
+                found = version,
+                current = VERSION,
+                "Projection snapshot has an older format; rebuilding the state from the journal."
+            );
+            return Ok(None);
+        }
+        let crc = u32::from_le_bytes([v[6], v[7], v[8], v[9]]);
+        let body = &v[10..];
+        if crc32c::crc32c(body) != crc {
+            return Err(StoreError::Envelope("checksum mismatch"));
+        }
+        let state = State::from_bytes(&body[8..])?;
+        Ok(Some(state))
+    }
+
+    /// Stages deletes (idempotent per domain and anchor) and flushes.
+    pub fn stage(&self, deletes: &[StagedDelete]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for d in deletes {
+            let mut key = d.domain.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(d.operation.source_anchor().as_bytes());
+            batch.insert(key, serde_json::to_vec(d)?);
+        }
+        self.staged.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every staged delete, by domain and anchor.
+    pub fn staged(&self) -> Result<Vec<StagedDelete>, StoreError> {
+        self.staged
+            .iter()
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    /// Removes and returns the staged deletes (of `domain`, or all), ordered by origin sequence, for the
+    /// caller to enqueue. Call [`ProjectionStore::forget_staged`] after the enqueue is durable.
+    pub fn take_staged(&self, domain: Option<&str>) -> Result<Vec<StagedDelete>, StoreError> {
+        let mut all: Vec<StagedDelete> = self
+            .staged()?
+            .into_iter()
+            .filter(|d| domain.is_none_or(|x| x == d.domain))
+            .collect();
+        all.sort_by_key(|d| d.origin_seq);
+        Ok(all)
+    }
+
+    /// Forgets staged deletes once they were enqueued.
+    pub fn forget_staged(&self, deletes: &[StagedDelete]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for d in deletes {
+            let mut key = d.domain.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(d.operation.source_anchor().as_bytes());
+            batch.remove(key);
+        }
+        self.staged.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudsync_api::ops::{ObjectKind, Operation};
+
+    #[test]
+    fn snapshot_round_trip_and_corruption_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        assert!(store.load_snapshot().unwrap().is_none());
+        let mut state = State::default();
+        state.domain_id("corp.test");
+        state.last_seq = 42;
+        store.save_snapshot(&state).unwrap();
+        assert_eq!(store.load_snapshot().unwrap(), Some(state));
+        let mut raw = store.snapshot.get(SNAPSHOT_KEY).unwrap().unwrap().to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        store.snapshot.insert(SNAPSHOT_KEY, raw).unwrap();
+        assert!(matches!(
+            store.load_snapshot(),
+            Err(StoreError::Envelope("checksum mismatch"))
+        ));
+    }
+
+    #[test]
+    fn an_older_snapshot_is_rebuilt_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let mut state = State::default();
+        state.last_seq = 7;
+        store.save_snapshot(&state).unwrap();
+        let raw = store.snapshot.get(SNAPSHOT_KEY).unwrap().unwrap().to_vec();
+        let with_version = |v: u16| {
+            let mut r = raw.clone();
+            r[4..6].copy_from_slice(&v.to_le_bytes());
+            store.snapshot.insert(SNAPSHOT_KEY, r).unwrap();
+        };
+        with_version(VERSION - 1);
+        assert_eq!(store.load_snapshot().unwrap(), None);
+        with_version(VERSION + 1);
+        assert!(matches!(
+            store.load_snapshot(),
+            Err(StoreError::Envelope(m)) if m.contains("newer")
+        ));
+    }
+
+    #[test]
+    fn staging_is_idempotent_and_releasable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let d = |dom: &str, a: &str, seq| StagedDelete {
+            domain: dom.into(),
+            origin_seq: seq,
+            operation: Operation::Delete {
+                kind: ObjectKind::User,
+                source_anchor: a.into(),
+                version: seq,
+            },
+        };
+        store
+            .stage(&[d("x", "a1", 5), d("x", "a2", 3), d("y", "a1", 9)])
+            .unwrap();
+        store.stage(&[d("x", "a1", 5)]).unwrap();
+        assert_eq!(store.staged().unwrap().len(), 3);
+        let x = store.take_staged(Some("x")).unwrap();
+        assert_eq!(
+            x.iter().map(|d| d.origin_seq).collect::<Vec<_>>(),
+            vec![3, 5]
+        );
+        store.forget_staged(&x).unwrap();
+        assert_eq!(store.staged().unwrap().len(), 1);
+    }
+}

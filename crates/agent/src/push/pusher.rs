@@ -1,0 +1,330 @@
+//! The push loop: reads the outbox, forms batches, keeps a bounded number in flight, and advances
+//! the checkpoint in order. Answers are handled in [`super::outcome`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use cloudsync_api::ops::BatchResponse;
+
+use super::ack::Acks;
+use super::batcher::{self, Batch, Item, Limits, Pending};
+use super::client::{CallError, TenantClient};
+use super::outbox::{Outbox, QuarantinedObject};
+use super::pacer::Pacer;
+use super::quarantine::{FailureStreak, PushStatus};
+use super::{PushConfig, PushError, PushSummary};
+
+/// What a send task hands back.
+pub(super) type Sent = (Batch, Result<BatchResponse, CallError>);
+
+/// The loop's state.
+pub(super) struct Pusher {
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) client: Arc<TenantClient>,
+    pub(super) cfg: PushConfig,
+    pub(super) status: watch::Sender<PushStatus>,
+    pub(super) pending: Pending,
+    pub(super) acks: Acks,
+    pub(super) persisted: u64,
+    pub(super) in_flight_keys: HashMap<String, usize>,
+    pub(super) tasks: JoinSet<Sent>,
+    /// Batches whose whole call failed, waiting to be resent under the same id (keys stay reserved).
+    pub(super) retry_batches: Vec<Batch>,
+    /// No call before this instant (backoff after a failed call, or the slow probe).
+    pub(super) hold_until: Option<Instant>,
+    pub(super) streak: FailureStreak,
+    pub(super) pacer: Option<Pacer>,
+    /// Objects refused permanently, to be written to the provisioning log with the next checkpoint.
+    pub(super) to_log: Vec<QuarantinedObject>,
+    /// Anchors currently in the local quarantined-object set.
+    pub(super) quarantined_anchors: std::collections::HashSet<String>,
+    /// A temporary batch size after a 413.
+    pub(super) max_ops_override: Option<usize>,
+    /// When the tenant quarantined a configuration: the next configuration probe.
+    pub(super) tenant_probe_at: Option<(uuid::Uuid, Instant)>,
+}
+
+impl Pusher {
+    pub(super) fn new(
+        outbox: Arc<Outbox>,
+        client: Arc<TenantClient>,
+        mut cfg: PushConfig,
+        status: watch::Sender<PushStatus>,
+    ) -> Result<Pusher, PushError> {
+        // Values that would stall the loop are raised to the smallest that work.
+        cfg.max_batch_ops = cfg
+            .max_batch_ops
+            .clamp(1, cloudsync_api::MAX_BATCH_OPERATIONS);
+        cfg.max_in_flight = cfg.max_in_flight.max(1);
+        cfg.max_pending = cfg.max_pending.max(cfg.max_batch_ops);
+        let checkpoint = outbox.checkpoint()?;
+        let quarantined_anchors = outbox
+            .quarantined_objects()?
+            .into_iter()
+            .map(|q| q.source_anchor)
+            .collect();
+        let now = Instant::now();
+        let pacer = cfg
+            .write_rate_limit
+            .map(|rate| Pacer::new(rate, cfg.max_batch_ops, now));
+        status.send_modify(|s| s.checkpoint = checkpoint);
+        Ok(Pusher {
+            outbox,
+            client,
+            status,
+            pending: Pending::default(),
+            acks: Acks::new(checkpoint),
+            persisted: checkpoint,
+            in_flight_keys: HashMap::new(),
+            tasks: JoinSet::new(),
+            retry_batches: Vec::new(),
+            hold_until: None,
+            streak: FailureStreak::default(),
+            pacer,
+            to_log: Vec::new(),
+            quarantined_anchors,
+            max_ops_override: None,
+            tenant_probe_at: None,
+            cfg,
+        })
+    }
+
+    fn limits(&self) -> Limits {
+        let max_ops = self
+            .max_ops_override
+            .unwrap_or(self.cfg.max_batch_ops)
+            .clamp(1, cloudsync_api::MAX_BATCH_OPERATIONS);
+        Limits {
+            max_ops,
+            max_bytes: self.cfg.max_batch_bytes,
+            scan: max_ops.saturating_mul(4),
+        }
+    }
+
+    fn in_flight_ops(&self) -> usize {
+        self.in_flight_keys.values().sum()
+    }
+
+    /// Reads more entries while the bounded window has room.
+    fn refill(&mut self) -> Result<(), PushError> {
+        let room = self
+            .cfg
+            .max_pending
+            .saturating_sub(self.pending.len() + self.in_flight_ops());
+        if room == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        for (seq, entry, size) in self.outbox.read_sized(self.acks.read_upto(), room)? {
+            self.acks.read(seq);
+            self.pending.push_new(Item::with_size(
+                seq,
+                entry.configuration_id,
+                entry.operation,
+                size,
+                now,
+            ));
+        }
+        Ok(())
+    }
+
+    fn reserve(&mut self, batch: &Batch) {
+        for item in &batch.items {
+            for k in item.keys() {
+                *self.in_flight_keys.entry(k.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    pub(super) fn release(&mut self, batch: &Batch) {
+        for item in &batch.items {
+            for k in item.keys() {
+                if let Some(n) = self.in_flight_keys.get_mut(k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.in_flight_keys.remove(k);
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, mut batch: Batch) {
+        batch.attempts += 1;
+        if let Some(p) = self.pacer.as_mut() {
+            p.spend(batch.len(), Instant::now());
+        }
+        let in_flight = self.tasks.len() + 1;
+        self.status.send_modify(|s| {
+            s.batch_attempts += 1;
+            s.in_flight = in_flight;
+        });
+        tracing::debug!(batch_id = %batch.id, ops = batch.len(), attempt = batch.attempts, "Sending batch.");
+        let client = self.client.clone();
+        self.tasks.spawn(async move {
+            let result = client.post_batch(batch.configuration, &batch.body).await;
+            (batch, result)
+        });
+    }
+
+    /// Starts as many sends as the limits allow; returns when to look again if something waits.
+    fn dispatch(&mut self, now: Instant) -> Result<Option<Instant>, PushError> {
+        if let Some(t) = self.hold_until {
+            if t > now {
+                return Ok(Some(t));
+            }
+            self.hold_until = None;
+        }
+        if let Some((_, at)) = self.tenant_probe_at {
+            return Ok(Some(at));
+        }
+        let mut wake: Option<Instant> = None;
+        while self.tasks.len() < self.cfg.max_in_flight {
+            // Whole-batch retries first, under their original ids.
+            // Lowest positions first, so the checkpoint can move as early as possible.
+            if !self.retry_batches.is_empty() {
+                let batch = self.retry_batches.remove(0);
+                if let Some(w) = self.pace(batch.len(), now) {
+                    self.retry_batches.insert(0, batch);
+                    return Ok(Some(w));
+                }
+                self.spawn(batch);
+                // While calls are failing, probe with one batch at a time.
+                if self.streak.consecutive() > 0 {
+                    return Ok(None);
+                }
+                continue;
+            }
+            if self.streak.consecutive() > 0 && !self.tasks.is_empty() {
+                break;
+            }
+            let limits = self.limits();
+            let full = self.pending.len() >= limits.max_ops;
+            if !full && let Some(oldest) = self.pending.oldest_read() {
+                let linger_end = oldest + self.cfg.linger;
+                if linger_end > now {
+                    wake = Some(linger_end);
+                    break;
+                }
+            }
+            let want = self.pending.len().min(limits.max_ops);
+            if want == 0 {
+                break;
+            }
+            if let Some(w) = self.pace(want, now) {
+                return Ok(Some(w));
+            }
+            let Some((configuration, items)) =
+                self.pending.assemble(limits, &self.in_flight_keys, now)
+            else {
+                break;
+            };
+            let batch = batcher::build(configuration, items).map_err(PushError::Encode)?;
+            self.reserve(&batch);
+            self.spawn(batch);
+        }
+        let due = self.pending.next_due().filter(|t| *t > now);
+        Ok(match (wake, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// `Some(wake)` when the pacer says `ops` may not go yet.
+    fn pace(&mut self, ops: usize, now: Instant) -> Option<Instant> {
+        let wait = self.pacer.as_mut()?.wait_for(ops, now);
+        (wait > Duration::ZERO).then(|| super::retry::deadline_after(now, wait))
+    }
+
+    /// Persists the checkpoint (and provisioning-log entries) when the acknowledgements allow.
+    pub(super) async fn checkpoint(&mut self) -> Result<(), PushError> {
+        let target = self.acks.checkpoint();
+        if target > self.persisted || !self.to_log.is_empty() {
+            let target = target.max(self.persisted);
+            self.outbox.acknowledge(target, &self.to_log).await?;
+            self.to_log.clear();
+            if target > self.persisted {
+                tracing::debug!(checkpoint = target, "Push checkpoint advanced.");
+            }
+            self.persisted = target;
+        }
+        let (outstanding, in_flight) = (self.acks.outstanding(), self.tasks.len());
+        let persisted = self.persisted;
+        self.status.send_modify(|s| {
+            s.checkpoint = persisted;
+            s.outstanding = outstanding;
+            s.in_flight = in_flight;
+        });
+        Ok(())
+    }
+
+    fn drained(&self) -> Result<bool, PushError> {
+        Ok(self.acks.outstanding() == 0
+            && self.tasks.is_empty()
+            && self.outbox.last_seq()? <= self.acks.read_upto())
+    }
+
+    /// The loop. Returns when cancelled (after in-flight batches finish or the grace period ends),
+    /// or, with `stop_when_drained`, when everything enqueued has been acknowledged.
+    pub(super) async fn run(mut self, cancel: CancellationToken) -> Result<PushSummary, PushError> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let wake = if deadline.is_none() {
+                self.refill()?;
+                if self.cfg.stop_when_drained && self.drained()? {
+                    break;
+                }
+                if let Some((config, at)) = self.tenant_probe_at
+                    && at <= now
+                {
+                    self.probe_tenant(config).await;
+                }
+                self.dispatch(now)?
+            } else {
+                None
+            };
+            if deadline.is_some() && self.tasks.is_empty() {
+                break;
+            }
+            let sleep_until = match (wake, deadline) {
+                (Some(w), Some(d)) => w.min(d),
+                (w, d) => w.or(d).unwrap_or(now + Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match joined {
+                        Ok(sent) => self.handle(sent).await?,
+                        Err(e) => tracing::error!(error = %e, "A batch send task failed; its operations are resent after a restart."),
+                    }
+                    self.checkpoint().await?;
+                }
+                () = tokio::time::sleep_until(sleep_until) => {
+                    if deadline.is_some_and(|d| d <= Instant::now()) {
+                        tracing::warn!(in_flight = self.tasks.len(), "Shutdown grace period over; abandoning batches in flight (they are resent after a restart).");
+                        self.tasks.abort_all();
+                        break;
+                    }
+                }
+                () = self.outbox.wait_for_new(), if deadline.is_none() => {}
+                () = cancel.cancelled(), if deadline.is_none() => {
+                    tracing::info!(in_flight = self.tasks.len(), "Push stage stopping: no new batches; waiting for those in flight.");
+                    deadline = Some(super::retry::deadline_after(Instant::now(), self.cfg.shutdown_grace));
+                }
+            }
+        }
+        self.checkpoint().await?;
+        let status = self.status.borrow().clone();
+        tracing::info!(checkpoint = self.persisted, "Push stage stopped.");
+        Ok(PushSummary {
+            checkpoint: self.persisted,
+            status,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! Agent registration, heartbeats and listing.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use rand::RngCore;
+use sha2::Digest;
+use uuid::Uuid;
+
+use cloudsync_api::agent::{
+    AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
+    RegistrationRequest, RegistrationResponse,
+};
+
+use super::agent_health::record_report;
+use super::authorize::{Admins, Agents, Authorized};
+use super::error::{ApiError, ApiJson};
+use super::state::{SharedState, now_rfc3339, now_unix, parse_unix};
+use super::store::{AgentRecord, ConfigRecord, StoreError, decode, get_json, put_json};
+
+/// `POST /api/v1/agents` (Global or Hybrid Identity Administrator).
+pub async fn register(
+    State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<Admins>,
+    ApiJson(req): ApiJson<RegistrationRequest>,
+) -> Result<(StatusCode, Json<RegistrationResponse>), ApiError> {
+    if req.host_name.trim().is_empty() {
+        return Err(ApiError::BadRequest("hostName must not be empty.".into()));
+    }
+    if req.environment != state.identity.environment {
+        return Err(ApiError::BadRequest(format!(
+            "The agent was installed for {} but this tenant is in {}.",
+            req.environment, state.identity.environment
+        )));
+    }
+    let mut secret_bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret_bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
+    let agent = AgentRecord {
+        id: Uuid::new_v4(),
+        host_name: req.host_name,
+        version: req.version,
+        environment: req.environment,
+        domains: req.domains,
+        client_id: Uuid::new_v4().to_string(),
+        secret_sha256: hex::encode(sha2::Sha256::digest(secret.as_bytes())),
+        last_seen: now_rfc3339(),
+    };
+    put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
+    state
+        .store
+        .clients
+        .insert(agent.client_id.as_bytes(), agent.id.as_bytes().as_slice())
+        .map_err(StoreError::from)?;
+    state.store.flush().await?;
+    tracing::info!(agent_id = %agent.id, host = %agent.host_name, registered_by = %principal.id(), "Agent registered.");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegistrationResponse {
+            agent_id: agent.id,
+            tenant_id: state.identity.tenant_id,
+            client_id: agent.client_id,
+            client_secret: secret,
+            token_endpoint: format!("/{}/oauth2/v2.0/token", state.identity.tenant_id),
+        }),
+    ))
+}
+
+/// `POST /api/v1/agents/{id}/heartbeat` (the agent itself).
+pub async fn heartbeat(
+    State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<Agents>,
+    Path(agent_id): Path<String>,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let agent_id = parse_id(&agent_id)?;
+    if principal.id() != agent_id {
+        return Err(ApiError::Forbidden(
+            "An agent may only send heartbeats for itself.".into(),
+        ));
+    }
+    let _guard = state.apply_lock.lock().await;
+    let mut agent: AgentRecord = get_json(&state.store.agents, "agents", agent_id.as_bytes())?
+        .ok_or_else(|| ApiError::NotFound(format!("Agent {agent_id} is not registered.")))?;
+    agent.version = req.version;
+    agent.last_seen = now_rfc3339();
+    put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
+    let mut configurations = Vec::new();
+    let mut pending_restarts = Vec::new();
+    for record in all_configs(&state)? {
+        let mut record = record;
+        if !agent
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&record.config.spec.domain))
+        {
+            continue;
+        }
+        let before = record.pending_restarts.len();
+        record
+            .pending_restarts
+            .retain(|r| !req.acknowledged_restarts.contains(&r.id));
+        let report = req
+            .configurations
+            .iter()
+            .find(|c| c.configuration_id == record.config.id);
+        let reported = record_report(&mut record, agent.id, report, &agent.last_seen);
+        if record.pending_restarts.len() != before || reported {
+            put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
+        }
+        configurations.push(ConfigurationRef {
+            id: record.config.id,
+            revision: record.config.revision,
+        });
+        pending_restarts.extend(record.pending_restarts);
+    }
+    state.store.flush().await?;
+    Ok(Json(HeartbeatResponse {
+        server_time: now_rfc3339(),
+        heartbeat_interval_seconds: state.options.heartbeat_interval_secs,
+        configurations,
+        pending_restarts,
+    }))
+}
+
+/// `GET /api/v1/agents` (admins).
+pub async fn list(
+    State(state): State<SharedState>,
+    _: Authorized<Admins>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(serde_json::json!({ "value": agent_infos(&state)? })))
+}
+
+/// Every agent with its derived status.
+pub fn agent_infos(state: &SharedState) -> Result<Vec<AgentInfo>, StoreError> {
+    let now = now_unix();
+    let inactive_after = i64::try_from(state.options.agent_inactive_after_secs).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for entry in state.store.agents.iter() {
+        let (_, bytes) = entry?;
+        let a: AgentRecord = decode("agents", &bytes)?;
+        let status = if now.saturating_sub(parse_unix(&a.last_seen)) >= inactive_after {
+            AgentStatus::Inactive
+        } else {
+            AgentStatus::Active
+        };
+        out.push(AgentInfo {
+            id: a.id,
+            host_name: a.host_name,
+            version: a.version,
+            environment: a.environment,
+            domains: a.domains,
+            status,
+            last_seen: a.last_seen,
+        });
+    }
+    Ok(out)
+}
+
+/// Every configuration record.
+pub fn all_configs(state: &SharedState) -> Result<Vec<ConfigRecord>, StoreError> {
+    state
+        .store
+        .configs
+        .iter()
+        .map(|entry| {
+            entry
+                .map_err(StoreError::from)
+                .and_then(|(_, v)| decode("configs", &v))
+        })
+        .collect()
+}
+
+/// Parses a GUID path segment (400 when it is not one).
+pub fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| ApiError::BadRequest(format!("'{s}' is not a valid GUID.")))
+}

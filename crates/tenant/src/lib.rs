@@ -1,0 +1,70 @@
+//! The local tenant: an emulated cloud directory that agents, tests and the quickstart run against.
+//!
+//! Enters: HTTPS requests from agents (registration, heartbeats, operation batches), admins (token
+//! requests, configurations, restarts, logs, fault settings, the portal) and Graph clients (reads).
+//! Leaves: responses shaped by [`cloudsync_api`] (agent contract), Microsoft Graph (reads) and
+//! Microsoft's OAuth2 endpoint (tokens); durable state in sled under `--state`.
+//!
+//! The tenant meets the agent only through [`cloudsync_api`] and HTTP; nothing here imports the agent's
+//! modules (and the agent does not import these).
+//!
+//! # Files, one role each
+//! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
+//! - [`h2_drain`]     — HTTP/2 request bodies answered early are read to the end first (no reset).
+//! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
+//! - [`state`]        — the shared state and fixed tunables.
+//! - [`identity`]     — tenant id/domain/environment, seeded admin users.
+//! - [`token`]        — HS256-signed access tokens.
+//! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
+//! - [`authorize`]    — [`authorize::Authorized`]: the role check as an extractor, before the body.
+//! - [`agents`]       — registration, heartbeats, agent status.
+//! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
+//! - [`provisioning`] — configurations, restarts, the batch endpoint.
+//! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
+//! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
+//! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
+//!   the migration from format 1.
+//! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
+//! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
+//! - [`logs`]         — provisioning log search.
+//! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
+//! - [`portal`]       — the admin page at `/`.
+//! - [`portal_auth`], [`session`] — the portal's sign-in, sessions, CSRF token and security headers.
+//! - [`lockout`]      — smart lockout of every password check (AADSTS50053); tests in `lockout_tests.rs`.
+//! - [`error`]        — OData error bodies and body extractors that never panic.
+
+pub mod admin;
+pub mod agent_health;
+pub mod agents;
+pub mod apply;
+pub mod apply_guard;
+#[cfg(test)]
+mod apply_model;
+pub mod apply_ops;
+pub mod auth;
+pub mod authorize;
+pub mod error;
+pub mod graph;
+pub mod graph_batch;
+pub mod graph_query;
+pub mod h2_drain;
+pub mod identity;
+pub mod lockout;
+pub mod logs;
+pub mod orgid;
+pub mod portal;
+pub mod portal_auth;
+pub mod provisioning;
+pub mod server;
+pub mod session;
+pub mod signin;
+pub mod state;
+pub mod store;
+mod store_format;
+pub mod throttle;
+pub mod tls;
+pub mod token;
+
+pub use server::{RunningTenant, ServeConfig, ServeError, start};
+pub use state::TenantOptions;
+pub use throttle::ThrottleSettings;

@@ -58,7 +58,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn plain_paged_read(cfg: &cloudsync_agent::config::DomainConfig) -> usize {
+async fn plain_paged_read(cfg: &cloudsync_agent::source::ldap::DomainConfig) -> usize {
     let mut c = conn::connect(cfg).await.unwrap();
     let adapters: Vec<Box<dyn Adapter<'_, &str, Vec<&str>>>> = vec![
         Box::new(EntriesOnly::new()),

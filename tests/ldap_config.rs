@@ -56,3 +56,27 @@ fn environment_overrides_the_file_and_secrets_stay_hidden() {
     assert!(stdout.contains("interval_secs: 7,"), "{stdout}");
     assert!(!stdout.contains("S3cret-from-env"), "{stdout}");
 }
+
+/// A variable naming a section the file has not (`DOMAIN` for `DOMAINS`) is an error naming it, not a
+/// setting silently ignored.
+#[test]
+fn an_environment_variable_for_an_unknown_section_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, TOML).unwrap();
+    let out = check_config(
+        &path,
+        &[
+            ("CLOUDSYNC_DOMAINS__CORP__PASSWORD", "S3cret-from-env"),
+            ("CLOUDSYNC_DOMAIN__CORP__URL", "ldap://typo.example.test"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("CLOUDSYNC_DOMAIN__CORP__URL"), "{stderr}");
+    assert!(
+        stderr.contains("no configuration section `domain`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("S3cret-from-env"), "{stderr}");
+}

@@ -12,7 +12,7 @@ use cloudsync_agent::source::ldap::{BindFailure, LdapSourceError};
 use common::lab::{self, LabDc};
 use ldap_support::runtime;
 
-fn domain(toml: &str) -> cloudsync_agent::config::DomainConfig {
+fn domain(toml: &str) -> cloudsync_agent::source::ldap::DomainConfig {
     Config::from_toml_str(toml).unwrap().domains["lab"].clone()
 }
 

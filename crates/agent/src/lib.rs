@@ -25,4 +25,5 @@ pub mod journal;
 pub mod phs;
 pub mod projection;
 pub mod push;
+pub mod secret;
 pub mod source;

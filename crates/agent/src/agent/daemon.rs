@@ -9,13 +9,14 @@ use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
 use super::restarts::ResyncRequests;
-use crate::config::{Config, DomainConfig, SyncMode};
+use crate::config::Config;
 use crate::event::ResyncReason;
 use crate::journal::Journal;
 use crate::source::EventSink;
 use crate::source::ldap::backoff::Backoff;
 use crate::source::ldap::conn::{self, DcConn};
 use crate::source::ldap::dirsync::{self, PassOptions, PassReport};
+use crate::source::ldap::{DomainConfig, SyncMode};
 use crate::source::ldap::{LdapSourceError, notify, usn_poll};
 
 /// The result of one domain's pass in [`sync_once`].

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
-use crate::config::{Config, DomainConfig};
+use crate::config::Config;
 use crate::event::{Event, SourceKind};
 use crate::journal::Journal;
 use crate::phs::cycle::{CycleReport, PhsCycle, PhsSource};
@@ -26,6 +26,7 @@ use crate::phs::fips::HOST_FIPS_FILE;
 use crate::phs::{HashPool, PhsError, PhsSettings, PhsSourceKind};
 use crate::source::drsr::DrsrSettings;
 use crate::source::drsr::ntlm::Credentials;
+use crate::source::ldap::DomainConfig;
 use crate::source::{EventSink, SinkError, SourceCheckpoint};
 
 /// Why a domain's password hash sync stage could not be built or run.

@@ -14,25 +14,29 @@
 //! password_file = "/etc/cloudsync/corp.pw"   # or `password = "…"` (e.g. CLOUDSYNC_DOMAINS__CORP__PASSWORD)
 //! ca_file = "/etc/cloudsync/corp-ca.pem"
 //! ```
-//! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. Only the `agent`,
-//! `domains`, `tenant`, `projection` and `push` keys are taken from the environment, so
-//! `CLOUDSYNC_LOG` etc. (CLI flags) do not clash. `[tenant]` and `[push]` are described in
-//! [`cloud`](TenantConfig); `[projection]` in [`crate::projection::config`].
+//! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. A variable with `__` names a
+//! section and key; its section must be one of [`SECTIONS`] (`agent`, `domains`, `tenant`, `projection`,
+//! `push`, `phs`, `fips`) or loading fails naming the variable. Variables without `__` (`CLOUDSYNC_LOG`,
+//! the CLI flags' own) are not configuration keys.
+//!
+//! Each stage owns its section's type and this module only loads, layers and validates them; imports run
+//! from here to the stages, never back: `[domains.*]` is [`crate::source::ldap::DomainConfig`],
+//! `[projection]` [`crate::projection::config::ProjectionConfig`], `[phs]`/`[fips]` live with password hash
+//! sync, `[tenant]` and `[push]` are described in [`cloud`](TenantConfig).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::source::ldap::DomainConfig;
+
 mod cloud;
-mod secret;
 mod validate;
 
 pub use cloud::{PushSettings, TenantConfig};
-pub use secret::Secret;
 pub use validate::Problem;
 
 /// The whole agent configuration.
@@ -111,131 +115,6 @@ impl Default for AgentConfig {
     }
 }
 
-/// How changes are read from a domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyncMode {
-    /// The DirSync control (needs "Replicating Directory Changes", or `object_security`).
-    #[default]
-    Dirsync,
-    /// Paged search on `uSNChanged` for accounts without the DirSync right; **cannot see deletes**
-    /// unless the account can read tombstones.
-    UsnPoll,
-}
-
-/// One domain: its own connection, cookie and status.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DomainConfig {
-    /// The domain's DNS name (`corp.example.test`), stamped on every event.
-    pub dns_name: String,
-    /// `ldaps://host:636` or `ldap://host:389` (with `starttls = true`).
-    pub url: String,
-    /// The NC head to read; derived from `dns_name` when absent.
-    #[serde(default)]
-    pub base_dn: Option<String>,
-    /// The service account, as UPN (`svc@corp.example.test`) or DN.
-    pub bind_dn: String,
-    /// The bind password (prefer `password_file` or the environment).
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// A file holding the bind password (first line; should be mode 0600).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// PEM file with the CA(s) that sign the DC's certificate.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Upgrade an `ldap://` connection with StartTLS.
-    #[serde(default)]
-    pub starttls: bool,
-    /// Skip certificate verification (labs only; logged as a warning at every start).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// Allow `ldap://` without StartTLS (labs only; the password crosses the wire in clear).
-    #[serde(default)]
-    pub allow_plaintext: bool,
-    /// TCP + TLS connect timeout, seconds.
-    #[serde(default = "default_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Per-operation timeout, seconds.
-    #[serde(default = "default_timeout")]
-    pub operation_timeout_secs: u64,
-    /// Delta poll interval, seconds (minimum 1).
-    #[serde(default = "default_poll")]
-    pub poll_interval_secs: u64,
-    /// Keep a change-notification search open to run deltas as soon as something changes.
-    #[serde(default = "default_true")]
-    pub notifications: bool,
-    /// DirSync or the uSNChanged fallback.
-    #[serde(default)]
-    pub mode: SyncMode,
-    /// Send `LDAP_DIRSYNC_OBJECT_SECURITY` (for accounts without "Replicating Directory Changes").
-    #[serde(default)]
-    pub object_security: bool,
-    /// Page size of the uSNChanged fallback.
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// The tenant configuration this domain pushes to; default: the one `agent register` recorded.
-    #[serde(default)]
-    pub configuration_id: Option<uuid::Uuid>,
-}
-
-fn default_timeout() -> u64 {
-    30
-}
-fn default_poll() -> u64 {
-    120
-}
-fn default_true() -> bool {
-    true
-}
-fn default_page_size() -> u32 {
-    500
-}
-
-impl DomainConfig {
-    /// The NC head: `base_dn`, or `DC=corp,DC=example,DC=test` from `dns_name`.
-    pub fn base(&self) -> String {
-        match &self.base_dn {
-            Some(b) => b.clone(),
-            None => self
-                .dns_name
-                .split('.')
-                .filter(|p| !p.is_empty())
-                .map(|p| format!("DC={p}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        }
-    }
-
-    /// The bind password, from `password` or the first line of `password_file`.
-    pub fn resolve_password(&self) -> Result<Secret, std::io::Error> {
-        if let Some(p) = &self.password {
-            return Ok(p.clone());
-        }
-        let path = self.password_file.as_deref().unwrap_or(Path::new(""));
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
-        Ok(Secret::new(
-            text.lines().next().unwrap_or_default().to_string(),
-        ))
-    }
-
-    /// The connect timeout.
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.connect_timeout_secs)
-    }
-
-    /// The operation timeout.
-    pub fn operation_timeout(&self) -> Duration {
-        Duration::from_secs(self.operation_timeout_secs)
-    }
-
-    /// The poll interval.
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_secs(self.poll_interval_secs.max(1))
-    }
-}
-
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -255,20 +134,16 @@ impl Config {
 
     /// As [`Config::load`] with another environment prefix (tests use one no environment has).
     pub fn load_with_env_prefix(path: &Path, prefix: &str) -> Result<Config, ConfigError> {
-        // Keys keep the environment's case until figment lowercases them at the end.
+        let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+        let unknown = unknown_env_sections(prefix, names);
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid(unknown));
+        }
+        // Keys keep the environment's case until figment lowercases them at the end; `split` has turned
+        // `__` into `.` before the filter sees them.
         let env = Env::prefixed(prefix).split("__").filter(|key| {
-            let key = key.as_str().to_ascii_lowercase();
-            [
-                "agent",
-                "domains",
-                "tenant",
-                "projection",
-                "push",
-                "phs",
-                "fips",
-            ]
-            .iter()
-            .any(|section| key.starts_with(section))
+            let section = key.as_str().split('.').next().unwrap_or_default();
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
         let config: Config = Figment::new()
             .merge(Toml::file_exact(path))
@@ -287,5 +162,93 @@ impl Config {
             .map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The file's top-level sections, the only ones the environment may set.
+pub const SECTIONS: [&str; 7] = [
+    "agent",
+    "domains",
+    "tenant",
+    "projection",
+    "push",
+    "phs",
+    "fips",
+];
+
+/// The section a nested environment key (`DOMAINS__CORP__URL`, prefix removed) names, lowercased; `None`
+/// for a key without `__` (a CLI flag's variable such as `CLOUDSYNC_LOG`, not a configuration key).
+fn section_of(key: &str) -> Option<String> {
+    key.split_once("__")
+        .map(|(section, _)| section.to_ascii_lowercase())
+}
+
+/// Every `<prefix>SECTION__…` variable whose SECTION is not one of [`SECTIONS`], as a problem naming the
+/// variable: a typo such as `CLOUDSYNC_DOMAIN__CORP__URL` would otherwise be ignored without a word.
+fn unknown_env_sections(prefix: &str, names: impl Iterator<Item = String>) -> Vec<Problem> {
+    let mut unknown: Vec<Problem> = names
+        .filter_map(|name| {
+            let rest = name
+                .get(prefix.len()..)
+                .filter(|_| name.starts_with(prefix))?;
+            let section = section_of(rest)?;
+            (!SECTIONS.contains(&section.as_str())).then(|| Problem {
+                key: name.clone(),
+                message: format!(
+                    "the environment names no configuration section `{section}` (sections: {})",
+                    SECTIONS.join(", ")
+                ),
+            })
+        })
+        .collect();
+    unknown.sort_by(|a, b| a.key.cmp(&b.key));
+    unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> impl Iterator<Item = String> {
+        list.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn an_unknown_section_in_the_environment_is_named() {
+        let found = unknown_env_sections(
+            "CLOUDSYNC_",
+            names(&[
+                "CLOUDSYNC_DOMAIN__CORP__URL",
+                "CLOUDSYNC_DOMAINS__CORP__URL",
+                "CLOUDSYNC_AGENTS__JOURNAL_DIR",
+                "CLOUDSYNC_LOG",
+                "CLOUDSYNC_PHS__INTERVAL_SECS",
+                "OTHER_X__Y",
+            ]),
+        );
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "CLOUDSYNC_AGENTS__JOURNAL_DIR",
+                "CLOUDSYNC_DOMAIN__CORP__URL"
+            ]
+        );
+        assert!(
+            found[1].message.contains("`domain`"),
+            "{}",
+            found[1].message
+        );
+    }
+
+    #[test]
+    fn sections_match_whole_names_not_prefixes() {
+        // `agents` once passed as "starts with agent".
+        assert_eq!(section_of("AGENTS__X").as_deref(), Some("agents"));
+        assert!(!SECTIONS.contains(&"agents"));
+        assert_eq!(section_of("LOG_JSON"), None);
     }
 }

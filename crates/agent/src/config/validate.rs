@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use super::{Config, ConfigError, DomainConfig, SyncMode};
+use super::{Config, ConfigError};
+use crate::source::ldap::{DomainConfig, SyncMode};
 
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::error::{BindFailure, LdapSourceError};
-use crate::config::DomainConfig;
+use crate::source::ldap::DomainConfig;
 
 /// Builds a rustls client configuration trusting only the certificates in `ca_file`.
 pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<ClientConfig>, LdapSourceError> {

@@ -17,8 +17,8 @@ use super::entry::{RawEntry, parse_entry};
 use super::error::LdapSourceError;
 use super::page;
 use super::range;
-use crate::config::DomainConfig;
 use crate::event::{Event, ResyncReason, SourceKind};
+use crate::source::ldap::DomainConfig;
 use crate::source::{EventSink, SourceCheckpoint};
 
 /// The objects the feed asks for: users (incl. inetOrgPersons), groups, contacts and OUs, not

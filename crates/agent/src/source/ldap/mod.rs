@@ -1,6 +1,6 @@
 //! The LDAP change feed: DirSync (or the uSNChanged fallback) from a domain NC into the journal.
 //!
-//! Enters: a [`crate::config::DomainConfig`] and the domain's last checkpoint. Leaves: [`crate::event::Event`]s
+//! Enters: a [`DomainConfig`] and the domain's last checkpoint. Leaves: [`crate::event::Event`]s
 //! appended to an [`crate::source::EventSink`], each page atomically with its new checkpoint.
 //!
 //! # One pass ([`dirsync::run_pass`])
@@ -39,6 +39,8 @@ pub mod error;
 pub mod notify;
 pub mod page;
 pub mod range;
+mod settings;
 pub mod usn_poll;
 
 pub use error::{BindFailure, LdapSourceError};
+pub use settings::{DomainConfig, SyncMode};

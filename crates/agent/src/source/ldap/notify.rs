@@ -15,7 +15,7 @@ use super::backoff::Backoff;
 use super::conn;
 use super::control;
 use super::error::LdapSourceError;
-use crate::config::DomainConfig;
+use crate::source::ldap::DomainConfig;
 
 /// Keeps a notification search open until `cancel` fires; calls `wake.notify_one()` per pushed entry.
 pub async fn watch(cfg: DomainConfig, wake: Arc<Notify>, cancel: CancellationToken) {

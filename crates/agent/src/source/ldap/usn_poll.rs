@@ -19,8 +19,8 @@ use super::entry::{RawEntry, parse_entry};
 use super::error::LdapSourceError;
 use super::page;
 use super::range::{self, read_base};
-use crate::config::DomainConfig;
 use crate::event::{Event, ResyncReason, SourceKind};
+use crate::source::ldap::DomainConfig;
 use crate::source::{EventSink, SourceCheckpoint};
 
 /// Reads the rootDSE's `highestCommittedUSN`.

@@ -1,4 +1,5 @@
-//! A string that cannot be printed by accident and is wiped from memory when dropped.
+//! A string that cannot be printed by accident and is wiped from memory when dropped (a bind password).
+//! A leaf: it imports nothing of the crate, so any stage's settings can hold one.
 
 use std::fmt;
 

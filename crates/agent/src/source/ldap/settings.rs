@@ -1,0 +1,135 @@
+//! One domain's `[domains.<label>]` settings: where the DC is, how to bind, how to read changes. Owned by the
+//! LDAP source (every reader in this folder takes a [`DomainConfig`]); `crate::config` loads, layers and
+//! validates them with the rest of the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// How changes are read from a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// The DirSync control (needs "Replicating Directory Changes", or `object_security`).
+    #[default]
+    Dirsync,
+    /// Paged search on `uSNChanged` for accounts without the DirSync right; **cannot see deletes**
+    /// unless the account can read tombstones.
+    UsnPoll,
+}
+
+/// One domain: its own connection, cookie and status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// The domain's DNS name (`corp.example.test`), stamped on every event.
+    pub dns_name: String,
+    /// `ldaps://host:636` or `ldap://host:389` (with `starttls = true`).
+    pub url: String,
+    /// The NC head to read; derived from `dns_name` when absent.
+    #[serde(default)]
+    pub base_dn: Option<String>,
+    /// The service account, as UPN (`svc@corp.example.test`) or DN.
+    pub bind_dn: String,
+    /// The bind password (prefer `password_file` or the environment).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file holding the bind password (first line; should be mode 0600).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM file with the CA(s) that sign the DC's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// Skip certificate verification (labs only; logged as a warning at every start).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Allow `ldap://` without StartTLS (labs only; the password crosses the wire in clear).
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// TCP + TLS connect timeout, seconds.
+    #[serde(default = "default_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Per-operation timeout, seconds.
+    #[serde(default = "default_timeout")]
+    pub operation_timeout_secs: u64,
+    /// Delta poll interval, seconds (minimum 1).
+    #[serde(default = "default_poll")]
+    pub poll_interval_secs: u64,
+    /// Keep a change-notification search open to run deltas as soon as something changes.
+    #[serde(default = "default_true")]
+    pub notifications: bool,
+    /// DirSync or the uSNChanged fallback.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Send `LDAP_DIRSYNC_OBJECT_SECURITY` (for accounts without "Replicating Directory Changes").
+    #[serde(default)]
+    pub object_security: bool,
+    /// Page size of the uSNChanged fallback.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// The tenant configuration this domain pushes to; default: the one `agent register` recorded.
+    #[serde(default)]
+    pub configuration_id: Option<uuid::Uuid>,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+fn default_poll() -> u64 {
+    120
+}
+fn default_true() -> bool {
+    true
+}
+fn default_page_size() -> u32 {
+    500
+}
+
+impl DomainConfig {
+    /// The NC head: `base_dn`, or `DC=corp,DC=example,DC=test` from `dns_name`.
+    pub fn base(&self) -> String {
+        match &self.base_dn {
+            Some(b) => b.clone(),
+            None => self
+                .dns_name
+                .split('.')
+                .filter(|p| !p.is_empty())
+                .map(|p| format!("DC={p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// The bind password, from `password` or the first line of `password_file`.
+    pub fn resolve_password(&self) -> Result<Secret, std::io::Error> {
+        if let Some(p) = &self.password {
+            return Ok(p.clone());
+        }
+        let path = self.password_file.as_deref().unwrap_or(Path::new(""));
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+        Ok(Secret::new(
+            text.lines().next().unwrap_or_default().to_string(),
+        ))
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The operation timeout.
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs)
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs.max(1))
+    }
+}

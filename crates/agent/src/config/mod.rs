@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
 use crate::source::ldap::DomainConfig;
@@ -129,11 +129,21 @@ pub enum ConfigError {
 impl Config {
     /// Loads `path` layered with `CLOUDSYNC_*` environment variables, then validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with_env_prefix(path, "CLOUDSYNC_")
+        Config::load_layered(path, "CLOUDSYNC_", &[])
     }
 
     /// As [`Config::load`] with another environment prefix (tests use one no environment has).
     pub fn load_with_env_prefix(path: &Path, prefix: &str) -> Result<Config, ConfigError> {
+        Config::load_layered(path, prefix, &[])
+    }
+
+    /// Every layer: defaults → the TOML file → `<prefix>SECTION__KEY` environment variables → `overrides`
+    /// (the command line's `--set section.key=value`, last wins), then validation.
+    pub fn load_layered(
+        path: &Path,
+        prefix: &str,
+        overrides: &[Override],
+    ) -> Result<Config, ConfigError> {
         let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
         let unknown = unknown_env_sections(prefix, names);
         if !unknown.is_empty() {
@@ -145,9 +155,11 @@ impl Config {
             let section = key.as_str().split('.').next().unwrap_or_default();
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
-        let config: Config = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(env)
+        let mut figment = Figment::new().merge(Toml::file_exact(path)).merge(env);
+        for o in overrides {
+            figment = figment.merge(Serialized::default(&o.key, &o.value));
+        }
+        let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
@@ -162,6 +174,57 @@ impl Config {
             .map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// One `--set section.key=value` from the command line: the last layer, over the file and the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// The dotted key, e.g. `domains.corp.poll_interval_secs`.
+    pub key: String,
+    /// The value: a TOML value (`5`, `true`, `"text"`, `["a", "b"]`), or else the text as a string.
+    pub value: figment::value::Value,
+}
+
+impl std::str::FromStr for Override {
+    type Err = Problem;
+
+    /// Parses `section.key=value`; the section must be one of [`SECTIONS`] and every key segment a bare
+    /// TOML key (letters, digits, `_`, `-`).
+    fn from_str(text: &str) -> Result<Override, Problem> {
+        let problem = |message: String| Problem {
+            key: text.split('=').next().unwrap_or_default().to_string(),
+            message,
+        };
+        let (key, raw) = text
+            .split_once('=')
+            .ok_or_else(|| problem("expected section.key=value".into()))?;
+        let key = key.trim();
+        let bare = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !key.contains('.') || !key.split('.').all(bare) {
+            return Err(problem(
+                "expected a dotted key such as push.batch_size".into(),
+            ));
+        }
+        let section = key.split('.').next().unwrap_or_default();
+        if !SECTIONS.contains(&section) {
+            return Err(problem(format!(
+                "no configuration section `{section}` (sections: {})",
+                SECTIONS.join(", ")
+            )));
+        }
+        let parsed = Figment::from(Toml::string(&format!("v = {raw}")))
+            .extract_inner::<figment::value::Value>("v")
+            .ok();
+        let value = parsed.unwrap_or_else(|| figment::value::Value::from(raw.to_string()));
+        Ok(Override {
+            key: key.to_string(),
+            value,
+        })
     }
 }
 
@@ -206,6 +269,7 @@ fn unknown_env_sections(prefix: &str, names: impl Iterator<Item = String>) -> Ve
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -242,6 +306,49 @@ mod tests {
             "{}",
             found[1].message
         );
+    }
+
+    #[test]
+    fn a_set_flag_is_the_last_layer_and_takes_toml_or_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "[agent]\njournal_dir = \"/file\"\n[domains.corp]\ndns_name = \"corp.example.test\"\n\
+             url = \"ldap://127.0.0.1\"\nallow_plaintext = true\nbind_dn = \"svc@corp.example.test\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let sets: Vec<Override> = [
+            "agent.journal_dir=/from/the/flag",
+            "domains.corp.poll_interval_secs=7",
+            "domains.corp.notifications=false",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let c = Config::load_layered(&path, "CLOUDSYNC_TEST_NO_SUCH_PREFIX_", &sets).unwrap();
+        assert_eq!(c.agent.journal_dir, PathBuf::from("/from/the/flag"));
+        assert_eq!(c.domains["corp"].poll_interval_secs, 7);
+        assert!(!c.domains["corp"].notifications);
+        // Without the flags the file's values stand.
+        let c = Config::load_layered(&path, "CLOUDSYNC_TEST_NO_SUCH_PREFIX_", &[]).unwrap();
+        assert_eq!(c.agent.journal_dir, PathBuf::from("/file"));
+        assert_eq!(c.domains["corp"].poll_interval_secs, 120);
+    }
+
+    #[test]
+    fn a_bad_set_flag_names_the_key_and_the_fix() {
+        let e = "domain.corp.url=x".parse::<Override>().unwrap_err();
+        assert!(
+            e.message.contains("no configuration section `domain`"),
+            "{e}"
+        );
+        let e = "push".parse::<Override>().unwrap_err();
+        assert!(e.message.contains("section.key=value"), "{e}");
+        let e = "push=3".parse::<Override>().unwrap_err();
+        assert!(e.message.contains("dotted key"), "{e}");
+        let e = "domains.a b.url=x".parse::<Override>().unwrap_err();
+        assert!(e.message.contains("dotted key"), "{e}");
     }
 
     #[test]

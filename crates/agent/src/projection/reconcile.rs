@@ -9,13 +9,14 @@ use sha2::{Digest, Sha256};
 use super::config::Compiled;
 use super::expr::{EvalContext, Value};
 use super::mapping::ApplyWhen;
-use super::model::{Loc, ObjData, Shared};
 use super::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
 use super::projector::{Output, Projector};
 use super::provlog::Step;
 use super::scope::Mode;
 use super::sid::sid_to_string;
-use super::state::{ObjId, ObjState};
+use super::state::blob::{Loc, ObjData};
+use super::state::shared::Shared;
+use super::state::slab::{ObjId, ObjState};
 use crate::event::Guid;
 
 pub(super) struct Ctx<'a> {

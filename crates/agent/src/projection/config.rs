@@ -15,8 +15,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::mapping::{MappingSpec, Mappings};
-use super::model::AttrTable;
 use super::scope::{Scope, ScopeSpec};
+use super::state::attr_table::AttrTable;
 
 /// Microsoft's default accidental-delete threshold.
 pub const DEFAULT_DELETE_THRESHOLD: u32 = 500;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::dn;
 use super::ops::{ObjectKind, Operation};
 use super::projector::{Output, Projector};
-use super::state::{GroupState, ObjId, ObjState};
+use super::state::slab::{GroupState, ObjId, ObjState};
 use crate::event::Guid;
 
 impl Projector {

@@ -10,8 +10,9 @@
 //! Invariant (DESIGN 5): the state is built from ordered maps and a slab with ids in journal order (its hash
 //! indexes are derived and never iterated), with no clock or randomness, so the
 //! same journal always yields the same bytes ([`state::State::to_bytes`]); `tests/projection_determinism.rs`
-//! checks it with restarts in the middle. The state snapshot format and the restart contract are in
-//! [`store`]; the expression language is in [`expr`]; docs/projection.md has the whole picture.
+//! checks it with restarts in the middle. The state's layout and byte form are in [`state`], the snapshot's
+//! envelope and the restart contract in [`store`]; the expression language is in [`expr`];
+//! docs/projection.md has the whole picture.
 
 pub mod anchor;
 pub mod config;
@@ -19,7 +20,6 @@ pub mod dn;
 pub mod expr;
 pub mod mapping;
 mod membership;
-pub mod model;
 pub mod ops;
 pub mod projector;
 #[cfg(test)]

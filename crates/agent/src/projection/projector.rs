@@ -7,10 +7,11 @@
 
 use super::anchor::anchor_bytes;
 use super::config::Compiled;
-use super::model::kind_of;
 use super::ops::{ObjectKind, Operation};
 use super::provlog::{LogEntry, Step};
-use super::state::{ObjId, State};
+use super::state::State;
+use super::state::schema::kind_of;
+use super::state::slab::ObjId;
 use crate::event::{Attribute, Event, Guid, SourceKind};
 
 /// One operation for the outbox, with where it came from.

@@ -1,6 +1,7 @@
 //! Reconciling one object with the cloud: scope, mapping evaluation, create / update / delete, and what
-//! follows a create (memberships, a held password hash). Also the evaluation context and the upsert
-//! fingerprint that suppresses identical upserts.
+//! follows a create (memberships, a held password hash). An object leaves the cloud through one sequence,
+//! [`Projector::delete_from_cloud`], whether it fell out of scope or left AD. Also the evaluation context
+//! and the upsert fingerprint that suppresses identical upserts.
 
 use std::collections::BTreeMap;
 
@@ -9,13 +10,14 @@ use sha2::{Digest, Sha256};
 use super::config::Compiled;
 use super::expr::{EvalContext, Value};
 use super::mapping::ApplyWhen;
-use super::model::{Loc, ObjData, Shared};
 use super::ops::{ObjectKind, OnPremisesIdentity, Operation, Upsert};
 use super::projector::{Output, Projector};
 use super::provlog::Step;
 use super::scope::Mode;
 use super::sid::sid_to_string;
-use super::state::{ObjId, ObjState};
+use super::state::blob::{Loc, ObjData};
+use super::state::shared::Shared;
+use super::state::slab::{ObjId, ObjState};
 use crate::event::Guid;
 
 pub(super) struct Ctx<'a> {
@@ -276,13 +278,8 @@ impl Projector {
         let Some(obj) = self.state.obj(id) else {
             return;
         };
-        let (domain, guid, kind, in_cloud, last_hash) = (
-            obj.domain,
-            obj.guid,
-            obj.kind,
-            obj.in_cloud(),
-            obj.last_hash,
-        );
+        let (domain, guid, in_cloud, last_hash) =
+            (obj.domain, obj.guid, obj.in_cloud(), obj.last_hash);
         let decision = {
             let ctx = self.ctx(id, obj, seq);
             match self.in_scope(id, obj, &ctx) {
@@ -295,18 +292,7 @@ impl Projector {
                 self.log(out, guid, seq, Step::Scope, "Skipped", || {
                     reason.to_string()
                 });
-                if in_cloud {
-                    let anchor = self.state.anchor(id).text();
-                    self.log(out, guid, seq, Step::Match, "Delete", String::new);
-                    self.log(out, guid, seq, Step::Action, "Delete", || anchor.clone());
-                    let op = Operation::Delete {
-                        kind,
-                        source_anchor: anchor,
-                        version: seq,
-                    };
-                    self.emit(out, domain, seq, op);
-                    self.leave_cloud(id);
-                }
+                self.delete_from_cloud(seq, id, out);
             }
             Ok(built) => {
                 self.log(out, guid, seq, Step::Scope, "InScope", String::new);
@@ -383,13 +369,34 @@ impl Projector {
         }
     }
 
-    fn leave_cloud(&mut self, id: ObjId) {
-        let Some(o) = self.state.obj_mut(id) else {
+    /// Object `id` leaves the cloud — it fell out of scope, or it left AD ([`Projector::deleted`]): when
+    /// the cloud has it, the Match and Action log entries, the delete by its anchor, and then what only an
+    /// object in the cloud holds is dropped (the in-cloud mark, the upsert fingerprint, its on-create values,
+    /// the unique values it claimed). The one place a delete is written; the object itself stays in the
+    /// state (its held password hash too, for a later re-create).
+    pub(super) fn delete_from_cloud(&mut self, seq: u64, id: ObjId, out: &mut Output) {
+        let Some(obj) = self.state.obj(id) else {
             return;
         };
-        o.set_in_cloud(false);
-        o.last_hash = 0;
-        let guid = o.guid;
+        if !obj.in_cloud() {
+            // Nothing to drop: the in-cloud mark, fingerprint, on-create values and claims come and go
+            // together (set by a sent upsert, cleared below).
+            return;
+        }
+        let (domain, guid, kind) = (obj.domain, obj.guid, obj.kind);
+        let anchor = self.state.anchor(id).text();
+        self.log(out, guid, seq, Step::Match, "Delete", String::new);
+        self.log(out, guid, seq, Step::Action, "Delete", || anchor.clone());
+        let op = Operation::Delete {
+            kind,
+            source_anchor: anchor,
+            version: seq,
+        };
+        self.emit(out, domain, seq, op);
+        if let Some(o) = self.state.obj_mut(id) {
+            o.set_in_cloud(false);
+            o.last_hash = 0;
+        }
         self.state.on_create.remove(&guid);
         if !self.state.claimed.is_empty() {
             self.state.claimed.retain(|_, g| *g != guid);
@@ -478,24 +485,13 @@ impl Projector {
         }
     }
 
-    /// Object `id` left AD: delete it in the cloud if it is there, and forget it.
+    /// Object `id` left AD (deleted, or not seen in a resync): delete it in the cloud if it is there
+    /// ([`Projector::delete_from_cloud`]), then forget every trace of it ([`Projector::forget`]).
     pub(super) fn deleted(&mut self, seq: u64, id: ObjId, out: &mut Output) {
-        let Some(obj) = self.state.obj(id) else {
+        let Some(domain) = self.state.obj(id).map(|o| o.domain) else {
             return;
         };
-        let (domain, guid, kind) = (obj.domain, obj.guid, obj.kind);
-        if obj.in_cloud() {
-            let anchor = self.state.anchor(id).text();
-            self.log(out, guid, seq, Step::Match, "Delete", String::new);
-            self.log(out, guid, seq, Step::Action, "Delete", || anchor.clone());
-            let op = Operation::Delete {
-                kind,
-                source_anchor: anchor,
-                version: seq,
-            };
-            self.emit(out, domain, seq, op);
-        }
-        self.leave_cloud(id);
+        self.delete_from_cloud(seq, id, out);
         self.forget(seq, domain, id, out);
     }
 }

@@ -22,7 +22,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::provlog::ProvLog;
-use super::state::{State, StateError};
+use super::state::State;
+use super::state::snapshot::StateError;
 
 const MAGIC: &[u8; 4] = b"CSPS";
 const VERSION: u16 = 4;

@@ -3,7 +3,7 @@
 use super::lexer::Pos;
 
 /// What went wrong while parsing an expression.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseErrorKind {
     /// A character that starts no token.
     #[error("unexpected character `{0}`")]
@@ -71,7 +71,7 @@ pub enum ParseErrorKind {
     NestedSelectUniqueValue,
     /// A constant regular expression that does not compile.
     #[error("invalid regular expression: {0}")]
-    InvalidRegex(String),
+    InvalidRegex(#[source] regex::Error),
     /// An argument combination `Replace` does not define.
     #[error(
         "`Replace` needs oldValue with replacementValue or template, or regexPattern with replacementValue or replacementAttributeName"
@@ -80,7 +80,7 @@ pub enum ParseErrorKind {
 }
 
 /// A parse error with the 1-based line and column where it was found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {kind}")]
 pub struct ParseError {
     /// What went wrong.
@@ -104,7 +104,7 @@ impl ParseError {
 
 /// What went wrong while evaluating an expression for one object. Each is a problem with that object's data
 /// or the mapping, never with the system: the object is quarantined with the message, the rest keeps flowing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
     /// The mapping called `Error("…")`.
     #[error("{0}")]
@@ -151,7 +151,7 @@ pub enum EvalError {
     },
     /// A regular expression computed at run time that does not compile.
     #[error("invalid regular expression: {0}")]
-    InvalidRegex(String),
+    InvalidRegex(#[source] regex::Error),
     /// A `Replace` regex group name that the pattern does not define.
     #[error("`Replace`: the pattern has no group named `{0}`")]
     UnknownGroup(String),
@@ -162,6 +162,15 @@ pub enum EvalError {
         function: &'static str,
         /// Why.
         message: String,
+    },
+    /// A parsed date whose fields do not make a calendar date or time (the 30th of February, hour 25).
+    #[error("`{function}`: {source}")]
+    DateRange {
+        /// The function.
+        function: &'static str,
+        /// Which field is out of range.
+        #[source]
+        source: time::error::ComponentRange,
     },
     /// Bytes that are not a well-formed SID.
     #[error("`StringFromSID`: not a valid SID ({0} bytes)")]
@@ -179,5 +188,51 @@ impl EvalError {
     /// Only `SelectUniqueValue` exhaustion can clear by itself (another object may give the value up).
     pub fn is_retriable(&self) -> bool {
         matches!(self, EvalError::NoUniqueValue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::super::eval::testing::{Ctx, run};
+    use super::super::fn_date::parse_date;
+    use super::super::{Value, parse};
+
+    #[test]
+    fn errors_built_from_another_error_carry_it_as_their_source() {
+        // A constant regex that does not compile: the parse error keeps regex's error.
+        let parsed = parse(r#"Replace([a], , "(", , "", , )"#).map(|_| ());
+        let Err(e) = parsed else {
+            panic!("the regex compiled");
+        };
+        assert!(e.kind.source().is_some_and(|s| s.is::<regex::Error>()));
+        assert!(
+            e.to_string()
+                .contains("invalid regular expression: regex parse error")
+        );
+        // A regex computed at run time.
+        let ctx = Ctx::default()
+            .with("mail", Value::Str("ann@corp.example".into()))
+            .with("pat", Value::Str("(".into()));
+        let Err(e) = run(&ctx, r#"Replace([mail], , [pat], , "y", , )"#) else {
+            panic!("the regex compiled");
+        };
+        assert!(e.source().is_some_and(|s| s.is::<regex::Error>()));
+        // A date whose fields make no calendar date: time's error, with its text as before.
+        let Err(e) = parse_date("2015-02-30", "yyyy-MM-dd") else {
+            panic!("the 30th of February parsed");
+        };
+        let source = e
+            .source()
+            .and_then(|s| s.downcast_ref::<time::error::ComponentRange>());
+        assert!(source.is_some());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`FormatDateTime`: {}",
+                source.map(|s| s.to_string()).unwrap_or_default()
+            )
+        );
     }
 }

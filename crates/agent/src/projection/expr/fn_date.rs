@@ -78,6 +78,13 @@ fn date_err(message: impl Into<String>) -> EvalError {
     }
 }
 
+fn date_range(source: time::error::ComponentRange) -> EvalError {
+    EvalError::DateRange {
+        function: "FormatDateTime",
+        source,
+    }
+}
+
 fn tokenize(fmt: &str) -> Result<Vec<Spec>, EvalError> {
     let chars: Vec<char> = fmt.chars().collect();
     let mut out = Vec::new();
@@ -291,9 +298,8 @@ pub fn parse_date(text: &str, fmt: &str) -> Result<PrimitiveDateTime, EvalError>
         _ => {}
     }
     let month = Month::try_from(month).map_err(|_| date_err("month out of range"))?;
-    let date = Date::from_calendar_date(year, month, day).map_err(|e| date_err(e.to_string()))?;
-    let time =
-        Time::from_hms_nano(hour, minute, second, nanos).map_err(|e| date_err(e.to_string()))?;
+    let date = Date::from_calendar_date(year, month, day).map_err(date_range)?;
+    let time = Time::from_hms_nano(hour, minute, second, nanos).map_err(date_range)?;
     let local = PrimitiveDateTime::new(date, time);
     local
         .checked_sub(time::Duration::minutes(offset_minutes))

@@ -206,8 +206,7 @@ pub fn replace(a: &Args<'_>, compiled: Option<&regex::Regex>) -> Result<Value, E
         Some(re) => re,
         None => {
             let pattern = a.value(2)?.to_str_or_empty(F)?;
-            owned =
-                regex::Regex::new(&pattern).map_err(|e| EvalError::InvalidRegex(e.to_string()))?;
+            owned = regex::Regex::new(&pattern).map_err(EvalError::InvalidRegex)?;
             &owned
         }
     };

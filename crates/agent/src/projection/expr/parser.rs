@@ -176,9 +176,11 @@ impl Parser {
         let regex = if func == Func::Replace {
             check_replace_form(&args, pos)?;
             match &args[2] {
-                Expr::Str(pattern) => Some(Box::new(regex::Regex::new(pattern).map_err(|e| {
-                    ParseError::new(ParseErrorKind::InvalidRegex(e.to_string()), arg_pos[2])
-                })?)),
+                Expr::Str(pattern) => {
+                    Some(Box::new(regex::Regex::new(pattern).map_err(|e| {
+                        ParseError::new(ParseErrorKind::InvalidRegex(e), arg_pos[2])
+                    })?))
+                }
                 _ => None,
             }
         } else {

@@ -284,6 +284,7 @@ fn first_and_last(last: Option<u64>, count: usize) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
     use crate::journal::{Journal, JournalOptions};
+    use crate::source::SinkError;
 
     /// A stage whose source always fails at once (a missing `ldap_priv` socket).
     fn failing_stage(dir: &std::path::Path) -> PhsCycle<Journal> {
@@ -314,6 +315,52 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// A sink that refuses the checkpoint read (as a full or closed store would).
+    struct RefusingSink;
+
+    impl EventSink for RefusingSink {
+        fn checkpoint(&self, _: &str, _: SourceKind) -> Result<Option<Vec<u8>>, SinkError> {
+            Err(SinkError {
+                message: "refused".into(),
+                retriable: true,
+            })
+        }
+
+        async fn append(
+            &self,
+            _: Vec<Event>,
+            _: Option<SourceCheckpoint>,
+        ) -> Result<Option<u64>, SinkError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_is_read_from_the_sink_and_its_refusal_is_a_retriable_sink_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fips_off = dir.path().join("fips_enabled");
+        std::fs::write(&fips_off, "0").unwrap();
+        let stage = PhsCycle::new(
+            RefusingSink,
+            HashPool::new(1, 1).unwrap(),
+            "corp.example.test".into(),
+            PhsSource::SambaPriv {
+                socket: dir.path().join("missing-ldapi"),
+                base_dn: "DC=corp".into(),
+            },
+            &FipsSettings::default(),
+            &fips_off,
+        )
+        .unwrap();
+        // The sink answers before the (missing) socket is touched.
+        let err = stage.run_once().await.unwrap_err();
+        assert!(
+            matches!(&err, CycleError::Sink(e) if e.message == "refused"),
+            "{err}"
+        );
+        assert!(err.is_retriable());
     }
 
     #[test]

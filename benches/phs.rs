@@ -16,8 +16,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use cloudsync_agent::nt_hash::NtHash;
+use cloudsync_agent::phs::HashPool;
 use cloudsync_agent::phs::kernel::{self, HmacKey};
-use cloudsync_agent::phs::{HashPool, NtHash};
+use cloudsync_agent::phs::orgid::hmac_key;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -38,8 +40,8 @@ fn compress_chain(n: u64) -> [u32; 8] {
 
 fn keys() -> (HmacKey, HmacKey) {
     (
-        NtHash::from_password("Init!Pass00001").hmac_key(),
-        NtHash::from_password("Init!Pass00002").hmac_key(),
+        hmac_key(&NtHash::from_password("Init!Pass00001")),
+        hmac_key(&NtHash::from_password("Init!Pass00002")),
     )
 }
 

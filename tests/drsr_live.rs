@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cloudsync_agent::phs::NtHash;
+use cloudsync_agent::nt_hash::NtHash;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
 use cloudsync_agent::source::drsr::{DrsrClient, DrsrError, DrsrSettings};
 use common::lab::{self, LabDc};

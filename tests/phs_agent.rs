@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use cloudsync_agent::event::Event;
 use cloudsync_agent::journal::{Journal, JournalOptions};
-use cloudsync_agent::phs::{NtHash, OrgIdHash};
+use cloudsync_agent::nt_hash::NtHash;
+use cloudsync_agent::phs::OrgIdHash;
 use common::lab::{self, LabDc};
 
 fn sync_once(config: &Path) -> Output {

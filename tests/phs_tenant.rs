@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use cloudsync_agent::event::Event;
 use cloudsync_agent::journal::{Journal, JournalOptions};
-use cloudsync_agent::phs::cycle::{PhsCycle, PhsSource};
-use cloudsync_agent::phs::{FipsSettings, HashPool, NtHash, OrgIdHash};
+use cloudsync_agent::nt_hash::NtHash;
+use cloudsync_agent::phs::{FipsSettings, HashPool, OrgIdHash};
 use cloudsync_agent::source::drsr::DrsrSettings;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
+use cloudsync_agent::source::phs::cycle::{PhsCycle, PhsSource};
 use common::lab::{self, LabDc};
 use serde_json::{Value, json};
 use tenant_fixture::{DOMAIN, TenantFixture, batch, setup, signin, statuses, user_upsert};

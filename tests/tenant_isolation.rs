@@ -9,7 +9,8 @@
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 
-use cloudsync_agent::phs::orgid::{NtHash, OrgIdHash};
+use cloudsync_agent::nt_hash::NtHash;
+use cloudsync_agent::phs::OrgIdHash;
 use serde_json::{Value, json};
 use tenant_fixture::*;
 

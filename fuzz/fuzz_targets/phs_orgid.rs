@@ -1,4 +1,5 @@
-//! Fuzzes the OrgId string parser: parse or fail, never panic; a parsed value prints back verbatim.
+//! Fuzzes the OrgId string parser (the contract's, `cloudsync_api::orgid`, through the agent's
+//! `OrgIdHash`): parse or fail, never panic; a parsed value prints back verbatim.
 #![no_main]
 
 use cloudsync_agent::phs::OrgIdHash;

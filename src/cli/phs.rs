@@ -7,11 +7,12 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
+use cloudsync_agent::nt_hash::NtHash;
+use cloudsync_agent::phs::OrgIdHash;
 use cloudsync_agent::phs::fips::{self, FipsSettings};
-use cloudsync_agent::phs::orgid::{ITERATIONS, MAX_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
-use cloudsync_agent::phs::{NtHash, OrgIdHash};
 use cloudsync_agent::source::drsr::ntlm::Credentials;
 use cloudsync_agent::source::drsr::{DrsrClient, DrsrSettings};
+use cloudsync_api::orgid::{ITERATIONS, MAX_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
 
 /// Password hash sync commands.
 #[derive(Debug, Subcommand)]

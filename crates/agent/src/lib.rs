@@ -16,12 +16,14 @@
 //! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 //! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
 //! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
+//! - [`nt_hash`] — the zeroizing NT hash, shared by the readers that obtain it and `phs`, which hashes it.
 //! - [`private_fs`] — private state on disk: umask 0o077, 0700 directories, the start-up mode check.
 
 pub mod agent;
 pub mod config;
 pub mod event;
 pub mod journal;
+pub mod nt_hash;
 pub mod phs;
 pub mod projection;
 pub mod push;

@@ -4,6 +4,9 @@
 //! (`cloudsync tenant serve`) deserialises, and back. Neither side imports the other; both depend only
 //! on this module, and docs/openapi.yaml describes the same shapes for other clients.
 //!
+//! [`orgid`] is the `v1;PPH1_MD4,…` password hash string (formatter and bounded parser) that the agent
+//! writes and the tenant verifies.
+//!
 //! All JSON uses camelCase field names, like Microsoft Graph. Enums are strings.
 //!
 //! # Routes (all under the tenant's base URL)
@@ -24,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod logs;
 pub mod ops;
+pub mod orgid;
 
 /// The largest number of operations one batch may carry; larger batches are answered with 413.
 pub const MAX_BATCH_OPERATIONS: usize = 500;

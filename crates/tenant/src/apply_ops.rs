@@ -8,13 +8,13 @@ use uuid::Uuid;
 
 use cloudsync_api::config::Health;
 use cloudsync_api::ops::{ObjectKind, OpError, OpErrorCode, OpStatus, Operation, Upsert};
+use cloudsync_api::orgid::OrgIdString;
 
 use super::apply::{BatchContext, Outcome, StoredCredential, fail};
 use super::apply_guard::{
     foreign, held_elsewhere, note_version, object_by_anchor, own_live, reserved_attribute,
     version_out_of_range,
 };
-use super::orgid::OrgIdHash;
 use super::store::{
     ConfigRecord, Store, StoreError, StoredObject, anchor_key, get_json, pair_key, put_json,
     uuid_value,
@@ -328,7 +328,7 @@ fn set_password_hash(
             "Password hash sync is not enabled for this configuration.",
         ));
     }
-    if let Err(e) = OrgIdHash::parse(credential) {
+    if let Err(e) = OrgIdString::parse(credential) {
         return Ok(fail(
             OpErrorCode::InvalidPasswordHash,
             format!("Invalid password hash: {e}."),

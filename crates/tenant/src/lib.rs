@@ -25,7 +25,8 @@
 //! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
 //!   the migration from format 1.
 //! - [`graph`], [`graph_query`], [`graph_batch`] — the Graph-shaped reads, OData options, `$batch`.
-//! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes.
+//! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes (the string parsed by
+//!   `cloudsync_api::orgid`; an independent PBKDF2 that cross-checks the agent's kernel).
 //! - [`logs`]         — provisioning log search.
 //! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
 //! - [`portal`]       — the admin page at `/`.

@@ -1,82 +1,34 @@
-//! The OrgId password hash the cloud stores for password hash sync, and its verification.
+//! Sign-in verification of a synced OrgId hash, with a PBKDF2 of the tenant's own.
 //!
-//! Format: `v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;` where
+//! Enters: a stored credential string and a cleartext password. Leaves: whether they match. The
+//! string is read only through the contract's parser ([`cloudsync_api::orgid`], every part bounded;
+//! the iteration count is parsed, never assumed):
 //! hash = PBKDF2-HMAC-SHA256(password = UTF-16LE(uppercase hex(MD4(UTF-16LE(cleartext)))),
-//! salt = the salt bytes, iterations, dkLen = 32). The iteration count is parsed, never assumed.
+//! salt = the salt bytes, iterations, dkLen = 32).
+//!
+//! The PBKDF2 here (over the `hmac`/`sha2` crates) is deliberately **not** the agent's: the agent
+//! derives keys with its own kernel over the raw SHA-256 compression function
+//! (`cloudsync_agent::phs::kernel`), and this independent implementation is what cross-checks it end
+//! to end — a sign-in that succeeds proves both computed the same value (tests/phs_tenant.rs).
 
+use cloudsync_api::orgid::OrgIdString;
 use hmac::{KeyInit, Mac};
 use md4::{Digest, Md4};
 use sha2::Sha256;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-/// Why a PPH1 string could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OrgIdError {
-    /// The string does not start with `v1;PPH1_MD4,` or does not end with `;`.
-    #[error("not a v1;PPH1_MD4 string")]
-    Prefix,
-    /// Not exactly salt, iterations and hash separated by commas.
-    #[error("expected salt, iterations and hash separated by commas")]
-    Fields,
-    /// The salt or hash is not hex, or the hash is not 32 bytes.
-    #[error("salt or hash is not valid hex of the expected length")]
-    Hex,
-    /// The iteration count is not a number between 1 and 1,000,000.
-    #[error("iteration count out of range")]
-    Iterations,
-}
-
-/// A parsed OrgId hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgIdHash {
-    /// Salt bytes (10 in practice).
-    pub salt: Vec<u8>,
-    /// PBKDF2 iteration count (1000 in practice, 100 in older vectors).
-    pub iterations: u32,
-    /// The 32-byte derived key.
-    pub hash: [u8; 32],
-}
-
-impl OrgIdHash {
-    /// Parses `v1;PPH1_MD4,<salt>,<iterations>,<hash>;`.
-    pub fn parse(s: &str) -> Result<OrgIdHash, OrgIdError> {
-        let body = s
-            .strip_prefix("v1;PPH1_MD4,")
-            .and_then(|rest| rest.strip_suffix(';'))
-            .ok_or(OrgIdError::Prefix)?;
-        let mut fields = body.split(',');
-        let (Some(salt), Some(iterations), Some(hash), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(OrgIdError::Fields);
-        };
-        let salt = hex::decode(salt).map_err(|_| OrgIdError::Hex)?;
-        let iterations: u32 = iterations.parse().map_err(|_| OrgIdError::Iterations)?;
-        if !(1..=1_000_000).contains(&iterations) {
-            return Err(OrgIdError::Iterations);
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hash, &mut out).map_err(|_| OrgIdError::Hex)?;
-        Ok(OrgIdHash {
-            salt,
-            iterations,
-            hash: out,
-        })
-    }
-
-    /// Whether `password` produces this hash (constant-time comparison of the derived key).
-    pub fn verify(&self, password: &str) -> bool {
-        let nt = nt_hash(password);
-        let mut derived = [0u8; 32];
-        pbkdf2_hmac_sha256(
-            &nt_hash_password_bytes(&nt),
-            &self.salt,
-            self.iterations,
-            &mut derived,
-        );
-        constant_time_eq(&derived, &self.hash)
-    }
+/// Whether `password` produces the derived key of `hash` (constant-time comparison).
+pub fn verify(hash: &OrgIdString, password: &str) -> bool {
+    let nt = nt_hash(password);
+    let mut derived = [0u8; 32];
+    pbkdf2_hmac_sha256(
+        &nt_hash_password_bytes(&nt),
+        &hash.salt,
+        hash.iterations,
+        &mut derived,
+    );
+    constant_time_eq(&derived, &hash.hash)
 }
 
 /// MD4 over the UTF-16LE encoding of the password: the NT hash.
@@ -170,54 +122,13 @@ mod tests {
     #[test]
     fn verifies_the_dsinternals_published_orgid_hash() {
         // DSInternals ConvertTo-OrgIdHash Pester test: 'Pa$$w0rd' with a fixed salt.
-        let h = OrgIdHash::parse(
+        let h = OrgIdString::parse(
             "v1;PPH1_MD4,317ee9d1dec6508fa510,1000,7eaea8e1628dffee62cf319f4e1fc05254da30a1d42ff755ff352f5b13497531;",
         )
         .unwrap();
         assert_eq!(h.iterations, 1000);
         assert_eq!(h.salt.len(), 10);
-        assert!(h.verify("Pa$$w0rd"));
-        assert!(!h.verify("Pa$$w0rD"));
-    }
-
-    #[test]
-    fn rejects_malformed_strings() {
-        assert_eq!(
-            OrgIdHash::parse("v2;PPH1_MD4,00,1,00;"),
-            Err(OrgIdError::Prefix)
-        );
-        assert_eq!(
-            OrgIdHash::parse("v1;PPH1_MD4,00,1;"),
-            Err(OrgIdError::Fields)
-        );
-        assert_eq!(
-            OrgIdHash::parse("v1;PPH1_MD4,zz,1,00;"),
-            Err(OrgIdError::Hex)
-        );
-        assert_eq!(
-            OrgIdHash::parse(&format!("v1;PPH1_MD4,00,0,{};", "00".repeat(32))),
-            Err(OrgIdError::Iterations)
-        );
-        assert_eq!(
-            OrgIdHash::parse("v1;PPH1_MD4,00,1,0011;"),
-            Err(OrgIdError::Hex)
-        );
-    }
-}
-
-#[cfg(test)]
-mod never_panics {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    proptest! {
-        #[test]
-        fn parse_never_panics(s in "\\PC{0,120}", t in "v1;PPH1_MD4,[0-9a-fz]{0,24},[0-9-]{0,9},[0-9a-f]{0,70};?") {
-            let _ = OrgIdHash::parse(&s);
-            if let Ok(h) = OrgIdHash::parse(&t) {
-                prop_assert_eq!(h.hash.len(), 32);
-            }
-        }
+        assert!(verify(&h, "Pa$$w0rd"));
+        assert!(!verify(&h, "Pa$$w0rD"));
     }
 }

@@ -6,12 +6,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use cloudsync_api::orgid::OrgIdString;
 use serde::Deserialize;
 
 use super::apply::StoredCredential;
 use super::error::{ApiError, ApiJson};
 use super::lockout::{ClientAddr, LOCKED_MESSAGE, Refusal};
-use super::orgid::OrgIdHash;
 use super::state::SharedState;
 use super::store::{StoreError, StoredObject, get_json};
 
@@ -44,8 +44,8 @@ pub fn check_synced_password(
     else {
         return Ok(None);
     };
-    match OrgIdHash::parse(&cred.credential) {
-        Ok(hash) if hash.verify(password) => Ok(Some(user)),
+    match OrgIdString::parse(&cred.credential) {
+        Ok(hash) if super::orgid::verify(&hash, password) => Ok(Some(user)),
         _ => Ok(None),
     }
 }

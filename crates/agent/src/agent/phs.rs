@@ -21,20 +21,24 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::event::{Event, SourceKind};
 use crate::journal::Journal;
-use crate::phs::cycle::{CycleReport, PhsCycle, PhsSource};
 use crate::phs::fips::HOST_FIPS_FILE;
-use crate::phs::{HashPool, PhsError, PhsSettings, PhsSourceKind};
+use crate::phs::{HashPool, PhsError};
 use crate::source::drsr::DrsrSettings;
 use crate::source::drsr::ntlm::Credentials;
 use crate::source::ldap::DomainConfig;
+use crate::source::phs::cycle::{CycleReport, PhsCycle, PhsSource};
+use crate::source::phs::{CycleError, PhsSettings, PhsSourceKind};
 use crate::source::{EventSink, SinkError, SourceCheckpoint};
 
 /// Why a domain's password hash sync stage could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum PhsWireError {
-    /// The stage itself failed (FIPS refusal, replication, hashing, journal).
+    /// The hashing library refused to start (FIPS refusal, no hashing thread).
     #[error(transparent)]
     Phs(#[from] PhsError),
+    /// A cycle failed (replication, hashing, the journal).
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
     /// `bind_dn` is neither a UPN nor `DOMAIN\user`, so there is no NTLM identity for MS-DRSR.
     #[error(
         "domains.{0}.bind_dn must be a UPN (svc@corp.example.test) or DOMAIN\\user for password hash sync over MS-DRSR"
@@ -53,6 +57,7 @@ impl PhsWireError {
     pub fn is_retriable(&self) -> bool {
         match self {
             PhsWireError::Phs(e) => e.is_retriable(),
+            PhsWireError::Cycle(e) => e.is_retriable(),
             PhsWireError::Identity(_) | PhsWireError::NoHost(_) | PhsWireError::Password(..) => {
                 false
             }
@@ -61,7 +66,11 @@ impl PhsWireError {
 
     /// Whether FIPS policy refused password hash sync (the same for every domain).
     pub fn is_fips_refusal(&self) -> bool {
-        matches!(self, PhsWireError::Phs(PhsError::Fips(_)))
+        matches!(
+            self,
+            PhsWireError::Phs(PhsError::Fips(_))
+                | PhsWireError::Cycle(CycleError::Phs(PhsError::Fips(_)))
+        )
     }
 }
 
@@ -122,7 +131,7 @@ pub fn build_cycle(
     config: &Config,
     label: &str,
     journal: &Journal,
-) -> Result<PhsCycle, PhsWireError> {
+) -> Result<PhsCycle<Journal>, PhsWireError> {
     let d = config
         .domains
         .get(label)

@@ -64,7 +64,7 @@ pub struct Config {
     pub fips: crate::phs::FipsSettings,
     /// Password hash sync (`[phs]`); off unless `enabled = true`.
     #[serde(default)]
-    pub phs: crate::phs::PhsSettings,
+    pub phs: crate::source::phs::PhsSettings,
 }
 
 /// Agent-wide settings.

@@ -66,7 +66,7 @@ impl Config {
                 let (key, message) = p.split_once(' ').unwrap_or((&p, ""));
                 push(key.to_owned(), message);
             }
-            if self.phs.source == crate::phs::PhsSourceKind::Drsr {
+            if self.phs.source == crate::source::phs::PhsSourceKind::Drsr {
                 for (label, d) in &self.domains {
                     if !d.bind_dn.contains(['@', '\\']) {
                         push(

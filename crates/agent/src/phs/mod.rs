@@ -1,30 +1,30 @@
-//! Password hash sync: NT hash in, salted OrgId string out.
+//! Password hash sync, the pure library: NT hash in, salted OrgId string out.
 //!
-//! Enters: NT hashes (16 bytes, from `source::drsr` or `source::samba_priv`), only ever in zeroizing
-//! buffers. Leaves: `v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;` strings ([`OrgIdHash`]) — the
-//! only form of a password that may reach the journal (DESIGN invariant 4).
+//! Enters: NT hashes ([`crate::nt_hash::NtHash`], 16 bytes in zeroizing buffers). Leaves:
+//! [`OrgIdHash`] values, written as the contract's `v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;`
+//! string ([`cloudsync_api::orgid`]) — the only form of a password that may reach the journal (DESIGN
+//! invariant 4) — and the FIPS policy's decision whether hashing may run at all.
 //!
-//! - [`orgid`]  — the NT hash wrapper, the OrgId string, its parser.
+//! - [`orgid`]  — the salted OrgId hash of an NT hash (formatted and parsed through the contract).
 //! - [`kernel`] — PBKDF2-HMAC-SHA256 over the raw SHA-256 compression function (precomputed HMAC
 //!   states, pre-padded blocks, optional multi-lane interleave).
 //! - [`pool`]   — hashing threads on all cores behind a bounded queue, callable from async code.
-//! - [`cycle`]  — one PHS cycle: replicate → hash → journal the strings with the cookie; scheduling.
-//! - [`settings`] — the `[phs]` configuration section.
 //! - [`fips`]   — the FIPS policy gate (`fips.enforce`, `fips.allow_md5_for_password_hash_sync`).
+//!
+//! Who reads the hashes and journals the strings is a source: `source::phs` (the replication cycle
+//! and the `[phs]` settings), which calls this library for the hashing (and its FIPS gate). This
+//! module imports nothing of `source/`: it does no I/O beyond the FIPS policy file.
 
-pub mod cycle;
 pub mod fips;
 pub mod kernel;
 pub mod orgid;
 pub mod pool;
-pub mod settings;
 
 pub use fips::{FipsDecision, FipsError, FipsSettings};
-pub use orgid::{NtHash, OrgIdError, OrgIdHash};
+pub use orgid::OrgIdHash;
 pub use pool::HashPool;
-pub use settings::{PhsSettings, PhsSourceKind};
 
-/// Errors of the PHS stage.
+/// Errors of the hashing library.
 #[derive(Debug, thiserror::Error)]
 pub enum PhsError {
     /// FIPS policy refuses the algorithms password hash sync needs.
@@ -36,15 +36,6 @@ pub enum PhsError {
     /// The hashing pool has shut down.
     #[error("the hashing pool has shut down")]
     PoolClosed,
-    /// MS-DRSR replication failed.
-    #[error(transparent)]
-    Drsr(#[from] crate::source::drsr::DrsrError),
-    /// Reading Samba's privileged socket failed.
-    #[error(transparent)]
-    SambaPriv(#[from] crate::source::samba_priv::SambaPrivError),
-    /// The journal refused the write or the checkpoint read.
-    #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
 }
 
 impl PhsError {
@@ -52,9 +43,6 @@ impl PhsError {
     pub fn is_retriable(&self) -> bool {
         match self {
             PhsError::Spawn(_) => true,
-            PhsError::Drsr(e) => e.is_retriable(),
-            PhsError::SambaPriv(e) => e.is_retriable(),
-            PhsError::Journal(e) => e.is_retriable(),
             PhsError::Fips(_) | PhsError::PoolClosed => false,
         }
     }

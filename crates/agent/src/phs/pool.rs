@@ -8,11 +8,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use cloudsync_api::orgid::{ITERATIONS, SALT_LEN};
 use tokio::sync::{mpsc, oneshot};
 
 use super::PhsError;
 use super::kernel::{self, HmacKey};
-use super::orgid::{ITERATIONS, NtHash, OrgIdHash, SALT_LEN};
+use super::orgid::{OrgIdHash, hmac_key};
+use crate::nt_hash::NtHash;
 
 struct Job {
     nt: NtHash,
@@ -149,7 +151,7 @@ fn worker(rx: &SharedReceiver) {
 /// Hashes `N` NT hashes in lock step, each with its own fresh salt.
 pub fn hash_lanes<const N: usize>(nts: [&NtHash; N]) -> [OrgIdHash; N] {
     let salts: [[u8; SALT_LEN]; N] = std::array::from_fn(|_| rand::random());
-    let keys: [HmacKey; N] = std::array::from_fn(|i| nts[i].hmac_key());
+    let keys: [HmacKey; N] = std::array::from_fn(|i| hmac_key(nts[i]));
     let first: [kernel::Words; N] = std::array::from_fn(|i| {
         let mut message = [0u8; SALT_LEN + 4];
         message[..SALT_LEN].copy_from_slice(&salts[i]);

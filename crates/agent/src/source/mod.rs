@@ -3,6 +3,8 @@
 //! - [`ldap`] — the DirSync change feed (and the uSNChanged fallback).
 //! - [`drsr`] — MS-DRSR replication for password hash sync.
 //! - [`samba_priv`] — Samba's root-only `ldap_priv` socket, the local alternative on a Samba DC.
+//! - [`phs`] — password hash sync: replicate NT hashes (via [`drsr`] or [`samba_priv`]), hash them with
+//!   the [`crate::phs`] library, append the salted strings with the cookie.
 //!
 //! Enters: a domain's configuration and its last checkpoint. Leaves: batches of [`Event`]s, each handed to
 //! an [`EventSink`] together with the checkpoint that covers it, in one call (DESIGN invariant 2).
@@ -13,6 +15,7 @@ use crate::event::{Event, SourceKind};
 
 pub mod drsr;
 pub mod ldap;
+pub mod phs;
 pub mod samba_priv;
 
 /// A checkpoint written atomically with the events it covers.

@@ -18,7 +18,7 @@ use ldap3::{LdapConnAsync, Scope, SearchEntry};
 use zeroize::Zeroize;
 
 use super::drsr::ndr::Guid;
-use crate::phs::NtHash;
+use crate::nt_hash::NtHash;
 
 /// userAccountControl ACCOUNTDISABLE.
 const UF_ACCOUNTDISABLE: u32 = 0x2;

@@ -13,7 +13,7 @@ use super::secrets;
 use super::transport::Connection;
 use zeroize::Zeroizing;
 
-use crate::phs::NtHash;
+use crate::nt_hash::NtHash;
 
 /// userAccountControl ACCOUNTDISABLE.
 const UF_ACCOUNTDISABLE: u32 = 0x2;

@@ -1,8 +1,8 @@
 //! MS-DRSR replication client for password hash sync.
 //!
 //! Enters: a domain controller address, the sync account's credentials, and the stored replication
-//! cookie. Leaves: NT hashes (in zeroizing [`crate::phs::NtHash`]) keyed by objectGUID, plus the new
-//! cookie — never written anywhere by this module; the PHS stage turns the hashes into salted OrgId
+//! cookie. Leaves: NT hashes (in zeroizing [`crate::nt_hash::NtHash`]) keyed by objectGUID, plus the new
+//! cookie — never written anywhere by this module; `source::phs` turns the hashes into salted OrgId
 //! strings before anything reaches the journal.
 //!
 //! The path: endpoint mapper on port 135 ([`epm`]) → TCP connection to the DRSUAPI endpoint with an

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::error::DrsrError;
 pub use super::sealing::Session;
-use crate::phs::NtHash;
+use crate::nt_hash::NtHash;
 
 type HmacMd5 = hmac::Hmac<Md5>;
 

@@ -10,7 +10,7 @@ use rc4::StreamCipher;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::ntlm::rc4;
-use crate::phs::NtHash;
+use crate::nt_hash::NtHash;
 
 /// Why a secret could not be decrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,12 +1,13 @@
-//! The PHS cycle: replicate what changed, hash it, and journal only the salted strings.
+//! The PHS cycle: replicate what changed, hash it, and append only the salted strings.
 //!
 //! One cycle, as numbered steps (DESIGN invariants 2 and 4):
-//! 1. Read this source's checkpoint (the DRSR cookie or the `ldap_priv` USN) from the journal.
+//! 1. Read this source's checkpoint (the DRSR cookie or the `ldap_priv` USN) from the [`EventSink`].
 //! 2. Replicate from it: NT hashes arrive in zeroizing buffers and stay in memory.
 //! 3. Hash every NT hash on the pool (fresh 10-byte salt, 1,000 iterations), page by page while the
 //!    next page is fetched; the NT hashes are dropped (zeroized) as soon as they are hashed.
 //! 4. Append one `Event::PasswordHashChanged` per account (only the OrgId string) **and** the new
-//!    checkpoint in one atomic, durable journal write.
+//!    checkpoint as a [`SourceCheckpoint`] in one [`EventSink::append`] (atomic and durable on return;
+//!    the journal in production).
 //!
 //! A crash before step 4 re-replicates the same changes next time (new salts, same passwords):
 //! nothing is lost and nothing but salted values was ever written.
@@ -23,12 +24,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::fips::{self, FipsDecision, FipsSettings};
-use super::{HashPool, NtHash, PhsError};
+use super::CycleError;
 use crate::event::{Event, Guid, SourceKind};
-use crate::journal::{Checkpoint, Journal};
+use crate::nt_hash::NtHash;
+use crate::phs::fips::{self, FipsDecision, FipsSettings};
+use crate::phs::{HashPool, OrgIdHash, PhsError};
 use crate::source::drsr::{Cookie, DrsrClient, DrsrSettings};
 use crate::source::samba_priv;
+use crate::source::{EventSink, SourceCheckpoint};
 
 /// Default upper bound between two cycles.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
@@ -61,7 +64,7 @@ impl PhsSource {
 pub struct CycleReport {
     /// Objects replicated (DRSR) or accounts read (ldap_priv).
     pub objects: usize,
-    /// Password hashes journaled.
+    /// Password hashes appended.
     pub hashes: usize,
     /// Secrets that did not decrypt (quarantined).
     pub skipped: usize,
@@ -69,14 +72,14 @@ pub struct CycleReport {
     pub replication: Duration,
     /// Hashing time left after replication finished (pages are hashed while later ones are fetched).
     pub hashing: Duration,
-    /// First and last journal sequence numbers written.
+    /// First and last sequence numbers written (the sink numbers one append's events consecutively).
     pub seqs: Option<(u64, u64)>,
 }
 
 /// The objectGUIDs of one page and the task hashing their NT hashes (same order).
 type HashingBatch = (
     Vec<[u8; 16]>,
-    tokio::task::JoinHandle<Result<Vec<super::OrgIdHash>, PhsError>>,
+    tokio::task::JoinHandle<Result<Vec<OrgIdHash>, PhsError>>,
 );
 
 /// What a source returned: hashing batches and the checkpoint that covers them.
@@ -92,40 +95,40 @@ struct Fetched {
 pub struct PhsProgress {
     /// Cycles started.
     pub attempted: AtomicU64,
-    /// Cycles that journaled their results.
+    /// Cycles that appended their results.
     pub succeeded: AtomicU64,
-    /// Password hashes journaled in total.
+    /// Password hashes appended in total.
     pub hashes: AtomicU64,
 }
 
-/// A configured PHS stage for one domain.
+/// A configured PHS stage for one domain, appending to the sink `S` (the journal in production).
 #[derive(Debug)]
-pub struct PhsCycle {
-    journal: Journal,
+pub struct PhsCycle<S> {
+    sink: S,
     pool: Arc<HashPool>,
     domain: String,
     source: PhsSource,
     progress: Arc<PhsProgress>,
 }
 
-impl PhsCycle {
+impl<S: EventSink> PhsCycle<S> {
     /// Checks the FIPS policy against `host_fips_file` and builds the stage; refuses to start when
     /// the policy forbids MD4/MD5/RC4.
     pub fn new(
-        journal: Journal,
+        sink: S,
         pool: HashPool,
         domain: String,
         source: PhsSource,
         fips_settings: &FipsSettings,
         host_fips_file: &std::path::Path,
-    ) -> Result<PhsCycle, PhsError> {
+    ) -> Result<PhsCycle<S>, PhsError> {
         if let FipsDecision::AllowedByException(reason) =
             fips::check_password_hash_sync(fips_settings, host_fips_file)?
         {
             tracing::info!(%reason, domain, "Password hash sync runs under a FIPS exception.");
         }
         Ok(PhsCycle {
-            journal,
+            sink,
             pool: Arc::new(pool),
             domain,
             source,
@@ -147,10 +150,10 @@ impl PhsCycle {
 
     /// Runs one cycle (module doc, steps 1–4).
     #[tracing::instrument(skip_all, err, fields(domain = %self.domain))]
-    pub async fn run_once(&self) -> Result<CycleReport, PhsError> {
+    pub async fn run_once(&self) -> Result<CycleReport, CycleError> {
         self.progress.attempted.fetch_add(1, Ordering::Relaxed);
         let kind = self.source.kind();
-        let stored = self.journal.checkpoint(&self.domain, kind)?;
+        let stored = self.sink.checkpoint(&self.domain, kind)?;
         let started = Instant::now();
         let Fetched {
             batches,
@@ -217,11 +220,11 @@ impl PhsCycle {
         }
         let hashing = started.elapsed();
         let hashed = events.len();
-        let ack = self
-            .journal
-            .append_async(
+        let last_seq = self
+            .sink
+            .append(
                 events,
-                Some(Checkpoint {
+                Some(SourceCheckpoint {
                     domain: self.domain.clone(),
                     source: kind,
                     data,
@@ -238,7 +241,7 @@ impl PhsCycle {
             skipped,
             replication,
             hashing,
-            seqs: ack.first_seq.zip(ack.last_seq),
+            seqs: first_and_last(last_seq, hashed),
         };
         tracing::info!(
             objects = report.objects,
@@ -271,13 +274,20 @@ impl PhsCycle {
     }
 }
 
+/// The first and last sequence numbers of an append of `count` events that ended at `last`.
+fn first_and_last(last: Option<u64>, count: usize) -> Option<(u64, u64)> {
+    let count = u64::try_from(count).ok().filter(|&c| c > 0)?;
+    last.map(|last| (last.saturating_add(1).saturating_sub(count), last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::JournalOptions;
+    use crate::journal::{Journal, JournalOptions};
+    use crate::source::SinkError;
 
     /// A stage whose source always fails at once (a missing `ldap_priv` socket).
-    fn failing_stage(dir: &std::path::Path) -> PhsCycle {
+    fn failing_stage(dir: &std::path::Path) -> PhsCycle<Journal> {
         let fips_off = dir.join("fips_enabled");
         std::fs::write(&fips_off, "0").unwrap();
         PhsCycle::new(
@@ -305,6 +315,60 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// A sink that refuses the checkpoint read (as a full or closed store would).
+    struct RefusingSink;
+
+    impl EventSink for RefusingSink {
+        fn checkpoint(&self, _: &str, _: SourceKind) -> Result<Option<Vec<u8>>, SinkError> {
+            Err(SinkError {
+                message: "refused".into(),
+                retriable: true,
+            })
+        }
+
+        async fn append(
+            &self,
+            _: Vec<Event>,
+            _: Option<SourceCheckpoint>,
+        ) -> Result<Option<u64>, SinkError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_is_read_from_the_sink_and_its_refusal_is_a_retriable_sink_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fips_off = dir.path().join("fips_enabled");
+        std::fs::write(&fips_off, "0").unwrap();
+        let stage = PhsCycle::new(
+            RefusingSink,
+            HashPool::new(1, 1).unwrap(),
+            "corp.example.test".into(),
+            PhsSource::SambaPriv {
+                socket: dir.path().join("missing-ldapi"),
+                base_dn: "DC=corp".into(),
+            },
+            &FipsSettings::default(),
+            &fips_off,
+        )
+        .unwrap();
+        // The sink answers before the (missing) socket is touched.
+        let err = stage.run_once().await.unwrap_err();
+        assert!(
+            matches!(&err, CycleError::Sink(e) if e.message == "refused"),
+            "{err}"
+        );
+        assert!(err.is_retriable());
+    }
+
+    #[test]
+    fn an_appends_sequence_numbers_are_consecutive_up_to_the_last() {
+        assert_eq!(first_and_last(Some(10), 3), Some((8, 10)));
+        assert_eq!(first_and_last(Some(1), 1), Some((1, 1)));
+        assert_eq!(first_and_last(Some(5), 0), None);
+        assert_eq!(first_and_last(None, 0), None);
     }
 
     #[tokio::test]

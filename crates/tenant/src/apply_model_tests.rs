@@ -13,8 +13,8 @@ use cloudsync_api::ops::{
     ObjectKind, OnPremisesIdentity, OpStatus, Operation, OperationBatch, Upsert,
 };
 
-use super::apply::{BatchContext, apply_batch};
-use super::store::{ConfigRecord, Store, StoredObject, decode, get_json, uuid_value};
+use crate::apply::{BatchContext, apply_batch};
+use crate::store::{ConfigRecord, Store, StoredObject, decode, get_json, uuid_value};
 
 const PPH1: &str = "v1;PPH1_MD4,317ee9d1dec6508fa510,1000,7eaea8e1628dffee62cf319f4e1fc05254da30a1d42ff755ff352f5b13497531;";
 
@@ -283,7 +283,7 @@ fn to_operation(op: &Op) -> Operation {
     }
 }
 
-pub(super) fn new_config() -> ConfigRecord {
+pub(crate) fn new_config() -> ConfigRecord {
     ConfigRecord {
         config: Configuration {
             id: Uuid::new_v4(),
@@ -364,7 +364,7 @@ fn check_state(store: &Store, model: &Model) {
     let mut hashes = BTreeMap::new();
     for entry in store.credentials.iter() {
         let (k, v) = entry.unwrap();
-        let c: super::apply::StoredCredential = decode("credentials", &v).unwrap();
+        let c: crate::apply::StoredCredential = decode("credentials", &v).unwrap();
         hashes.insert(
             by_id[&uuid_value("credentials", &k).unwrap()].clone(),
             c.version,
@@ -476,7 +476,7 @@ fn a_cleared_attribute_is_stored_as_absent() {
     let fields: Vec<String> = ["jobTitle", "proxyaddresses", "displayName"]
         .map(String::from)
         .to_vec();
-    let g = super::graph_query::select(super::graph::to_graph(&o), Some(&fields));
+    let g = crate::graph_query::select(crate::graph::to_graph(&o), Some(&fields));
     assert_eq!(g["jobTitle"], serde_json::Value::Null);
     assert_eq!(g["proxyAddresses"], json!([]));
     assert_eq!(g["displayName"], "Ann");

@@ -180,4 +180,4 @@ fn update_health(
 
 #[cfg(test)]
 #[path = "apply_model_tests.rs"]
-pub(crate) mod model_tests;
+mod model_tests;

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
-use cloudsync_api::config::{Configuration, ConfigurationSpec, Health, Scope};
+use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{
     ObjectKind, OnPremisesIdentity, OpStatus, Operation, OperationBatch, Upsert,
 };
@@ -283,30 +283,18 @@ fn to_operation(op: &Op) -> Operation {
     }
 }
 
-pub(crate) fn new_config() -> ConfigRecord {
-    ConfigRecord {
-        config: Configuration {
-            id: Uuid::new_v4(),
-            revision: 1,
-            spec: ConfigurationSpec {
-                domain: "corp.example.com".into(),
-                scope: Scope::default(),
-                mappings: vec![],
-                password_hash_sync: true,
-                password_writeback: false,
-                delete_threshold: 0,
-            },
-            health: Health::Healthy,
-            last_sync: None,
+fn new_config() -> ConfigRecord {
+    ConfigRecord::new(
+        Uuid::new_v4(),
+        ConfigurationSpec {
+            domain: "corp.example.com".into(),
+            scope: Scope::default(),
+            mappings: vec![],
+            password_hash_sync: true,
+            password_writeback: false,
+            delete_threshold: 0,
         },
-        delete_window_start: 0,
-        delete_window_count: 0,
-        force_deletes_until: 0,
-        consecutive_failed_batches: 0,
-        pending_restarts: vec![],
-        agent_reports: Default::default(),
-        version_high_water: 0,
-    }
+    )
 }
 
 /// Checks the store's live objects, UPN index, memberships and hashes against the model.

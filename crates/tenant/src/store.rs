@@ -48,7 +48,7 @@ use uuid::Uuid;
 
 use cloudsync_api::Environment;
 use cloudsync_api::agent::PendingRestart;
-use cloudsync_api::config::Configuration;
+use cloudsync_api::config::{Configuration, ConfigurationSpec, Health};
 use cloudsync_api::ops::{ObjectKind, OnPremisesIdentity};
 
 /// Errors of the state store.
@@ -189,6 +189,29 @@ pub struct ConfigRecord {
     /// Version bound); 0 before the first.
     #[serde(default)]
     pub version_high_water: u64,
+}
+
+impl ConfigRecord {
+    /// A new configuration `id` for `spec`: revision 1, healthy, never synced, and no bookkeeping yet
+    /// (no delete window, no pending restarts, no agent reports, no version applied).
+    pub fn new(id: Uuid, spec: ConfigurationSpec) -> Self {
+        Self {
+            config: Configuration {
+                id,
+                revision: 1,
+                spec,
+                health: Health::Healthy,
+                last_sync: None,
+            },
+            delete_window_start: 0,
+            delete_window_count: 0,
+            force_deletes_until: 0,
+            consecutive_failed_batches: 0,
+            pending_restarts: Vec::new(),
+            agent_reports: Default::default(),
+            version_high_water: 0,
+        }
+    }
 }
 
 /// The sled database and its trees.

@@ -1,5 +1,5 @@
 //! The durable outbox: cloud operations waiting for delivery, the producer's cursor, the push
-//! checkpoint, and the local provisioning log of quarantined objects. The format is documented in
+//! checkpoint, and the log and set of quarantined objects. The format is documented in
 //! the module doc of [`crate::push`].
 
 use std::path::Path;
@@ -81,7 +81,8 @@ pub struct OutboxOp {
     pub origin_seq: u64,
 }
 
-/// An entry in the local provisioning log: an object the tenant refused permanently.
+/// An object the tenant refused permanently: an entry of the quarantine log and of the quarantined
+/// set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuarantinedObject {
@@ -109,7 +110,9 @@ pub struct Outbox {
     db: sled::Db,
     ops: sled::Tree,
     meta: sled::Tree,
-    provisioning_log: sled::Tree,
+    /// Every quarantine recorded (on disk: tree `provisioning_log`).
+    quarantine_log: sled::Tree,
+    /// The objects quarantined now, by source anchor.
     quarantined: sled::Tree,
     /// Serialises sequence allocation in `enqueue`.
     seq_lock: Mutex<()>,
@@ -145,7 +148,7 @@ impl Outbox {
         Ok(Outbox {
             ops: db.open_tree("ops")?,
             meta: db.open_tree("meta")?,
-            provisioning_log: db.open_tree("provisioning_log")?,
+            quarantine_log: db.open_tree("provisioning_log")?,
             quarantined: db.open_tree("quarantined")?,
             db,
             seq_lock: Mutex::new(()),
@@ -280,8 +283,8 @@ impl Outbox {
         self.ops.len()
     }
 
-    /// Advances the push checkpoint to `seq`, records `quarantined` objects in the provisioning log
-    /// and prunes acknowledged entries, in one atomic write, then flushes.
+    /// Advances the push checkpoint to `seq`, records `quarantined` objects in the quarantine log
+    /// and the quarantined set and prunes acknowledged entries, in one atomic write, then flushes.
     pub async fn acknowledge(
         &self,
         seq: u64,
@@ -306,7 +309,7 @@ impl Outbox {
         let result: Result<(), TransactionError<OutboxError>> = (
             &self.ops,
             &self.meta,
-            &self.provisioning_log,
+            &self.quarantine_log,
             &self.quarantined,
         )
             .transaction(|(ops_tx, meta_tx, log_tx, q_tx)| {
@@ -335,33 +338,28 @@ impl Outbox {
 
     /// The objects currently quarantined, by source anchor.
     pub fn quarantined_objects(&self) -> Result<Vec<QuarantinedObject>, OutboxError> {
-        self.quarantined
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v?;
-                serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
-                    seq: 0,
-                    source: EnvelopeError::Payload(e),
-                })
-            })
-            .collect()
+        read_quarantine_records(&self.quarantined)
     }
 
-    /// The local provisioning log (oldest first).
-    pub fn provisioning_log(&self) -> Result<Vec<QuarantinedObject>, OutboxError> {
-        self.provisioning_log
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v?;
-                serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
-                    seq: 0,
-                    source: EnvelopeError::Payload(e),
-                })
-            })
-            .collect()
+    /// Every quarantine recorded, oldest first, including objects released since (tree
+    /// `provisioning_log` on disk; the provisioning log proper is projection's).
+    pub fn quarantine_log(&self) -> Result<Vec<QuarantinedObject>, OutboxError> {
+        read_quarantine_records(&self.quarantine_log)
     }
+}
+
+/// The JSON [`QuarantinedObject`] values of `tree`, in key order.
+fn read_quarantine_records(tree: &sled::Tree) -> Result<Vec<QuarantinedObject>, OutboxError> {
+    tree.iter()
+        .values()
+        .map(|v| {
+            let v = v?;
+            serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
+                seq: 0,
+                source: EnvelopeError::Payload(e),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

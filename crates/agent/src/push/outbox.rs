@@ -36,8 +36,14 @@ pub enum OutboxError {
         source: EnvelopeError,
     },
     /// Another handle (another agent process) holds the outbox's lock.
-    #[error("the outbox at {0} is in use by another process")]
-    Locked(String),
+    #[error("the outbox at {} is in use by another process", dir.display())]
+    Locked {
+        /// The outbox directory.
+        dir: std::path::PathBuf,
+        /// sled's refusal, from the last attempt.
+        #[source]
+        source: std::io::Error,
+    },
     /// A key or a meta value had the wrong length.
     #[error("corrupt outbox key or meta value in tree {0}")]
     CorruptKey(&'static str),
@@ -64,7 +70,7 @@ impl OutboxError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            OutboxError::Sled(sled::Error::Io(_)) | OutboxError::Locked(_)
+            OutboxError::Sled(sled::Error::Io(_)) | OutboxError::Locked { .. }
         )
     }
 }
@@ -138,7 +144,10 @@ impl Outbox {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                     if std::time::Instant::now() >= deadline {
-                        return Err(OutboxError::Locked(dir.display().to_string()));
+                        return Err(OutboxError::Locked {
+                            dir: dir.to_path_buf(),
+                            source: e,
+                        });
                     }
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }

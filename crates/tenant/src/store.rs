@@ -50,6 +50,7 @@ use cloudsync_api::Environment;
 use cloudsync_api::agent::PendingRestart;
 use cloudsync_api::config::{Configuration, ConfigurationSpec, Health};
 use cloudsync_api::ops::{ObjectKind, OnPremisesIdentity};
+use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -251,19 +252,12 @@ impl Store {
     /// sled releases the file lock of a just-dropped handle asynchronously, so a reopen right after a
     /// close (a restart, or a test's reboot) polls for the lock for up to two seconds before failing.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            match sled::open(dir) {
-                Ok(db) => return Self::from_db(db),
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let db = open_waiting_for_lock(
+            std::time::Duration::from_secs(2),
+            || sled::open(dir),
+            |e| matches!(e, sled::Error::Io(e) if is_lock_conflict(e)),
+        )?;
+        Self::from_db(db)
     }
 
     /// A throw-away in-memory store (tests and benchmarks).

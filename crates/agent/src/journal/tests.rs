@@ -374,6 +374,17 @@ fn concurrent_appends_share_flushes_and_get_disjoint_contiguous_ranges() {
 }
 
 #[test]
+fn a_held_journal_is_reported_as_locked_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = open(dir.path());
+    let t0 = std::time::Instant::now();
+    let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
+    assert!(matches!(err, JournalError::Locked { .. }), "{err:?}");
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(err.is_retriable());
+}
+
+#[test]
 fn open_existing_never_creates_and_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");

@@ -12,6 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use uuid::Uuid;
 
 use cloudsync_api::ops::Operation;
+use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
 
 use super::envelope::{self, EnvelopeError};
 
@@ -126,6 +127,10 @@ pub struct Outbox {
     notify: tokio::sync::Notify,
 }
 
+fn is_sled_lock_conflict(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(e) if is_lock_conflict(e))
+}
+
 fn u64_value(tree: &'static str, v: &[u8]) -> Result<u64, OutboxError> {
     let bytes: [u8; 8] = v.try_into().map_err(|_| OutboxError::CorruptKey(tree))?;
     Ok(u64::from_be_bytes(bytes))
@@ -138,21 +143,16 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         // 0700 even without the binary's umask: operations carry salted password hashes.
         cloudsync_private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match sled::Config::new().path(dir).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(OutboxError::Locked {
-                            dir: dir.to_path_buf(),
-                            source: e,
-                        });
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
+        let open = || sled::Config::new().path(dir).open();
+        let db = match open_waiting_for_lock(LOCK_WAIT, open, is_sled_lock_conflict) {
+            Ok(db) => db,
+            Err(sled::Error::Io(e)) if is_lock_conflict(&e) => {
+                return Err(OutboxError::Locked {
+                    dir: dir.to_path_buf(),
+                    source: e,
+                });
             }
+            Err(e) => return Err(e.into()),
         };
         Ok(Outbox {
             ops: db.open_tree("ops")?,

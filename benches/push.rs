@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use cloudsync_agent::push::{
     self, Credentials, Outbox, PushConfig, PushStatus, TenantClient, TlsOptions,
 };
-use cloudsync_api::config::{Configuration, ConfigurationSpec, Health, Scope};
+use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{Operation, OperationBatch};
 use cloudsync_tenant::apply::{BatchContext, apply_batch};
 use cloudsync_tenant::store::{ConfigRecord, Store};
@@ -41,29 +41,17 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// exactly as the server does per request, minus HTTP, TLS, JSON and authentication.
 async fn in_process_apply_rate(n: u64) -> f64 {
     let store = Store::temporary().unwrap();
-    let mut record = ConfigRecord {
-        config: Configuration {
-            id: Uuid::new_v4(),
-            revision: 1,
-            spec: ConfigurationSpec {
-                domain: "corp.example.com".into(),
-                scope: Scope::default(),
-                mappings: vec![],
-                password_hash_sync: false,
-                password_writeback: false,
-                delete_threshold: 0,
-            },
-            health: Health::Healthy,
-            last_sync: None,
+    let mut record = ConfigRecord::new(
+        Uuid::new_v4(),
+        ConfigurationSpec {
+            domain: "corp.example.com".into(),
+            scope: Scope::default(),
+            mappings: vec![],
+            password_hash_sync: false,
+            password_writeback: false,
+            delete_threshold: 0,
         },
-        delete_window_start: 0,
-        delete_window_count: 0,
-        force_deletes_until: 0,
-        consecutive_failed_batches: 0,
-        pending_restarts: vec![],
-        agent_reports: Default::default(),
-        version_high_water: 0,
-    };
+    );
     let batches: Vec<OperationBatch> = (0..n)
         .step_by(500)
         .map(|start| OperationBatch {

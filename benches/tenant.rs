@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloudsync_api::config::{Configuration, ConfigurationSpec, Health, Scope};
+use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{ObjectKind, OnPremisesIdentity, Operation, OperationBatch, Upsert};
 use cloudsync_tenant::apply::{BatchContext, apply_batch};
 use cloudsync_tenant::store::{ConfigRecord, Store};
@@ -60,29 +60,17 @@ fn make_batch() -> OperationBatch {
 }
 
 fn config_record() -> ConfigRecord {
-    ConfigRecord {
-        config: Configuration {
-            id: Uuid::new_v4(),
-            revision: 1,
-            spec: ConfigurationSpec {
-                domain: "corp.example.com".into(),
-                scope: Scope::default(),
-                mappings: vec![],
-                password_hash_sync: true,
-                password_writeback: false,
-                delete_threshold: 500,
-            },
-            health: Health::Healthy,
-            last_sync: None,
+    ConfigRecord::new(
+        Uuid::new_v4(),
+        ConfigurationSpec {
+            domain: "corp.example.com".into(),
+            scope: Scope::default(),
+            mappings: vec![],
+            password_hash_sync: true,
+            password_writeback: false,
+            delete_threshold: 500,
         },
-        delete_window_start: 0,
-        delete_window_count: 0,
-        force_deletes_until: 0,
-        consecutive_failed_batches: 0,
-        pending_restarts: vec![],
-        agent_reports: Default::default(),
-        version_high_water: 0,
-    }
+    )
 }
 
 struct Remote {

@@ -85,16 +85,13 @@ fn make_journal(dir: &Path) {
 /// Opens the sled database directly, waiting (bounded) for the writer's just-dropped handle to release the
 /// file lock, which sled does asynchronously.
 fn raw_sled(dir: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("cannot open sled at {}: {e}", dir.display()),
-        }
-    }
+    use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
+    open_waiting_for_lock(
+        std::time::Duration::from_secs(5),
+        || sled::open(dir),
+        |e| matches!(e, sled::Error::Io(e) if is_lock_conflict(e)),
+    )
+    .unwrap_or_else(|e| panic!("cannot open sled at {}: {e}", dir.display()))
 }
 
 #[test]

@@ -247,7 +247,7 @@ async fn duplicate_upn_quarantines_only_that_object() {
     handle.await.unwrap().unwrap();
     assert!(a.outbox.quarantined_objects().unwrap().is_empty());
     assert_eq!(
-        a.outbox.provisioning_log().unwrap().len(),
+        a.outbox.quarantine_log().unwrap().len(),
         1,
         "the log keeps the refusal"
     );

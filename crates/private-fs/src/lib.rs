@@ -1,5 +1,6 @@
 //! Private state on disk. Enters: a path the agent or the tenant keeps state in. Leaves: a 0700
 //! directory, or the first group- or world-accessible path under it with the `chmod` that fixes it.
+//! [`lock`] opens a store whose file lock a handle dropped a moment ago still holds.
 //!
 //! The journal, projection store, outbox, credentials file, status file and the tenant's state
 //! all hold secrets (client secrets; salted `v1;PPH1_MD4,…` password hashes, which crack in
@@ -18,6 +19,8 @@
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+pub mod lock;
 
 /// Sets the process umask to 0o077 and returns the previous one.
 pub fn restrict_umask() -> u32 {

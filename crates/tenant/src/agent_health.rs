@@ -102,22 +102,7 @@ mod tests {
     fn record() -> ConfigRecord {
         let spec: ConfigurationSpec =
             serde_json::from_value(serde_json::json!({"domain": "corp.example.com"})).unwrap();
-        ConfigRecord {
-            config: Configuration {
-                id: Uuid::from_u128(9),
-                revision: 1,
-                spec,
-                health: Health::Healthy,
-                last_sync: None,
-            },
-            delete_window_start: 0,
-            delete_window_count: 0,
-            force_deletes_until: 0,
-            consecutive_failed_batches: 0,
-            pending_restarts: vec![],
-            agent_reports: Default::default(),
-            version_high_water: 0,
-        }
+        ConfigRecord::new(Uuid::from_u128(9), spec)
     }
 
     fn report(staged: u64) -> AgentConfigurationHealth {

@@ -177,3 +177,7 @@ fn update_health(
         tracing::warn!(configuration = %config.config.id, "Configuration quarantined after consecutive failed batches.");
     }
 }
+
+#[cfg(test)]
+#[path = "apply_model_tests.rs"]
+mod model_tests;

@@ -20,7 +20,8 @@
 //! - [`agents`]       — registration, heartbeats, agent status.
 //! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
-//! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds).
+//! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds);
+//!   the model-based test of those rules in `apply_model_tests.rs`.
 //! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
 //! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
 //!   the migration from format 1.
@@ -39,8 +40,6 @@ pub mod agent_health;
 pub mod agents;
 pub mod apply;
 pub mod apply_guard;
-#[cfg(test)]
-mod apply_model;
 pub mod apply_ops;
 pub mod auth;
 pub mod authorize;

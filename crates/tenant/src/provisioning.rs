@@ -54,22 +54,7 @@ pub async fn create(
             spec.domain
         )));
     }
-    let record = ConfigRecord {
-        config: Configuration {
-            id: Uuid::new_v4(),
-            revision: 1,
-            spec,
-            health: Health::Healthy,
-            last_sync: None,
-        },
-        delete_window_start: 0,
-        delete_window_count: 0,
-        force_deletes_until: 0,
-        consecutive_failed_batches: 0,
-        pending_restarts: Vec::new(),
-        agent_reports: Default::default(),
-        version_high_water: 0,
-    };
+    let record = ConfigRecord::new(Uuid::new_v4(), spec);
     put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
     state.store.flush().await?;
     Ok((StatusCode::CREATED, Json(effective(&record))))

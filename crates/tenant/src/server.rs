@@ -103,7 +103,7 @@ impl RunningTenant {
             }),
             Ok(Err(join)) => Err(ServeError::Io {
                 context: "serving".into(),
-                source: std::io::Error::other(join.to_string()),
+                source: std::io::Error::other(join),
             }),
             Err(_) => {
                 tracing::warn!(deadline = ?(grace + STOP_DEADLINE), "The server did not stop in time; closing the store anyway.");
@@ -122,7 +122,7 @@ impl RunningTenant {
         };
         match self.task.await {
             Ok(result) => result.map_err(io_err),
-            Err(join) => Err(io_err(std::io::Error::other(join.to_string()))),
+            Err(join) => Err(io_err(std::io::Error::other(join))),
         }
     }
 }

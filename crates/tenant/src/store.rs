@@ -48,8 +48,9 @@ use uuid::Uuid;
 
 use cloudsync_api::Environment;
 use cloudsync_api::agent::PendingRestart;
-use cloudsync_api::config::Configuration;
+use cloudsync_api::config::{Configuration, ConfigurationSpec, Health};
 use cloudsync_api::ops::{ObjectKind, OnPremisesIdentity};
+use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +192,29 @@ pub struct ConfigRecord {
     pub version_high_water: u64,
 }
 
+impl ConfigRecord {
+    /// A new configuration `id` for `spec`: revision 1, healthy, never synced, and no bookkeeping yet
+    /// (no delete window, no pending restarts, no agent reports, no version applied).
+    pub fn new(id: Uuid, spec: ConfigurationSpec) -> Self {
+        Self {
+            config: Configuration {
+                id,
+                revision: 1,
+                spec,
+                health: Health::Healthy,
+                last_sync: None,
+            },
+            delete_window_start: 0,
+            delete_window_count: 0,
+            force_deletes_until: 0,
+            consecutive_failed_batches: 0,
+            pending_restarts: Vec::new(),
+            agent_reports: Default::default(),
+            version_high_water: 0,
+        }
+    }
+}
+
 /// The sled database and its trees.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -228,19 +252,12 @@ impl Store {
     /// sled releases the file lock of a just-dropped handle asynchronously, so a reopen right after a
     /// close (a restart, or a test's reboot) polls for the lock for up to two seconds before failing.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            match sled::open(dir) {
-                Ok(db) => return Self::from_db(db),
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let db = open_waiting_for_lock(
+            std::time::Duration::from_secs(2),
+            || sled::open(dir),
+            |e| matches!(e, sled::Error::Io(e) if is_lock_conflict(e)),
+        )?;
+        Self::from_db(db)
     }
 
     /// A throw-away in-memory store (tests and benchmarks).

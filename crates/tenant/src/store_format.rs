@@ -75,7 +75,15 @@ mod tests {
     fn a_format_1_state_is_migrated_to_per_configuration_anchors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let record = crate::apply_model::new_config();
+        let spec = cloudsync_api::config::ConfigurationSpec {
+            domain: "corp.example.com".into(),
+            scope: Default::default(),
+            mappings: vec![],
+            password_hash_sync: true,
+            password_writeback: false,
+            delete_threshold: 0,
+        };
+        let record = ConfigRecord::new(Uuid::new_v4(), spec);
         let (id, config) = (Uuid::new_v4(), record.config.id);
         {
             // A state as format 1 wrote it: the anchor tree keyed by the bare anchor, batch

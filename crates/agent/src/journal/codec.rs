@@ -130,7 +130,7 @@ pub fn seal_into<T: Serialize>(
     let encoded = bincode::serde::encode_into_std_write(value, out, BINCODE);
     let len = out.len() - start - HEADER_LEN;
     let failure = match encoded {
-        Err(e) => Some(JournalError::Encode(e.to_string())),
+        Err(e) => Some(JournalError::Encode(e)),
         Ok(_) if len > MAX_PAYLOAD => Some(JournalError::TooLarge {
             size: len,
             limit: MAX_PAYLOAD,
@@ -319,6 +319,25 @@ mod tests {
         }
         let err = open::<u64>(RecordType::Cursor, &bytes).unwrap_err();
         assert!(err.contains("record type 4"), "{err}");
+    }
+
+    #[test]
+    fn an_encode_failure_keeps_bincode_s_error_as_its_source() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("refused"))
+            }
+        }
+        let err = seal(RecordType::HighWater, &Refuses).unwrap_err();
+        assert!(matches!(err, JournalError::Encode(_)), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the bincode error is kept");
+        assert!(source.to_string().contains("refused"), "{source}");
+        assert!(
+            err.to_string()
+                .starts_with("could not encode a journal record: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub enum JournalError {
     },
     /// bincode refused to encode a value (not expected for the journal's own types).
     #[error("could not encode a journal record: {0}")]
-    Encode(String),
+    Encode(#[source] bincode::error::EncodeError),
     /// A cursor may only point at a durable record.
     #[error("cursor `{name}` cannot move to seq {seq}: the last durable record is {last}")]
     CursorBeyondEnd {
@@ -199,7 +199,7 @@ pub enum JournalError {
     },
     /// The blocking task behind an async call panicked or was cancelled.
     #[error("the journal's blocking task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl From<sled::Error> for JournalError {
@@ -282,5 +282,22 @@ mod tests {
         );
         let io = sled::Error::Io(std::io::Error::other("disk full"));
         assert!(!JournalError::from(io).is_damaged());
+    }
+
+    #[tokio::test]
+    async fn a_failed_blocking_task_keeps_tokio_s_error_as_its_source() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let Err(join) = task.await else {
+            panic!("an aborted task cannot finish")
+        };
+        let err = JournalError::Task(join);
+        assert!(err.is_retriable());
+        let source = std::error::Error::source(&err).expect("the join error is kept");
+        assert!(source.to_string().contains("cancelled"), "{source}");
+        assert_eq!(
+            err.to_string(),
+            format!("the journal's blocking task failed: {source}")
+        );
     }
 }

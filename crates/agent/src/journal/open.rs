@@ -6,7 +6,9 @@
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
 
 use super::JournalError;
 use super::error::Damage;
@@ -17,34 +19,27 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Opens sled, polling for the file lock until [`LOCK_WAIT`] has passed; then [`JournalError::Locked`].
 pub(super) fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, JournalError> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match open_catching_panics(&config) {
-            Ok(db) => return Ok(db),
-            Err(JournalError::Storage(sled::Error::Io(e)))
-                if e.to_string().contains("could not acquire lock") =>
-            {
-                if Instant::now() >= deadline {
-                    return Err(JournalError::Locked {
-                        dir: dir.to_path_buf(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            // sled reads `conf` first; when its checksum fails, that is what is damaged, whatever
-            // sled then reports (often a "corruption at offset None" or "version earlier than 0.29").
-            Err(JournalError::Damaged { dir: d, damage }) => {
-                let damage = match conf_checksum_fails(dir) {
-                    true => Damage::Conf {
-                        detail: "its checksum does not match".to_owned(),
-                    },
-                    false => damage,
-                };
-                return Err(JournalError::Damaged { dir: d, damage });
-            }
-            Err(e) => return Err(e),
+    match open_waiting_for_lock(LOCK_WAIT, || open_catching_panics(&config), is_locked) {
+        Err(e) if is_locked(&e) => Err(JournalError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        // sled reads `conf` first; when its checksum fails, that is what is damaged, whatever
+        // sled then reports (often a "corruption at offset None" or "version earlier than 0.29").
+        Err(JournalError::Damaged { dir: d, damage }) => {
+            let damage = match conf_checksum_fails(dir) {
+                true => Damage::Conf {
+                    detail: "its checksum does not match".to_owned(),
+                },
+                false => damage,
+            };
+            Err(JournalError::Damaged { dir: d, damage })
         }
+        other => other,
     }
+}
+
+fn is_locked(error: &JournalError) -> bool {
+    matches!(error, JournalError::Storage(sled::Error::Io(e)) if is_lock_conflict(e))
 }
 
 /// True when sled's `conf` in `dir` exists and its trailing CRC32 (little-endian, over the text

@@ -250,7 +250,7 @@ impl Journal {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.append(events, checkpoint))
             .await
-            .map_err(|e| JournalError::Task(e.to_string()))?
+            .map_err(JournalError::Task)?
     }
 
     /// Builds a batch under the writer lock, applies it atomically and bumps the generation. Returns the

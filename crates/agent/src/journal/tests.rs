@@ -41,16 +41,13 @@ fn all(j: &Journal) -> Vec<Record> {
 /// Opens the journal's sled database directly, waiting (bounded) for a just-dropped handle to release the
 /// file lock, which sled does asynchronously.
 fn raw_sled(dir: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("cannot open sled at {}: {e}", dir.display()),
-        }
-    }
+    use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
+    open_waiting_for_lock(
+        std::time::Duration::from_secs(5),
+        || sled::open(dir),
+        |e| matches!(e, sled::Error::Io(e) if is_lock_conflict(e)),
+    )
+    .unwrap_or_else(|e| panic!("cannot open sled at {}: {e}", dir.display()))
 }
 
 /// Writes `bytes` under `key` in the journal tree, bypassing the journal (the journal must be closed).
@@ -371,6 +368,17 @@ fn concurrent_appends_share_flushes_and_get_disjoint_contiguous_ranges() {
             assert_eq!(records[(first + k - 1) as usize].event, upsert(base + k));
         }
     }
+}
+
+#[test]
+fn a_held_journal_is_reported_as_locked_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = open(dir.path());
+    let t0 = std::time::Instant::now();
+    let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
+    assert!(matches!(err, JournalError::Locked { .. }), "{err:?}");
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(err.is_retriable());
 }
 
 #[test]

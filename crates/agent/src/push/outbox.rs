@@ -1,5 +1,5 @@
 //! The durable outbox: cloud operations waiting for delivery, the producer's cursor, the push
-//! checkpoint, and the local provisioning log of quarantined objects. The format is documented in
+//! checkpoint, and the log and set of quarantined objects. The format is documented in
 //! the module doc of [`crate::push`].
 
 use std::path::Path;
@@ -12,6 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use uuid::Uuid;
 
 use cloudsync_api::ops::Operation;
+use cloudsync_private_fs::lock::{is_lock_conflict, open_waiting_for_lock};
 
 use super::envelope::{self, EnvelopeError};
 
@@ -36,8 +37,14 @@ pub enum OutboxError {
         source: EnvelopeError,
     },
     /// Another handle (another agent process) holds the outbox's lock.
-    #[error("the outbox at {0} is in use by another process")]
-    Locked(String),
+    #[error("the outbox at {} is in use by another process", dir.display())]
+    Locked {
+        /// The outbox directory.
+        dir: std::path::PathBuf,
+        /// sled's refusal, from the last attempt.
+        #[source]
+        source: std::io::Error,
+    },
     /// A key or a meta value had the wrong length.
     #[error("corrupt outbox key or meta value in tree {0}")]
     CorruptKey(&'static str),
@@ -64,7 +71,7 @@ impl OutboxError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            OutboxError::Sled(sled::Error::Io(_)) | OutboxError::Locked(_)
+            OutboxError::Sled(sled::Error::Io(_)) | OutboxError::Locked { .. }
         )
     }
 }
@@ -81,7 +88,8 @@ pub struct OutboxOp {
     pub origin_seq: u64,
 }
 
-/// An entry in the local provisioning log: an object the tenant refused permanently.
+/// An object the tenant refused permanently: an entry of the quarantine log and of the quarantined
+/// set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuarantinedObject {
@@ -109,12 +117,18 @@ pub struct Outbox {
     db: sled::Db,
     ops: sled::Tree,
     meta: sled::Tree,
-    provisioning_log: sled::Tree,
+    /// Every quarantine recorded (on disk: tree `provisioning_log`).
+    quarantine_log: sled::Tree,
+    /// The objects quarantined now, by source anchor.
     quarantined: sled::Tree,
     /// Serialises sequence allocation in `enqueue`.
     seq_lock: Mutex<()>,
     poisoned: AtomicBool,
     notify: tokio::sync::Notify,
+}
+
+fn is_sled_lock_conflict(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(e) if is_lock_conflict(e))
 }
 
 fn u64_value(tree: &'static str, v: &[u8]) -> Result<u64, OutboxError> {
@@ -129,23 +143,21 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         // 0700 even without the binary's umask: operations carry salted password hashes.
         cloudsync_private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match sled::Config::new().path(dir).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(OutboxError::Locked(dir.display().to_string()));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
+        let open = || sled::Config::new().path(dir).open();
+        let db = match open_waiting_for_lock(LOCK_WAIT, open, is_sled_lock_conflict) {
+            Ok(db) => db,
+            Err(sled::Error::Io(e)) if is_lock_conflict(&e) => {
+                return Err(OutboxError::Locked {
+                    dir: dir.to_path_buf(),
+                    source: e,
+                });
             }
+            Err(e) => return Err(e.into()),
         };
         Ok(Outbox {
             ops: db.open_tree("ops")?,
             meta: db.open_tree("meta")?,
-            provisioning_log: db.open_tree("provisioning_log")?,
+            quarantine_log: db.open_tree("provisioning_log")?,
             quarantined: db.open_tree("quarantined")?,
             db,
             seq_lock: Mutex::new(()),
@@ -280,8 +292,8 @@ impl Outbox {
         self.ops.len()
     }
 
-    /// Advances the push checkpoint to `seq`, records `quarantined` objects in the provisioning log
-    /// and prunes acknowledged entries, in one atomic write, then flushes.
+    /// Advances the push checkpoint to `seq`, records `quarantined` objects in the quarantine log
+    /// and the quarantined set and prunes acknowledged entries, in one atomic write, then flushes.
     pub async fn acknowledge(
         &self,
         seq: u64,
@@ -306,7 +318,7 @@ impl Outbox {
         let result: Result<(), TransactionError<OutboxError>> = (
             &self.ops,
             &self.meta,
-            &self.provisioning_log,
+            &self.quarantine_log,
             &self.quarantined,
         )
             .transaction(|(ops_tx, meta_tx, log_tx, q_tx)| {
@@ -335,33 +347,28 @@ impl Outbox {
 
     /// The objects currently quarantined, by source anchor.
     pub fn quarantined_objects(&self) -> Result<Vec<QuarantinedObject>, OutboxError> {
-        self.quarantined
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v?;
-                serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
-                    seq: 0,
-                    source: EnvelopeError::Payload(e),
-                })
-            })
-            .collect()
+        read_quarantine_records(&self.quarantined)
     }
 
-    /// The local provisioning log (oldest first).
-    pub fn provisioning_log(&self) -> Result<Vec<QuarantinedObject>, OutboxError> {
-        self.provisioning_log
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v?;
-                serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
-                    seq: 0,
-                    source: EnvelopeError::Payload(e),
-                })
-            })
-            .collect()
+    /// Every quarantine recorded, oldest first, including objects released since (tree
+    /// `provisioning_log` on disk; the provisioning log proper is projection's).
+    pub fn quarantine_log(&self) -> Result<Vec<QuarantinedObject>, OutboxError> {
+        read_quarantine_records(&self.quarantine_log)
     }
+}
+
+/// The JSON [`QuarantinedObject`] values of `tree`, in key order.
+fn read_quarantine_records(tree: &sled::Tree) -> Result<Vec<QuarantinedObject>, OutboxError> {
+    tree.iter()
+        .values()
+        .map(|v| {
+            let v = v?;
+            serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
+                seq: 0,
+                source: EnvelopeError::Payload(e),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

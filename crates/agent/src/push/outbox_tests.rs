@@ -84,11 +84,23 @@ fn a_held_lock_is_reported_after_the_wait() {
     let dir = tempfile::tempdir().unwrap();
     let _held = Outbox::open(dir.path()).unwrap();
     let t0 = std::time::Instant::now();
-    assert!(matches!(
-        Outbox::open(dir.path()),
-        Err(OutboxError::Locked(_))
-    ));
+    let err = Outbox::open(dir.path()).unwrap_err();
     assert!(t0.elapsed() >= LOCK_WAIT);
+    assert!(matches!(err, OutboxError::Locked { .. }), "{err:?}");
+    assert!(err.is_retriable());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the outbox at {} is in use by another process",
+            dir.path().display()
+        )
+    );
+    // sled's refusal is kept as the cause.
+    let source = std::error::Error::source(&err).expect("sled's error is kept");
+    assert!(
+        source.to_string().contains("could not acquire lock"),
+        "{source}"
+    );
 }
 
 #[derive(Debug, Clone)]

@@ -18,24 +18,27 @@ use crate::source::ldap::DomainConfig;
 /// Builds a rustls client configuration trusting only the certificates in `ca_file`.
 pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<ClientConfig>, LdapSourceError> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| LdapSourceError::Tls(format!("{}: {e}", ca_file.display())))?;
+    let about_ca = |e: Box<dyn std::error::Error + Send + Sync>| LdapSourceError::Tls {
+        ca_file: Some(ca_file.to_path_buf()),
+        source: e,
+    };
+    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| about_ca(e.into()))?;
     for cert in certs {
-        let cert = cert.map_err(|e| LdapSourceError::Tls(format!("{}: {e}", ca_file.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| LdapSourceError::Tls(format!("{}: {e}", ca_file.display())))?;
+        let cert = cert.map_err(|e| about_ca(e.into()))?;
+        roots.add(cert).map_err(|e| about_ca(e.into()))?;
     }
     if roots.is_empty() {
-        return Err(LdapSourceError::Tls(format!(
-            "{} holds no certificate",
-            ca_file.display()
-        )));
+        return Err(LdapSourceError::NoCaCertificate {
+            ca_file: ca_file.to_path_buf(),
+        });
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| LdapSourceError::Tls(e.to_string()))?
+        .map_err(|e| LdapSourceError::Tls {
+            ca_file: None,
+            source: e.into(),
+        })?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -92,11 +95,12 @@ impl DcConn {
 pub async fn connect(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
     let (conn, mut ldap) = LdapConnAsync::with_settings(settings(cfg)?, &cfg.url)
         .await
-        .map_err(|e| LdapSourceError::Connection(format!("{}: {e}", cfg.url)))?;
+        .map_err(|e| LdapSourceError::Connection {
+            url: Some(cfg.url.clone()),
+            source: Box::new(e),
+        })?;
     ldap3::drive!(conn);
-    let password = cfg
-        .resolve_password()
-        .map_err(|e| LdapSourceError::Password(e.to_string()))?;
+    let password = cfg.resolve_password().map_err(LdapSourceError::Password)?;
     ldap.with_timeout(cfg.operation_timeout());
     let res = ldap.simple_bind(&cfg.bind_dn, password.expose()).await?;
     match res.rc {

@@ -1,5 +1,7 @@
 //! Errors of the LDAP source, classified for the retry loop, and AD's bind sub-codes.
 
+use std::path::{Path, PathBuf};
+
 use ldap3::{LdapError, LdapResult};
 
 use super::ber::BerError;
@@ -83,14 +85,33 @@ impl BindFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum LdapSourceError {
     /// The TCP/TLS connection could not be made or broke (incl. timeouts); retry with backoff.
-    #[error("LDAP connection failed: {0}")]
-    Connection(String),
-    /// TLS could not be set up from the configuration (CA file unreadable, no certificate in it).
-    #[error("TLS setup failed: {0}")]
-    Tls(String),
+    #[error("LDAP connection failed: {}{source}", prefix(.url.as_deref()))]
+    Connection {
+        /// The server's URL, when connecting to it failed (not a later operation).
+        url: Option<String>,
+        /// What ldap3 reported (boxed: it is large and this error travels in every `Result`).
+        #[source]
+        source: Box<LdapError>,
+    },
+    /// TLS could not be set up from the configuration (CA file unreadable or not PEM, a certificate
+    /// rustls refuses, no protocol version the crypto provider offers).
+    #[error("TLS setup failed: {}{source}", prefix(.ca_file.as_deref().map(Path::display)))]
+    Tls {
+        /// The CA file, when the failure is about it.
+        ca_file: Option<PathBuf>,
+        /// What the PEM reader or rustls reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The CA file holds no certificate.
+    #[error("TLS setup failed: {} holds no certificate", .ca_file.display())]
+    NoCaCertificate {
+        /// The CA file.
+        ca_file: PathBuf,
+    },
     /// The bind password could not be read (`password_file`).
     #[error("cannot read the bind password: {0}")]
-    Password(String),
+    Password(#[source] std::io::Error),
     /// The server refused the bind.
     #[error("bind as {bind_dn} refused: {}", failure.message())]
     Bind {
@@ -113,9 +134,16 @@ pub enum LdapSourceError {
         /// The server's diagnostic text.
         text: String,
     },
-    /// The server's reply could not be decoded.
+    /// The server's reply does not have the shape a step expects (what is missing or wrong, in
+    /// words).
     #[error("malformed reply from the server: {0}")]
     Protocol(String),
+    /// A BER value in the server's reply (a control's value) does not decode.
+    #[error("malformed reply from the server: {0}")]
+    Ber(#[from] BerError),
+    /// An entry in the server's reply does not decode.
+    #[error("malformed reply from the server: {0}")]
+    Entry(#[from] EntryError),
     /// The journal refused the events.
     #[error("journal append failed: {0}")]
     Sink(#[from] SinkError),
@@ -133,12 +161,16 @@ impl LdapSourceError {
     /// True when waiting and reconnecting may help (network, server busy or restarting).
     pub fn is_retriable(&self) -> bool {
         match self {
-            LdapSourceError::Connection(_) | LdapSourceError::Protocol(_) => true,
+            LdapSourceError::Connection { .. }
+            | LdapSourceError::Protocol(_)
+            | LdapSourceError::Ber(_)
+            | LdapSourceError::Entry(_) => true,
             // busy, unavailable, unwillingToPerform during start-up, timeLimitExceeded, other.
             LdapSourceError::Server { rc, .. } => matches!(rc, 1 | 3 | 51 | 52 | 53 | 80 | 81),
             LdapSourceError::Bind { failure, .. } => *failure == BindFailure::LockedOut,
             LdapSourceError::Sink(e) => e.is_retriable(),
-            LdapSourceError::Tls(_)
+            LdapSourceError::Tls { .. }
+            | LdapSourceError::NoCaCertificate { .. }
             | LdapSourceError::Password(_)
             | LdapSourceError::CookieRejected(_)
             | LdapSourceError::DirSyncDenied(_) => false,
@@ -150,21 +182,17 @@ impl From<LdapError> for LdapSourceError {
     fn from(err: LdapError) -> Self {
         match err {
             LdapError::LdapResult { result } => LdapSourceError::from_result(result),
-            other => LdapSourceError::Connection(other.to_string()),
+            other => LdapSourceError::Connection {
+                url: None,
+                source: Box::new(other),
+            },
         }
     }
 }
 
-impl From<BerError> for LdapSourceError {
-    fn from(err: BerError) -> Self {
-        LdapSourceError::Protocol(err.to_string())
-    }
-}
-
-impl From<EntryError> for LdapSourceError {
-    fn from(err: EntryError) -> Self {
-        LdapSourceError::Protocol(err.to_string())
-    }
+/// `"{context}: "`, or nothing without a context.
+fn prefix(context: Option<impl std::fmt::Display>) -> String {
+    context.map_or_else(String::new, |c| format!("{c}: "))
 }
 
 #[cfg(test)]
@@ -210,9 +238,59 @@ mod tests {
         }
     }
 
+    fn reset() -> LdapError {
+        LdapError::Io {
+            source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"),
+        }
+    }
+
+    #[test]
+    fn wrapped_errors_keep_their_source_and_their_text() {
+        use std::error::Error;
+        let conn = LdapSourceError::from(reset());
+        assert!(
+            conn.source()
+                .is_some_and(|s| s.to_string() == "I/O error: reset")
+        );
+        assert_eq!(conn.to_string(), "LDAP connection failed: I/O error: reset");
+        let at = LdapSourceError::Connection {
+            url: Some("ldaps://dc1".into()),
+            source: Box::new(reset()),
+        };
+        assert_eq!(
+            at.to_string(),
+            "LDAP connection failed: ldaps://dc1: I/O error: reset"
+        );
+        let tls = LdapSourceError::Tls {
+            ca_file: Some(PathBuf::from("/etc/ca.pem")),
+            source: Box::new(std::io::Error::other("denied")),
+        };
+        assert_eq!(tls.to_string(), "TLS setup failed: /etc/ca.pem: denied");
+        assert!(tls.source().is_some());
+        let none = LdapSourceError::NoCaCertificate {
+            ca_file: PathBuf::from("/etc/ca.pem"),
+        };
+        assert_eq!(
+            none.to_string(),
+            "TLS setup failed: /etc/ca.pem holds no certificate"
+        );
+        let password = LdapSourceError::Password(std::io::Error::other("no such file"));
+        assert_eq!(
+            password.to_string(),
+            "cannot read the bind password: no such file"
+        );
+        assert!(password.source().is_some());
+        let ber = LdapSourceError::from(BerError::Truncated);
+        assert!(ber.is_retriable() && ber.source().is_some());
+        assert!(
+            ber.to_string()
+                .starts_with("malformed reply from the server: ")
+        );
+    }
+
     #[test]
     fn classification() {
-        assert!(LdapSourceError::Connection("reset".into()).is_retriable());
+        assert!(LdapSourceError::from(reset()).is_retriable());
         assert!(
             LdapSourceError::Server {
                 rc: 51,

@@ -8,13 +8,13 @@ use proptest::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
-use cloudsync_api::config::{Configuration, ConfigurationSpec, Health, Scope};
+use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{
     ObjectKind, OnPremisesIdentity, OpStatus, Operation, OperationBatch, Upsert,
 };
 
-use super::apply::{BatchContext, apply_batch};
-use super::store::{ConfigRecord, Store, StoredObject, decode, get_json, uuid_value};
+use crate::apply::{BatchContext, apply_batch};
+use crate::store::{ConfigRecord, Store, StoredObject, decode, get_json, uuid_value};
 
 const PPH1: &str = "v1;PPH1_MD4,317ee9d1dec6508fa510,1000,7eaea8e1628dffee62cf319f4e1fc05254da30a1d42ff755ff352f5b13497531;";
 
@@ -283,30 +283,18 @@ fn to_operation(op: &Op) -> Operation {
     }
 }
 
-pub(super) fn new_config() -> ConfigRecord {
-    ConfigRecord {
-        config: Configuration {
-            id: Uuid::new_v4(),
-            revision: 1,
-            spec: ConfigurationSpec {
-                domain: "corp.example.com".into(),
-                scope: Scope::default(),
-                mappings: vec![],
-                password_hash_sync: true,
-                password_writeback: false,
-                delete_threshold: 0,
-            },
-            health: Health::Healthy,
-            last_sync: None,
+fn new_config() -> ConfigRecord {
+    ConfigRecord::new(
+        Uuid::new_v4(),
+        ConfigurationSpec {
+            domain: "corp.example.com".into(),
+            scope: Scope::default(),
+            mappings: vec![],
+            password_hash_sync: true,
+            password_writeback: false,
+            delete_threshold: 0,
         },
-        delete_window_start: 0,
-        delete_window_count: 0,
-        force_deletes_until: 0,
-        consecutive_failed_batches: 0,
-        pending_restarts: vec![],
-        agent_reports: Default::default(),
-        version_high_water: 0,
-    }
+    )
 }
 
 /// Checks the store's live objects, UPN index, memberships and hashes against the model.
@@ -364,7 +352,7 @@ fn check_state(store: &Store, model: &Model) {
     let mut hashes = BTreeMap::new();
     for entry in store.credentials.iter() {
         let (k, v) = entry.unwrap();
-        let c: super::apply::StoredCredential = decode("credentials", &v).unwrap();
+        let c: crate::apply::StoredCredential = decode("credentials", &v).unwrap();
         hashes.insert(
             by_id[&uuid_value("credentials", &k).unwrap()].clone(),
             c.version,
@@ -476,7 +464,7 @@ fn a_cleared_attribute_is_stored_as_absent() {
     let fields: Vec<String> = ["jobTitle", "proxyaddresses", "displayName"]
         .map(String::from)
         .to_vec();
-    let g = super::graph_query::select(super::graph::to_graph(&o), Some(&fields));
+    let g = crate::graph_query::select(crate::graph::to_graph(&o), Some(&fields));
     assert_eq!(g["jobTitle"], serde_json::Value::Null);
     assert_eq!(g["proxyAddresses"], json!([]));
     assert_eq!(g["displayName"], "Ann");

@@ -9,7 +9,8 @@
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
 //! - [`config`]  — layered agent configuration (defaults → TOML → `CLOUDSYNC_*`), validation, secrets.
 //! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback), MS-DRSR, Samba ldap_priv.
-//! - [`agent`]   — the agent daemon: `sync_once`, the long-running feed loop, shutdown, progress.
+//! - [`runtime`] — the data path at run time: `sync_once`, the daemon's tasks (`run_all`), the feeds, the sinks, status file.
+//! - [`control`] — the agent and the tenant: the one tenant client, registration, credentials, heartbeats, restarts.
 //! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
 //! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
 //! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
@@ -18,11 +19,12 @@
 //! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
 //! - [`private_fs`] — private state on disk: umask 0o077, 0700 directories, the start-up mode check.
 
-pub mod agent;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod journal;
 pub mod phs;
 pub mod projection;
 pub mod push;
+pub mod runtime;
 pub mod source;

@@ -16,8 +16,9 @@
 //! ```
 //! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. Only the `agent`,
 //! `domains`, `tenant`, `projection` and `push` keys are taken from the environment, so
-//! `CLOUDSYNC_LOG` etc. (CLI flags) do not clash. `[tenant]` and `[push]` are described in
-//! [`cloud`](TenantConfig); `[projection]` in [`crate::projection::config`].
+//! `CLOUDSYNC_LOG` etc. (CLI flags) do not clash. `[tenant]` is described in
+//! [`crate::control::tenant_client::TenantConfig`], `[push]` in [`crate::push::PushConfig`],
+//! `[projection]` in [`crate::projection::config`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,11 +28,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-mod cloud;
 mod secret;
 mod validate;
 
-pub use cloud::{PushSettings, TenantConfig};
 pub use secret::Secret;
 pub use validate::Problem;
 
@@ -47,13 +46,13 @@ pub struct Config {
     pub domains: BTreeMap<String, DomainConfig>,
     /// The tenant to push to; without it the agent only fills the journal.
     #[serde(default)]
-    pub tenant: Option<TenantConfig>,
+    pub tenant: Option<crate::control::tenant_client::TenantConfig>,
     /// Scope, attribute mappings and the delete threshold.
     #[serde(default)]
     pub projection: crate::projection::config::ProjectionConfig,
     /// Delivery knobs.
     #[serde(default)]
-    pub push: PushSettings,
+    pub push: crate::push::PushConfig,
     // Password hash sync (issue 7): off unless `[phs] enabled = true`; `[fips]` gates it.
     /// The FIPS policy for password hash sync (`[fips]`).
     #[serde(default)]

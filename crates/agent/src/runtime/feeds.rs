@@ -1,4 +1,7 @@
-//! `sync_once` and the long-running `run` loop, with three-step shutdown (signal, wait, force).
+//! The domain feeds: one LDAP pass per domain ([`read_domains_once`], for `agent sync-once`) or one
+//! [`FeedTask`] per domain that keeps reading until cancelled ([`run_feeds`]), with three-step
+//! shutdown (signal, wait at most the grace period, abandon). Enters: the configuration, the journal
+//! (as the sources' [`EventSink`]) and full re-read requests. Leaves: events in the journal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,17 +11,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
-use super::restarts::ResyncRequests;
 use crate::config::{Config, DomainConfig, SyncMode};
+use crate::control::restarts::ResyncRequests;
 use crate::event::ResyncReason;
 use crate::journal::Journal;
-use crate::source::EventSink;
 use crate::source::ldap::backoff::Backoff;
 use crate::source::ldap::conn::{self, DcConn};
 use crate::source::ldap::dirsync::{self, PassOptions, PassReport};
 use crate::source::ldap::{LdapSourceError, notify, usn_poll};
+use crate::source::{EventSink, SinkError};
 
-/// The result of one domain's pass in [`sync_once`].
+/// The result of one domain's pass in [`read_domains_once`].
 #[derive(Debug)]
 pub struct DomainOutcome {
     /// The domain's configuration label.
@@ -56,7 +59,7 @@ fn budget(config: &Config) -> usize {
 }
 
 /// One initial-or-delta pass per domain, one domain after the other.
-pub async fn sync_once<S: EventSink>(
+pub async fn read_domains_once<S: EventSink>(
     config: &Config,
     sink: &S,
     interactive: bool,
@@ -80,7 +83,7 @@ pub async fn sync_once<S: EventSink>(
     out
 }
 
-/// Why [`run`] ended other than by a clean shutdown.
+/// Why [`run_feeds`] or [`super::daemon::run_all`] ended other than by a clean shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Tasks were still busy when the shutdown grace period ran out; their work since the last
@@ -89,43 +92,52 @@ pub enum RunError {
     ShutdownTimeout(Duration),
     /// The journal refused a write and cannot take more (poisoned); the agent stopped every feed.
     #[error("the journal cannot be written: {0}")]
-    Journal(String),
+    Journal(#[source] SinkError),
+    /// Tasks of the daemon (projection, push, heartbeats, status file) were still running when the
+    /// deadline after the feeds stopped passed; they were abandoned (aborted) and are named here.
+    /// What they had made durable stays; a projection snapshot not written is replayed next start.
+    #[error("shutdown deadline of {deadline:?} exceeded; abandoned: {}", tasks.join(", "))]
+    TasksOverran {
+        /// The deadline.
+        deadline: Duration,
+        /// The tasks still running.
+        tasks: Vec<&'static str>,
+    },
 }
 
 /// The first fatal error of any domain task; setting it also cancels the whole agent.
 #[derive(Clone)]
 struct Fatal {
-    error: Arc<std::sync::OnceLock<String>>,
+    error: Arc<std::sync::Mutex<Option<SinkError>>>,
     shutdown: CancellationToken,
 }
 
 impl Fatal {
-    fn raise(&self, message: String) {
-        let _ = self.error.set(message);
+    fn raise(&self, error: SinkError) {
+        let mut first = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if first.is_none() {
+            *first = Some(error);
+        }
+        drop(first);
         self.shutdown.cancel();
+    }
+
+    fn take(&self) -> Option<SinkError> {
+        self.error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
 /// Keeps every domain's feed going until `shutdown` fires, then waits for the passes in flight
-/// (at most `agent.shutdown_grace_secs`) and returns.
-pub async fn run(
-    config: Config,
-    journal: Arc<Journal>,
-    shutdown: CancellationToken,
-    interactive: bool,
-) -> Result<(), RunError> {
-    run_with_resyncs(
-        config,
-        journal,
-        shutdown,
-        interactive,
-        ResyncRequests::new(),
-    )
-    .await
-}
-
-/// [`run`], with full re-reads requested through `resyncs` (the tenant's `Watermark`/`Full` restarts).
-pub async fn run_with_resyncs(
+/// (at most `agent.shutdown_grace_secs`, plus a second) and returns. Password hash sync's cycles
+/// run beside the feeds, woken by them. Full re-reads are requested through `resyncs` (the
+/// tenant's `Watermark`/`Full` restarts; [`ResyncRequests::new`] when nobody asks).
+pub async fn run_feeds(
     config: Config,
     journal: Arc<Journal>,
     shutdown: CancellationToken,
@@ -136,7 +148,7 @@ pub async fn run_with_resyncs(
     let grace = Duration::from_secs(config.agent.shutdown_grace_secs);
     let memory_budget = budget(&config);
     let fatal = Fatal {
-        error: Arc::new(std::sync::OnceLock::new()),
+        error: Arc::new(std::sync::Mutex::new(None)),
         shutdown: shutdown.clone(),
     };
     // Password hash sync: its cycles run beside the feeds; the feed's sink wakes them.
@@ -152,18 +164,18 @@ pub async fn run_with_resyncs(
                 shutdown.child_token(),
             ));
         }
-        tracker.spawn(domain_loop(
+        let task = FeedTask {
             label,
             cfg,
-            sink.clone(),
+            sink: sink.clone(),
             wake,
-            shutdown.child_token(),
-            fatal.clone(),
+            fatal: fatal.clone(),
             memory_budget,
             grace,
             interactive,
-            resyncs.clone(),
-        ));
+            resyncs: resyncs.clone(),
+        };
+        tracker.spawn(task.run(shutdown.child_token()));
     }
     tracker.close();
     shutdown.cancelled().await;
@@ -172,8 +184,8 @@ pub async fn run_with_resyncs(
         "Shutting down: finishing passes in flight."
     );
     let drained = tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait()).await;
-    if let Some(message) = fatal.error.get() {
-        return Err(RunError::Journal(message.clone()));
+    if let Some(error) = fatal.take() {
+        return Err(RunError::Journal(error));
     }
     match drained {
         Ok(()) => {
@@ -184,89 +196,107 @@ pub async fn run_with_resyncs(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn domain_loop<S: EventSink>(
+/// One domain's feed in [`run_feeds`].
+struct FeedTask<S> {
     label: String,
     cfg: DomainConfig,
     sink: Arc<S>,
+    /// Fired by the domain's change notifications (`notify::watch`).
     wake: Arc<Notify>,
-    cancel: CancellationToken,
     fatal: Fatal,
     memory_budget: usize,
     grace: Duration,
     interactive: bool,
     resyncs: Arc<ResyncRequests>,
-) {
-    let mut backoff = Backoff::default();
-    let mut conn: Option<DcConn> = None;
-    let domain = cfg.dns_name.clone();
-    let resync_wake = resyncs.waker(&domain);
-    loop {
-        let requested = resyncs.take(&domain);
-        let resync = (!requested.is_empty()).then_some(ResyncReason::Requested);
-        if resync.is_some() {
-            tracing::info!(domain = %domain, restarts = ?requested, "A restart asked for a full re-read of the domain; this pass ignores the stored checkpoint.");
-        }
-        let pass = async {
-            let dc = match conn.as_mut() {
-                Some(dc) => dc,
-                None => conn.insert(conn::connect(&cfg).await?),
+}
+
+impl<S: EventSink> FeedTask<S> {
+    /// Passes until `cancel` fires: after each, waits for the poll interval (or the backoff after a
+    /// failure), a change notification or a re-read request. A pass in flight at cancellation gets
+    /// the grace period, then is abandoned; a journal that refuses writes stops the whole agent.
+    async fn run(self, cancel: CancellationToken) {
+        let FeedTask {
+            label,
+            cfg,
+            sink,
+            wake,
+            fatal,
+            memory_budget,
+            grace,
+            interactive,
+            resyncs,
+        } = self;
+        let mut backoff = Backoff::default();
+        let mut conn: Option<DcConn> = None;
+        let domain = cfg.dns_name.clone();
+        let resync_wake = resyncs.waker(&domain);
+        loop {
+            let requested = resyncs.take(&domain);
+            let resync = (!requested.is_empty()).then_some(ResyncReason::Requested);
+            if resync.is_some() {
+                tracing::info!(domain = %domain, restarts = ?requested, "A restart asked for a full re-read of the domain; this pass ignores the stored checkpoint.");
+            }
+            let pass = async {
+                let dc = match conn.as_mut() {
+                    Some(dc) => dc,
+                    None => conn.insert(conn::connect(&cfg).await?),
+                };
+                let progress = Progress::new(&domain, interactive);
+                run_domain_pass(dc, &cfg, sink.as_ref(), memory_budget, &progress, resync).await
             };
-            let progress = Progress::new(&domain, interactive);
-            run_domain_pass(dc, &cfg, sink.as_ref(), memory_budget, &progress, resync).await
-        };
-        // A pass in flight may finish during the grace period; after it, it is abandoned (the
-        // checkpoint has not moved past what was appended, so nothing is lost).
-        let outcome = tokio::select! {
-            r = pass => Some(r),
-            () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => None,
-        };
-        // A full read that did not complete is asked for again; a completed one is acknowledged.
-        match &outcome {
-            Some(Ok(_)) => resyncs.finished(requested),
-            _ => resyncs.failed(&domain, requested),
-        }
-        let delay = match outcome {
-            None => {
-                tracing::warn!(domain = %domain, "Abandoning a pass at the end of the shutdown grace period.");
-                return;
+            // A pass in flight may finish during the grace period; after it, it is abandoned (the
+            // checkpoint has not moved past what was appended, so nothing is lost).
+            let outcome = tokio::select! {
+                r = pass => Some(r),
+                () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => None,
+            };
+            // A full read that did not complete is asked for again; a completed one is acknowledged.
+            match &outcome {
+                Some(Ok(_)) => resyncs.finished(requested),
+                _ => resyncs.failed(&domain, requested),
             }
-            Some(Ok(report)) => {
-                backoff.reset();
-                if report.events > 0 || report.resync.is_some() {
-                    tracing::info!(domain = %domain, label = %label, entries = report.entries, events = report.events, last_seq = ?report.last_seq, elapsed_ms = report.elapsed.as_millis() as u64, "Pass appended events.");
-                } else {
-                    tracing::debug!(domain = %domain, "Pass found no change.");
+            let delay = match outcome {
+                None => {
+                    tracing::warn!(domain = %domain, "Abandoning a pass at the end of the shutdown grace period.");
+                    return;
                 }
-                cfg.poll_interval()
-            }
-            Some(Err(LdapSourceError::Sink(err))) if !err.is_retriable() => {
-                tracing::error!(domain = %domain, error = %err, "The journal refused events; stopping the agent.");
-                fatal.raise(err.to_string());
+                Some(Ok(report)) => {
+                    backoff.reset();
+                    if report.events > 0 || report.resync.is_some() {
+                        tracing::info!(domain = %domain, label = %label, entries = report.entries, events = report.events, last_seq = ?report.last_seq, elapsed_ms = report.elapsed.as_millis() as u64, "Pass appended events.");
+                    } else {
+                        tracing::debug!(domain = %domain, "Pass found no change.");
+                    }
+                    cfg.poll_interval()
+                }
+                Some(Err(LdapSourceError::Sink(err))) if !err.is_retriable() => {
+                    tracing::error!(domain = %domain, error = %err, "The journal refused events; stopping the agent.");
+                    fatal.raise(err);
+                    break;
+                }
+                Some(Err(err)) => {
+                    conn = None;
+                    let delay = backoff.next_delay();
+                    if err.is_retriable() {
+                        tracing::warn!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "Pass failed; reconnecting.");
+                    } else {
+                        tracing::error!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "Pass failed and needs attention; retrying anyway.");
+                    }
+                    delay
+                }
+            };
+            if cancel.is_cancelled() {
                 break;
             }
-            Some(Err(err)) => {
-                conn = None;
-                let delay = backoff.next_delay();
-                if err.is_retriable() {
-                    tracing::warn!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "Pass failed; reconnecting.");
-                } else {
-                    tracing::error!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "Pass failed and needs attention; retrying anyway.");
-                }
-                delay
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                () = resync_wake.notified() => {}
+                () = tokio::time::sleep(delay) => {}
             }
-        };
-        if cancel.is_cancelled() {
-            break;
         }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = wake.notified() => {}
-            () = resync_wake.notified() => {}
-            () = tokio::time::sleep(delay) => {}
+        if let Some(dc) = conn.take() {
+            dc.close().await;
         }
-    }
-    if let Some(dc) = conn.take() {
-        dc.close().await;
     }
 }

@@ -1,22 +1,27 @@
-//! The agent's calls to the tenant outside the push stage: the installer's registration
-//! (admin password grant, `POST /api/v1/agents`, one configuration per domain) and heartbeats.
-//! Only [`cloudsync_api`] wire types cross this boundary.
+//! The agent's one HTTP client for the tenant. Enters: the `[tenant]` settings ([`TenantConfig`]:
+//! URL, CA pin, timeout) and, for the agent's own calls, its registration credentials. Leaves: HTTPS
+//! requests carrying only [`cloudsync_api`] wire types, and their answers decoded, or a
+//! [`TenantError`] saying how the tenant refused.
+//!
+//! One `reqwest` client per agent, verification on and trusting only `ca_file` when set; the token
+//! endpoint is called form-encoded (the installer's password grant, the agent's client-credentials
+//! grant); the agent's token is cached, renewed after 80% of its lifetime and refreshed once on 401.
+//! The calls built on it: registration ([`super::register`]), heartbeats ([`super::heartbeat`]) and
+//! the push stage's batch calls ([`crate::push::client`], which adds its own retry classification).
+
+mod settings;
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::credentials::{AgentCredentials, CredentialsError};
-use crate::config::TenantConfig;
-use cloudsync_api::agent::{
-    AgentConfigurationHealth, HeartbeatRequest, HeartbeatResponse, RegistrationRequest,
-    RegistrationResponse,
-};
+use super::credentials::AgentCredentials;
 use cloudsync_api::auth::{OAuthError, TokenResponse};
-use cloudsync_api::config::{Configuration, ConfigurationSpec};
 use cloudsync_api::error::ODataError;
+
+pub use settings::TenantConfig;
 
 /// The public client id the installer signs in with: the contract's, the only client the tenant's
 /// password grant takes.
@@ -26,10 +31,69 @@ pub const ADMIN_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// The scope of the agent's client-credentials token.
 pub const AGENT_SCOPE: &str = "api://cloudsync/.default";
 
+/// The longest token lifetime believed (Entra issues 60–90 minute tokens): a day.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// The agent's client-credentials login, from registration.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The tenant's base URL, e.g. `https://127.0.0.1:8443`.
+    pub base_url: String,
+    /// The token endpoint path relative to the base URL (`/{tenant}/oauth2/v2.0/token`).
+    pub token_endpoint: String,
+    /// The agent's client id.
+    pub client_id: String,
+    /// The agent's client secret (zeroized on drop, never printed).
+    pub client_secret: Zeroizing<String>,
+    /// The scope to request.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("base_url", &self.base_url)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How to reach the tenant over TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Trust only this CA (PEM) instead of the system roots, e.g. the local tenant's CA.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Turn certificate verification off. Explicit and logged; never the default.
+    pub insecure: bool,
+}
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The `[tenant] ca_file` could not be read.
+    #[error("{}: {source}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file is not a PEM certificate.
+    #[error("the CA is not a usable PEM certificate: {0}")]
+    Certificate(#[source] reqwest::Error),
+    /// reqwest refused the settings.
+    #[error("{0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// Why a call to the tenant failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CloudError {
-    /// The tenant could not be reached (connection refused, DNS, TLS handshake, timeout).
+pub enum TenantError {
+    /// The tenant could not be reached (connection refused, DNS, TLS handshake, timeout), or the
+    /// answer could not be read.
     #[error("cannot reach the tenant at {url}: {source}")]
     Unreachable {
         /// The URL called.
@@ -38,17 +102,29 @@ pub enum CloudError {
         #[source]
         source: reqwest::Error,
     },
-    /// The token endpoint refused the sign-in (wrong password, unknown user, bad secret).
+    /// The answer was an OAuth2 error: the token endpoint refused the sign-in (wrong password,
+    /// unknown user, bad secret).
     #[error("sign-in refused ({error}): {description}")]
     SignIn {
+        /// The HTTP status.
+        status: u16,
         /// The OAuth2 error, e.g. `invalid_grant`.
         error: String,
         /// Microsoft's description, starting with the AADSTS code.
         description: String,
+        /// The raw `Retry-After` header, when sent.
+        retry_after: Option<String>,
     },
-    /// The caller lacks the role (registration needs a Global or Hybrid Identity Administrator).
-    #[error("forbidden: {0}")]
-    Forbidden(String),
+    /// 403: the caller lacks the role (registration needs a Global or Hybrid Identity Administrator).
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// The OData error code.
+        code: String,
+        /// The tenant's message.
+        message: String,
+        /// The raw `Retry-After` header, when sent.
+        retry_after: Option<String>,
+    },
     /// Another non-success answer.
     #[error("HTTP {status} from {url}: {code}: {message}")]
     Status {
@@ -60,124 +136,181 @@ pub enum CloudError {
         code: String,
         /// The tenant's message.
         message: String,
+        /// The raw `Retry-After` header, when sent.
+        retry_after: Option<String>,
     },
     /// A success answer that is not the expected JSON.
-    #[error("undecodable answer from {url}: {message}")]
+    #[error("undecodable answer from {url}: {source}")]
     Decode {
         /// The URL called.
         url: String,
         /// The parse error.
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The HTTP client could not be built (unreadable or invalid CA file).
     #[error("building the HTTP client: {0}")]
-    Build(String),
+    Build(#[from] BuildError),
+    /// An agent call on a client built without the agent's credentials (the installer's client).
+    #[error("this client has no agent credentials: run `cloudsync agent register`")]
+    NoAgentCredentials,
     /// The credentials file could not be written or read.
     #[error(transparent)]
-    Credentials(#[from] CredentialsError),
+    Credentials(#[from] super::credentials::CredentialsError),
 }
 
-impl CloudError {
+impl TenantError {
     /// Whether the same call may succeed later (transport failures, 429, 5xx).
     pub fn is_retriable(&self) -> bool {
         match self {
-            CloudError::Unreachable { .. } => true,
-            CloudError::Status { status, .. } => *status == 429 || *status >= 500,
+            TenantError::Unreachable { .. } => true,
+            TenantError::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
     }
 }
 
-/// An HTTP client for the tenant: verification on, trusting only `ca_file` when set.
-pub struct Cloud {
-    http: reqwest::Client,
-    base: String,
-    tenant: TenantConfig,
+struct CachedToken {
+    value: Zeroizing<String>,
+    refresh_at: Instant,
 }
 
-impl Cloud {
-    /// Builds the client from `[tenant]`.
-    pub fn new(tenant: &TenantConfig) -> Result<Cloud, CloudError> {
-        let timeout = tenant.request_timeout();
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)));
-        if let Some(ca) = &tenant.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| CloudError::Build(format!("{}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| CloudError::Build(e.to_string()))?;
-            builder = builder.tls_certs_only([cert]);
-        }
-        if tenant.insecure_skip_verify {
-            tracing::warn!("TLS certificate verification is OFF for the tenant connection.");
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        Ok(Cloud {
-            http: builder
-                .build()
-                .map_err(|e| CloudError::Build(e.to_string()))?,
-            base: tenant.url.trim_end_matches('/').to_string(),
-            tenant: tenant.clone(),
+/// The agent's login part of [`Credentials`] (the base URL lives in the client).
+struct AgentLogin {
+    token_endpoint: String,
+    client_id: String,
+    client_secret: Zeroizing<String>,
+    scope: String,
+}
+
+/// An HTTP client for the tenant: verification on, trusting only the configured CA when set.
+pub struct TenantClient {
+    http: reqwest::Client,
+    base: String,
+    /// The token endpoint of the installer's sign-in (`[tenant] tenant_id`).
+    token_endpoint: String,
+    agent: Option<AgentLogin>,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+impl std::fmt::Debug for TenantClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantClient")
+            .field("base", &self.base)
+            .field(
+                "client_id",
+                &self.agent.as_ref().map(|a| a.client_id.as_str()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_http(tls: &TlsOptions, timeout: Duration) -> Result<reqwest::Client, BuildError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(pem) = &tls.ca_pem {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(BuildError::Certificate)?;
+        builder = builder.tls_certs_only([cert]);
+    }
+    if tls.insecure {
+        tracing::warn!("TLS certificate verification is OFF for the tenant connection.");
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(BuildError::Client)
+}
+
+fn tls_of(tenant: &TenantConfig) -> Result<TlsOptions, BuildError> {
+    let ca_pem = match &tenant.ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|source| BuildError::CaFile {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    Ok(TlsOptions {
+        ca_pem,
+        insecure: tenant.insecure_skip_verify,
+    })
+}
+
+impl TenantClient {
+    /// The agent's client from its login; TLS verification stays on unless `tls.insecure` says
+    /// otherwise.
+    pub fn new(
+        creds: Credentials,
+        tls: &TlsOptions,
+        timeout: Duration,
+    ) -> Result<TenantClient, TenantError> {
+        Ok(TenantClient {
+            http: build_http(tls, timeout)?,
+            base: creds.base_url.trim_end_matches('/').to_string(),
+            token_endpoint: creds.token_endpoint.clone(),
+            agent: Some(AgentLogin {
+                token_endpoint: creds.token_endpoint,
+                client_id: creds.client_id,
+                client_secret: creds.client_secret,
+                scope: creds.scope,
+            }),
+            token: tokio::sync::Mutex::new(None),
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The installer's client from `[tenant]` (admin calls only: no agent credentials yet).
+    pub fn installer(tenant: &TenantConfig) -> Result<TenantClient, TenantError> {
+        Ok(TenantClient {
+            http: build_http(&tls_of(tenant)?, tenant.request_timeout())?,
+            base: tenant.url.trim_end_matches('/').to_string(),
+            token_endpoint: tenant.token_endpoint(),
+            agent: None,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The registered agent's client: `[tenant]` plus the credentials file.
+    pub fn agent(
+        tenant: &TenantConfig,
+        creds: &AgentCredentials,
+    ) -> Result<TenantClient, TenantError> {
+        let login = Credentials {
+            base_url: tenant.url.clone(),
+            token_endpoint: creds.token_endpoint.clone(),
+            client_id: creds.client_id.clone(),
+            client_secret: Zeroizing::new(creds.client_secret.to_string()),
+            scope: AGENT_SCOPE.into(),
+        };
+        let mut client = TenantClient::new(login, &tls_of(tenant)?, tenant.request_timeout())?;
+        client.token_endpoint = tenant.token_endpoint();
+        Ok(client)
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// The underlying HTTP client, for requests the calls build themselves.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `request` and decodes a success answer as JSON.
+    pub(crate) async fn send_json<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: &str,
-    ) -> Result<T, CloudError> {
+    ) -> Result<T, TenantError> {
         let response = request
             .send()
             .await
-            .map_err(|source| CloudError::Unreachable {
-                url: url.to_string(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| CloudError::Unreachable {
-                url: url.to_string(),
-                source,
-            })?;
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&body).map_err(|e| CloudError::Decode {
-                url: url.to_string(),
-                message: e.to_string(),
-            });
-        }
-        if let Ok(e) = serde_json::from_slice::<OAuthError>(&body) {
-            return Err(CloudError::SignIn {
-                error: e.error,
-                description: e.error_description,
-            });
-        }
-        let (code, message) = match serde_json::from_slice::<ODataError>(&body) {
-            Ok(e) => (e.error.code, e.error.message),
-            Err(_) => (
-                "Unknown".into(),
-                String::from_utf8_lossy(&body).chars().take(200).collect(),
-            ),
-        };
-        if status == 403 {
-            return Err(CloudError::Forbidden(message));
-        }
-        Err(CloudError::Status {
-            url: url.to_string(),
-            status,
-            code,
-            message,
-        })
+            .map_err(|source| unreachable(url, source))?;
+        decode(response, url).await
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> Result<Zeroizing<String>, CloudError> {
-        let url = self.url(&self.tenant.token_endpoint());
+    /// Posts a form to the token endpoint `path` and returns the access token.
+    async fn token(&self, path: &str, form: &[(&str, &str)]) -> Result<TokenResponse, TenantError> {
+        let url = self.url(path);
         let request = self
             .http
             .post(&url)
@@ -186,8 +319,7 @@ impl Cloud {
                 "application/x-www-form-urlencoded",
             )
             .body(form_encode(form));
-        let token: TokenResponse = self.send(request, &url).await?;
-        Ok(Zeroizing::new(token.access_token))
+        self.send_json(request, &url).await
     }
 
     /// The installer's sign-in: a password-grant token for an administrator.
@@ -195,110 +327,165 @@ impl Cloud {
         &self,
         upn: &str,
         password: &str,
-    ) -> Result<Zeroizing<String>, CloudError> {
-        self.token(&[
-            ("grant_type", "password"),
-            ("client_id", INSTALLER_CLIENT_ID),
-            ("username", upn),
-            ("password", password),
-            ("scope", ADMIN_SCOPE),
-        ])
-        .await
-    }
-
-    /// The agent's client-credentials token.
-    pub async fn agent_token(
-        &self,
-        creds: &AgentCredentials,
-    ) -> Result<Zeroizing<String>, CloudError> {
-        self.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", creds.client_id.as_str()),
-            ("client_secret", creds.client_secret.as_str()),
-            ("scope", AGENT_SCOPE),
-        ])
-        .await
-    }
-
-    /// Registers the agent for `domains` and returns its credentials (the secret is shown only here).
-    pub async fn register_agent(
-        &self,
-        admin: &str,
-        host_name: &str,
-        domains: &[String],
-    ) -> Result<RegistrationResponse, CloudError> {
-        let url = self.url("/api/v1/agents");
-        let body = RegistrationRequest {
-            host_name: host_name.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            environment: self.tenant.environment,
-            domains: domains.to_vec(),
-        };
-        self.send(self.http.post(&url).bearer_auth(admin).json(&body), &url)
-            .await
-    }
-
-    /// The configuration of `domain`: an existing one is reused, else one is created.
-    /// Returns the id and whether it was created.
-    pub async fn ensure_configuration(
-        &self,
-        admin: &str,
-        domain: &str,
-        delete_threshold: u32,
-    ) -> Result<(Uuid, bool), CloudError> {
-        let url = self.url("/api/v1/configurations");
-        #[derive(serde::Deserialize)]
-        struct List {
-            value: Vec<Configuration>,
-        }
-        let list: List = self
-            .send(self.http.get(&url).bearer_auth(admin), &url)
+    ) -> Result<Zeroizing<String>, TenantError> {
+        let token = self
+            .token(
+                &self.token_endpoint,
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", INSTALLER_CLIENT_ID),
+                    ("username", upn),
+                    ("password", password),
+                    ("scope", ADMIN_SCOPE),
+                ],
+            )
             .await?;
-        if let Some(c) = list
-            .value
-            .iter()
-            .find(|c| c.spec.domain.eq_ignore_ascii_case(domain))
+        Ok(Zeroizing::new(token.access_token))
+    }
+
+    /// A valid agent token: the cached one, or a fresh one when it is due for renewal (or `force`).
+    async fn agent_token(&self, force: bool) -> Result<Zeroizing<String>, TenantError> {
+        let login = self.agent.as_ref().ok_or(TenantError::NoAgentCredentials)?;
+        let mut cached = self.token.lock().await;
+        if !force
+            && let Some(t) = cached.as_ref()
+            && Instant::now() < t.refresh_at
         {
-            return Ok((c.id, false));
+            return Ok(t.value.clone());
         }
-        let spec = ConfigurationSpec {
-            domain: domain.to_string(),
-            scope: Default::default(),
-            mappings: Vec::new(),
-            password_hash_sync: true,
-            password_writeback: false,
-            delete_threshold,
-        };
-        let created: Configuration = self
-            .send(self.http.post(&url).bearer_auth(admin).json(&spec), &url)
+        let token = self
+            .token(
+                &login.token_endpoint,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", login.client_id.as_str()),
+                    ("client_secret", login.client_secret.as_str()),
+                    ("scope", login.scope.as_str()),
+                ],
+            )
             .await?;
-        Ok((created.id, true))
+        // Renew when 80% of the lifetime has passed, so a token never expires mid-request.
+        // `expires_in` is the server's number: capped (a day) before it becomes an `Instant`.
+        let lifetime = Duration::from_secs(token.expires_in.clamp(1, MAX_TOKEN_LIFETIME_SECS));
+        let now = Instant::now();
+        let refresh_at = now.checked_add(lifetime.mul_f64(0.8)).unwrap_or(now);
+        tracing::debug!(expires_in = token.expires_in, "Obtained an access token.");
+        let value = Zeroizing::new(token.access_token);
+        *cached = Some(CachedToken {
+            value: value.clone(),
+            refresh_at,
+        });
+        Ok(value)
     }
 
-    /// Sends a heartbeat with the restarts carried out since the last one and the agent-side
-    /// health of every configuration served (see [`super::health`]).
-    pub async fn heartbeat(
+    /// Sends the request `make` builds with the agent's bearer token; a 401 forgets the token and
+    /// resends once with a fresh one. Returns the success answer, undecoded.
+    pub(crate) async fn send_as_agent(
         &self,
-        creds: &AgentCredentials,
-        acknowledged: Vec<Uuid>,
-        configurations: Vec<AgentConfigurationHealth>,
-    ) -> Result<HeartbeatResponse, CloudError> {
-        let token = self.agent_token(creds).await?;
-        let url = self.url(&format!("/api/v1/agents/{}/heartbeat", creds.agent_id));
-        let body = HeartbeatRequest {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            acknowledged_restarts: acknowledged,
-            configurations,
-        };
-        self.send(
-            self.http.post(&url).bearer_auth(token.as_str()).json(&body),
-            &url,
-        )
-        .await
+        url: &str,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, TenantError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.agent_token(refreshed).await?;
+            let response = make(token.as_str())
+                .send()
+                .await
+                .map_err(|source| unreachable(url, source))?;
+            if response.status().as_u16() == 401 && !refreshed {
+                refreshed = true;
+                *self.token.lock().await = None;
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(refusal(response, url).await);
+            }
+            return Ok(response);
+        }
+    }
+
+    /// [`Self::send_as_agent`], the answer decoded as JSON.
+    pub(crate) async fn agent_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<T, TenantError> {
+        let response = self.send_as_agent(url, make).await?;
+        decode(response, url).await
     }
 }
 
-/// `application/x-www-form-urlencoded` (RFC 3986 unreserved bytes pass, the rest is `%XX`).
+fn unreachable(url: &str, source: reqwest::Error) -> TenantError {
+    TenantError::Unreachable {
+        url: url.to_string(),
+        source,
+    }
+}
+
+/// A success answer decoded as JSON, or the refusal.
+async fn decode<T: DeserializeOwned>(
+    response: reqwest::Response,
+    url: &str,
+) -> Result<T, TenantError> {
+    if !response.status().is_success() {
+        return Err(refusal(response, url).await);
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| unreachable(url, source))?;
+    serde_json::from_slice(&body).map_err(|source| TenantError::Decode {
+        url: url.to_string(),
+        source,
+    })
+}
+
+/// A non-success answer: an OAuth2 error body is a refused sign-in; otherwise the OData error's
+/// code and message (or the first 200 characters of the body), 403 as [`TenantError::Forbidden`].
+async fn refusal(response: reqwest::Response, url: &str) -> TenantError {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(source) => return unreachable(url, source),
+    };
+    if let Ok(e) = serde_json::from_slice::<OAuthError>(&body) {
+        return TenantError::SignIn {
+            status,
+            error: e.error,
+            description: e.error_description,
+            retry_after,
+        };
+    }
+    let (code, message) = match serde_json::from_slice::<ODataError>(&body) {
+        Ok(e) => (e.error.code, e.error.message),
+        Err(_) => (
+            "Unknown".into(),
+            String::from_utf8_lossy(&body).chars().take(200).collect(),
+        ),
+    };
+    if status == 403 {
+        return TenantError::Forbidden {
+            code,
+            message,
+            retry_after,
+        };
+    }
+    TenantError::Status {
+        url: url.to_string(),
+        status,
+        code,
+        message,
+        retry_after,
+    }
+}
+
+/// `application/x-www-form-urlencoded` (RFC 3986 unreserved bytes pass, the rest is `%XX`;
+/// reqwest's `form` feature is not enabled).
 fn form_encode(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
@@ -325,4 +512,18 @@ pub fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding_escapes_reserved_bytes() {
+        // RFC 3986 unreserved characters pass; everything else is %XX (upper-case hex).
+        assert_eq!(
+            form_encode(&[("a b", "x=y&z"), ("scope", "api://c/.default")]),
+            "a%20b=x%3Dy%26z&scope=api%3A%2F%2Fc%2F.default"
+        );
+    }
 }

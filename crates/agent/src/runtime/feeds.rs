@@ -1,5 +1,5 @@
 //! The domain feeds: one LDAP pass per domain ([`read_domains_once`], for `agent sync-once`) or one
-//! [`FeedTask`] per domain that keeps reading until cancelled ([`run_feeds`]), with three-step
+//! `FeedTask` per domain that keeps reading until cancelled ([`run_feeds`]), with three-step
 //! shutdown (signal, wait at most the grace period, abandon). Enters: the configuration, the journal
 //! (as the sources' [`EventSink`]) and full re-read requests. Leaves: events in the journal.
 

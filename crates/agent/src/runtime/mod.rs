@@ -1,5 +1,5 @@
 //! The agent's data path at run time. Enters: a validated [`crate::config::Config`], the journal
-//! (as the sources' [`crate::source::EventSink`], [`journal_sink`]) and, with a `[tenant]`, the
+//! (as the sources' [`crate::source::EventSink`], `journal_sink`) and, with a `[tenant]`, the
 //! credentials file written by [`crate::control::register`]. Leaves: events in the journal; with a
 //! tenant, projected operations in the outbox ([`outbox_sink::OutboxSink`] is projection's
 //! `OpSink`) and batches pushed to the tenant; the status file for `agent status` ([`status`]).
@@ -8,7 +8,7 @@
 //! - [`daemon::run_all`] — `agent run`: the feeds, projection, push, heartbeats and the status file
 //!   as tasks under one cancellation token, with a bounded shutdown.
 //! - [`feeds`] — the domain feeds (one pass per domain, or one task per domain until cancelled);
-//!   [`phs`] — password hash sync's cycles beside them; [`progress`] — full-read progress.
+//!   [`phs`] — password hash sync's cycles beside them; [`Progress`] — full-read progress.
 //! - [`cloud_stages`] — projection → outbox → push and the agent's tenant client, opened.
 //! - [`rebuild`] — `journal rebuild`: a damaged journal re-read from AD.
 //!

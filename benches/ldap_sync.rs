@@ -1,10 +1,10 @@
 //! LDAP feed benchmarks against the lab Samba DC, each reporting a ratio measured in one run:
 //!
 //! 1. **Initial sync rate**: 10,000 users (+ the seeded groups, contacts, OUs) from the DC into the
-//!    journal with `agent::sync_once`, next to a plain paged LDAP read (ldap3, 1,000 per page, `*`) of
+//!    journal with `runtime::feeds::read_domains_once`, next to a plain paged LDAP read (ldap3, 1,000 per page, `*`) of
 //!    the same objects. Reports objects/s of both and `ours / plain` (target ≥ 0.8). Alternating runs,
 //!    medians.
-//! 2. **Change latency**: an in-process `agent::run` (poll interval 120 s, so only the notification
+//! 2. **Change latency**: an in-process `runtime::feeds::run_feeds` (poll interval 120 s, so only the notification
 //!    wakes it); per LDAP modify, the time until the server's own notification arrives on a separate
 //!    notification search, and until the event is durable in the journal. Reports medians of both and
 //!    of the difference (target ≤ 1 s beyond the server's notification delay).
@@ -98,7 +98,9 @@ fn initial_sync_rate(dc: &LabDc, rt: &tokio::runtime::Runtime) {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
         let t = Instant::now();
-        let out = rt.block_on(cloudsync_agent::agent::sync_once(&cfg, &journal, false));
+        let out = rt.block_on(cloudsync_agent::runtime::feeds::read_domains_once(
+            &cfg, &journal, false,
+        ));
         let secs = t.elapsed().as_secs_f64();
         let report = out[0].result.as_ref().unwrap();
         assert_eq!(report.entries as usize, objects);
@@ -117,11 +119,12 @@ fn change_latency(dc: &LabDc, rt: &tokio::runtime::Runtime) {
     let domain = cfg.domains["lab"].clone();
     let journal = Arc::new(Journal::open(dir.path(), JournalOptions::default()).unwrap());
     let shutdown = CancellationToken::new();
-    let agent = rt.spawn(cloudsync_agent::agent::run(
+    let agent = rt.spawn(cloudsync_agent::runtime::feeds::run_feeds(
         cfg.clone(),
         journal.clone(),
         shutdown.clone(),
         false,
+        cloudsync_agent::control::restarts::ResyncRequests::new(),
     ));
     // Wait for the initial sync.
     let t = Instant::now();

@@ -14,9 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsync_agent::push::{
-    self, Credentials, Outbox, PushConfig, PushStatus, TenantClient, TlsOptions,
-};
+use cloudsync_agent::control::tenant_client::{Credentials, TenantClient, TlsOptions};
+use cloudsync_agent::push::{self, Outbox, PushConfig, PushStatus};
 use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{Operation, OperationBatch};
 use cloudsync_tenant::apply::{BatchContext, apply_batch};

@@ -9,9 +9,9 @@ mod ldap_support;
 
 use std::collections::{BTreeMap, HashSet};
 
-use cloudsync_agent::agent;
 use cloudsync_agent::event::{Attribute, Event, ObjectClass, ResyncReason};
 use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::runtime::feeds::read_domains_once;
 use common::lab::{self, LabDc};
 use ldap_support::{bare, config, events_from, guids_by_dn, runtime};
 
@@ -38,7 +38,7 @@ fn initial_sync_captures_every_seeded_object_once() {
     let config = config(&dc, dir.path(), "");
     let rt = runtime();
 
-    let outcomes = rt.block_on(agent::sync_once(&config, &journal, false));
+    let outcomes = rt.block_on(read_domains_once(&config, &journal, false));
     let report = outcomes[0].result.as_ref().unwrap();
     assert_eq!(report.resync, Some(ResyncReason::Initial));
 
@@ -95,7 +95,7 @@ fn initial_sync_captures_every_seeded_object_once() {
 
     // A second pass is a delta with nothing in it and keeps the cookie.
     let before = journal.last_seq();
-    let again = rt.block_on(agent::sync_once(&config, &journal, false));
+    let again = rt.block_on(read_domains_once(&config, &journal, false));
     let again = again[0].result.as_ref().unwrap();
     assert_eq!(again.resync, None);
     assert_eq!(again.events, 0);
@@ -109,7 +109,7 @@ fn pass(
     journal: &Journal,
 ) -> Vec<Event> {
     let from = journal.last_seq().map_or(0, |s| s + 1);
-    let outcomes = rt.block_on(agent::sync_once(config, journal, false));
+    let outcomes = rt.block_on(read_domains_once(config, journal, false));
     outcomes[0].result.as_ref().unwrap();
     bare(&events_from(journal, from))
 }
@@ -306,7 +306,7 @@ fn a_rejected_cookie_triggers_a_marked_full_resync() {
             }),
         )
         .unwrap();
-    let outcomes = rt.block_on(agent::sync_once(&config, &journal, false));
+    let outcomes = rt.block_on(read_domains_once(&config, &journal, false));
     let report = outcomes[0].result.as_ref().unwrap();
     assert!(
         matches!(report.resync, Some(ResyncReason::CookieRejected(_))),

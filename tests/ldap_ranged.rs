@@ -12,9 +12,9 @@ mod ldap_support;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use cloudsync_agent::agent;
 use cloudsync_agent::event::Event;
 use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::runtime::feeds::read_domains_once;
 use cloudsync_agent::source::ldap::range::{ValueRange, fetch_ranged, read_base};
 use cloudsync_agent::source::ldap::{conn, page};
 use common::lab::{self, LabDc};
@@ -111,7 +111,7 @@ fn check_ranged_group(dc: &LabDc, big: &str, expected: &HashSet<String>, step: u
 
     // And the initial DirSync carries all 5,000 in the group's full image.
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
-    rt.block_on(agent::sync_once(&config, &journal, false))[0]
+    rt.block_on(read_domains_once(&config, &journal, false))[0]
         .result
         .as_ref()
         .unwrap();

@@ -5,9 +5,9 @@
 mod common;
 mod ldap_support;
 
-use cloudsync_agent::agent;
 use cloudsync_agent::event::{Attribute, Event, ResyncReason};
 use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::runtime::feeds::read_domains_once;
 use common::lab::LabDc;
 use ldap_support::{bare, config, events_from, guids_by_dn, runtime};
 
@@ -23,7 +23,7 @@ fn usn_poll_reads_everything_then_only_changes_and_cannot_see_deletes() {
         "dn: {doomed}\nchangetype: add\nobjectClass: contact\n"
     ));
 
-    let report = rt.block_on(agent::sync_once(&config, &journal, false))[0]
+    let report = rt.block_on(read_domains_once(&config, &journal, false))[0]
         .result
         .as_ref()
         .unwrap()
@@ -54,7 +54,7 @@ fn usn_poll_reads_everything_then_only_changes_and_cannot_see_deletes() {
     ));
     dc.ldif_admin(&format!("dn: {doomed}\nchangetype: delete\n"));
     let from = journal.last_seq().unwrap() + 1;
-    rt.block_on(agent::sync_once(&config, &journal, false))[0]
+    rt.block_on(read_domains_once(&config, &journal, false))[0]
         .result
         .as_ref()
         .unwrap();

@@ -45,7 +45,7 @@ struct Agent {
     outbox: Arc<Outbox>,
     _dir: tempfile::TempDir,
     config: uuid::Uuid,
-    client: Arc<push::TenantClient>,
+    client: Arc<cloudsync_agent::control::tenant_client::TenantClient>,
 }
 
 async fn agent(tenant: &PushTenant) -> Agent {

@@ -8,10 +8,15 @@ use anyhow::Context;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
-use cloudsync_agent::agent;
-use cloudsync_agent::agent::pipeline::Pipeline;
 use cloudsync_agent::config::Config;
+use cloudsync_agent::control::credentials::AgentCredentials;
+use cloudsync_agent::control::register::{RegisterError, register};
+use cloudsync_agent::control::state_check::check_state;
+use cloudsync_agent::control::tenant_client::TenantError;
 use cloudsync_agent::journal::{Journal, JournalOptions};
+use cloudsync_agent::runtime::cloud_stages::CloudStages;
+use cloudsync_agent::runtime::daemon::run_all;
+use cloudsync_agent::runtime::{CloudReport, SyncOnceOptions, SyncOnceReport, sync_once};
 
 /// Agent commands.
 #[derive(Debug, Subcommand)]
@@ -91,7 +96,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 /// group- or world-accessible state (`private_fs`).
 fn load_checked(path: &std::path::Path) -> anyhow::Result<Config> {
     let config = load(path)?;
-    agent::state_check::check_state(&config)?;
+    check_state(&config)?;
     Ok(config)
 }
 
@@ -113,11 +118,11 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             println!("{config:#?}");
             // The same refusals as `sync-once`: open state, and an unreadable or open credentials file.
-            agent::state_check::check_state(&config)?;
+            check_state(&config)?;
             if let Some(t) = &config.tenant
                 && t.credentials_file.exists()
             {
-                agent::credentials::AgentCredentials::load(&t.credentials_file)?;
+                AgentCredentials::load(&t.credentials_file)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -127,67 +132,21 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
-            let outcomes = runtime.block_on(agent::sync_once(&config, &journal, true));
-            let mut failed = false;
-            let appended: u64 = outcomes
-                .iter()
-                .filter_map(|o| o.result.as_ref().ok())
-                .map(|r| r.events)
-                .sum();
-            for o in outcomes {
-                match o.result {
-                    Ok(r) => {
-                        let kinds: Vec<String> =
-                            r.by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                        println!(
-                            "{} ({}): {} entries, {} events appended{}{}, last seq {}, {} ms{}",
-                            o.label,
-                            r.domain,
-                            r.entries,
-                            r.events,
-                            if kinds.is_empty() { "" } else { ": " },
-                            kinds.join(" "),
-                            r.last_seq.map_or("-".into(), |s| s.to_string()),
-                            r.elapsed.as_millis(),
-                            r.resync
-                                .map(|reason| format!(" (full read: {reason:?})"))
-                                .unwrap_or_default(),
-                        );
-                    }
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("{}: {e}", o.label);
-                    }
-                }
-            }
-            // Password hash sync (issue 7): one cycle per domain after the feed, when enabled.
-            for (label, result) in runtime.block_on(agent::phs::sync_once(&config, &journal)) {
-                match result {
-                    Ok(r) => println!(
-                        "{label}: password hash sync: {} objects, {} hashes appended, {} skipped",
-                        r.objects, r.hashes, r.skipped
-                    ),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("{label}: password hash sync: {e}");
-                    }
-                }
-            }
-            if config.tenant.is_some() {
-                let mut pipeline = Pipeline::open(&config, journal)?;
-                runtime.block_on(cloud_cycle(&mut pipeline, appended, push_timeout_secs))?;
-            }
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let report = runtime.block_on(async {
+                let options = SyncOnceOptions {
+                    interactive: true,
+                    push_timeout: std::time::Duration::from_secs(push_timeout_secs),
+                    cancel: ctrl_c_token(),
+                };
+                sync_once(&config, journal, options).await
+            });
+            print_sync_once(report)
         }
         AgentCommand::Register { config, admin_upn } => {
             let config = load_checked(&config)?;
             let password = admin_password()?;
             let done = runtime
-                .block_on(agent::register::register(&config, &admin_upn, &password))
+                .block_on(register(&config, &admin_upn, &password))
                 .map_err(explain_register)?;
             println!(
                 "registered agent {} (client id {})",
@@ -210,24 +169,24 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::Provision { dn, config } => {
             let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
-            let mut pipeline = Pipeline::open(&config, journal)?;
-            runtime.block_on(provision(&mut pipeline, &dn))?;
+            let mut stages = CloudStages::open(&config, journal)?;
+            runtime.block_on(provision(&mut stages, &dn))?;
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::AllowDeletes { config, domain } => {
             let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
-            let mut pipeline = Pipeline::open(&config, journal)?;
+            let mut stages = CloudStages::open(&config, journal)?;
             runtime.block_on(async {
-                let n = pipeline.runner.allow_deletes(domain.as_deref()).await?;
+                let n = stages.runner.allow_deletes(domain.as_deref()).await?;
                 println!("released {n} staged deletes");
-                let (summary, status) = pipeline.push_until_drained(ctrl_c_token()).await?;
+                let (summary, status) = stages.push_until_drained(ctrl_c_token()).await?;
                 println!(
                     "pushed: {} operations acknowledged, checkpoint {}",
                     status.ops_acknowledged, summary.checkpoint
                 );
                 // Tell the tenant at once, so "Delete threshold exceeded" clears without waiting.
-                if let Err(e) = pipeline.heartbeat().await {
+                if let Err(e) = stages.heartbeat().await {
                     tracing::warn!(error = %e, "Heartbeat failed; the tenant shows the staged deletes until the next one.");
                 }
                 anyhow::Ok(())
@@ -237,8 +196,8 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::Run { config } => {
             let config = load_checked(&config)?;
             let journal = open_journal(&config)?;
-            let pipeline = match config.tenant {
-                Some(_) => Some(Pipeline::open(&config, journal.clone())?),
+            let stages = match config.tenant {
+                Some(_) => Some(CloudStages::open(&config, journal.clone())?),
                 None => None,
             };
             runtime.block_on(async move {
@@ -249,7 +208,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     tracing::info!("Signal received; stopping.");
                     signals.cancel();
                 });
-                agent::service::run_all(config, journal, pipeline, shutdown, true).await
+                run_all(config, journal, stages, shutdown, true).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -277,17 +236,15 @@ fn admin_password() -> anyhow::Result<zeroize::Zeroizing<String>> {
 }
 
 /// Turns a registration failure into advice.
-fn explain_register(e: agent::register::RegisterError) -> anyhow::Error {
-    use agent::cloud::CloudError;
-    use agent::register::RegisterError;
+fn explain_register(e: RegisterError) -> anyhow::Error {
     let hint = match &e {
-        RegisterError::Cloud(CloudError::SignIn { .. }) => {
+        RegisterError::Tenant(TenantError::SignIn { .. }) => {
             "the tenant refused the admin sign-in: check the UPN and password"
         }
-        RegisterError::Cloud(CloudError::Forbidden(_)) => {
+        RegisterError::Tenant(TenantError::Forbidden { .. }) => {
             "registration needs a Global Administrator or Hybrid Identity Administrator"
         }
-        RegisterError::Cloud(CloudError::Unreachable { .. }) => {
+        RegisterError::Tenant(TenantError::Unreachable { .. }) => {
             "check [tenant] url, that the tenant is running, and [tenant] ca_file"
         }
         _ => "registration failed",
@@ -296,14 +253,14 @@ fn explain_register(e: agent::register::RegisterError) -> anyhow::Error {
 }
 
 /// On-demand provisioning: prints each step, then pushes the result.
-async fn provision(pipeline: &mut Pipeline, dn: &str) -> anyhow::Result<()> {
-    pipeline.project_all().await.context("while projecting")?;
-    let (log, ops) = pipeline.runner.provision(dn).await?;
+async fn provision(stages: &mut CloudStages, dn: &str) -> anyhow::Result<()> {
+    stages.project_all().await.context("while projecting")?;
+    let (log, ops) = stages.runner.provision(dn).await?;
     for entry in &log {
         println!("{:?} {}: {}", entry.step, entry.outcome, entry.detail);
     }
     println!("{} operations enqueued", ops.len());
-    let (summary, status) = pipeline.push_until_drained(ctrl_c_token()).await?;
+    let (summary, status) = stages.push_until_drained(ctrl_c_token()).await?;
     println!(
         "pushed: {} operations acknowledged, {} objects quarantined, checkpoint {}",
         status.ops_acknowledged, status.objects_quarantined, summary.checkpoint
@@ -322,51 +279,84 @@ fn ctrl_c_token() -> CancellationToken {
     token
 }
 
-/// Projects what the feed appended and pushes until the outbox is drained; prints the summary.
-async fn cloud_cycle(
-    pipeline: &mut Pipeline,
-    appended: u64,
-    timeout_secs: u64,
-) -> anyhow::Result<()> {
-    let report = pipeline.project_all().await.context("while projecting")?;
-    // After projecting, so that the heartbeat carries any deletes this run staged.
-    if let Err(e) = pipeline.heartbeat().await {
-        tracing::warn!(error = %e, "Heartbeat failed.");
+/// Prints what `agent sync-once` did; exit code 1 when a domain's pass or cycle failed, an error
+/// when the cloud stages stopped.
+fn print_sync_once(report: SyncOnceReport) -> anyhow::Result<ExitCode> {
+    let appended = report.appended();
+    let mut failed = false;
+    for o in report.domains {
+        match o.result {
+            Ok(r) => {
+                let kinds: Vec<String> =
+                    r.by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{} ({}): {} entries, {} events appended{}{}, last seq {}, {} ms{}",
+                    o.label,
+                    r.domain,
+                    r.entries,
+                    r.events,
+                    if kinds.is_empty() { "" } else { ": " },
+                    kinds.join(" "),
+                    r.last_seq.map_or("-".into(), |s| s.to_string()),
+                    r.elapsed.as_millis(),
+                    r.resync
+                        .map(|reason| format!(" (full read: {reason:?})"))
+                        .unwrap_or_default(),
+                );
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: {e}", o.label);
+            }
+        }
     }
-    if !report.exceeded.is_empty() {
+    // Password hash sync (issue 7): one cycle per domain after the feed, when enabled.
+    for (label, result) in report.phs {
+        match result {
+            Ok(r) => println!(
+                "{label}: password hash sync: {} objects, {} hashes appended, {} skipped",
+                r.objects, r.hashes, r.skipped
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("{label}: password hash sync: {e}");
+            }
+        }
+    }
+    if let Some(cloud) = report.cloud {
+        print_cloud(&cloud?, appended);
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The cloud stages' part of `agent sync-once`.
+fn print_cloud(c: &CloudReport, appended: u64) {
+    if !c.projected.exceeded.is_empty() {
         eprintln!(
             "Delete threshold exceeded for {}: {} deletes staged; release them with `cloudsync agent allow-deletes`",
-            report.exceeded.join(", "),
-            report.staged
+            c.projected.exceeded.join(", "),
+            c.projected.staged
         );
     }
-    let cancel = ctrl_c_token();
-    let timer = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(timeout_secs)).await;
-        timer.cancel();
-    });
-    let (summary, status) = pipeline
-        .push_until_drained(cancel)
-        .await
-        .context("while pushing")?;
-    let last = pipeline.outbox.last_seq().unwrap_or(0);
-    if summary.checkpoint < last {
+    if c.push.checkpoint < c.outbox_last {
         eprintln!(
             "the outbox is not drained: {} operations wait for a retry (see the tenant's provisioning logs); the next run sends them",
-            last - summary.checkpoint
+            c.outbox_last - c.push.checkpoint
         );
     }
     println!(
         "summary: {appended} events appended, {} events projected, {} ops enqueued, {} ops acknowledged, {} staged deletes, {} objects quarantined, push checkpoint {}",
-        report.events,
-        report.enqueued,
-        status.ops_acknowledged,
-        report.staged,
-        status.objects_quarantined,
-        summary.checkpoint,
+        c.projected.events,
+        c.projected.enqueued,
+        c.status.ops_acknowledged,
+        c.projected.staged,
+        c.status.objects_quarantined,
+        c.push.checkpoint,
     );
-    Ok(())
 }
 
 async fn wait_for_signal() {

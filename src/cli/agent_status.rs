@@ -1,4 +1,4 @@
-//! `cloudsync agent status`: prints the agent's local state (see [`cloudsync_agent::agent::status`] for what is
+//! `cloudsync agent status`: prints the agent's local state (see [`cloudsync_agent::runtime::status`] for what is
 //! read, the status file and the exit codes).
 
 use std::fmt::Write as _;
@@ -7,15 +7,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use cloudsync_agent::agent::credentials::AgentCredentials;
-use cloudsync_agent::agent::status::collect::{RegistrationState, Sources, collect};
-use cloudsync_agent::agent::status::{
-    AgentStatusReport, Attention, AttentionKind, ReportSource, file,
-};
 use cloudsync_agent::config::Config;
+use cloudsync_agent::control::credentials::AgentCredentials;
 use cloudsync_agent::journal::Journal;
 use cloudsync_agent::projection::store::ProjectionStore;
 use cloudsync_agent::push::Outbox;
+use cloudsync_agent::runtime::status::collect::{RegistrationState, Sources, collect};
+use cloudsync_agent::runtime::status::{
+    AgentStatusReport, Attention, AttentionKind, ReportSource, file,
+};
 
 /// Runs the command: exit code 1 when the state cannot be read, else the report's attention bits.
 pub fn run(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -86,7 +86,7 @@ pub fn gather(config: &Config) -> anyhow::Result<AgentStatusReport> {
     let registration = match &creds {
         None => RegistrationState::NoTenant,
         Some(Ok(c)) => RegistrationState::Registered(c),
-        Some(Err(e)) => RegistrationState::Unusable(e.to_string()),
+        Some(Err(e)) => RegistrationState::Unusable(e),
     };
     Ok(collect(&Sources {
         config,

@@ -305,14 +305,14 @@ fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
 fn rebuild(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = cloudsync_agent::config::Config::load(config_path)
         .with_context(|| format!("while loading {}", config_path.display()))?;
-    cloudsync_agent::agent::state_check::check_state(&config)?;
+    cloudsync_agent::control::state_check::check_state(&config)?;
     let now = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .context("while formatting the time")?;
     let done =
-        cloudsync_agent::agent::rebuild::rebuild(&config, &now).context("while rebuilding")?;
+        cloudsync_agent::runtime::rebuild::rebuild(&config, &now).context("while rebuilding")?;
     println!(
         "moved the damaged journal to {} (kept; delete it once the resync is done)",
         done.moved_to.display()

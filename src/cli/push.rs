@@ -12,9 +12,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use cloudsync_agent::push::{
-    self, Backoff, Credentials, Outbox, PushConfig, TenantClient, TlsOptions,
-};
+use cloudsync_agent::control::tenant_client::{Credentials, TenantClient, TlsOptions};
+use cloudsync_agent::push::{self, Backoff, Outbox, PushConfig};
 
 /// Push subcommands.
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsync_agent::push::{Credentials, TenantClient, TlsOptions};
+use cloudsync_agent::control::tenant_client::{Credentials, TenantClient, TlsOptions};
 use cloudsync_api::logs::{LogEntry, LogPage};
 use cloudsync_api::ops::OpStatus;
 use serde_json::{Value, json};

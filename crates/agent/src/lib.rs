@@ -1,31 +1,36 @@
-//! cloudsync: an open, event-sourced re-implementation of a hybrid-identity cloud sync provisioning agent.
+//! cloudsync's agent library. Enters: Active Directory (LDAP DirSync, MS-DRSR) and a layered configuration.
+//! Leaves: a durable event journal, the projected cloud objects and operations, and HTTPS batches to a
+//! tenant's provisioning API.
 //!
-//! Changes read from Active Directory are first made durable in a local journal; everything downstream
-//! (projection, push to the cloud directory) is a deterministic function of that journal. The local tenant
-//! (`cloudsync tenant serve`) emulates the cloud side. ARCHITECTURE.md has the code map and invariants.
+//! Changes read from Active Directory are first made durable in the journal; everything downstream
+//! (projection, push to the cloud directory) is a deterministic function of it. The agent meets the tenant
+//! only through `cloudsync_api` and HTTPS: this crate never depends on `cloudsync-tenant`
+//! (tests/crate_boundaries.rs). ARCHITECTURE.md has the code map and invariants.
 //!
-//! # Layout
+//! # Layout (in the order data flows)
+//! - [`config`]  — loads and layers (defaults → TOML → `CLOUDSYNC_*` → `--set`) and validates; each stage
+//!   owns its section's type.
+//! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback), MS-DRSR, Samba ldap_priv,
+//!   and password hash sync as a source; all append through [`source::EventSink`].
 //! - [`event`]   — the journal's event types, the heart of the system.
 //! - [`journal`] — the sled event store: envelope codec, atomic append + checkpoints, cursors, recovery.
-//! - [`config`]  — layered agent configuration (defaults → TOML → `CLOUDSYNC_*`), validation, secrets.
-//! - [`source`]  — readers of AD: the LDAP DirSync feed (+ uSNChanged fallback), MS-DRSR, Samba ldap_priv.
-//! - [`agent`]   — the agent daemon: `sync_once`, the long-running feed loop, shutdown, progress.
 //! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
-//! - [`cli`]     — clap commands (`journal`, `tenant`, `agent`, …); the binary in `main.rs` is thin.
-//! - [`api`]     — the agent↔tenant contract: wire types shared by both sides.
-//! - [`tenant`]  — the local tenant server (`cloudsync tenant serve`), the emulated cloud directory.
 //! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
-//! - [`phs`]     — password hash sync: NT hash → salted OrgId string (PBKDF2 kernel, hashing pool, FIPS policy).
+//! - [`runtime`] — what runs the stages: the daemon's tasks, the one `sync_once`, the sinks, the status file.
+//! - [`control`] — the agent's dealings with the tenant: the one HTTP client, registration, credentials,
+//!   heartbeats and health, restarts; and the start-up state check.
+//! - [`phs`]     — the pure hashing library: NT hash → salted OrgId string (PBKDF2 kernel, pool, FIPS policy).
 //! - [`nt_hash`] — the zeroizing NT hash, shared by the readers that obtain it and `phs`, which hashes it.
-//! - [`private_fs`] — private state on disk: umask 0o077, 0700 directories, the start-up mode check.
+//! - [`secret`]  — a string that never prints (bind passwords).
 
-pub mod agent;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod journal;
 pub mod nt_hash;
 pub mod phs;
 pub mod projection;
 pub mod push;
+pub mod runtime;
 pub mod secret;
 pub mod source;

@@ -17,12 +17,14 @@
 //! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. A variable with `__` names a
 //! section and key; its section must be one of [`SECTIONS`] (`agent`, `domains`, `tenant`, `projection`,
 //! `push`, `phs`, `fips`) or loading fails naming the variable. Variables without `__` (`CLOUDSYNC_LOG`,
-//! the CLI flags' own) are not configuration keys.
+//! the CLI flags' own) are not configuration keys. `--set section.key=value` on the command line is the
+//! last layer ([`Override`]).
 //!
 //! Each stage owns its section's type and this module only loads, layers and validates them; imports run
 //! from here to the stages, never back: `[domains.*]` is [`crate::source::ldap::DomainConfig`],
-//! `[projection]` [`crate::projection::config::ProjectionConfig`], `[phs]`/`[fips]` live with password hash
-//! sync, `[tenant]` and `[push]` are described in [`cloud`](TenantConfig).
+//! `[tenant]` [`crate::control::tenant_client::TenantConfig`], `[push]` [`crate::push::PushConfig`],
+//! `[projection]` [`crate::projection::config::ProjectionConfig`], `[phs]`
+//! [`crate::source::phs::PhsSettings`] and `[fips]` [`crate::phs::FipsSettings`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,10 +35,8 @@ use serde::Deserialize;
 
 use crate::source::ldap::DomainConfig;
 
-mod cloud;
 mod validate;
 
-pub use cloud::{PushSettings, TenantConfig};
 pub use validate::Problem;
 
 /// The whole agent configuration.
@@ -51,13 +51,13 @@ pub struct Config {
     pub domains: BTreeMap<String, DomainConfig>,
     /// The tenant to push to; without it the agent only fills the journal.
     #[serde(default)]
-    pub tenant: Option<TenantConfig>,
+    pub tenant: Option<crate::control::tenant_client::TenantConfig>,
     /// Scope, attribute mappings and the delete threshold.
     #[serde(default)]
     pub projection: crate::projection::config::ProjectionConfig,
     /// Delivery knobs.
     #[serde(default)]
-    pub push: PushSettings,
+    pub push: crate::push::PushConfig,
     // Password hash sync (issue 7): off unless `[phs] enabled = true`; `[fips]` gates it.
     /// The FIPS policy for password hash sync (`[fips]`).
     #[serde(default)]

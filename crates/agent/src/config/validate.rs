@@ -85,7 +85,10 @@ impl Config {
     }
 }
 
-fn check_tenant(t: &super::TenantConfig, push: &mut impl FnMut(String, &str)) {
+fn check_tenant(
+    t: &crate::control::tenant_client::TenantConfig,
+    push: &mut impl FnMut(String, &str),
+) {
     let lower = t.url.to_ascii_lowercase();
     if lower.starts_with("http://") {
         if !t.allow_plaintext {
@@ -123,7 +126,7 @@ fn check_tenant(t: &super::TenantConfig, push: &mut impl FnMut(String, &str)) {
     }
 }
 
-fn check_push(p: &super::PushSettings, push: &mut impl FnMut(String, &str)) {
+fn check_push(p: &crate::push::PushConfig, push: &mut impl FnMut(String, &str)) {
     if p.max_batch_ops == 0 || p.max_batch_ops > cloudsync_api::MAX_BATCH_OPERATIONS {
         push("push.max_batch_ops".into(), "must be between 1 and 500");
     }

@@ -2,7 +2,8 @@
 //! order per object, resumable, and exactly once in effect.
 //!
 //! Enters: [`OutboxOp`]s that projection (or the synthetic driver) enqueues with
-//! [`Outbox::enqueue`]. Leaves: HTTPS batch posts to the tenant (only [`cloudsync_api`] wire types), the
+//! [`Outbox::enqueue`], the `[push]` settings ([`PushConfig`]) and the agent's tenant client
+//! ([`crate::control::tenant_client`]). Leaves: HTTPS batch posts to the tenant (only [`cloudsync_api`] wire types), the
 //! push checkpoint, a local provisioning log of objects the tenant refused, and a [`PushStatus`].
 //!
 //! # On-disk format: the outbox (its own sled database, separate from the journal)
@@ -68,79 +69,21 @@ pub mod pacer;
 mod pusher;
 pub mod quarantine;
 pub mod retry;
+mod settings;
 pub mod synthetic;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use client::{CallError, Credentials, TenantClient, TlsOptions};
+use crate::control::tenant_client::TenantClient;
+
+pub use client::CallError;
 pub use outbox::{Outbox, OutboxError, OutboxOp, QuarantinedObject};
 pub use quarantine::{PushStatus, QuarantinePolicy, QuarantineReason};
 pub use retry::{Backoff, MAX_SERVER_DELAY};
-
-/// Tunables of the push stage.
-#[derive(Debug, Clone)]
-pub struct PushConfig {
-    /// Operations per batch (clamped to 1..=500).
-    pub max_batch_ops: usize,
-    /// Bytes of operation JSON per batch.
-    pub max_batch_bytes: usize,
-    /// How long to wait for a full batch.
-    pub linger: Duration,
-    /// Batches in flight at once.
-    pub max_in_flight: usize,
-    /// Operations read from the outbox and not yet acknowledged, at most (the bounded window).
-    pub max_pending: usize,
-    /// Backoff after a failed call.
-    pub call_backoff: Backoff,
-    /// Backoff of an operation after a retriable per-operation error.
-    pub op_backoff: Backoff,
-    /// Attempts of an operation failing with `ReferenceNotFound` before its object is quarantined
-    /// (the referenced object never arrived); other retriable codes wait for an admin and never give up.
-    pub max_reference_attempts: u32,
-    /// When the configuration enters quarantine, and how it probes.
-    pub quarantine: QuarantinePolicy,
-    /// Client-side write pacing in operations per second (e.g. 7000/300 for Entra); `None` = off.
-    pub write_rate_limit: Option<f64>,
-    /// How long in-flight batches may take after cancellation.
-    pub shutdown_grace: Duration,
-    /// The longest wait a server-supplied delay (`Retry-After`, `retryAfterSeconds`) can impose;
-    /// never above [`retry::MAX_SERVER_DELAY`] (one hour, the default).
-    pub max_server_delay: Duration,
-    /// Return once every enqueued operation is acknowledged (drivers, tests, benchmarks).
-    pub stop_when_drained: bool,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        PushConfig {
-            max_batch_ops: cloudsync_api::MAX_BATCH_OPERATIONS,
-            max_batch_bytes: 4 * 1024 * 1024,
-            linger: Duration::from_millis(20),
-            max_in_flight: 4,
-            max_pending: 8 * cloudsync_api::MAX_BATCH_OPERATIONS,
-            call_backoff: Backoff::default(),
-            op_backoff: Backoff {
-                base: Duration::from_secs(1),
-                cap: Duration::from_secs(300),
-                jitter: 0.5,
-            },
-            max_reference_attempts: 12,
-            quarantine: QuarantinePolicy {
-                after_failures: 10,
-                after: Duration::from_secs(120),
-                probe_interval: Duration::from_secs(60),
-            },
-            write_rate_limit: None,
-            shutdown_grace: Duration::from_secs(10),
-            max_server_delay: retry::MAX_SERVER_DELAY,
-            stop_when_drained: false,
-        }
-    }
-}
+pub use settings::PushConfig;
 
 /// Errors that stop the push stage (everything else is retried).
 #[derive(Debug, thiserror::Error)]

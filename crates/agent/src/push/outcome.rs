@@ -33,11 +33,10 @@ impl Pusher {
             {
                 Ok(r)
             } else {
-                Err(CallError::Decode(format!(
-                    "{} results for {} operations",
-                    r.results.len(),
-                    batch.len()
-                )))
+                Err(CallError::ResultsMismatch {
+                    results: r.results.len(),
+                    operations: batch.len(),
+                })
             }
         });
         match result {

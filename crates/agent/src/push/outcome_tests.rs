@@ -11,10 +11,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::super::batcher::{Item, build};
-use super::super::client::{CallError, Credentials, TenantClient, TlsOptions};
+use super::super::client::CallError;
 use super::super::outbox::Outbox;
 use super::super::pusher::Pusher;
 use super::super::{PushConfig, PushStatus};
+use crate::control::tenant_client::{Credentials, TenantClient, TlsOptions};
 use cloudsync_api::ops::{
     BatchResponse, ObjectKind, OpError, OpResult, OpStatus, Operation, Upsert,
 };

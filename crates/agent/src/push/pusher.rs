@@ -14,11 +14,12 @@ use cloudsync_api::ops::BatchResponse;
 
 use super::ack::Acks;
 use super::batcher::{self, Batch, Item, Limits, Pending};
-use super::client::{CallError, TenantClient};
+use super::client::CallError;
 use super::outbox::{Outbox, QuarantinedObject};
 use super::pacer::Pacer;
 use super::quarantine::{FailureStreak, PushStatus};
 use super::{PushConfig, PushError, PushSummary};
+use crate::control::tenant_client::TenantClient;
 
 /// What a send task hands back.
 pub(super) type Sent = (Batch, Result<BatchResponse, CallError>);

@@ -155,7 +155,7 @@ fn warn_fips(err: &PhsWireError) {
 
 /// One PHS cycle per domain (for `agent sync-once`), after the feed. Empty when `[phs]` is off;
 /// empty after a WARN when FIPS policy refuses.
-pub async fn sync_once(
+pub async fn replicate_hashes_once(
     config: &Config,
     journal: &Journal,
 ) -> Vec<(String, Result<CycleReport, PhsWireError>)> {

@@ -7,13 +7,13 @@ use super::{
     AgentStatusReport, Attention, AttentionKind, CheckpointStatus, DomainStatus, FORMAT,
     JournalStatus, ProjectionStatus, PushState, Registration, ReportSource,
 };
-use crate::agent::credentials::AgentCredentials;
-use crate::agent::outbox_sink::PRODUCER;
 use crate::config::Config;
+use crate::control::credentials::{AgentCredentials, CredentialsError};
 use crate::event::SourceKind;
 use crate::journal::{CURSOR_PROJECTION, Journal, JournalError};
 use crate::projection::store::{ProjectionStore, StoreError};
 use crate::push::{Outbox, OutboxError};
+use crate::runtime::outbox_sink::PRODUCER;
 use crate::source::ldap::checkpoint::{DirSyncCheckpoint, UsnCheckpoint};
 
 /// How many quarantined objects a report lists (the count is always complete).
@@ -69,7 +69,9 @@ pub enum RegistrationState<'a> {
     /// Registered.
     Registered(&'a AgentCredentials),
     /// `[tenant]` is set but the credentials file cannot be used (missing, too open, malformed).
-    Unusable(String),
+    Unusable(&'a CredentialsError),
+    /// `[tenant]` is set but the daemon holds no credentials.
+    NotLoaded,
 }
 
 /// The handles a report is built from; `None` means "does not exist yet".
@@ -95,7 +97,11 @@ pub fn collect(s: &Sources<'_>) -> Result<AgentStatusReport, StatusError> {
     let mut attention = Vec::new();
     let creds = match &s.registration {
         RegistrationState::Registered(c) => Some(*c),
-        RegistrationState::Unusable(why) => {
+        RegistrationState::Unusable(_) | RegistrationState::NotLoaded => {
+            let why = match &s.registration {
+                RegistrationState::Unusable(e) => e.to_string(),
+                _ => "not loaded".to_owned(),
+            };
             attention.push(Attention {
                 kind: AttentionKind::Other,
                 message: format!(
@@ -143,7 +149,7 @@ pub fn collect(s: &Sources<'_>) -> Result<AgentStatusReport, StatusError> {
         snapshot_covers_until,
     };
     let staged = match s.projection {
-        Some(p) => crate::agent::health::staged_by_domain(p)?,
+        Some(p) => crate::control::health::staged_by_domain(p)?,
         None => BTreeMap::new(),
     };
     let mut domains = Vec::new();

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::collect::{RegistrationState, Sources, StatusError, collect};
 use super::{AgentStatusReport, ReportSource};
-use crate::agent::credentials::AgentCredentials;
 use crate::config::Config;
+use crate::control::credentials::AgentCredentials;
 use crate::journal::Journal;
 use crate::projection::store::ProjectionStore;
 use crate::push::{Outbox, PushStatus};
@@ -117,7 +117,7 @@ impl Writer {
         let registration = match (&self.config.tenant, &self.creds) {
             (None, _) => RegistrationState::NoTenant,
             (Some(_), Some(c)) => RegistrationState::Registered(c),
-            (Some(_), None) => RegistrationState::Unusable("not loaded".into()),
+            (Some(_), None) => RegistrationState::NotLoaded,
         };
         let report = collect(&Sources {
             config: &self.config,

@@ -1,6 +1,7 @@
-//! The cloud half of the agent: journal → projection → outbox → push, opened from the configuration
-//! and the credentials file. Used by `agent sync-once` (drain and stop) and `agent run` (see
-//! [`super::service`]).
+//! The cloud stages of the agent, opened: journal → projection → outbox → push, plus the agent's
+//! tenant client. Enters: the configuration, the journal and the credentials file. Leaves: a
+//! [`CloudStages`] that `agent sync-once` drains ([`super::sync_once`]), `agent run` hands to its
+//! tasks ([`super::daemon`]), and `agent provision`/`allow-deletes` drive directly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,25 +9,24 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
-use super::cloud::{AGENT_SCOPE, Cloud, CloudError};
-use super::credentials::{AgentCredentials, CredentialsError};
 use super::outbox_sink::OutboxSink;
-use crate::config::{Config, TenantConfig};
+use crate::config::Config;
+use crate::control::credentials::{AgentCredentials, CredentialsError};
+use crate::control::heartbeat::send_heartbeat;
+use crate::control::tenant_client::{TenantClient, TenantConfig, TenantError};
 use crate::journal::Journal;
+use crate::projection::config::ConfigError as ProjectionConfigError;
 use crate::projection::runner::{RunReport, Runner, RunnerError};
 use crate::projection::store::{ProjectionStore, StoreError};
-use crate::push::{
-    self, Outbox, OutboxError, PushError, PushStatus, PushSummary, TenantClient, TlsOptions,
-};
+use crate::push::{self, Outbox, OutboxError, PushError, PushStatus, PushSummary};
 
 /// Events projected per `run_once` call.
 pub const PROJECTION_CHUNK: usize = 20_000;
 
-/// Why the cloud half could not start or stopped.
+/// Why the cloud stages could not open or stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub enum CloudStagesError {
     /// The configuration has no `[tenant]` section.
     #[error("the configuration has no [tenant] section")]
     NoTenant,
@@ -39,8 +39,8 @@ pub enum PipelineError {
     )]
     NoConfiguration(String),
     /// The `[projection]` section does not compile (validation should have caught it).
-    #[error("projection configuration: {0}")]
-    Projection(String),
+    #[error("projection configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Projection(Vec<ProjectionConfigError>),
     /// Projection's store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,34 +53,32 @@ pub enum PipelineError {
     /// The push stage stopped with an error.
     #[error(transparent)]
     Push(#[from] PushError),
-    /// A call to the tenant failed.
+    /// A call to the tenant failed, or its client could not be built.
     #[error(transparent)]
-    Cloud(#[from] CloudError),
+    Tenant(#[from] TenantError),
 }
 
-impl PipelineError {
+impl CloudStagesError {
     /// Whether trying again may help.
     pub fn is_retriable(&self) -> bool {
         match self {
-            PipelineError::Runner(e) => e.is_retriable(),
-            PipelineError::Push(e) => e.is_retriable(),
-            PipelineError::Cloud(e) => e.is_retriable(),
-            PipelineError::Store(e) => e.is_retriable(),
-            PipelineError::Outbox(e) => e.is_retriable(),
+            CloudStagesError::Runner(e) => e.is_retriable(),
+            CloudStagesError::Push(e) => e.is_retriable(),
+            CloudStagesError::Tenant(e) => e.is_retriable(),
+            CloudStagesError::Store(e) => e.is_retriable(),
+            CloudStagesError::Outbox(e) => e.is_retriable(),
             _ => false,
         }
     }
 }
 
-/// Everything the cloud half needs, opened.
-pub struct Pipeline {
+/// Everything the cloud stages need, opened.
+pub struct CloudStages {
     /// The `[tenant]` section.
     pub tenant: TenantConfig,
     /// The registration's credentials.
     pub creds: AgentCredentials,
-    /// Registration/heartbeat client.
-    pub cloud: Cloud,
-    /// The push stage's client.
+    /// The agent's client (heartbeats and the push stage).
     pub client: Arc<TenantClient>,
     /// The outbox behind projection's sink.
     pub outbox: Arc<Outbox>,
@@ -88,71 +86,46 @@ pub struct Pipeline {
     pub runner: Runner<OutboxSink>,
     /// Configuration id → domain DNS name.
     pub domains: BTreeMap<Uuid, String>,
-    /// Push knobs.
+    /// `[push]`.
     pub push: push::PushConfig,
 }
 
-impl Pipeline {
+impl CloudStages {
     /// Opens credentials, outbox, projection store and runner (restoring projection's state).
-    pub fn open(config: &Config, journal: Journal) -> Result<Pipeline, PipelineError> {
-        let tenant = config.tenant.clone().ok_or(PipelineError::NoTenant)?;
+    pub fn open(config: &Config, journal: Journal) -> Result<CloudStages, CloudStagesError> {
+        let tenant = config.tenant.clone().ok_or(CloudStagesError::NoTenant)?;
         let creds = AgentCredentials::load(&tenant.credentials_file)?;
         let mut by_domain = BTreeMap::new();
         for d in config.domains.values() {
             let id = d
                 .configuration_id
                 .or_else(|| creds.configuration_for(&d.dns_name))
-                .ok_or_else(|| PipelineError::NoConfiguration(d.dns_name.clone()))?;
+                .ok_or_else(|| CloudStagesError::NoConfiguration(d.dns_name.clone()))?;
             by_domain.insert(d.dns_name.to_ascii_lowercase(), id);
         }
         let domains = by_domain.iter().map(|(d, id)| (*id, d.clone())).collect();
-        let compiled = config.projection.compile().map_err(|es| {
-            PipelineError::Projection(
-                es.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let compiled = config
+            .projection
+            .compile()
+            .map_err(CloudStagesError::Projection)?;
         let outbox = Arc::new(Outbox::open(&config.agent.outbox_dir())?);
         let store = ProjectionStore::open(&config.agent.projection_dir())?;
         let sink = OutboxSink::new(outbox.clone(), by_domain);
         let runner = Runner::open(compiled, journal, store, sink)?;
-        let tls = TlsOptions {
-            ca_pem: match &tenant.ca_file {
-                Some(p) => Some(
-                    std::fs::read(p)
-                        .map_err(|e| CloudError::Build(format!("{}: {e}", p.display())))?,
-                ),
-                None => None,
-            },
-            insecure: tenant.insecure_skip_verify,
-        };
-        let push_creds = push::Credentials {
-            base_url: tenant.url.clone(),
-            token_endpoint: creds.token_endpoint.clone(),
-            client_id: creds.client_id.clone(),
-            client_secret: Zeroizing::new(creds.client_secret.to_string()),
-            scope: AGENT_SCOPE.into(),
-        };
-        let client = Arc::new(
-            TenantClient::new(push_creds, &tls, tenant.request_timeout())
-                .map_err(|e| CloudError::Build(e.to_string()))?,
-        );
-        Ok(Pipeline {
-            cloud: Cloud::new(&tenant)?,
+        let client = Arc::new(TenantClient::agent(&tenant, &creds)?);
+        Ok(CloudStages {
             tenant,
             creds,
             client,
             outbox,
             runner,
             domains,
-            push: config.push.to_push_config(),
+            push: config.push.clone(),
         })
     }
 
     /// Projects every journal event not yet projected; returns the summed report.
-    pub async fn project_all(&mut self) -> Result<RunReport, PipelineError> {
+    pub async fn project_all(&mut self) -> Result<RunReport, CloudStagesError> {
         let mut total = RunReport::default();
         loop {
             let r = self.runner.run_once(PROJECTION_CHUNK).await?;
@@ -179,19 +152,16 @@ impl Pipeline {
     /// hands over are left for `agent run`; nothing is acknowledged here).
     pub async fn heartbeat(
         &self,
-    ) -> Result<cloudsync_api::agent::HeartbeatResponse, PipelineError> {
-        let health = super::health::heartbeat_reports(self.runner.store(), &self.domains);
-        Ok(self
-            .cloud
-            .heartbeat(&self.creds, Vec::new(), health)
-            .await?)
+    ) -> Result<cloudsync_api::agent::HeartbeatResponse, CloudStagesError> {
+        let health = crate::control::health::heartbeat_reports(self.runner.store(), &self.domains);
+        Ok(send_heartbeat(&self.client, &self.creds, Vec::new(), health).await?)
     }
 
     /// Pushes until every enqueued operation is acknowledged, or `cancel` fires.
     pub async fn push_until_drained(
         &self,
         cancel: CancellationToken,
-    ) -> Result<(PushSummary, PushStatus), PipelineError> {
+    ) -> Result<(PushSummary, PushStatus), CloudStagesError> {
         let cfg = push::PushConfig {
             stop_when_drained: true,
             ..self.push.clone()

@@ -1,5 +1,7 @@
-//! The cloud side of the agent configuration: `[tenant]` (where to push and how to trust it) and
-//! `[push]` (delivery knobs). `[projection]` is [`crate::projection::config::ProjectionConfig`].
+//! The `[tenant]` settings: where the tenant is, how to trust it and where the agent's credentials
+//! file lives. Enters: the TOML table (through [`crate::config`], which validates it). Leaves: a
+//! [`TenantConfig`] for the [tenant client](super::TenantClient). `[push]` is
+//! [`crate::push::PushConfig`].
 //!
 //! ```toml
 //! [tenant]
@@ -7,9 +9,6 @@
 //! ca_file = ".lab/tenant/ca.pem"                # trust only this CA (else the system roots)
 //! tenant_id = "contoso.onmicrosoft.com"          # tenant GUID or its domain (token endpoint path)
 //! credentials_file = ".lab/agent-credentials.json"  # written by `agent register`, mode 0600
-//! [push]
-//! max_batch_ops = 500
-//! max_in_flight = 4
 //! ```
 
 use std::path::PathBuf;
@@ -63,49 +62,5 @@ impl TenantConfig {
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
-    }
-}
-
-/// Delivery knobs of the push stage (the rest of [`crate::push::PushConfig`] keeps its defaults).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PushSettings {
-    /// Operations per batch (1..=500).
-    pub max_batch_ops: usize,
-    /// Batches in flight at once (at least 1).
-    pub max_in_flight: usize,
-    /// How long to wait for a full batch, milliseconds.
-    pub linger_ms: u64,
-    /// Client-side write pacing in operations per second (Entra: 7000/300 = 23.33); absent = off.
-    pub write_rate_limit: Option<f64>,
-    /// How often the agent sends a heartbeat, seconds (the tenant's announced interval wins when shorter).
-    pub heartbeat_interval_secs: u64,
-    /// How often `agent run` projects new journal events, milliseconds.
-    pub projection_tick_ms: u64,
-}
-
-impl Default for PushSettings {
-    fn default() -> Self {
-        PushSettings {
-            max_batch_ops: cloudsync_api::MAX_BATCH_OPERATIONS,
-            max_in_flight: 4,
-            linger_ms: 20,
-            write_rate_limit: None,
-            heartbeat_interval_secs: 600,
-            projection_tick_ms: 500,
-        }
-    }
-}
-
-impl PushSettings {
-    /// The push stage's configuration.
-    pub fn to_push_config(&self) -> crate::push::PushConfig {
-        crate::push::PushConfig {
-            max_batch_ops: self.max_batch_ops,
-            max_in_flight: self.max_in_flight,
-            linger: Duration::from_millis(self.linger_ms),
-            write_rate_limit: self.write_rate_limit,
-            ..crate::push::PushConfig::default()
-        }
     }
 }

@@ -15,6 +15,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A restart to carry out, from the heartbeat task to the projection task: release the staged
+/// deletes of `domain` (all domains when `None`), then count the part done for `id`.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// The restart.
+    pub id: Uuid,
+    /// The domain whose staged deletes to release.
+    pub domain: Option<String>,
+}
+
 /// Full re-reads requested per domain, shared between the heartbeat task and the domain feeds.
 #[derive(Debug, Default)]
 pub struct ResyncRequests {

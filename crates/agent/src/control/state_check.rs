@@ -14,7 +14,7 @@ pub fn state_paths(config: &Config) -> Vec<PathBuf> {
         config.agent.journal_dir.clone(),
         config.agent.projection_dir(),
         config.agent.outbox_dir(),
-        super::status::file::path(config),
+        crate::runtime::status::file::path(config),
     ];
     if let Some(t) = &config.tenant {
         paths.push(t.credentials_file.clone());

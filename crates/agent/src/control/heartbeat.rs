@@ -1,0 +1,193 @@
+//! Heartbeats: the call, and the daemon's task that sends them. Enters: the agent's client and
+//! credentials, projection's store (the staged deletes each heartbeat reports, [`super::health`])
+//! and the restarts finished since the last heartbeat. Leaves: heartbeats to the tenant, and the
+//! restarts the tenant hands over — full re-reads to the feeds ([`ResyncRequests`]), delete
+//! releases to the projection task ([`Release`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::credentials::AgentCredentials;
+use super::restarts::{Release, RestartTracker, ResyncRequests};
+use super::tenant_client::{TenantClient, TenantError};
+use crate::projection::store::ProjectionStore;
+use cloudsync_api::agent::{AgentConfigurationHealth, HeartbeatRequest, HeartbeatResponse};
+use cloudsync_api::config::RestartScope;
+
+/// Sends a heartbeat with the restarts carried out since the last one and the agent-side health of
+/// every configuration served (see [`super::health`]).
+pub async fn send_heartbeat(
+    client: &TenantClient,
+    creds: &AgentCredentials,
+    acknowledged: Vec<Uuid>,
+    configurations: Vec<AgentConfigurationHealth>,
+) -> Result<HeartbeatResponse, TenantError> {
+    let url = client.url(&format!("/api/v1/agents/{}/heartbeat", creds.agent_id));
+    let body = HeartbeatRequest {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        acknowledged_restarts: acknowledged,
+        configurations,
+    };
+    client
+        .agent_json(&url, |token| {
+            client.http().post(&url).bearer_auth(token).json(&body)
+        })
+        .await
+}
+
+/// The daemon's heartbeat task: a heartbeat every `every` (or the tenant's shorter interval), at
+/// once when `beat_now` or a finished re-read wakes it. Each carries the staged deletes and the
+/// finished restarts, and hands new restarts over.
+pub struct HeartbeatTask {
+    /// The agent's client.
+    pub client: Arc<TenantClient>,
+    /// The registration (the agent id names the heartbeat URL).
+    pub creds: AgentCredentials,
+    /// Projection's store, read for the staged deletes.
+    pub staged: ProjectionStore,
+    /// Configuration id → domain DNS name.
+    pub domains: BTreeMap<Uuid, String>,
+    /// The configured interval (`[push] heartbeat_interval_secs`).
+    pub every: Duration,
+    /// Wakes the task for an early heartbeat (deletes staged or released).
+    pub beat_now: Arc<Notify>,
+    /// Restarts in progress, acknowledged once every part is done.
+    pub restarts: Arc<RestartTracker>,
+    /// Full re-reads handed to the feeds.
+    pub resyncs: Arc<ResyncRequests>,
+    /// Delete releases handed to the projection task.
+    pub releases: mpsc::Sender<Release>,
+}
+
+impl HeartbeatTask {
+    /// Sends heartbeats until `cancel` fires. A heartbeat in flight (token request included) is
+    /// abandoned when it does: shutdown never waits for the tenant's answer or the request timeout.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut handed_over: Vec<Uuid> = Vec::new();
+        loop {
+            for id in self.resyncs.drain_done() {
+                self.restarts.part_done(id);
+            }
+            let acks = self.restarts.to_acknowledge();
+            let health = super::health::heartbeat_reports(&self.staged, &self.domains);
+            let sent = tokio::select! {
+                () = cancel.cancelled() => break,
+                r = send_heartbeat(&self.client, &self.creds, acks.clone(), health) => r,
+            };
+            let mut every = self.every;
+            match sent {
+                Ok(answer) => {
+                    self.restarts.acknowledged(&acks);
+                    every = every.min(Duration::from_secs(
+                        answer.heartbeat_interval_seconds.max(1),
+                    ));
+                    for r in answer.pending_restarts {
+                        if handed_over.contains(&r.id) {
+                            continue;
+                        }
+                        handed_over.push(r.id);
+                        self.hand_over(r).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Heartbeat failed."),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+                () = self.beat_now.notified() => {}
+                () = self.resyncs.wait_done() => {}
+            }
+        }
+    }
+
+    /// Starts a restart: a re-read for the feeds, a release for the projection task, or both.
+    async fn hand_over(&self, r: cloudsync_api::agent::PendingRestart) {
+        let domain = self.domains.get(&r.configuration_id).cloned();
+        let has = |scopes: &[RestartScope]| r.scopes.iter().any(|s| scopes.contains(s));
+        let releases = has(&[RestartScope::ForceDeletes, RestartScope::Full]);
+        let rereads = has(&[RestartScope::Watermark, RestartScope::Full]);
+        let mut parts = 0u8;
+        if rereads {
+            match &domain {
+                Some(d) => {
+                    tracing::info!(restart = %r.id, domain = %d, scopes = ?r.scopes, "The tenant asked for a full re-read of the domain.");
+                    self.resyncs.request(d, r.id);
+                    parts += 1;
+                }
+                None => {
+                    tracing::warn!(restart = %r.id, configuration = %r.configuration_id, "A re-read was asked for a configuration this agent does not serve; acknowledged without effect.")
+                }
+            }
+        }
+        if releases {
+            parts += 1;
+        }
+        self.restarts.begin(r.id, parts);
+        if releases {
+            let _ = self.releases.send(Release { id: r.id, domain }).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::tenant_client::{Credentials, TlsOptions};
+
+    /// A tenant that accepts connections and never answers: the heartbeat task must still stop as
+    /// soon as it is cancelled (before, it sat in the call until the request timeout, 60 s here).
+    #[tokio::test]
+    async fn cancellation_ends_a_heartbeat_waiting_for_a_silent_tenant() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let addr = listener.local_addr().expect("address");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = TenantClient::new(
+            Credentials {
+                base_url: format!("http://{addr}"),
+                token_endpoint: "/t/oauth2/v2.0/token".into(),
+                client_id: "c".into(),
+                client_secret: zeroize::Zeroizing::new("s".into()),
+                scope: "api://x/.default".into(),
+            },
+            &TlsOptions::default(),
+            Duration::from_secs(60),
+        )
+        .expect("client");
+        let creds: AgentCredentials = serde_json::from_value(serde_json::json!({
+            "agentId": Uuid::nil(), "tenantId": Uuid::nil(), "clientId": "c", "clientSecret": "s",
+            "tokenEndpoint": "/t/oauth2/v2.0/token", "configurations": {}
+        }))
+        .expect("credentials");
+        let (releases, _rx) = mpsc::channel(1);
+        let task = HeartbeatTask {
+            client: Arc::new(client),
+            creds,
+            staged: ProjectionStore::open(&dir.path().join("projection")).expect("store"),
+            domains: BTreeMap::new(),
+            every: Duration::from_secs(600),
+            beat_now: Arc::new(Notify::new()),
+            restarts: Arc::new(RestartTracker::default()),
+            resyncs: ResyncRequests::new(),
+            releases,
+        };
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(task.run(cancel.clone()));
+        // The token request is in flight once the tenant has accepted its connection.
+        let (_silent, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the heartbeat connects")
+            .expect("accept");
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the heartbeat task stops promptly after cancellation")
+            .expect("no panic");
+    }
+}

@@ -1,0 +1,21 @@
+//! The agent's dealings with the tenant about itself. Enters: the `[tenant]` settings, the
+//! installer's admin sign-in, the credentials file and projection's staged deletes. Leaves: the
+//! registration (credentials file, mode 0600), heartbeats carrying the agent's health, and the
+//! restarts the tenant hands over, passed to the runtime as re-read requests and delete releases.
+//!
+//! - [`tenant_client`] — the one HTTP client for the tenant (TLS pinning, tokens, form encoding),
+//!   also used by the push stage; the `[tenant]` settings live with it.
+//! - [`register`] — the installer flow (`agent register`); [`credentials`] — the file it writes.
+//! - [`heartbeat`] — the heartbeat call and the daemon's heartbeat task; [`health`] — what a
+//!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
+//! - [`state_check`] — the start-up refusal of group- or world-accessible state.
+//!
+//! Invariant: nothing here imports the tenant crate; only [`cloudsync_api`] wire types cross.
+
+pub mod credentials;
+pub mod health;
+pub mod heartbeat;
+pub mod register;
+pub mod restarts;
+pub mod state_check;
+pub mod tenant_client;

@@ -1,0 +1,344 @@
+//! `agent run`: the daemon. Enters: the configuration, the journal and, with a `[tenant]`, the
+//! opened [`CloudStages`]. Leaves: the same as its tasks, until the shutdown token fires.
+//!
+//! [`run_all`] starts one task per role under one cancellation token, each a struct with a
+//! documented `run(self, cancel)`:
+//! - the domain feeds and password hash sync ([`super::feeds::run_feeds`], in the foreground);
+//! - [`StatusTask`]: the status file for `agent status` ([`super::status::file`]);
+//! - with a tenant, [`ProjectionTask`] (projection on a short tick, and delete releases),
+//!   [`PushTask`] (the push stage) and [`HeartbeatTask`] (heartbeats, restarts handed over).
+//!
+//! Heartbeats hand over restarts ([`crate::control::restarts`]): `Watermark`/`Full` make the
+//! domain's next pass a full read, `ForceDeletes`/`Full` release the domain's staged deletes; a
+//! restart is acknowledged once all of it is done. Heartbeats carry the staged deletes per
+//! configuration ([`crate::control::health`]); one goes out at once when projection stages deletes
+//! or a restart released them, rather than after the full interval.
+//!
+//! Shutdown: when the feeds have stopped (themselves bounded by the grace period), the token is
+//! cancelled for every task and they get [`task_deadline`] to finish; a task still running then is
+//! logged at ERROR, aborted, and named in [`RunError::TasksOverran`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::cloud_stages::{CloudStages, PROJECTION_CHUNK};
+use super::feeds::{RunError, run_feeds};
+use super::outbox_sink::OutboxSink;
+use super::status::file::Writer;
+use crate::config::Config;
+use crate::control::heartbeat::HeartbeatTask;
+use crate::control::restarts::{Release, RestartTracker, ResyncRequests};
+use crate::control::tenant_client::TenantClient;
+use crate::journal::Journal;
+use crate::projection::runner::Runner;
+use crate::push::{self, Outbox, PushConfig, PushStatus};
+
+/// The status file writer as a daemon task.
+pub struct StatusTask {
+    /// What the file is built from.
+    pub writer: Writer,
+    /// Rewrites the file at once (deletes staged or released).
+    pub wake: Arc<Notify>,
+}
+
+impl StatusTask {
+    /// Rewrites the status file every few seconds and when woken, a last time when `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        self.writer.run(self.wake, cancel).await;
+    }
+}
+
+/// Projection in the daemon: projects new journal events every `tick`, and carries out the delete
+/// releases the heartbeat task hands over.
+pub struct ProjectionTask {
+    /// Projection, writing to the outbox.
+    pub runner: Runner<OutboxSink>,
+    /// How often to look for new events (`[push] projection_tick_ms`).
+    pub tick: Duration,
+    /// Delete releases from the heartbeat task.
+    pub releases: mpsc::Receiver<Release>,
+    /// Restarts in progress; a release is one part of its restart.
+    pub restarts: Arc<RestartTracker>,
+    /// Wakes the heartbeat task (deletes staged or released).
+    pub beat_now: Arc<Notify>,
+    /// Wakes the status file writer.
+    pub status_wake: Arc<Notify>,
+}
+
+impl ProjectionTask {
+    /// Projects until `cancel` fires, then writes projection's snapshot. A non-retriable projection
+    /// error cancels `cancel` itself: the agent shuts down.
+    pub async fn run(self, cancel: CancellationToken) {
+        let ProjectionTask {
+            mut runner,
+            tick,
+            mut releases,
+            restarts,
+            beat_now,
+            status_wake,
+        } = self;
+        let mut unreleased: Vec<Release> = Vec::new();
+        loop {
+            loop {
+                match runner.run_once(PROJECTION_CHUNK).await {
+                    Ok(r) if r.events > 0 => {
+                        tracing::info!(
+                            events = r.events,
+                            enqueued = r.enqueued,
+                            staged = r.staged,
+                            cursor = r.cursor,
+                            "Projected journal events."
+                        );
+                        if r.staged > 0 {
+                            // "Delete threshold exceeded" should reach the tenant now, not in ten minutes.
+                            beat_now.notify_one();
+                            status_wake.notify_one();
+                        }
+                        if r.events < PROJECTION_CHUNK as u64 {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(error = %e, "Projection failed; retrying on the next tick.");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "Projection stopped; the agent shuts down.");
+                        cancel.cancel();
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(tick) => {}
+                Some(r) = releases.recv() => unreleased.push(r),
+            }
+            // Releases that fail (e.g. the outbox is briefly unavailable) are retried every tick.
+            let mut still = Vec::new();
+            for r in unreleased.drain(..) {
+                match runner.allow_deletes(r.domain.as_deref()).await {
+                    Ok(n) => {
+                        tracing::info!(released = n, domain = ?r.domain, restart = %r.id, "Staged deletes released by a restart.");
+                        restarts.part_done(r.id);
+                        beat_now.notify_one();
+                        status_wake.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, restart = %r.id, "Could not release staged deletes; retrying on the next tick.");
+                        still.push(r);
+                    }
+                }
+            }
+            unreleased = still;
+        }
+        if let Err(e) = runner.snapshot() {
+            tracing::warn!(error = %e, "Projection snapshot at shutdown failed; the next start replays.");
+        }
+    }
+}
+
+/// The push stage in the daemon.
+pub struct PushTask {
+    /// The outbox projection fills.
+    pub outbox: Arc<Outbox>,
+    /// The agent's client.
+    pub client: Arc<TenantClient>,
+    /// `[push]`.
+    pub config: PushConfig,
+    /// Where the stage publishes its status (for the status file).
+    pub status: watch::Sender<PushStatus>,
+}
+
+impl PushTask {
+    /// Pushes until `cancel` fires (in-flight batches get `shutdown_grace`). An error that stops
+    /// the stage cancels `cancel` itself: the agent shuts down.
+    pub async fn run(self, cancel: CancellationToken) {
+        match push::run(
+            self.outbox,
+            self.client,
+            self.config,
+            cancel.clone(),
+            self.status,
+        )
+        .await
+        {
+            Ok(s) => tracing::info!(checkpoint = s.checkpoint, "Push stage stopped."),
+            Err(e) => {
+                tracing::error!(error = %e, "Push stage stopped; the agent shuts down.");
+                cancel.cancel();
+            }
+        }
+    }
+}
+
+/// How long the tasks may take after the feeds stopped and the token was cancelled: the agent's
+/// grace period or the push stage's (in-flight batches), whichever is longer, plus five seconds
+/// for the last status file and projection's snapshot.
+pub fn task_deadline(config: &Config) -> Duration {
+    Duration::from_secs(config.agent.shutdown_grace_secs).max(config.push.shutdown_grace)
+        + Duration::from_secs(5)
+}
+
+/// Runs the feeds and, when `stages` is given, projection, push and heartbeats, until `shutdown`.
+pub async fn run_all(
+    config: Config,
+    journal: Journal,
+    stages: Option<CloudStages>,
+    shutdown: CancellationToken,
+    interactive: bool,
+) -> Result<(), RunError> {
+    let deadline = task_deadline(&config);
+    let mut tasks = Tasks::default();
+    // The status file for `agent status`, which cannot open the databases while this runs.
+    let status_wake = Arc::new(Notify::new());
+    let mut writer = Writer {
+        config: config.clone(),
+        creds: None,
+        journal: journal.clone(),
+        projection: None,
+        outbox: None,
+        push: None,
+    };
+    let resyncs = ResyncRequests::new();
+    if let Some(stages) = stages {
+        let CloudStages {
+            creds,
+            client,
+            outbox,
+            runner,
+            domains,
+            push: push_config,
+            ..
+        } = stages;
+        let (release_tx, release_rx) = mpsc::channel::<Release>(16);
+        let restarts = Arc::new(RestartTracker::default());
+        let beat_now = Arc::new(Notify::new());
+        let (push_tx, push_rx) = watch::channel(PushStatus::default());
+        writer.creds = Some(creds.clone());
+        // Projection's store is shared with the heartbeat task, which reads the staged deletes.
+        writer.projection = Some(runner.store().clone());
+        writer.outbox = Some(outbox.clone());
+        writer.push = Some(push_rx);
+        let heartbeat = HeartbeatTask {
+            client: client.clone(),
+            creds,
+            staged: runner.store().clone(),
+            domains,
+            every: Duration::from_secs(config.push.heartbeat_interval_secs),
+            beat_now: beat_now.clone(),
+            restarts: restarts.clone(),
+            resyncs: resyncs.clone(),
+            releases: release_tx,
+        };
+        let projection = ProjectionTask {
+            runner,
+            tick: Duration::from_millis(config.push.projection_tick_ms),
+            releases: release_rx,
+            restarts,
+            beat_now,
+            status_wake: status_wake.clone(),
+        };
+        let push = PushTask {
+            outbox,
+            client,
+            config: push_config,
+            status: push_tx,
+        };
+        tasks.spawn("projection", projection.run(shutdown.clone()));
+        tasks.spawn("push", push.run(shutdown.clone()));
+        tasks.spawn("heartbeat", heartbeat.run(shutdown.clone()));
+    }
+    let status = StatusTask {
+        writer,
+        wake: status_wake,
+    };
+    tasks.spawn("status file", status.run(shutdown.clone()));
+
+    let feeds = run_feeds(
+        config,
+        Arc::new(journal),
+        shutdown.clone(),
+        interactive,
+        resyncs,
+    )
+    .await;
+    shutdown.cancel();
+    let waited = tasks.wait(deadline).await;
+    feeds.and(waited)
+}
+
+/// The daemon's tasks, by name.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<()>,
+    names: Vec<(&'static str, AbortHandle)>,
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = self.set.spawn(task);
+        self.names.push((name, handle));
+    }
+
+    /// Waits for every task at most `deadline`; the ones still running then are logged, aborted
+    /// and named in the error.
+    async fn wait(mut self, deadline: Duration) -> Result<(), RunError> {
+        let set = &mut self.set;
+        let all = async {
+            while let Some(done) = set.join_next().await {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "A daemon task panicked.");
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, all).await.is_ok() {
+            return Ok(());
+        }
+        let running: Vec<&'static str> = self
+            .names
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|(name, _)| *name)
+            .collect();
+        self.set.abort_all();
+        tracing::error!(deadline_secs = deadline.as_secs(), tasks = ?running, "Daemon tasks still running at the shutdown deadline; abandoned.");
+        Err(RunError::TasksOverran {
+            deadline,
+            tasks: running,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_final_wait_names_the_tasks_still_running_at_the_deadline() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("quick", async {});
+        tasks.spawn("stuck", std::future::pending());
+        let started = tokio::time::Instant::now();
+        match tasks.wait(Duration::from_secs(15)).await {
+            Err(RunError::TasksOverran { deadline, tasks }) => {
+                assert_eq!(deadline, Duration::from_secs(15));
+                assert_eq!(tasks, vec!["stuck"]);
+            }
+            other => panic!("expected TasksOverran, got {other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+        let mut done = Tasks::default();
+        done.spawn("quick", async {});
+        assert!(done.wait(Duration::from_secs(1)).await.is_ok());
+    }
+}

@@ -80,3 +80,42 @@ fn an_environment_variable_for_an_unknown_section_is_refused() {
     );
     assert!(!stderr.contains("S3cret-from-env"), "{stderr}");
 }
+
+/// `--set` is the last layer: over the file and over the environment; a bad one names itself.
+#[test]
+fn a_set_flag_overrides_the_environment_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, TOML).unwrap();
+    let run = |set: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
+        cmd.args(["agent", "check-config", "--config", path.to_str().unwrap()]);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
+        cmd.env("CLOUDSYNC_DOMAINS__CORP__PASSWORD", "S3cret-from-env");
+        cmd.env("CLOUDSYNC_AGENT__JOURNAL_DIR", "/from/the/env");
+        cmd.output().unwrap()
+    };
+    let out = run(&[
+        "agent.journal_dir=/from/the/flag",
+        "domains.corp.poll_interval_secs=9",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("/from/the/flag"), "{stdout}");
+    assert!(!stdout.contains("/from/the/env"), "{stdout}");
+    assert!(stdout.contains("poll_interval_secs: 9,"), "{stdout}");
+
+    let bad = run(&["domain.corp.url=ldap://x"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("--set") && stderr.contains("no configuration section `domain`"),
+        "{stderr}"
+    );
+}

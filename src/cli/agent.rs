@@ -9,6 +9,8 @@ use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
 use cloudsync_agent::config::Config;
+
+use super::config_args::ConfigArgs;
 use cloudsync_agent::control::credentials::AgentCredentials;
 use cloudsync_agent::control::register::{RegisterError, register};
 use cloudsync_agent::control::state_check::check_state;
@@ -23,9 +25,8 @@ use cloudsync_agent::runtime::{CloudReport, SyncOnceOptions, SyncOnceReport, syn
 pub enum AgentCommand {
     /// Run one initial-or-delta pass per domain and print what was appended.
     SyncOnce {
-        /// The agent configuration (TOML; CLOUDSYNC_* environment variables override it).
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Stop pushing after this many seconds even if the outbox is not drained (operations
         /// waiting for a retry stay in the outbox for the next run).
         #[arg(long, default_value_t = 300)]
@@ -33,22 +34,19 @@ pub enum AgentCommand {
     },
     /// Keep every domain's feed going until SIGTERM/SIGINT, then drain and exit 0.
     Run {
-        /// The agent configuration (TOML; CLOUDSYNC_* environment variables override it).
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Validate the configuration (every problem at once) and print the result, secrets redacted.
     CheckConfig {
-        /// The agent configuration.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Register this agent with the tenant (admin password from stdin or CLOUDSYNC_ADMIN_PASSWORD),
     /// create or reuse one configuration per domain, and write the credentials file (0600).
     Register {
-        /// The agent configuration (needs a [tenant] section).
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// A Global Administrator or Hybrid Identity Administrator of the tenant.
         #[arg(long)]
         admin_upn: String,
@@ -58,9 +56,8 @@ pub enum AgentCommand {
         /// The object's distinguished name.
         #[arg(long)]
         dn: String,
-        /// The agent configuration.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Print the agent's local state: journal, projection, staged deletes, outbox, registration.
     /// While `agent run` holds the databases, its status file is shown instead. Exit code: 0 all
@@ -79,23 +76,22 @@ pub enum AgentCommand {
     },
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
-        /// The agent configuration.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Only this domain (DNS name).
         #[arg(long)]
         domain: Option<String>,
     },
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).with_context(|| format!("while loading {}", path.display()))
+fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+    args.load()
 }
 
 /// [`load`], then the state check: every command that opens the agent's state refuses to start on
 /// group- or world-accessible state (`private_fs`).
-fn load_checked(path: &std::path::Path) -> anyhow::Result<Config> {
-    let config = load(path)?;
+fn load_checked(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let config = load(args)?;
     check_state(&config)?;
     Ok(config)
 }

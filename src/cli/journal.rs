@@ -69,8 +69,8 @@ pub enum JournalCommand {
     /// `agent run` re-reads every domain in full and converges the tenant (docs/journal.md).
     Rebuild {
         /// The agent configuration (names the journal, projection and outbox directories).
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: super::config_args::ConfigArgs,
     },
     /// Test helper for the crash test: appends batches forever, printing `ack FIRST LAST BATCH` after each.
     #[command(hide = true)]
@@ -302,9 +302,8 @@ fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn rebuild(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = cloudsync_agent::config::Config::load(config_path)
-        .with_context(|| format!("while loading {}", config_path.display()))?;
+fn rebuild(args: &super::config_args::ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = args.load()?;
     cloudsync_agent::control::state_check::check_state(&config)?;
     let now = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(

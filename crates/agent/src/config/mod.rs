@@ -27,7 +27,7 @@
 //! [`crate::source::phs::PhsSettings`] and `[fips]` [`crate::phs::FipsSettings`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -45,7 +45,7 @@ pub use validate::Problem;
 pub struct Config {
     /// Agent-wide settings.
     #[serde(default)]
-    pub agent: AgentConfig,
+    pub agent: crate::runtime::AgentConfig,
     /// The domains to read, by local label.
     #[serde(default)]
     pub domains: BTreeMap<String, DomainConfig>,
@@ -65,54 +65,6 @@ pub struct Config {
     /// Password hash sync (`[phs]`); off unless `enabled = true`.
     #[serde(default)]
     pub phs: crate::source::phs::PhsSettings,
-}
-
-/// Agent-wide settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AgentConfig {
-    /// Where the event journal lives.
-    pub journal_dir: PathBuf,
-    /// Entries buffered per pass before a chunk is appended without the cookie, in KiB (approximate).
-    pub memory_budget_kib: u64,
-    /// How long `agent run` waits for passes to finish after SIGTERM before it gives up, in seconds.
-    pub shutdown_grace_secs: u64,
-    /// Projection's store (state snapshot, provisioning log); default: `projection` next to the journal.
-    pub projection_dir: Option<PathBuf>,
-    /// The push stage's outbox; default: `outbox` next to the journal.
-    pub outbox_dir: Option<PathBuf>,
-}
-
-impl AgentConfig {
-    fn beside_journal(&self, name: &str) -> PathBuf {
-        self.journal_dir.with_file_name(name)
-    }
-
-    /// Where projection's store lives.
-    pub fn projection_dir(&self) -> PathBuf {
-        self.projection_dir
-            .clone()
-            .unwrap_or_else(|| self.beside_journal("projection"))
-    }
-
-    /// Where the outbox lives.
-    pub fn outbox_dir(&self) -> PathBuf {
-        self.outbox_dir
-            .clone()
-            .unwrap_or_else(|| self.beside_journal("outbox"))
-    }
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        AgentConfig {
-            journal_dir: PathBuf::from("/var/lib/cloudsync/journal"),
-            memory_budget_kib: 64 * 1024,
-            shutdown_grace_secs: 30,
-            projection_dir: None,
-            outbox_dir: None,
-        }
-    }
 }
 
 /// Why the configuration could not be used.
@@ -272,6 +224,7 @@ fn unknown_env_sections(prefix: &str, names: impl Iterator<Item = String>) -> Ve
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn names(list: &[&str]) -> impl Iterator<Item = String> {
         list.iter()

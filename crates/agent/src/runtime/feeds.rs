@@ -154,7 +154,9 @@ pub async fn run_feeds(
     };
     // Password hash sync: its cycles run beside the feeds; the feed's sink wakes them.
     let signals = super::phs::PhsSignals::for_config(&config);
-    super::phs::spawn_phs(&config, &journal, &signals, &shutdown, &tracker);
+    for task in super::phs::phs_tasks(&config, &journal, &signals) {
+        tracker.spawn(task.run(shutdown.child_token()));
+    }
     let sink = Arc::new(super::phs::PasswordSignalSink::new(journal, signals));
     for (label, cfg) in config.domains {
         let wake = Arc::new(Notify::new());

@@ -22,8 +22,10 @@ pub mod outbox_sink;
 pub mod phs;
 mod progress;
 pub mod rebuild;
+mod settings;
 pub mod status;
 mod sync_once;
 
 pub use progress::Progress;
+pub use settings::AgentConfig;
 pub use sync_once::{CloudCycleError, CloudReport, SyncOnceOptions, SyncOnceReport, sync_once};

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -249,38 +248,50 @@ impl<S: EventSink> EventSink for PasswordSignalSink<S> {
     }
 }
 
-/// Starts one PHS task per domain on `tracker` when `[phs] enabled = true`; returns how many.
-/// A FIPS refusal starts none (logged at WARN); a domain whose stage cannot be built is logged at
-/// ERROR and skipped, the others run.
-pub fn spawn_phs(
-    config: &Config,
-    journal: &Journal,
-    signals: &PhsSignals,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) -> usize {
-    if !config.phs.enabled {
-        return 0;
+/// One domain's password hash sync in the daemon: a cycle on every interval, and one more whenever the
+/// feed's sink signals a password change ([`PasswordSignalSink`]).
+pub struct PhsTask {
+    domain: String,
+    cycle: PhsCycle<Journal>,
+    signal: Arc<Notify>,
+    interval: std::time::Duration,
+}
+
+impl PhsTask {
+    /// Cycles until `cancel` fires; a cycle in flight at cancellation finishes its journal write or
+    /// leaves nothing (the cookie is written with the hashes, so the next start re-reads the rest).
+    pub async fn run(self, cancel: CancellationToken) {
+        tracing::info!(domain = %self.domain, interval_secs = self.interval.as_secs(), "Password hash sync started.");
+        self.cycle.run(self.signal, self.interval, cancel).await
     }
-    let mut started = 0;
+}
+
+/// The PHS tasks to run beside the feeds, one per domain, when `[phs] enabled = true`. A FIPS refusal
+/// gives none (logged at WARN); a domain whose stage cannot be built is logged at ERROR and skipped,
+/// the others run.
+pub fn phs_tasks(config: &Config, journal: &Journal, signals: &PhsSignals) -> Vec<PhsTask> {
+    if !config.phs.enabled {
+        return Vec::new();
+    }
+    let mut tasks = Vec::new();
     for (label, d) in &config.domains {
         match build_cycle(config, label, journal) {
-            Ok(cycle) => {
-                let signal = signals.get(&d.dns_name).unwrap_or_default();
-                tracing::info!(domain = %d.dns_name, interval_secs = config.phs.interval_secs, "Password hash sync started.");
-                tracker.spawn(cycle.run(signal, config.phs.interval(), cancel.child_token()));
-                started += 1;
-            }
+            Ok(cycle) => tasks.push(PhsTask {
+                domain: d.dns_name.clone(),
+                cycle,
+                signal: signals.get(&d.dns_name).unwrap_or_default(),
+                interval: config.phs.interval(),
+            }),
             Err(e) if e.is_fips_refusal() => {
                 warn_fips(&e);
-                return 0;
+                return Vec::new();
             }
             Err(e) => {
                 tracing::error!(domain = %d.dns_name, error = %e, "Password hash sync cannot start for this domain.");
             }
         }
     }
-    started
+    tasks
 }
 
 #[cfg(test)]

@@ -569,7 +569,7 @@ fn an_attribute_cleared_in_ad_is_cleared_in_the_upsert() {
     ));
     let ops = r.feed(delta(1, dn, &[("title", &[]), ("proxyAddresses", &[])]));
     let u = the_upsert(&ops);
-    // The upsert is a full replacement (src/api/ops.rs): a target left out is cleared in the cloud.
+    // The upsert is a full replacement (crates/api/src/ops.rs): a target left out is cleared in the cloud.
     assert!(!u.attributes.contains_key("jobTitle"), "{u:?}");
     assert!(!u.attributes.contains_key("proxyAddresses"), "{u:?}");
     assert_eq!(u.attributes["displayName"], "User 1");

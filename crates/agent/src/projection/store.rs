@@ -75,12 +75,21 @@ pub struct ProjectionStore {
     provlog: ProvLog,
 }
 
+/// How long [`ProjectionStore::open`] waits for a file lock a just-dropped handle still holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl ProjectionStore {
-    /// Opens (creating) the store in `dir`.
+    /// Opens (creating) the store in `dir`. sled releases a dropped handle's file lock
+    /// asynchronously, so a lock conflict is retried for up to [`LOCK_WAIT`] (blocking the calling
+    /// thread, once at start) like the journal and the outbox do, then returned.
     pub fn open(dir: &std::path::Path) -> Result<ProjectionStore, StoreError> {
         // 0700 even without the binary's umask: the snapshot holds salted password hashes.
         cloudsync_private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
-        let db = sled::Config::new().path(dir).open()?;
+        let db = cloudsync_private_fs::lock::open_waiting_for_lock(
+            LOCK_WAIT,
+            || sled::Config::new().path(dir).open(),
+            |e| matches!(e, sled::Error::Io(io) if cloudsync_private_fs::lock::is_lock_conflict(io)),
+        )?;
         Ok(ProjectionStore {
             snapshot: db.open_tree("snapshot")?,
             staged: db.open_tree("staged")?,
@@ -194,6 +203,21 @@ impl ProjectionStore {
 mod tests {
     use super::*;
     use cloudsync_api::ops::{ObjectKind, Operation};
+
+    /// A reopen right after another handle is dropped (a restart, a test's reboot) waits for sled to
+    /// let go of the file lock instead of failing with `WouldBlock` (projection_runner flaked on it).
+    #[test]
+    fn a_reopen_waits_for_the_lock_a_dropped_handle_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = ProjectionStore::open(dir.path()).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let reopened = ProjectionStore::open(dir.path());
+        release.join().unwrap();
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+    }
 
     #[test]
     fn snapshot_round_trip_and_corruption_is_detected() {

@@ -13,7 +13,6 @@ use cloudsync_agent::nt_hash::NtHash;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
 use cloudsync_agent::source::drsr::{DrsrClient, DrsrError, DrsrSettings};
 use common::lab::{self, LabDc};
-use md4::{Digest, Md4};
 use zeroize::Zeroizing;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -21,12 +20,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// MD4(UTF-16LE(password)), computed independently of `cloudsync_agent::phs`.
-fn md4_hex(password: &str) -> String {
-    let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    hex::encode(Md4::digest(&utf16))
 }
 
 fn settings(dc: &LabDc, user: &str, password: &str, partial: bool) -> DrsrSettings {
@@ -100,12 +93,12 @@ fn full_then_incremental(partial: bool) {
         let (hash, disabled) = by_cn
             .get(&sam)
             .unwrap_or_else(|| panic!("{sam} has no replicated hash"));
-        assert_eq!(hash, &md4_hex(&lab::seeded_password(&sam)), "{sam}");
+        assert_eq!(hash, &common::md4_hex(&lab::seeded_password(&sam)), "{sam}");
         assert_eq!(*disabled, Some(false), "{sam}");
     }
     for i in 1..=lab::STAFF_USERS {
         let sam = format!("staff{i:03}");
-        assert_eq!(by_cn[&sam].0, md4_hex(&lab::seeded_password(&sam)));
+        assert_eq!(by_cn[&sam].0, common::md4_hex(&lab::seeded_password(&sam)));
     }
 
     // Nothing changed: the incremental run carries no passwords.
@@ -128,10 +121,10 @@ fn full_then_incremental(partial: bool) {
         .block_on(DrsrClient::replicate(&s, Some(&again.cookie)))
         .unwrap();
     let by_cn = hashes_by_cn(&delta);
-    assert_eq!(by_cn["user00042"].0, md4_hex("New!Secret4242"));
+    assert_eq!(by_cn["user00042"].0, common::md4_hex("New!Secret4242"));
     assert_ne!(
         by_cn["user00042"].0,
-        md4_hex(&lab::seeded_password("user00042"))
+        common::md4_hex(&lab::seeded_password("user00042"))
     );
     assert!(
         delta.objects < 20,
@@ -140,7 +133,7 @@ fn full_then_incremental(partial: bool) {
     );
     // The disabled account's hash still replicates when its object does (UAC changed).
     if let Some((hash, disabled)) = by_cn.get("user00043") {
-        assert_eq!(hash, &md4_hex(&lab::seeded_password("user00043")));
+        assert_eq!(hash, &common::md4_hex(&lab::seeded_password("user00043")));
         assert_eq!(*disabled, Some(true));
     }
     let _ = NtHash::from_password("unused"); // the public API the PHS stage consumes

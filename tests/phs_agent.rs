@@ -53,20 +53,6 @@ fn hash_events(events: &[Event]) -> Vec<([u8; 16], String)> {
         .collect()
 }
 
-/// Every byte of every file under `dir`.
-fn all_bytes(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_bytes(&path));
-        } else {
-            out.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -154,7 +140,7 @@ fn sync_once_journals_salted_hashes_follows_resets_and_yields_to_fips() {
     assert!(!h.matches(&NtHash::from_password(&lab::seeded_password("user00007"))));
 
     // DESIGN invariant 4: no NT hash (raw or hex) in any journal file.
-    let bytes = all_bytes(&journal_dir);
+    let bytes = common::all_bytes(&journal_dir);
     let mut passwords: Vec<String> = (1..=50)
         .map(|i| lab::seeded_password(&format!("user{i:05}")))
         .collect();

@@ -48,20 +48,6 @@ fn hash_events(journal: &Journal, from: u64) -> Vec<([u8; 16], String)> {
         .collect()
 }
 
-/// Every byte of every file under `dir`.
-fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_bytes(&path));
-        } else {
-            out.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -143,7 +129,7 @@ fn cycles_journal_only_salted_strings_and_follow_resets() {
 
     // DESIGN invariant 4: no NT hash (raw or hex) in any journal file.
     drop(cycle);
-    let bytes = all_bytes(&dir.path().join("journal"));
+    let bytes = common::all_bytes(&dir.path().join("journal"));
     let mut passwords: Vec<String> = (1..=50)
         .map(|i| lab::seeded_password(&format!("user{i:05}")))
         .collect();

@@ -8,12 +8,6 @@ use std::collections::HashMap;
 
 use cloudsync_agent::source::samba_priv;
 use common::lab::{self, LabDc};
-use md4::{Digest, Md4};
-
-fn md4_hex(password: &str) -> String {
-    let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    hex::encode(Md4::digest(&utf16))
-}
 
 #[test]
 fn reads_every_hash_then_only_changes() {
@@ -36,7 +30,11 @@ fn reads_every_hash_then_only_changes() {
         .collect();
     for i in 1..=lab::TEMPLATE_USERS {
         let sam = format!("user{i:05}");
-        assert_eq!(by_cn[&sam], md4_hex(&lab::seeded_password(&sam)), "{sam}");
+        assert_eq!(
+            by_cn[&sam],
+            common::md4_hex(&lab::seeded_password(&sam)),
+            "{sam}"
+        );
     }
     assert!(full.highest_usn > 0);
 
@@ -55,7 +53,7 @@ fn reads_every_hash_then_only_changes() {
     assert_eq!(delta.hashes.len(), 1, "{:?}", delta.hashes);
     assert_eq!(
         hex::encode(delta.hashes[0].nt_hash.expose()),
-        md4_hex("Fresh!Pass0007")
+        common::md4_hex("Fresh!Pass0007")
     );
     assert!(delta.highest_usn > full.highest_usn);
 }

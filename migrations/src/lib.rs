@@ -1,3 +1,5 @@
+//! Journal format migrations. Enters: an open sled database of an older format. Leaves: it at the current one.
+//!
 //! Numbered, forward-only migrations of the cloudsync journal's on-disk format.
 //!
 //! Enters: an open `sled::Db` and the format version the running build writes. Leaves: the database at that

@@ -1,3 +1,5 @@
+//! The agent ↔ tenant contract. Enters: nothing (pure data). Leaves: the wire types both sides serialise.
+//!
 //! The agent ↔ tenant contract: wire types shared by both sides.
 //!
 //! Enters: nothing (pure data). Leaves: serde types that the agent serialises and the local tenant

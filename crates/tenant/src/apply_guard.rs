@@ -2,7 +2,7 @@
 //! attribute names and the version bound (the rules are stated in [`cloudsync_api::ops`]).
 //!
 //! Enters: the calling configuration, an anchor, an upsert's attributes or a version. Leaves: the
-//! caller's own object behind an anchor, or the per-item [`Outcome`] that refuses the operation.
+//! caller's own object behind an anchor, or the per-item `Outcome` that refuses the operation.
 //! Nothing here writes, except [`note_version`] on the configuration record the batch stores.
 
 use uuid::Uuid;

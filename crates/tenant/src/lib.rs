@@ -1,3 +1,5 @@
+//! The local tenant. Enters: HTTPS from agents, admins and Graph clients. Leaves: answers, and its sled state.
+//!
 //! The local tenant: an emulated cloud directory that agents, tests and the quickstart run against.
 //!
 //! Enters: HTTPS requests from agents (registration, heartbeats, operation batches), admins (token

@@ -1,3 +1,5 @@
+//! Loading the configuration. Enters: a TOML file, `CLOUDSYNC_*` variables, `--set`. Leaves: a validated [`Config`].
+//!
 //! Layered agent configuration: defaults → TOML file → `CLOUDSYNC_*` environment (`__` nests keys).
 //!
 //! Enters: a TOML file path and the process environment. Leaves: a validated [`Config`], or a

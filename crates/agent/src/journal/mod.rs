@@ -1,3 +1,5 @@
+//! The event journal. Enters: event batches with source checkpoints. Leaves: events in sequence order, cursors.
+//!
 //! The event journal: a durable, ordered log of [`Event`]s in sled, with source checkpoints and consumer
 //! cursors.
 //!

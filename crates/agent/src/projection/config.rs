@@ -98,7 +98,7 @@ pub struct Compiled {
     pub mappings: Mappings,
     /// The attributes kept per object.
     pub table: AttrTable,
-    /// Table ids of the attributes projection reads itself (all in [`ALWAYS_KEPT`]).
+    /// Table ids of the attributes projection reads itself (all in `ALWAYS_KEPT`).
     pub ids: FixedIds,
     /// The delete threshold (0: off).
     pub delete_threshold: u32,

@@ -1,3 +1,5 @@
+//! Projection. Enters: journal events in sequence order. Leaves: cloud operations into the outbox, a provisioning log.
+//!
 //! Projection: a deterministic function from the journal to (a) the projected state of every object and
 //! (b) the cloud operations the push stage sends.
 //!

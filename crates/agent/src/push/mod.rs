@@ -1,3 +1,5 @@
+//! The push stage. Enters: operations in the durable outbox. Leaves: batches over HTTPS, an in-order checkpoint.
+//!
 //! The push stage: delivers the durable outbox of cloud operations to the tenant, batched, in
 //! order per object, resumable, and exactly once in effect.
 //!

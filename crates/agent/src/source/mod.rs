@@ -1,3 +1,5 @@
+//! Sources. Enters: Active Directory (LDAP, MS-DRSR, Samba's ldap_priv). Leaves: events through an [`EventSink`].
+//!
 //! Sources: readers of Active Directory that turn directory changes into journal events.
 //!
 //! - [`ldap`] — the DirSync change feed (and the uSNChanged fallback).

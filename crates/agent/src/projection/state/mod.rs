@@ -1,3 +1,5 @@
+//! Projection's state. Enters: the projector's changes per object. Leaves: lookups, and the snapshot bytes.
+//!
 //! The projected state: every object projection knows, its DN, memberships, pending member references and
 //! in-progress resyncs — compact enough for a million objects in a few hundred MiB — and its byte form.
 //!

@@ -55,9 +55,9 @@ const MULTI: &[&str] = &[
 pub enum Shape {
     /// Single-valued text.
     Single,
-    /// Binary ([`BINARY`]): the first value as [`Value::Bin`].
+    /// Binary (`BINARY`): the first value as [`Value::Bin`].
     Binary,
-    /// Multi-valued text ([`MULTI`]): [`Value::Multi`] even with one value.
+    /// Multi-valued text (`MULTI`): [`Value::Multi`] even with one value.
     Multi,
 }
 

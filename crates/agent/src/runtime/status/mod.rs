@@ -9,7 +9,7 @@
 //! # While `agent run` holds the databases
 //! sled locks each database exclusively (an `flock` on its `db` file), so a second process cannot open
 //! them while the daemon runs. The daemon therefore writes the same report to a **status file**
-//! ([`file`]) every [`file::WRITE_EVERY`] and at once when deletes are staged or released; `status`
+//! ([`file`](mod@file)) every [`file::WRITE_EVERY`] and at once when deletes are staged or released; `status`
 //! probes the journal's lock without waiting ([`file::held_by_another_process`]) and, when the daemon
 //! holds it, prints the file instead (saying so, with its age). The file only adds what the running
 //! daemon knows in memory: the push stage's configuration quarantine.

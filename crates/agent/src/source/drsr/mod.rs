@@ -1,3 +1,5 @@
+//! MS-DRSR replication. Enters: a DC, credentials, a replication cookie. Leaves: NT hashes by objectGUID, a new cookie.
+//!
 //! MS-DRSR replication client for password hash sync.
 //!
 //! Enters: a domain controller address, the sync account's credentials, and the stored replication

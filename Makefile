@@ -25,7 +25,7 @@ fmt: ## Format the code.
 
 lint: ## fmt --check and clippy with warnings as errors.
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 bench: ## Run every benchmark (ratios measured in one run; see README "Status and measured figures").
 	cargo bench

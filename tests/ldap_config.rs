@@ -119,3 +119,62 @@ fn a_set_flag_overrides_the_environment_and_the_file() {
         "{stderr}"
     );
 }
+
+/// The real installer's `ENVIRONMENTNAME=AzureUSGovernment` selects the cloud of an agent with a tenant;
+/// `CLOUDSYNC_TENANT__ENVIRONMENT` (and `--set`) still win over it; without a `[tenant]` it adds none.
+#[test]
+fn environmentname_selects_the_cloud_as_the_real_installer_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_tenant = dir.path().join("tenant.toml");
+    std::fs::write(
+        &with_tenant,
+        format!(
+            "{TOML}\n[tenant]\nurl = \"https://127.0.0.1:8443\"\ntenant_id = \"contoso.onmicrosoft.com\"\n\
+             credentials_file = \"{}\"\n",
+            dir.path().join("creds.json").display()
+        ),
+    )
+    .unwrap();
+    let pw = ("CLOUDSYNC_DOMAINS__CORP__PASSWORD", "S3cret-from-env");
+    let gov = check_config(
+        &with_tenant,
+        &[pw, ("ENVIRONMENTNAME", "AzureUSGovernment")],
+    );
+    let stdout = String::from_utf8_lossy(&gov.stdout);
+    assert!(
+        gov.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gov.stderr)
+    );
+    assert!(
+        stdout.contains("environment: AzureUSGovernment"),
+        "{stdout}"
+    );
+
+    let explicit = check_config(
+        &with_tenant,
+        &[
+            pw,
+            ("ENVIRONMENTNAME", "AzureUSGovernment"),
+            ("CLOUDSYNC_TENANT__ENVIRONMENT", "AzureChinaCloud"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&explicit.stdout);
+    assert!(stdout.contains("environment: AzureChinaCloud"), "{stdout}");
+
+    let bad = check_config(&with_tenant, &[pw, ("ENVIRONMENTNAME", "AzureGermanCloud")]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(stderr.contains("AzureGermanCloud"), "{stderr}");
+
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, TOML).unwrap();
+    let no_tenant = check_config(&path, &[pw, ("ENVIRONMENTNAME", "AzureUSGovernment")]);
+    let stdout = String::from_utf8_lossy(&no_tenant.stdout);
+    assert!(
+        no_tenant.status.success(),
+        "{}",
+        String::from_utf8_lossy(&no_tenant.stderr)
+    );
+    assert!(stdout.contains("tenant: None"), "{stdout}");
+}

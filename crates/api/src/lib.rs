@@ -26,6 +26,7 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod environment;
 pub mod error;
 pub mod logs;
 pub mod ops;
@@ -37,54 +38,4 @@ pub const MAX_BATCH_OPERATIONS: usize = 500;
 /// The largest request body the tenant accepts, in bytes; larger bodies are answered with 413.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// The cloud a tenant belongs to, as the real agent's `ENVIRONMENTNAME` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Environment {
-    /// Microsoft Entra ID global (login.microsoftonline.com).
-    AzureCloud,
-    /// Microsoft Entra ID for US Government (login.microsoftonline.us).
-    AzureUSGovernment,
-    /// Microsoft Entra ID operated by 21Vianet (login.chinacloudapi.cn).
-    AzureChinaCloud,
-}
-
-impl Environment {
-    /// The environment's name as used on the command line and in the wire format.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::AzureCloud => "AzureCloud",
-            Environment::AzureUSGovernment => "AzureUSGovernment",
-            Environment::AzureChinaCloud => "AzureChinaCloud",
-        }
-    }
-
-    /// The real cloud's login host, which the emulator reports in its OpenID configuration.
-    pub fn login_host(self) -> &'static str {
-        match self {
-            Environment::AzureCloud => "login.microsoftonline.com",
-            Environment::AzureUSGovernment => "login.microsoftonline.us",
-            Environment::AzureChinaCloud => "login.chinacloudapi.cn",
-        }
-    }
-}
-
-impl std::str::FromStr for Environment {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "AzureCloud" => Ok(Environment::AzureCloud),
-            "AzureUSGovernment" => Ok(Environment::AzureUSGovernment),
-            "AzureChinaCloud" => Ok(Environment::AzureChinaCloud),
-            other => Err(format!(
-                "unknown environment {other:?}: expected AzureCloud, AzureUSGovernment or AzureChinaCloud"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Environment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use environment::{CloudEndpoints, Environment};

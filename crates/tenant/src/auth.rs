@@ -350,11 +350,7 @@ pub async fn openid_configuration(
     }
     let base = super::graph::base_url(&state, &headers, &uri);
     let tid = state.identity.tenant_id;
-    let cloud = match state.identity.environment {
-        cloudsync_api::Environment::AzureCloud => "microsoftonline.com",
-        cloudsync_api::Environment::AzureUSGovernment => "microsoftonline.us",
-        cloudsync_api::Environment::AzureChinaCloud => "partner.microsoftonline.cn",
-    };
+    let cloud = state.identity.environment.endpoints().cloud_instance_name;
     Ok(Json(serde_json::json!({
         "issuer": state.signer.issuer(),
         "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),

@@ -109,7 +109,21 @@ impl Config {
             let section = key.as_str().split('.').next().unwrap_or_default();
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
-        let mut figment = Figment::new().merge(Toml::file_exact(path)).merge(env);
+        let has_tenant = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(env.clone())
+            .contains("tenant");
+        let mut figment = Figment::new().merge(Toml::file_exact(path));
+        // The real installer's `ENVIRONMENTNAME=AzureUSGovernment`: the `[tenant] environment` of an agent
+        // that has a tenant, under the `CLOUDSYNC_*` variables and `--set`.
+        if has_tenant {
+            figment = figment.merge(
+                Env::raw()
+                    .only(&[ENVIRONMENT_NAME])
+                    .map(|_| "tenant.environment".into()),
+            );
+        }
+        figment = figment.merge(env);
         for o in overrides {
             figment = figment.merge(Serialized::default(&o.key, &o.value));
         }
@@ -181,6 +195,10 @@ impl std::str::FromStr for Override {
         })
     }
 }
+
+/// The real installer's environment variable naming the cloud (`AzureUSGovernment`); sets
+/// `[tenant] environment` when the configuration has a tenant.
+pub const ENVIRONMENT_NAME: &str = "ENVIRONMENTNAME";
 
 /// The file's top-level sections, the only ones the environment may set.
 pub const SECTIONS: [&str; 7] = [

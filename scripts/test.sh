@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine as root:
-#   scripts/test.sh                 install what is missing (Samba AD DC, Chromium), build once, run every test
+#   scripts/test.sh                 install what is missing (Samba AD DC, Chromium, systemd-analyze), build once, run every test
 #   scripts/test.sh --install-only  only install the system packages
 #   scripts/test.sh -- ARGS         extra arguments for the test runner (e.g. a test name filter)
 #
@@ -24,6 +24,7 @@ need_pkgs=()
 command -v samba >/dev/null 2>&1 && command -v samba-tool >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1 \
   || need_pkgs+=(samba)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test.sh: missing ${need_pkgs[*]}; run as root (or install them: scripts/lab.sh install; apt-get install chromium)" >&2
@@ -32,10 +33,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   for p in "${need_pkgs[@]}"; do
     case "$p" in
       samba) scripts/lab.sh install ;;
-      chromium)
+      chromium|systemd)
         export DEBIAN_FRONTEND=noninteractive
         ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
-        apt-get install -y -qq --no-install-recommends chromium >/dev/null ;;
+        apt-get install -y -qq --no-install-recommends "$p" >/dev/null ;;
     esac
   done
 fi

@@ -74,6 +74,9 @@ pub enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the agent's hardened systemd unit (`cloudsync-agent.service`) for this configuration and
+    /// print the commands that create its account and state directories, install and start it.
+    Units(super::agent_units::UnitsArgs),
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         #[command(flatten)]
@@ -110,6 +113,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         .context("while starting the async runtime")?;
     match cmd {
         AgentCommand::Status { config, json } => super::agent_status::run(&config, json),
+        AgentCommand::Units(args) => super::agent_units::run(args),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;
             println!("{config:#?}");

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod agent_status;
+pub mod agent_units;
 pub mod config_args;
 pub mod journal;
 pub mod phs;

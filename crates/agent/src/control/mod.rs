@@ -9,6 +9,7 @@
 //! - [`heartbeat`] — the heartbeat call and the daemon's heartbeat task; [`health`] — what a
 //!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
+//! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
 //!
 //! Invariant: nothing here imports the tenant crate; only [`cloudsync_api`] wire types cross.
 
@@ -17,5 +18,6 @@ pub mod health;
 pub mod heartbeat;
 pub mod register;
 pub mod restarts;
+pub mod service_unit;
 pub mod state_check;
 pub mod tenant_client;

@@ -1,0 +1,214 @@
+//! The agent's systemd service unit. Enters: the loaded configuration (its state paths and shutdown
+//! grace), the binary's path, the configuration file's path and the account the service runs as. Leaves:
+//! the text of `cloudsync-agent.service`, hardened (`ProtectSystem=strict` with write access only to the
+//! agent's state, `NoNewPrivileges`, no capabilities, private /tmp and devices), logging structured JSON
+//! lines to the journal as `agent run --log-json` does anywhere else.
+//!
+//! Paths are written as quoted systemd arguments; a path systemd cannot carry (a newline, a double
+//! quote, a backslash) is refused rather than written wrongly.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+/// The unit's file name.
+pub const AGENT_UNIT: &str = "cloudsync-agent.service";
+
+/// What the unit runs and as whom.
+#[derive(Debug, Clone)]
+pub struct UnitOptions {
+    /// The `cloudsync` binary (absolute).
+    pub binary: PathBuf,
+    /// The agent configuration file (absolute).
+    pub config_file: PathBuf,
+    /// The account and group the service runs as.
+    pub user: String,
+}
+
+/// Why no unit could be written.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    /// A path systemd's quoting cannot carry, or one that is not absolute.
+    #[error("{what} {path:?} cannot be written into a unit file: {why}")]
+    Path {
+        /// Which path.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why not.
+        why: &'static str,
+    },
+    /// A user name systemd would not accept.
+    #[error(
+        "user {0:?} is not a valid account name (letters, digits, '_', '-', '.'; not starting with '-')"
+    )]
+    User(String),
+}
+
+/// One path as a quoted systemd argument (`%` doubled, as systemd's specifiers require).
+fn quoted(what: &'static str, path: &Path) -> Result<String, UnitError> {
+    let refuse = |why| UnitError::Path {
+        what,
+        path: path.to_path_buf(),
+        why,
+    };
+    if !path.is_absolute() {
+        return Err(refuse("it is not absolute"));
+    }
+    let text = path.to_str().ok_or_else(|| refuse("it is not UTF-8"))?;
+    if text.contains(['\n', '\r', '"', '\\']) {
+        return Err(refuse("it holds a newline, a double quote or a backslash"));
+    }
+    Ok(format!("\"{}\"", text.replace('%', "%%")))
+}
+
+/// The directories the running agent writes: the journal's parent (the journal, the status file, and by
+/// default projection and outbox), and projection's and the outbox's own when configured elsewhere;
+/// none listed under another.
+pub fn writable_dirs(config: &Config) -> BTreeSet<PathBuf> {
+    let parent = |p: &Path| {
+        p.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| p.to_path_buf())
+    };
+    let all = [
+        parent(&config.agent.journal_dir),
+        config.agent.projection_dir(),
+        config.agent.outbox_dir(),
+    ];
+    // A directory under another one already writable adds nothing.
+    all.iter()
+        .filter(|d| !all.iter().any(|o| o != *d && d.starts_with(o)))
+        .cloned()
+        .collect()
+}
+
+/// The text of `cloudsync-agent.service` for `config`.
+pub fn agent_unit(config: &Config, options: &UnitOptions) -> Result<String, UnitError> {
+    let user = &options.user;
+    let valid_user = !user.is_empty()
+        && !user.starts_with('-')
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid_user {
+        return Err(UnitError::User(user.clone()));
+    }
+    let binary = quoted("the binary", &options.binary)?;
+    let config_file = quoted("the configuration file", &options.config_file)?;
+    let writable = writable_dirs(config)
+        .iter()
+        .map(|d| quoted("a state directory", d))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" ");
+    // systemd waits this long after SIGTERM: the agent's own bounded shutdown plus a margin.
+    let stop_secs = crate::runtime::daemon::task_deadline(config).as_secs() + 15;
+    Ok(format!(
+        "# Written by `cloudsync agent units`; re-run it after changing the paths in the configuration.\n\
+         [Unit]\n\
+         Description=cloudsync provisioning agent (Active Directory to the cloud directory)\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=exec\n\
+         User={user}\n\
+         Group={user}\n\
+         ExecStart={binary} --log-json agent run --config {config_file}\n\
+         Restart=on-failure\n\
+         RestartSec=10s\n\
+         TimeoutStopSec={stop_secs}s\n\
+         UMask=0077\n\
+         NoNewPrivileges=yes\n\
+         CapabilityBoundingSet=\n\
+         ProtectSystem=strict\n\
+         ReadWritePaths={writable}\n\
+         ProtectHome=yes\n\
+         PrivateTmp=yes\n\
+         PrivateDevices=yes\n\
+         ProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\n\
+         ProtectKernelLogs=yes\n\
+         ProtectControlGroups=yes\n\
+         ProtectClock=yes\n\
+         ProtectHostname=yes\n\
+         RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n\
+         RestrictNamespaces=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n\
+         SystemCallArchitectures=native\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(journal: &str) -> Config {
+        let text = format!(
+            "[agent]\njournal_dir = \"{journal}\"\n[domains.corp]\ndns_name = \"corp.example.test\"\n\
+             url = \"ldap://127.0.0.1\"\nallow_plaintext = true\nbind_dn = \"svc@corp.example.test\"\n\
+             password = \"p\"\n"
+        );
+        Config::from_toml_str(&text).unwrap()
+    }
+
+    fn options() -> UnitOptions {
+        UnitOptions {
+            binary: "/usr/local/bin/cloudsync".into(),
+            config_file: "/etc/cloudsync/agent.toml".into(),
+            user: "cloudsync".into(),
+        }
+    }
+
+    #[test]
+    fn the_unit_writes_only_the_state_and_runs_unprivileged() {
+        let unit = agent_unit(&config("/var/lib/cloudsync/journal"), &options()).unwrap();
+        assert!(unit.contains("ExecStart=\"/usr/local/bin/cloudsync\" --log-json agent run --config \"/etc/cloudsync/agent.toml\"\n"), "{unit}");
+        assert!(
+            unit.contains("\nReadWritePaths=\"/var/lib/cloudsync\"\n"),
+            "{unit}"
+        );
+        assert!(unit.contains("\nUser=cloudsync\n") && unit.contains("\nProtectSystem=strict\n"));
+        assert!(
+            unit.contains("\nNoNewPrivileges=yes\n") && unit.contains("\nCapabilityBoundingSet=\n")
+        );
+        // An outbox configured elsewhere is writable too.
+        let mut c = config("/var/lib/cloudsync/journal");
+        c.agent.outbox_dir = Some("/srv/outbox".into());
+        let unit = agent_unit(&c, &options()).unwrap();
+        assert!(
+            unit.contains("\nReadWritePaths=\"/srv/outbox\" \"/var/lib/cloudsync\"\n"),
+            "{unit}"
+        );
+    }
+
+    #[test]
+    fn paths_systemd_cannot_carry_are_refused_and_percent_is_escaped() {
+        let mut o = options();
+        o.config_file = "/etc/cloud\"sync/agent.toml".into();
+        assert!(matches!(
+            agent_unit(&config("/var/lib/cs/journal"), &o),
+            Err(UnitError::Path { .. })
+        ));
+        o.config_file = "relative.toml".into();
+        assert!(matches!(
+            agent_unit(&config("/var/lib/cs/journal"), &o),
+            Err(UnitError::Path { .. })
+        ));
+        let unit = agent_unit(&config("/var/lib/100%/journal"), &options()).unwrap();
+        assert!(unit.contains("ReadWritePaths=\"/var/lib/100%%\""), "{unit}");
+        let mut o = options();
+        o.user = "-root".into();
+        assert!(matches!(
+            agent_unit(&config("/var/lib/cs/journal"), &o),
+            Err(UnitError::User(_))
+        ));
+    }
+}

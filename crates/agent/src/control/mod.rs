@@ -9,10 +9,12 @@
 //! - [`heartbeat`] — the heartbeat call and the daemon's heartbeat task; [`health`] — what a
 //!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
+//! - [`doctor`] — `agent doctor`: every check of an installed agent, each failure with its fix.
 //!
 //! Invariant: nothing here imports the tenant crate; only [`cloudsync_api`] wire types cross.
 
 pub mod credentials;
+pub mod doctor;
 pub mod health;
 pub mod heartbeat;
 pub mod register;

@@ -65,6 +65,7 @@ fn doctor_on_a_healthy_agent_then_a_foreign_ca_then_a_stopped_dc() {
         "state ",
         &format!("corp: DNS {}", dc.ip),
         "corp: TCP",
+        "corp: certificate expiry",
         "corp: TLS",
         "corp: bind",
         &format!("corp: read {}", dc.base_dn),
@@ -78,10 +79,28 @@ fn doctor_on_a_healthy_agent_then_a_foreign_ca_then_a_stopped_dc() {
     ] {
         line(&out, what);
     }
+    // The DC certificate's expiry date, as openssl reads it from the file Samba serves.
+    let end = std::process::Command::new("openssl")
+        .args(["x509", "-enddate", "-noout", "-in"])
+        .arg(dc.dir.join("tls/cert.pem"))
+        .output()
+        .unwrap();
+    let end = String::from_utf8(end.stdout).unwrap();
+    let end = end.trim().strip_prefix("notAfter=").unwrap().to_string();
+    let day = std::process::Command::new("date")
+        .args(["-u", "-d", &end, "+%F"])
+        .output()
+        .unwrap();
+    let day = String::from_utf8(day.stdout).unwrap();
+    let expiry = line(&out, "corp: certificate expiry");
+    assert!(
+        expiry.contains(&format!("expires on {}", day.trim())),
+        "{expiry} vs {end}"
+    );
     let (code, json) = doctor(&config, &["--json"]);
     assert_eq!(code, Some(0), "{json}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert!(v["checks"].as_array().unwrap().len() >= 14, "{json}");
+    assert!(v["checks"].as_array().unwrap().len() >= 15, "{json}");
 
     // A foreign CA for the DC: the TLS check fails and names ca_file; nothing after it runs.
     let foreign = foreign_ca(dir.path());

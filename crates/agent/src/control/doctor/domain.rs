@@ -84,7 +84,15 @@ pub async fn check(label: &str, cfg: &DomainConfig, now: SystemTime) -> Vec<Chec
         }
     }
 
-    let tls = cfg.url.to_ascii_lowercase().starts_with("ldaps://") || cfg.starttls;
+    let ldaps = cfg.url.to_ascii_lowercase().starts_with("ldaps://");
+    if ldaps
+        && !cfg.insecure_skip_verify
+        && let Some(ca) = &cfg.ca_file
+        && let Some(c) = super::cert::expiry(label, ca, &host, &addrs, timeout, now).await
+    {
+        out.push(c);
+    }
+    let tls = ldaps || cfg.starttls;
     let tls_what = format!("{label}: TLS");
     let mut dc = match conn::connect(cfg).await {
         Ok(dc) => dc,

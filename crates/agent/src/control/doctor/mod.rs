@@ -4,6 +4,7 @@
 //! one-line fix an AD administrator can act on — and the exit code it implies.
 //!
 //! - [`local`] — state directories and credentials file modes, disk space under the journal.
+//! - [`cert`] — the DC certificate's expiry (ldaps://; warn under 30 days).
 //! - [`domain`] — per domain: DNS, TCP, TLS (CA, host name), bind, a read of the domain root, and
 //!   the clock against the DC's rootDSE `currentTime`.
 //! - [`tenant`] — reachability and TLS, the credentials file, the agent's token, a heartbeat round
@@ -13,6 +14,7 @@
 //! The checks only read: nothing is written to AD, the tenant or the state (a heartbeat is the
 //! one call with an effect, the same one the daemon makes).
 
+pub mod cert;
 pub mod domain;
 pub mod local;
 pub mod skew;

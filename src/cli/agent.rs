@@ -12,6 +12,7 @@ use cloudsync_agent::config::Config;
 
 use super::config_args::ConfigArgs;
 use cloudsync_agent::control::credentials::AgentCredentials;
+use cloudsync_agent::control::doctor;
 use cloudsync_agent::control::register::{RegisterError, register};
 use cloudsync_agent::control::state_check::check_state;
 use cloudsync_agent::control::tenant_client::TenantError;
@@ -77,6 +78,17 @@ pub enum AgentCommand {
     /// Write the agent's hardened systemd unit (`cloudsync-agent.service`) for this configuration and
     /// print the commands that create its account and state directories, install and start it.
     Units(super::agent_units::UnitsArgs),
+    /// Check the installed agent: configuration, state modes, every domain (DNS, TCP, TLS, bind,
+    /// read, clock), the tenant (TLS, credentials, token, heartbeat, clock) and disk space; one
+    /// line per check, each failure with its fix. Exit code: 0 all ok (warnings allowed), 1 a
+    /// check failed, 2 the configuration cannot be loaded.
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON (the report) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         #[command(flatten)]
@@ -114,6 +126,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Status { config, json } => super::agent_status::run(&config, json),
         AgentCommand::Units(args) => super::agent_units::run(args),
+        AgentCommand::Doctor { config, json } => doctor(&runtime, &config, json),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;
             println!("{config:#?}");
@@ -213,6 +226,44 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `agent doctor`: prints the report only (the checks are the library's).
+fn doctor(
+    runtime: &tokio::runtime::Runtime,
+    args: &ConfigArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = match args.load() {
+        Ok(c) => c,
+        Err(e) => {
+            let fix = "correct the configuration (`cloudsync agent check-config --config FILE` lists every problem)";
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"checks": [{"status": "fail", "what": "configuration", "detail": format!("{e:#}"), "fix": fix}]})
+                );
+            } else {
+                println!("FAIL configuration: {e:#} — fix: {fix}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut report = doctor::Report::default();
+    report.checks.push(doctor::Check::ok(
+        "configuration",
+        format!("{} loaded", args.config.display()),
+    ));
+    let checks = runtime.block_on(doctor::run(&config, std::time::SystemTime::now()));
+    report.checks.extend(checks.checks);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for check in &report.checks {
+            println!("{check}");
+        }
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 /// The admin password: CLOUDSYNC_ADMIN_PASSWORD, else the first line of stdin (never a flag).

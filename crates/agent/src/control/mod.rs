@@ -10,10 +10,12 @@
 //!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
 //! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
+//! - [`doctor`] — `agent doctor`: every check of an installed agent, each failure with its fix.
 //!
 //! Invariant: nothing here imports the tenant crate; only [`cloudsync_api`] wire types cross.
 
 pub mod credentials;
+pub mod doctor;
 pub mod health;
 pub mod heartbeat;
 pub mod register;

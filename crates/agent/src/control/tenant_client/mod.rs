@@ -246,7 +246,7 @@ impl TenantClient {
     }
 
     /// A valid agent token: the cached one, or a fresh one when it is due for renewal (or `force`).
-    async fn agent_token(&self, force: bool) -> Result<Zeroizing<String>, TenantError> {
+    pub(crate) async fn agent_token(&self, force: bool) -> Result<Zeroizing<String>, TenantError> {
         let login = self.agent.as_ref().ok_or(TenantError::NoAgentCredentials)?;
         let mut cached = self.token.lock().await;
         if !force

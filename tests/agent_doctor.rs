@@ -1,0 +1,186 @@
+//! `cloudsync agent doctor` against the real parts: a lab DC and the real tenant, the agent
+//! registered by the real binary. Healthy → exit 0, every line `ok`; a foreign CA for the DC and
+//! for the tenant → exit 1 naming TLS and the `ca_file` fix; the DC stopped → exit 1 naming the
+//! TCP reachability failure and its fix; an unloadable configuration → exit 2; a skewed clock (the
+//! library with an injected `now`, as the machine clock cannot be changed) → the clock checks
+//! FAIL with the chrony/ntp fix.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/agent_run.rs"]
+mod agent_run;
+#[allow(unused_imports)]
+mod common;
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use agent_run::{agent, register, text, write_config};
+use cloudsync_agent::config::Config;
+use cloudsync_agent::control::doctor::{self, Status};
+use common::lab::LabDc;
+use tenant_fixture::TenantFixture;
+
+fn doctor(config: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["agent", "doctor", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = agent(&args, &[]);
+    (o.status.code(), text(&o))
+}
+
+/// A CA that signed nothing the lab serves.
+fn foreign_ca(dir: &Path) -> String {
+    let path = dir.join("foreign-ca.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+    path.display().to_string()
+}
+
+/// The line of `out` whose check starts with `what` (after the status).
+fn line<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.get(5..).is_some_and(|rest| rest.starts_with(what)))
+        .unwrap_or_else(|| panic!("no {what:?} line in:\n{out}"))
+}
+
+#[test]
+fn doctor_on_a_healthy_agent_then_a_foreign_ca_then_a_stopped_dc() {
+    let mut dc = LabDc::start();
+    let t = TenantFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dc, &t, dir.path(), &[]);
+    register(&config);
+
+    // Healthy: exit 0, and every check the oracle expects is there and ok.
+    let (code, out) = doctor(&config, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for l in out.lines() {
+        assert!(l.starts_with("ok "), "not ok: {l}\n{out}");
+    }
+    for what in [
+        "configuration",
+        "state ",
+        &format!("corp: DNS {}", dc.ip),
+        "corp: TCP",
+        "corp: certificate expiry",
+        "corp: TLS",
+        "corp: bind",
+        &format!("corp: read {}", dc.base_dn),
+        "corp: clock",
+        "tenant: reach",
+        "tenant: credentials",
+        "tenant: token",
+        "tenant: heartbeat",
+        "tenant: clock",
+        "disk space under",
+    ] {
+        line(&out, what);
+    }
+    // The DC certificate's expiry date, as openssl reads it from the file Samba serves.
+    let end = std::process::Command::new("openssl")
+        .args(["x509", "-enddate", "-noout", "-in"])
+        .arg(dc.dir.join("tls/cert.pem"))
+        .output()
+        .unwrap();
+    let end = String::from_utf8(end.stdout).unwrap();
+    let end = end.trim().strip_prefix("notAfter=").unwrap().to_string();
+    let day = std::process::Command::new("date")
+        .args(["-u", "-d", &end, "+%F"])
+        .output()
+        .unwrap();
+    let day = String::from_utf8(day.stdout).unwrap();
+    let expiry = line(&out, "corp: certificate expiry");
+    assert!(
+        expiry.contains(&format!("expires on {}", day.trim())),
+        "{expiry} vs {end}"
+    );
+    let (code, json) = doctor(&config, &["--json"]);
+    assert_eq!(code, Some(0), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["checks"].as_array().unwrap().len() >= 15, "{json}");
+
+    // A foreign CA for the DC: the TLS check fails and names ca_file; nothing after it runs.
+    let foreign = foreign_ca(dir.path());
+    let (code, out) = doctor(
+        &config,
+        &["--set", &format!("domains.corp.ca_file={foreign:?}")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let tls = line(&out, "corp: TLS");
+    assert!(tls.starts_with("FAIL"), "{out}");
+    assert!(tls.contains("fix: set [domains.corp] ca_file to a PEM file holding the CA that issued the DC's certificate"), "{out}");
+    assert!(!out.contains("corp: bind"), "{out}");
+    assert!(line(&out, "tenant: heartbeat").starts_with("ok"), "{out}");
+
+    // A foreign CA for the tenant.
+    let (code, out) = doctor(&config, &["--set", &format!("tenant.ca_file={foreign:?}")]);
+    assert_eq!(code, Some(1), "{out}");
+    let tls = line(&out, "tenant: TLS");
+    assert!(tls.starts_with("FAIL"), "{out}");
+    assert!(tls.contains("fix: set [tenant] ca_file"), "{out}");
+    assert!(line(&out, "corp: bind").starts_with("ok"), "{out}");
+
+    // An unloadable configuration: exit 2.
+    let (code, out) = doctor(&config, &["--set", "domains.corp.url=42"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.starts_with("FAIL configuration:"), "{out}");
+
+    // The DC stopped: TCP reachability fails with its fix.
+    dc.stop();
+    let (code, out) = doctor(&config, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let tcp = line(&out, "corp: TCP");
+    assert!(
+        tcp.starts_with("FAIL") && tcp.contains("unreachable"),
+        "{out}"
+    );
+    assert!(
+        tcp.contains("fix: start the DC's LDAP service or open TCP port 636"),
+        "{out}"
+    );
+    assert!(line(&out, "tenant: heartbeat").starts_with("ok"), "{out}");
+}
+
+#[test]
+fn a_skewed_clock_fails_against_the_dc_and_the_tenant() {
+    let dc = LabDc::start();
+    let t = TenantFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dc, &t, dir.path(), &[]);
+    register(&path);
+    let config = Config::load_layered(&path, "CLOUDSYNC_", &[]).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // The DC and the tenant run on this machine's clock: ten minutes ahead is ten minutes of skew.
+    let ahead = SystemTime::now() + Duration::from_secs(600);
+    let report = rt.block_on(doctor::run(&config, ahead));
+    assert_eq!(report.exit_code(), 1);
+    for what in ["corp: clock", "tenant: clock"] {
+        let c = report.checks.iter().find(|c| c.what == what).unwrap();
+        assert_eq!(c.status, Status::Fail, "{c}");
+        assert!(c.detail.contains("ahead of"), "{c}");
+    }
+    let dc_clock = report
+        .checks
+        .iter()
+        .find(|c| c.what == "corp: clock")
+        .unwrap();
+    assert_eq!(
+        dc_clock.fix.as_deref(),
+        Some("synchronise the clock (chrony/ntp) with the DC")
+    );
+
+    // Two minutes behind: a warning, exit code still 0 when nothing else fails.
+    let behind = SystemTime::now() - Duration::from_secs(120);
+    let report = rt.block_on(doctor::run(&config, behind));
+    let c = report
+        .checks
+        .iter()
+        .find(|c| c.what == "corp: clock")
+        .unwrap();
+    assert_eq!(c.status, Status::Warn, "{c}");
+    assert_eq!(report.exit_code(), 0, "{:#?}", report.checks);
+}

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::journal::Journal;
 use crate::metrics::{Labels, label, metrics};
 use crate::push::{Outbox, PushStatus};
+use crate::runtime::outbox_sink::PRODUCER;
 
 /// What a scrape reads besides the counters.
 #[derive(Clone)]
@@ -94,15 +95,24 @@ fn refresh(s: &Sources) {
     let m = &metrics().m;
     let last = s.journal.last_seq().unwrap_or(0);
     m.journal_last_seq.set(gauge_value(last));
-    match s.journal.cursors() {
-        Ok(cursors) => {
-            for (name, cursor) in cursors {
-                m.journal_lag
-                    .get_or_create(&label("consumer", &name))
-                    .set(gauge_value(last.saturating_sub(cursor)));
-            }
+    // Consumers by name: the journal's cursors, where `projection` is its snapshot (retention);
+    // with a tenant, `projection` is what was projected into the outbox (the live progress).
+    let mut cursors: std::collections::BTreeMap<String, u64> = match s.journal.cursors() {
+        Ok(c) => c.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "Metrics: journal cursors unreadable.");
+            Default::default()
         }
-        Err(e) => tracing::debug!(error = %e, "Metrics: journal cursors unreadable."),
+    };
+    if let Some(o) = &s.outbox
+        && let Ok(c) = o.producer_cursor(PRODUCER)
+    {
+        cursors.insert(PRODUCER.to_owned(), c.unwrap_or(0));
+    }
+    for (name, cursor) in cursors {
+        m.journal_lag
+            .get_or_create(&label("consumer", &name))
+            .set(gauge_value(last.saturating_sub(cursor)));
     }
     if let Some(o) = &s.outbox {
         match (o.last_seq(), o.checkpoint()) {

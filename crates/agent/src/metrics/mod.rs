@@ -236,3 +236,37 @@ pub fn phs_cycle(domain: &str, hashes: u64) {
         .get_or_create(&label("domain", domain))
         .inc_by(hashes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_defaults_to_localhost_is_off_when_empty_and_refuses_a_non_address() {
+        assert_eq!(
+            MetricsConfig::default().address(),
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let off = MetricsConfig {
+            listen: String::new(),
+        };
+        assert_eq!((off.address(), off.problem()), (None, None));
+        let bad = MetricsConfig {
+            listen: "localhost:9464".into(),
+        };
+        assert!(bad.problem().is_some_and(|p| p.contains("localhost:9464")));
+    }
+
+    #[test]
+    fn the_config_loader_names_metrics_listen() {
+        let toml = "[domains.corp]\ndns_name = \"corp.example.test\"\nurl = \"ldaps://dc:636\"\nbind_dn = \"svc\"\npassword = \"x\"\ninsecure_skip_verify = true\n[metrics]\nlisten = \"9464\"\n";
+        let err = crate::config::Config::from_toml_str(toml)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("metrics.listen"), "{err}");
+        let ok = toml.replace("listen = \"9464\"", "listen = \"\"");
+        let config = crate::config::Config::from_toml_str(&ok).map_err(|e| e.to_string());
+        assert_eq!(config.map(|c| c.metrics.address()), Ok(None));
+    }
+}

@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn the_config_loader_names_metrics_listen() {
-        let toml = "[domains.corp]\ndns_name = \"corp.example.test\"\nurl = \"ldaps://dc:636\"\nbind_dn = \"svc\"\npassword = \"x\"\ninsecure_skip_verify = true\n[metrics]\nlisten = \"9464\"\n";
+        let toml = "[domains.corp]\ndns_name = \"corp.example.test\"\nurl = \"ldaps://dc:636\"\nbind_dn = \"svc@corp.example.test\"\npassword = \"x\"\ninsecure_skip_verify = true\n[metrics]\nlisten = \"9464\"\n";
         let err = crate::config::Config::from_toml_str(toml)
             .err()
             .map(|e| e.to_string())

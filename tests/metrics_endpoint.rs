@@ -254,3 +254,60 @@ async fn metrics_endpoint_is_off_with_an_empty_listen() {
     }
     assert_eq!(daemon.listening_ports(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_bind_is_counted_with_its_ad_sub_code() {
+    let dc = LabDc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    // The sync account with a wrong password: the lab DC answers 49 with AD's sub-code 52e.
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\njournal_dir = \"{}\"\n[domains.corp]\ndns_name = \"{}\"\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\npassword = \"not-the-password\"\nnotifications = false\n",
+            dir.path().join("journal").display(),
+            dc.dns_domain,
+            dc.ldaps_url,
+            dc.ca_file.display(),
+            dc.svc_upn,
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.path().join("agent.log");
+    let _daemon = Daemon::start(
+        &config,
+        &[&format!("metrics.listen=127.0.0.1:{port}")],
+        &log,
+    );
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = scrape(&url).await {
+            let refused = samples(
+                &s,
+                "cloudsync_ldap_bind_failures_total",
+                &["domain", "reason"],
+            );
+            let key = vec![dc.dns_domain.clone(), "BadCredentials".to_owned()];
+            if refused.get(&key).is_some_and(|&n| n >= 1.0) {
+                assert!(
+                    samples(
+                        &s,
+                        "cloudsync_domain_last_sync_timestamp_seconds",
+                        &["domain"]
+                    )
+                    .is_empty(),
+                    "no pass succeeded"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no bind failure counted; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

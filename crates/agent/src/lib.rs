@@ -20,6 +20,7 @@
 //! - [`control`] — the agent's dealings with the tenant: the one HTTP client, registration, credentials,
 //!   heartbeats and health, restarts; and the start-up state check.
 //! - [`phs`]     — the pure hashing library: NT hash → salted OrgId string (PBKDF2 kernel, pool, FIPS policy).
+//! - [`metrics`] — the process's Prometheus counters (a leaf; served by `runtime::metrics_task`).
 //! - [`nt_hash`] — the zeroizing NT hash, shared by the readers that obtain it and `phs`, which hashes it.
 //! - [`secret`]  — a string that never prints (bind passwords).
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod journal;
+pub mod metrics;
 pub mod nt_hash;
 pub mod phs;
 pub mod projection;

@@ -18,7 +18,7 @@
 //! ```
 //! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. A variable with `__` names a
 //! section and key; its section must be one of [`SECTIONS`] (`agent`, `domains`, `tenant`, `projection`,
-//! `push`, `phs`, `fips`) or loading fails naming the variable. Variables without `__` (`CLOUDSYNC_LOG`,
+//! `push`, `phs`, `fips`, `metrics`) or loading fails naming the variable. Variables without `__` (`CLOUDSYNC_LOG`,
 //! the CLI flags' own) are not configuration keys. `--set section.key=value` on the command line is the
 //! last layer ([`Override`]).
 //!
@@ -26,7 +26,8 @@
 //! from here to the stages, never back: `[domains.*]` is [`crate::source::ldap::DomainConfig`],
 //! `[tenant]` [`crate::control::tenant_client::TenantConfig`], `[push]` [`crate::push::PushConfig`],
 //! `[projection]` [`crate::projection::config::ProjectionConfig`], `[phs]`
-//! [`crate::source::phs::PhsSettings`] and `[fips]` [`crate::phs::FipsSettings`].
+//! [`crate::source::phs::PhsSettings`], `[fips]` [`crate::phs::FipsSettings`] and `[metrics]`
+//! [`crate::metrics::MetricsConfig`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,6 +68,9 @@ pub struct Config {
     /// Password hash sync (`[phs]`); off unless `enabled = true`.
     #[serde(default)]
     pub phs: crate::source::phs::PhsSettings,
+    /// The Prometheus endpoint (`[metrics]`); on `127.0.0.1:9464` unless `listen = ""`.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Why the configuration could not be used.
@@ -201,7 +205,7 @@ impl std::str::FromStr for Override {
 pub const ENVIRONMENT_NAME: &str = "ENVIRONMENTNAME";
 
 /// The file's top-level sections, the only ones the environment may set.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "agent",
     "domains",
     "tenant",
@@ -209,6 +213,7 @@ pub const SECTIONS: [&str; 7] = [
     "push",
     "phs",
     "fips",
+    "metrics",
 ];
 
 /// The section a nested environment key (`DOMAINS__CORP__URL`, prefix removed) names, lowercased; `None`

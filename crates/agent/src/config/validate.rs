@@ -46,6 +46,9 @@ impl Config {
             check_tenant(t, &mut push);
         }
         check_push(&self.push, &mut push);
+        if let Some(problem) = self.metrics.problem() {
+            push("metrics.listen".into(), &problem);
+        }
         if let Err(errors) = self.projection.compile() {
             for e in errors {
                 push(e.key, &e.message);

@@ -5,6 +5,7 @@
 //! documented `run(self, cancel)`:
 //! - the domain feeds and password hash sync ([`super::feeds::run_feeds`], in the foreground);
 //! - [`StatusTask`]: the status file for `agent status` ([`super::status::file`]);
+//! - unless `[metrics] listen = ""`, [`MetricsTask`]: `GET /metrics` ([`crate::metrics`]);
 //! - with a tenant, [`ProjectionTask`] (projection on a short tick, and delete releases),
 //!   [`PushTask`] (the push stage) and [`HeartbeatTask`] (heartbeats, restarts handed over).
 //!
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cloud_stages::{CloudStages, PROJECTION_CHUNK};
 use super::feeds::{RunError, run_feeds};
+use super::metrics_task::{MetricsTask, Sources};
 use super::outbox_sink::OutboxSink;
 use super::status::file::Writer;
 use crate::config::Config;
@@ -206,6 +208,11 @@ pub async fn run_all(
         push: None,
     };
     let resyncs = ResyncRequests::new();
+    let mut scraped = Sources {
+        journal: journal.clone(),
+        outbox: None,
+        push: None,
+    };
     if let Some(stages) = stages {
         let CloudStages {
             creds,
@@ -224,6 +231,8 @@ pub async fn run_all(
         // Projection's store is shared with the heartbeat task, which reads the staged deletes.
         writer.projection = Some(runner.store().clone());
         writer.outbox = Some(outbox.clone());
+        scraped.outbox = Some(outbox.clone());
+        scraped.push = Some(push_rx.clone());
         writer.push = Some(push_rx);
         let heartbeat = HeartbeatTask {
             client: client.clone(),
@@ -259,6 +268,16 @@ pub async fn run_all(
         wake: status_wake,
     };
     tasks.spawn("status file", status.run(shutdown.clone()));
+    match config.metrics.address() {
+        Some(listen) => {
+            let metrics = MetricsTask {
+                listen,
+                sources: scraped,
+            };
+            tasks.spawn("metrics", metrics.run(shutdown.clone()));
+        }
+        None => tracing::info!("Metrics endpoint switched off ([metrics] listen = \"\")."),
+    }
 
     let feeds = run_feeds(
         config,

@@ -265,6 +265,7 @@ impl<S: EventSink> FeedTask<S> {
                 }
                 Some(Ok(report)) => {
                     backoff.reset();
+                    crate::metrics::synced(&domain);
                     if report.events > 0 || report.resync.is_some() {
                         tracing::info!(domain = %domain, label = %label, entries = report.entries, events = report.events, last_seq = ?report.last_seq, elapsed_ms = report.elapsed.as_millis() as u64, "Pass appended events.");
                     } else {

@@ -26,10 +26,23 @@ impl EventSink for Journal {
             source: c.source,
             data: c.data,
         });
+        // Per domain and kind; a batch has few of each, so a short list beats a map.
+        let mut counted: Vec<(String, &'static str, u64)> = Vec::new();
+        for e in &events {
+            let kind = e.kind().as_str();
+            match counted
+                .iter_mut()
+                .find(|c| c.1 == kind && c.0 == e.domain())
+            {
+                Some(c) => c.2 += 1,
+                None => counted.push((e.domain().to_owned(), kind, 1)),
+            }
+        }
         let ack = self
             .append_async(events, checkpoint)
             .await
             .map_err(sink_error)?;
+        crate::metrics::events_appended(&counted);
         Ok(ack.last_seq)
     }
 }

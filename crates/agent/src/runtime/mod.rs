@@ -10,6 +10,7 @@
 //! - [`feeds`] — the domain feeds (one pass per domain, or one task per domain until cancelled);
 //!   [`phs`] — password hash sync's cycles beside them; [`Progress`] — full-read progress.
 //! - [`cloud_stages`] — projection → outbox → push and the agent's tenant client, opened.
+//! - [`metrics_task`] — `GET /metrics` (`[metrics]`), the counters of [`crate::metrics`].
 //! - [`rebuild`] — `journal rebuild`: a damaged journal re-read from AD.
 //!
 //! Invariant: nothing here imports the tenant crate.
@@ -18,6 +19,7 @@ pub mod cloud_stages;
 pub mod daemon;
 pub mod feeds;
 mod journal_sink;
+pub mod metrics_task;
 pub mod outbox_sink;
 pub mod phs;
 mod progress;

@@ -108,10 +108,14 @@ pub async fn connect(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
             ldap,
             timeout: cfg.operation_timeout(),
         }),
-        49 => Err(LdapSourceError::Bind {
-            bind_dn: cfg.bind_dn.clone(),
-            failure: BindFailure::from_diagnostic(&res.text),
-        }),
+        49 => {
+            let failure = BindFailure::from_diagnostic(&res.text);
+            crate::metrics::bind_failed(&cfg.dns_name, &format!("{failure:?}"));
+            Err(LdapSourceError::Bind {
+                bind_dn: cfg.bind_dn.clone(),
+                failure,
+            })
+        }
         _ => Err(LdapSourceError::from_result(res)),
     }
 }

@@ -243,6 +243,7 @@ impl<S: EventSink> PhsCycle<S> {
             hashing,
             seqs: first_and_last(last_seq, hashed),
         };
+        crate::metrics::phs_cycle(&self.domain, hashed as u64);
         tracing::info!(
             objects = report.objects,
             hashes = report.hashes,

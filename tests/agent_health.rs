@@ -45,6 +45,8 @@ fn registered_agent(t: &TenantFixture, dir: &Path) -> PathBuf {
         &path,
         format!(
             r#"
+[metrics]
+listen = "127.0.0.1:0"
 [agent]
 journal_dir = "{journal}"
 shutdown_grace_secs = 2

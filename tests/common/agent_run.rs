@@ -43,6 +43,8 @@ pub fn write_config(dc: &LabDc, t: &TenantFixture, dir: &Path, ous: &[String]) -
         &path,
         format!(
             r#"
+[metrics]
+listen = "127.0.0.1:0"
 [agent]
 journal_dir = "{journal}"
 [domains.corp]

@@ -14,7 +14,7 @@ use crate::common::lab::LabDc;
 /// The agent configuration for `dc` (LDAPS, CA-verified, as the sync service account) as TOML.
 pub fn config_toml(dc: &LabDc, journal_dir: &Path, extra_domain_keys: &str) -> String {
     format!(
-        "[agent]\njournal_dir = {journal:?}\n\n[domains.lab]\ndns_name = {dns:?}\nurl = {url:?}\n\
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[agent]\njournal_dir = {journal:?}\n\n[domains.lab]\ndns_name = {dns:?}\nurl = {url:?}\n\
          ca_file = {ca:?}\nbind_dn = {bind:?}\npassword = {pw:?}\n{extra_domain_keys}\n",
         journal = journal_dir.display().to_string(),
         dns = dc.dns_domain,

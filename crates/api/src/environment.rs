@@ -33,54 +33,56 @@ pub struct CloudEndpoints {
     pub agent_hosts: &'static [&'static str],
 }
 
+/// `AzureCloud`'s endpoints.
+const AZURE_CLOUD: CloudEndpoints = CloudEndpoints {
+    name: "AzureCloud",
+    login_host: "login.microsoftonline.com",
+    cloud_instance_name: "microsoftonline.com",
+    graph_host: "graph.microsoft.com",
+    agent_hosts: &[
+        "*.msappproxy.net",
+        "*.servicebus.windows.net",
+        "login.windows.net",
+    ],
+};
+
+/// `AzureUSGovernment`'s endpoints.
+const AZURE_US_GOVERNMENT: CloudEndpoints = CloudEndpoints {
+    name: "AzureUSGovernment",
+    login_host: "login.microsoftonline.us",
+    cloud_instance_name: "microsoftonline.us",
+    graph_host: "graph.microsoft.us",
+    agent_hosts: &[
+        "*.msappproxy.us",
+        "*.servicebus.usgovcloudapi.net",
+        "login.windows.us",
+    ],
+};
+
+/// `AzureChinaCloud`'s endpoints.
+const AZURE_CHINA_CLOUD: CloudEndpoints = CloudEndpoints {
+    name: "AzureChinaCloud",
+    login_host: "login.chinacloudapi.cn",
+    cloud_instance_name: "partner.microsoftonline.cn",
+    graph_host: "microsoftgraph.chinacloudapi.cn",
+    agent_hosts: &["*.msappproxy.cn", "*.servicebus.chinacloudapi.cn"],
+};
+
 /// Every environment with its endpoints: the one table (docs/tenant.md § Environments).
 pub const ENVIRONMENTS: [(Environment, CloudEndpoints); 3] = [
-    (
-        Environment::AzureCloud,
-        CloudEndpoints {
-            name: "AzureCloud",
-            login_host: "login.microsoftonline.com",
-            cloud_instance_name: "microsoftonline.com",
-            graph_host: "graph.microsoft.com",
-            agent_hosts: &[
-                "*.msappproxy.net",
-                "*.servicebus.windows.net",
-                "login.windows.net",
-            ],
-        },
-    ),
-    (
-        Environment::AzureUSGovernment,
-        CloudEndpoints {
-            name: "AzureUSGovernment",
-            login_host: "login.microsoftonline.us",
-            cloud_instance_name: "microsoftonline.us",
-            graph_host: "graph.microsoft.us",
-            agent_hosts: &[
-                "*.msappproxy.us",
-                "*.servicebus.usgovcloudapi.net",
-                "login.windows.us",
-            ],
-        },
-    ),
-    (
-        Environment::AzureChinaCloud,
-        CloudEndpoints {
-            name: "AzureChinaCloud",
-            login_host: "login.chinacloudapi.cn",
-            cloud_instance_name: "partner.microsoftonline.cn",
-            graph_host: "microsoftgraph.chinacloudapi.cn",
-            agent_hosts: &["*.msappproxy.cn", "*.servicebus.chinacloudapi.cn"],
-        },
-    ),
+    (Environment::AzureCloud, AZURE_CLOUD),
+    (Environment::AzureUSGovernment, AZURE_US_GOVERNMENT),
+    (Environment::AzureChinaCloud, AZURE_CHINA_CLOUD),
 ];
 
 impl Environment {
-    /// This environment's row of [`ENVIRONMENTS`].
+    /// This environment's endpoints (its row of [`ENVIRONMENTS`]).
     pub fn endpoints(self) -> &'static CloudEndpoints {
-        let row = ENVIRONMENTS.iter().find(|(e, _)| *e == self);
-        // Every variant has a row (a unit test walks them); the first row is never reached otherwise.
-        &row.unwrap_or(&ENVIRONMENTS[0]).1
+        match self {
+            Environment::AzureCloud => &AZURE_CLOUD,
+            Environment::AzureUSGovernment => &AZURE_US_GOVERNMENT,
+            Environment::AzureChinaCloud => &AZURE_CHINA_CLOUD,
+        }
     }
 
     /// The environment's name as used on the command line and in the wire format.

@@ -113,11 +113,10 @@ impl Config {
             let section = key.as_str().split('.').next().unwrap_or_default();
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
-        let has_tenant = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(env.clone())
-            .contains("tenant");
-        let mut figment = Figment::new().merge(Toml::file_exact(path));
+        // The file is read once; `contains` looks at the file and the environment together.
+        let file = Figment::new().merge(Toml::file_exact(path));
+        let has_tenant = file.clone().merge(env.clone()).contains("tenant");
+        let mut figment = file;
         // The real installer's `ENVIRONMENTNAME=AzureUSGovernment`: the `[tenant] environment` of an agent
         // that has a tenant, under the `CLOUDSYNC_*` variables and `--set`.
         if has_tenant {

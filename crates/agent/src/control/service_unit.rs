@@ -145,6 +145,15 @@ pub fn agent_unit(config: &Config, options: &UnitOptions) -> Result<String, Unit
     ))
 }
 
+/// Every unit an install writes, by file name, in the order they are started: today the agent's;
+/// the updater's joins it when `cloudsync updater` has a unit.
+pub fn all_units(
+    config: &Config,
+    options: &UnitOptions,
+) -> Result<Vec<(&'static str, String)>, UnitError> {
+    Ok(vec![(AGENT_UNIT, agent_unit(config, options)?)])
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

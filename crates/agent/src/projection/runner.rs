@@ -156,6 +156,14 @@ impl<S: OpSink> Runner<S> {
         &self.store
     }
 
+    /// Journal events not yet projected (for progress).
+    pub fn backlog(&self) -> u64 {
+        self.journal
+            .last_seq()
+            .unwrap_or(0)
+            .saturating_sub(self.projector.state().last_seq)
+    }
+
     /// Projects up to `max_events` journal events after the cursor: gates deletes, stages what the
     /// threshold holds back, enqueues the rest with the new cursor, records the provisioning log.
     #[tracing::instrument(skip_all, err)]

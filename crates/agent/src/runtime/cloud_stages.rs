@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::outbox_sink::OutboxSink;
+use super::progress::Progress;
 use crate::config::Config;
 use crate::control::credentials::{AgentCredentials, CredentialsError};
 use crate::control::heartbeat::send_heartbeat;
@@ -88,6 +89,8 @@ pub struct CloudStages {
     pub domains: BTreeMap<Uuid, String>,
     /// `[push]`.
     pub push: push::PushConfig,
+    /// Draw projection's and push's progress on a terminal (`agent sync-once`); else log lines.
+    pub interactive: bool,
 }
 
 impl CloudStages {
@@ -121,15 +124,24 @@ impl CloudStages {
             runner,
             domains,
             push: config.push.clone(),
+            interactive: false,
         })
     }
 
     /// Projects every journal event not yet projected; returns the summed report.
     pub async fn project_all(&mut self) -> Result<RunReport, CloudStagesError> {
         let mut total = RunReport::default();
+        let progress = Progress::stage(
+            "projection",
+            "all domains",
+            "events projected",
+            Some(self.runner.backlog()),
+            self.interactive,
+        );
         loop {
             let r = self.runner.run_once(PROJECTION_CHUNK).await?;
             total.events += r.events;
+            progress.update(total.events);
             total.enqueued += r.enqueued;
             total.staged += r.staged;
             total.cursor = r.cursor;
@@ -142,6 +154,7 @@ impl CloudStages {
                 break;
             }
         }
+        progress.finish_at(total.events);
         if total.events > 0 {
             self.runner.snapshot()?;
         }
@@ -167,8 +180,29 @@ impl CloudStages {
             ..self.push.clone()
         };
         let (tx, rx) = watch::channel(PushStatus::default());
-        let summary = push::run(self.outbox.clone(), self.client.clone(), cfg, cancel, tx).await?;
+        let backlog = self
+            .outbox
+            .last_seq()?
+            .saturating_sub(self.outbox.checkpoint()?);
+        let progress = Progress::stage(
+            "push",
+            "all domains",
+            "operations acknowledged",
+            Some(backlog),
+            self.interactive,
+        );
+        let mut watched = rx.clone();
+        let shown = async {
+            while watched.changed().await.is_ok() {
+                progress.update(watched.borrow().ops_acknowledged);
+            }
+        };
+        let pushed = push::run(self.outbox.clone(), self.client.clone(), cfg, cancel, tx);
+        // `run` owns the sender: when it returns, `changed` fails and the watcher ends with it.
+        let (summary, ()) = tokio::join!(pushed, shown);
+        let summary = summary?;
         let status = rx.borrow().clone();
+        progress.finish_at(status.ops_acknowledged);
         Ok((summary, status))
     }
 }

@@ -104,6 +104,7 @@ async fn cloud_cycle(
     options: SyncOnceOptions,
 ) -> Result<CloudReport, CloudCycleError> {
     let mut stages = CloudStages::open(config, journal).map_err(CloudCycleError::Open)?;
+    stages.interactive = options.interactive;
     let projected = stages
         .project_all()
         .await

@@ -24,6 +24,7 @@
 //! - [`nt_hash`] — the zeroizing NT hash, shared by the readers that obtain it and `phs`, which hashes it.
 //! - [`secret`]  — a string that never prints (bind passwords).
 
+pub mod account;
 pub mod config;
 pub mod control;
 pub mod event;

@@ -1,6 +1,7 @@
 //! The NT hash: a leaf type shared by the readers that obtain it and the library that hashes it.
 //!
-//! Enters: 16 bytes (a decrypted `unicodePwd` from `source::drsr` or `source::samba_priv`) or a
+//! Enters: 16 bytes (a decrypted `unicodePwd` from `source::drsr` or `source::samba_priv`), a gMSA's
+//! raw UTF-16LE password (`account::gmsa_blob`) or a
 //! cleartext password (NTLM authentication, tests, the `phs` CLI). Leaves: an [`NtHash`], zeroized on
 //! drop, whose `Debug` never shows the bytes (there is no `Display`); `phs` turns it into a salted
 //! OrgId string, `source::drsr::ntlm` into NTLMv2 proofs. Imports nothing of the crate.
@@ -31,6 +32,17 @@ impl NtHash {
         let utf16: Zeroizing<Vec<u8>> =
             Zeroizing::new(password.encode_utf16().flat_map(u16::to_le_bytes).collect());
         let mut digest = Md4::digest(&utf16[..]);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest);
+        digest.as_mut_slice().zeroize();
+        NtHash(out)
+    }
+
+    /// Computes the NT hash of a password given as raw UTF-16LE bytes: MD4(bytes). A group managed
+    /// service account's password (`msDS-ManagedPassword`) is 256 random bytes that are often not valid
+    /// UTF-16 (unpaired surrogates), so it cannot pass through a `&str`; this hashes it as the DC does.
+    pub fn from_utf16le(bytes: &[u8]) -> NtHash {
+        let mut digest = Md4::digest(bytes);
         let mut out = [0u8; 16];
         out.copy_from_slice(&digest);
         digest.as_mut_slice().zeroize();

@@ -234,6 +234,8 @@ fn rights_are_probed_for_real_and_each_refusal_names_its_fix() {
     );
     let phs = line(&out, "corp: replication rights (password hash sync)");
     assert!(phs.starts_with("FAIL"), "{out}");
+    // ERROR_DS_DRA_ACCESS_DENIED (8453), as the DC answered the GetNCChanges.
+    assert!(phs.contains("0x2105"), "{out}");
     assert!(
         phs.contains("\"Replicating Directory Changes All\" on the domain root"),
         "{out}"

@@ -3,7 +3,11 @@
 //! for the tenant → exit 1 naming TLS and the `ca_file` fix; the DC stopped → exit 1 naming the
 //! TCP reachability failure and its fix; an unloadable configuration → exit 2; a skewed clock (the
 //! library with an injected `now`, as the machine clock cannot be changed) → the clock checks
-//! FAIL with the chrony/ntp fix.
+//! FAIL with the chrony/ntp fix. The rights: an account without any replication right fails the
+//! DirSync probe (AD's insufficientAccessRights, the grant or `object_security` fix) and the PHS
+//! probe (the "Replicating Directory Changes All" fix); with `object_security` DirSync passes; with
+//! only "Replicating Directory Changes" granted DirSync passes and PHS still fails. StartTLS gets
+//! the certificate expiry check as LDAPS does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/agent_run.rs"]
@@ -69,6 +73,8 @@ fn doctor_on_a_healthy_agent_then_a_foreign_ca_then_a_stopped_dc() {
         "corp: TLS",
         "corp: bind",
         &format!("corp: read {}", dc.base_dn),
+        "corp: DirSync rights",
+        "corp: replication rights (password hash sync)",
         "corp: clock",
         "tenant: reach",
         "tenant: credentials",
@@ -183,4 +189,110 @@ fn a_skewed_clock_fails_against_the_dc_and_the_tenant() {
         .unwrap();
     assert_eq!(c.status, Status::Warn, "{c}");
     assert_eq!(report.exit_code(), 0, "{:#?}", report.checks);
+}
+
+#[test]
+fn rights_are_probed_for_real_and_each_refusal_names_its_fix() {
+    let dc = LabDc::start();
+    let t = TenantFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dc, &t, dir.path(), &[]);
+
+    // An ordinary user: it binds and reads, but holds no replication right.
+    let password = "No!Rights2024x";
+    let dn = format!("CN=norights,CN=Users,{}", dc.base_dn);
+    let upn = format!("norights@{}", dc.dns_domain);
+    dc.ldif_admin(&format!(
+        "dn: {dn}\nchangetype: add\nobjectClass: user\nsAMAccountName: norights\n\
+         userPrincipalName: {upn}\nunicodePwd:: {}\nuserAccountControl: 512\n",
+        common::lab::unicode_pwd_base64(password)
+    ));
+    // The same configuration, bound as that user (its password in the file, not on argv).
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &format!("bind_dn = \"{}\"", dc.svc_upn),
+            &format!("bind_dn = \"{upn}\""),
+        )
+        .replace(
+            &format!("password = \"{}\"", dc.svc_password),
+            &format!("password = \"{password}\""),
+        );
+    assert!(text.contains(&upn) && text.contains(password), "{text}");
+    let config = dir.path().join("norights.toml");
+    std::fs::write(&config, text).unwrap();
+    let args: Vec<&str> = Vec::new();
+    let (code, out) = doctor(&config, &args);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line(&out, "corp: bind").starts_with("ok"), "{out}");
+    let dirsync = line(&out, "corp: DirSync rights");
+    assert!(dirsync.starts_with("FAIL"), "{out}");
+    assert!(dirsync.contains("insufficientAccessRights (50)"), "{out}");
+    assert!(
+        dirsync.contains(&format!("fix: grant {upn} \"Replicating Directory Changes\" on the domain root, or set [domains.corp] object_security = true")),
+        "{out}"
+    );
+    let phs = line(&out, "corp: replication rights (password hash sync)");
+    assert!(phs.starts_with("FAIL"), "{out}");
+    // ERROR_DS_DRA_ACCESS_DENIED (8453), as the DC answered the GetNCChanges.
+    assert!(phs.contains("0x2105"), "{out}");
+    assert!(
+        phs.contains("\"Replicating Directory Changes All\" on the domain root"),
+        "{out}"
+    );
+
+    // With object_security the same account may use DirSync.
+    let mut with_os = args.clone();
+    with_os.extend(["--set", "domains.corp.object_security=true"]);
+    let (_, out) = doctor(&config, &with_os);
+    assert!(
+        line(&out, "corp: DirSync rights").starts_with("ok"),
+        "{out}"
+    );
+
+    // Granted only "Replicating Directory Changes": DirSync passes, password hash sync does not.
+    let o = std::process::Command::new("samba-tool")
+        .args(["dsacl", "set", "-s"])
+        .arg(&dc.smb_conf)
+        .arg(format!("--objectdn={}", dc.base_dn))
+        .args(["--car=get-changes", "--action=allow"])
+        .arg(format!("--trusteedn={dn}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", agent_run::text(&o));
+    let (code, out) = doctor(&config, &args);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "corp: DirSync rights").starts_with("ok"),
+        "{out}"
+    );
+    let phs = line(&out, "corp: replication rights (password hash sync)");
+    assert!(
+        phs.starts_with("FAIL") && phs.contains("Replicating Directory Changes All"),
+        "{out}"
+    );
+
+    // Without password hash sync there is no replication probe.
+    let mut no_phs = args.clone();
+    no_phs.extend(["--set", "phs.enabled=false"]);
+    let (_, out) = doctor(&config, &no_phs);
+    assert!(!out.contains("replication rights"), "{out}");
+}
+
+#[test]
+fn starttls_connections_get_the_certificate_expiry_check() {
+    let dc = LabDc::start();
+    let t = TenantFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dc, &t, dir.path(), &[]);
+    let (_, ldaps) = doctor(&config, &[]);
+    let expected = line(&ldaps, "corp: certificate expiry").to_string();
+    let url = format!("domains.corp.url={:?}", dc.ldap_url);
+    let (_, out) = doctor(
+        &config,
+        &["--set", &url, "--set", "domains.corp.starttls=true"],
+    );
+    assert!(line(&out, "corp: TLS").starts_with("ok"), "{out}");
+    // The same certificate over StartTLS: the same line.
+    assert_eq!(line(&out, "corp: certificate expiry"), expected, "{out}");
 }

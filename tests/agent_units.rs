@@ -1,14 +1,19 @@
-//! `cloudsync agent units`: the generated `cloudsync-agent.service` passes `systemd-analyze verify` (systemd's
-//! own parser, the oracle for what a unit means) with no warning, runs this binary on this configuration,
-//! and writes nothing but the configuration's state directories.
+//! `cloudsync agent units`: the generated `cloudsync-agent.service`, `cloudsync-updater.service` and
+//! `cloudsync-updater.timer` pass `systemd-analyze verify` (systemd's own parser, the oracle for what a
+//! unit means) with no warning; the agent runs this binary on this configuration and writes nothing
+//! but the configuration's state directories; the updater runs `updater run` once, writing nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
 fn verify(unit: &std::path::Path) -> (bool, String) {
+    verify_all(&[unit])
+}
+
+fn verify_all(units: &[&std::path::Path]) -> (bool, String) {
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
-        .arg(unit)
+        .args(units)
         .output()
         .expect("systemd-analyze (Debian package systemd) is needed: scripts/test.sh installs it");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -90,6 +95,37 @@ fn the_generated_unit_is_valid_and_hardened() {
     .unwrap();
     let (ok, stderr) = verify(&unit_path);
     assert!(!ok && stderr.contains("protect system value"), "{stderr}");
+
+    // The updater: a oneshot of `updater run` on the same configuration, and its timer.
+    assert!(
+        stdout.contains("systemctl enable --now cloudsync-agent.service cloudsync-updater.timer"),
+        "{stdout}"
+    );
+    let service = out_dir.join("cloudsync-updater.service");
+    let timer = out_dir.join("cloudsync-updater.timer");
+    let text = std::fs::read_to_string(&service).unwrap();
+    assert!(
+        text.contains(&format!(
+            "ExecStart=\"{bin}\" --log-json updater run --config \"{}\"",
+            config.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nType=oneshot\n") && !text.contains("ReadWritePaths"),
+        "{text}"
+    );
+    let (ok, stderr) = verify_all(&[&service, &timer]);
+    assert!(ok, "systemd-analyze verify: {stderr}\n{text}");
+    // The check can fail here too: a timer with a schedule systemd cannot parse is reported.
+    let timer_text = std::fs::read_to_string(&timer).unwrap();
+    std::fs::write(
+        &timer,
+        timer_text.replace("OnCalendar=daily", "OnCalendar=someday"),
+    )
+    .unwrap();
+    let (ok, stderr) = verify_all(&[&service, &timer]);
+    assert!(!ok, "a bad OnCalendar= passed: {stderr}");
 }
 
 #[test]

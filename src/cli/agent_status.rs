@@ -1,5 +1,6 @@
-//! `cloudsync agent status`: prints the agent's local state (see [`cloudsync_agent::runtime::status`] for what is
-//! read, the status file and the exit codes).
+//! `cloudsync agent status`: prints the agent's local state and, for a registered agent, what the
+//! tenant says about it (see [`cloudsync_agent::runtime::status`] for what is read, the status file
+//! and the exit codes).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,20 +15,44 @@ use cloudsync_agent::projection::store::ProjectionStore;
 use cloudsync_agent::push::Outbox;
 use cloudsync_agent::runtime::status::collect::{RegistrationState, Sources, collect};
 use cloudsync_agent::runtime::status::{
-    AgentStatusReport, Attention, AttentionKind, ReportSource, file,
+    AgentStatusReport, Attention, AttentionKind, ReportSource, file, tenant_view,
 };
 
 /// Runs the command: exit code 1 when the state cannot be read, else the report's attention bits.
 pub fn run(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config =
         Config::load(config).with_context(|| format!("while loading {}", config.display()))?;
-    let report = gather(&config)?;
+    let mut report = gather(&config)?;
+    add_tenant_view(&config, &mut report)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Asks the tenant how it sees this agent (registered agents only) and adds what needs attention.
+fn add_tenant_view(config: &Config, report: &mut AgentStatusReport) -> anyhow::Result<()> {
+    let Some(tenant) = &config.tenant else {
+        return Ok(());
+    };
+    if report.registration.is_none() {
+        return Ok(());
+    }
+    let Ok(creds) = AgentCredentials::load(&tenant.credentials_file) else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("while starting the runtime")?;
+    let view = runtime.block_on(tenant_view::fetch(tenant, &creds));
+    report
+        .attention
+        .extend(tenant_view::attention(&view, report.source));
+    report.tenant = Some(view);
+    Ok(())
 }
 
 fn has_db(dir: &Path) -> bool {
@@ -212,6 +237,9 @@ pub fn render(r: &AgentStatusReport) -> String {
             );
         }
     }
+    if let Some(t) = &r.tenant {
+        render_tenant(&mut o, t);
+    }
     if r.attention.is_empty() {
         o.push_str("Nothing needs attention.\n");
     } else {
@@ -221,4 +249,34 @@ pub fn render(r: &AgentStatusReport) -> String {
         }
     }
     o
+}
+
+/// The tenant's view as text.
+fn render_tenant(o: &mut String, t: &tenant_view::TenantView) {
+    match (&t.agent, &t.error) {
+        (Some(a), _) => {
+            let _ = writeln!(
+                o,
+                "Tenant says: agent {:?} on host {}, version {}, environment {}, last heartbeat {}",
+                a.status, a.host_name, a.version, a.environment, a.last_seen
+            );
+        }
+        (None, Some(e)) if !t.reachable => {
+            let _ = writeln!(o, "Tenant says: nothing — it cannot be reached ({e})");
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(o, "Tenant says: nothing — it refused ({e})");
+        }
+        (None, None) => o.push_str("Tenant says: nothing\n"),
+    }
+    for c in &t.configurations {
+        let _ = writeln!(
+            o,
+            "  configuration {} ({}): {}; last sync {}",
+            c.id,
+            c.domain,
+            c.health,
+            c.last_sync.as_deref().unwrap_or("never")
+        );
+    }
 }

@@ -1,11 +1,14 @@
-//! `cloudsync agent units`: writes the agent's hardened systemd unit for its configuration and prints the
-//! commands that install and start it (the admin runs them; `agent install` will do it itself).
+//! `cloudsync agent units`: writes the agent's and the updater's hardened systemd units for its
+//! configuration (`all_units`) and prints the commands that install and start them (the admin runs
+//! them; `agent install` does it itself).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cloudsync_agent::control::service_unit::{AGENT_UNIT, UnitOptions, agent_unit, writable_dirs};
+use cloudsync_agent::control::service_unit::{
+    AGENT_UNIT, ENABLED_UNITS, UnitOptions, all_units, writable_dirs,
+};
 
 use super::config_args::ConfigArgs;
 
@@ -14,7 +17,7 @@ use super::config_args::ConfigArgs;
 pub struct UnitsArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// The directory to write `cloudsync-agent.service` into (e.g. /etc/systemd/system).
+    /// The directory to write the units into (e.g. /etc/systemd/system).
     #[arg(long)]
     out: PathBuf,
     /// The account (and group) the service runs as; it must own the state directories.
@@ -25,7 +28,7 @@ pub struct UnitsArgs {
     binary: Option<PathBuf>,
 }
 
-/// Writes the unit (0644: systemd units are world-readable and hold no secret) and prints what to run.
+/// Writes the units (0644: systemd units are world-readable and hold no secret) and prints what to run.
 pub fn run(args: UnitsArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let binary = match args.binary {
@@ -34,7 +37,7 @@ pub fn run(args: UnitsArgs) -> anyhow::Result<ExitCode> {
     };
     let config_file = std::path::absolute(&args.config.config)
         .with_context(|| format!("while resolving {}", args.config.config.display()))?;
-    let unit = agent_unit(
+    let units = all_units(
         &config,
         &UnitOptions {
             binary,
@@ -42,15 +45,19 @@ pub fn run(args: UnitsArgs) -> anyhow::Result<ExitCode> {
             user: args.user.clone(),
         },
     )?;
-    let path = args.out.join(AGENT_UNIT);
-    std::fs::write(&path, unit).with_context(|| format!("while writing {}", path.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("while setting the mode of {}", path.display()))?;
+    let mut paths = Vec::new();
+    for (name, unit) in units {
+        let path = args.out.join(name);
+        std::fs::write(&path, unit).with_context(|| format!("while writing {}", path.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("while setting the mode of {}", path.display()))?;
+        }
+        println!("wrote {}", path.display());
+        paths.push(path.display().to_string());
     }
-    println!("wrote {}", path.display());
-    println!("to install and start it (as root):");
+    println!("to install and start them (as root):");
     let dirs: Vec<String> = writable_dirs(&config)
         .iter()
         .map(|d| d.display().to_string())
@@ -65,9 +72,12 @@ pub fn run(args: UnitsArgs) -> anyhow::Result<ExitCode> {
         u = args.user
     );
     if args.out != std::path::Path::new("/etc/systemd/system") {
-        println!("  install -m 0644 {} /etc/systemd/system/", path.display());
+        println!("  install -m 0644 {} /etc/systemd/system/", paths.join(" "));
     }
-    println!("  systemctl daemon-reload && systemctl enable --now {AGENT_UNIT}");
+    println!(
+        "  systemctl daemon-reload && systemctl enable --now {}",
+        ENABLED_UNITS.join(" ")
+    );
     println!("  journalctl -u {AGENT_UNIT} -f    # its logs, one JSON object per line");
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod phs;
 pub mod push;
 pub mod tenant;
+pub mod updater;
 
 /// The version line: crate version and the journal's on-disk format version.
 pub fn version_line() -> String {
@@ -57,6 +58,9 @@ pub enum Command {
     /// Password hash sync diagnostics (OrgId hash of a password).
     #[command(subcommand)]
     Phs(phs::PhsCommand),
+    /// The agent updater: `run` checks the tenant's release channel (docs/updater.md).
+    #[command(subcommand)]
+    Updater(updater::UpdaterCommand),
 }
 
 /// Initialises tracing to stderr.
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Tenant(cmd) => tenant::run(cmd),
         Command::Push(cmd) => push::run(cmd),
         Command::Phs(cmd) => phs::run(cmd),
+        Command::Updater(cmd) => updater::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -135,7 +135,7 @@ pub enum AgentStatus {
 }
 
 /// An agent as the tenant lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentInfo {
     /// The agent's id.

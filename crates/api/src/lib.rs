@@ -19,6 +19,8 @@
 //! - `POST /api/v1/configurations/{id}/restart` — [`config::RestartRequest`].
 //! - `POST /api/v1/configurations/{id}/batches` — [`ops::OperationBatch`] → [`ops::BatchResponse`].
 //! - `GET /api/v1/provisioningLogs` — [`logs::LogQuery`] → [`logs::LogPage`].
+//! - `GET /api/v1/agents/{agentId}` — the agent itself or an admin → [`agent::AgentInfo`].
+//! - `GET|PUT /api/v1/releases/latest` — the release channel ([`release`]).
 //!
 //! Errors on every route use the OData error body ([`error::ODataError`]); 429 and 503 carry
 //! `Retry-After` in seconds.
@@ -31,6 +33,7 @@ pub mod error;
 pub mod logs;
 pub mod ops;
 pub mod orgid;
+pub mod release;
 
 /// The largest number of operations one batch may carry; larger batches are answered with 413.
 pub const MAX_BATCH_OPERATIONS: usize = 500;

@@ -12,9 +12,10 @@ use cloudsync_api::agent::{
     AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
     RegistrationRequest, RegistrationResponse,
 };
+use cloudsync_api::auth::Role;
 
 use super::agent_health::record_report;
-use super::authorize::{Admins, Agents, Authorized};
+use super::authorize::{Admins, AdminsOrAgents, Agents, Authorized};
 use super::error::{ApiError, ApiJson};
 use super::state::{SharedState, now_rfc3339, now_unix, parse_unix};
 use super::store::{AgentRecord, ConfigRecord, StoreError, decode, get_json, put_json};
@@ -130,6 +131,25 @@ pub async fn list(
     _: Authorized<Admins>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(serde_json::json!({ "value": agent_infos(&state)? })))
+}
+
+/// `GET /api/v1/agents/{id}` (the agent itself, or admins): one agent as the portal shows it. Another
+/// agent gets 404, as if the id did not exist, so agents cannot learn each other's ids or hosts.
+pub async fn get_one(
+    State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<AdminsOrAgents>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<AgentInfo>, ApiError> {
+    let agent_id = parse_id(&agent_id)?;
+    let not_found = || ApiError::NotFound(format!("Agent {agent_id} is not registered."));
+    if principal.claims.roles.contains(&Role::Agent) && principal.id() != agent_id {
+        return Err(not_found());
+    }
+    agent_infos(&state)?
+        .into_iter()
+        .find(|a| a.id == agent_id)
+        .map(Json)
+        .ok_or_else(not_found)
 }
 
 /// Every agent with its derived status.

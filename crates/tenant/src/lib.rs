@@ -31,6 +31,7 @@
 //! - [`signin`], [`orgid`] — the sign-in check over synced PBKDF2 password hashes (the string parsed by
 //!   `cloudsync_api::orgid`; an independent PBKDF2 that cross-checks the agent's kernel).
 //! - [`logs`]         — provisioning log search.
+//! - [`release`]      — the release channel (`/api/v1/releases/latest`) the updater asks.
 //! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
 //! - [`portal`]       — the admin page at `/`.
 //! - [`portal_auth`], [`session`] — the portal's sign-in, sessions, CSRF token and security headers.
@@ -57,6 +58,7 @@ pub mod orgid;
 pub mod portal;
 pub mod portal_auth;
 pub mod provisioning;
+pub mod release;
 pub mod server;
 pub mod session;
 pub mod signin;

@@ -21,7 +21,9 @@ use super::state::{SharedState, TenantOptions, TenantState};
 use super::store::{Store, StoreError};
 use super::throttle::ThrottleSettings;
 use super::tls::{self, TlsError, TlsMaterial};
-use super::{admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, signin};
+use super::{
+    admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, release, signin,
+};
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +166,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/{tenant}/signin", post(signin::signin))
         .route("/api/v1/agents", post(agents::register).get(agents::list))
         .route("/api/v1/agents/{id}/heartbeat", post(agents::heartbeat))
+        .route("/api/v1/agents/{id}", get(agents::get_one))
+        .route(
+            "/api/v1/releases/latest",
+            get(release::get_latest).put(release::publish),
+        )
         .route(
             "/api/v1/configurations",
             post(provisioning::create).get(provisioning::list),

@@ -10,6 +10,7 @@
 //!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
 //! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
+//! - [`updater`] — the release-channel check behind `cloudsync updater run`.
 //! - [`doctor`] — `agent doctor`: every check of an installed agent, each failure with its fix.
 //!
 //! Invariant: nothing here imports the tenant crate; only [`cloudsync_api`] wire types cross.
@@ -23,3 +24,4 @@ pub mod restarts;
 pub mod service_unit;
 pub mod state_check;
 pub mod tenant_client;
+pub mod updater;

@@ -1,8 +1,10 @@
-//! The agent's systemd service unit. Enters: the loaded configuration (its state paths and shutdown
-//! grace), the binary's path, the configuration file's path and the account the service runs as. Leaves:
-//! the text of `cloudsync-agent.service`, hardened (`ProtectSystem=strict` with write access only to the
-//! agent's state, `NoNewPrivileges`, no capabilities, private /tmp and devices), logging structured JSON
-//! lines to the journal as `agent run --log-json` does anywhere else.
+//! The agent's and the updater's systemd units. Enters: the loaded configuration (its state paths
+//! and shutdown grace), the binary's path, the configuration file's path and the account the
+//! services run as. Leaves: the text of `cloudsync-agent.service`, `cloudsync-updater.service` (a
+//! oneshot `cloudsync updater run`, writing nothing) and `cloudsync-updater.timer` (daily, with a
+//! randomized delay) — [`all_units`]. Both services are hardened (`ProtectSystem=strict` with write
+//! access only to the agent's state — none for the updater —, `NoNewPrivileges`, no capabilities,
+//! private /tmp and devices) and log structured JSON lines to the journal (`--log-json`).
 //!
 //! Paths are written as quoted systemd arguments; a path systemd cannot carry (a newline, a double
 //! quote, a backslash) is refused rather than written wrongly.
@@ -12,8 +14,15 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
-/// The unit's file name.
+/// The agent's unit file name.
 pub const AGENT_UNIT: &str = "cloudsync-agent.service";
+/// The updater's service (a oneshot `cloudsync updater run`).
+pub const UPDATER_UNIT: &str = "cloudsync-updater.service";
+/// The timer that starts the updater's service daily.
+pub const UPDATER_TIMER: &str = "cloudsync-updater.timer";
+/// The units to enable and start (`systemctl enable --now`); the updater's service is started by
+/// its timer.
+pub const ENABLED_UNITS: [&str; 2] = [AGENT_UNIT, UPDATER_TIMER];
 
 /// What the unit runs and as whom.
 #[derive(Debug, Clone)]
@@ -86,15 +95,7 @@ pub fn writable_dirs(config: &Config) -> BTreeSet<PathBuf> {
 
 /// The text of `cloudsync-agent.service` for `config`.
 pub fn agent_unit(config: &Config, options: &UnitOptions) -> Result<String, UnitError> {
-    let user = &options.user;
-    let valid_user = !user.is_empty()
-        && !user.starts_with('-')
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if !valid_user {
-        return Err(UnitError::User(user.clone()));
-    }
+    let user = checked_user(&options.user)?;
     let binary = quoted("the binary", &options.binary)?;
     let config_file = quoted("the configuration file", &options.config_file)?;
     let writable = writable_dirs(config)
@@ -119,39 +120,114 @@ pub fn agent_unit(config: &Config, options: &UnitOptions) -> Result<String, Unit
          Restart=on-failure\n\
          RestartSec=10s\n\
          TimeoutStopSec={stop_secs}s\n\
-         UMask=0077\n\
-         NoNewPrivileges=yes\n\
-         CapabilityBoundingSet=\n\
-         ProtectSystem=strict\n\
+         {hardening}\
          ReadWritePaths={writable}\n\
-         ProtectHome=yes\n\
-         PrivateTmp=yes\n\
-         PrivateDevices=yes\n\
-         ProtectKernelTunables=yes\n\
-         ProtectKernelModules=yes\n\
-         ProtectKernelLogs=yes\n\
-         ProtectControlGroups=yes\n\
-         ProtectClock=yes\n\
-         ProtectHostname=yes\n\
-         RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n\
-         RestrictNamespaces=yes\n\
-         RestrictRealtime=yes\n\
-         RestrictSUIDSGID=yes\n\
-         LockPersonality=yes\n\
-         SystemCallArchitectures=native\n\
+         {sandbox}\
          \n\
          [Install]\n\
-         WantedBy=multi-user.target\n"
+         WantedBy=multi-user.target\n",
+        hardening = HARDENING,
+        sandbox = SANDBOX,
     ))
 }
 
-/// Every unit an install writes, by file name, in the order they are started: today the agent's;
-/// the updater's joins it when `cloudsync updater` has a unit.
+/// Privileges every unit drops (before `ReadWritePaths=`, which only the agent has).
+const HARDENING: &str = "UMask=0077\n\
+    NoNewPrivileges=yes\n\
+    CapabilityBoundingSet=\n\
+    ProtectSystem=strict\n";
+
+/// The sandbox every unit runs in (after `ReadWritePaths=`).
+const SANDBOX: &str = "ProtectHome=yes\n\
+    PrivateTmp=yes\n\
+    PrivateDevices=yes\n\
+    ProtectKernelTunables=yes\n\
+    ProtectKernelModules=yes\n\
+    ProtectKernelLogs=yes\n\
+    ProtectControlGroups=yes\n\
+    ProtectClock=yes\n\
+    ProtectHostname=yes\n\
+    RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n\
+    RestrictNamespaces=yes\n\
+    RestrictRealtime=yes\n\
+    RestrictSUIDSGID=yes\n\
+    LockPersonality=yes\n\
+    SystemCallArchitectures=native\n";
+
+fn checked_user(user: &str) -> Result<&str, UnitError> {
+    let valid = !user.is_empty()
+        && !user.starts_with('-')
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(user)
+    } else {
+        Err(UnitError::User(user.to_string()))
+    }
+}
+
+/// The text of `cloudsync-updater.service`: one `cloudsync updater run` (a oneshot the timer
+/// starts), as the agent's user, writing nothing (`ProtectSystem=strict` and no writable path: it
+/// only reads the configuration and the credentials file). Exit code
+/// [`EXIT_UPDATE_AVAILABLE`](crate::control::updater::EXIT_UPDATE_AVAILABLE) counts as success, so
+/// "a newer version is available" does not mark the unit failed; it is in the journal.
+pub fn updater_unit(options: &UnitOptions) -> Result<String, UnitError> {
+    let user = checked_user(&options.user)?;
+    let binary = quoted("the binary", &options.binary)?;
+    let config_file = quoted("the configuration file", &options.config_file)?;
+    let available = crate::control::updater::EXIT_UPDATE_AVAILABLE;
+    Ok(format!(
+        "# Written by `cloudsync agent units`; started by {UPDATER_TIMER}.\n\
+         [Unit]\n\
+         Description=cloudsync agent updater (asks the tenant's release channel for a newer agent)\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         User={user}\n\
+         Group={user}\n\
+         ExecStart={binary} --log-json updater run --config {config_file}\n\
+         SuccessExitStatus={available}\n\
+         TimeoutStartSec=5min\n\
+         {HARDENING}\
+         {SANDBOX}"
+    ))
+}
+
+/// The text of `cloudsync-updater.timer`: the updater once a day, at a random point in the first
+/// hour after midnight (so a fleet does not ask the tenant at the same second), and at boot when a
+/// run was missed while the machine was off.
+pub fn updater_timer() -> String {
+    format!(
+        "# Written by `cloudsync agent units`.\n\
+         [Unit]\n\
+         Description=Daily check for a newer cloudsync agent\n\
+         \n\
+         [Timer]\n\
+         OnCalendar=daily\n\
+         RandomizedDelaySec=1h\n\
+         Persistent=true\n\
+         Unit={UPDATER_UNIT}\n\
+         \n\
+         [Install]\n\
+         WantedBy=timers.target\n"
+    )
+}
+
+/// Every unit an install writes, by file name, in the order they are started: the agent's service,
+/// the updater's service (no `[Install]` section: its timer starts it) and the updater's timer.
+/// Enabling and starting are for the agent's service and the timer ([`ENABLED_UNITS`]).
 pub fn all_units(
     config: &Config,
     options: &UnitOptions,
 ) -> Result<Vec<(&'static str, String)>, UnitError> {
-    Ok(vec![(AGENT_UNIT, agent_unit(config, options)?)])
+    Ok(vec![
+        (AGENT_UNIT, agent_unit(config, options)?),
+        (UPDATER_UNIT, updater_unit(options)?),
+        (UPDATER_TIMER, updater_timer()),
+    ])
 }
 
 #[cfg(test)]
@@ -219,5 +295,38 @@ mod tests {
             agent_unit(&config("/var/lib/cs/journal"), &o),
             Err(UnitError::User(_))
         ));
+    }
+
+    #[test]
+    fn the_updater_runs_once_unprivileged_writing_nothing_and_its_timer_starts_it() {
+        let units = all_units(&config("/var/lib/cloudsync/journal"), &options()).unwrap();
+        let names: Vec<&str> = units.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "cloudsync-agent.service",
+                "cloudsync-updater.service",
+                "cloudsync-updater.timer"
+            ]
+        );
+        let updater = &units[1].1;
+        assert!(updater.contains("\nType=oneshot\n"), "{updater}");
+        assert!(updater.contains("ExecStart=\"/usr/local/bin/cloudsync\" --log-json updater run --config \"/etc/cloudsync/agent.toml\"\n"), "{updater}");
+        assert!(
+            updater.contains("\nUser=cloudsync\n") && updater.contains("\nProtectSystem=strict\n")
+        );
+        assert!(updater.contains("\nNoNewPrivileges=yes\n"), "{updater}");
+        assert!(!updater.contains("ReadWritePaths"), "{updater}");
+        assert!(!updater.contains("[Install]"), "{updater}");
+        assert!(updater.contains("\nSuccessExitStatus=2\n"), "{updater}");
+        let timer = &units[2].1;
+        assert!(
+            timer.contains("\nUnit=cloudsync-updater.service\n")
+                && timer.contains("\nRandomizedDelaySec="),
+            "{timer}"
+        );
+        let mut o = options();
+        o.user = String::new();
+        assert!(matches!(updater_unit(&o), Err(UnitError::User(_))));
     }
 }

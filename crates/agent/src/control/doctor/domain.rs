@@ -1,7 +1,8 @@
 //! Checks of one domain, each step only once the one before passed: DNS name resolution of the DC
 //! host, TCP reachability of the LDAP port, TLS and a bind as the configured account (through
 //! [`conn::connect`], so the doctor sees exactly what the feed sees), a read of the domain root,
-//! and the clock against the rootDSE's `currentTime`. Enters: the domain's configuration and
+//! the rights the feed and password hash sync need ([`super::rights`]), and the clock against the
+//! rootDSE's `currentTime`. Enters: the domain's configuration and
 //! `now`. Leaves: [`Check`]s.
 
 use std::time::SystemTime;
@@ -10,9 +11,10 @@ use ldap3::{Scope, SearchEntry};
 use tokio::net::TcpStream;
 
 use super::{Check, skew};
-use crate::source::ldap::DomainConfig;
 use crate::source::ldap::conn::{self, DcConn};
 use crate::source::ldap::error::{BindFailure, LdapSourceError};
+use crate::source::ldap::{DomainConfig, SyncMode};
+use crate::source::phs::{PhsSettings, PhsSourceKind};
 
 /// Host and port of an `ldap://` / `ldaps://` URL (default ports 389 / 636).
 pub fn host_port(url: &str) -> Option<(String, u16)> {
@@ -38,8 +40,14 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
-/// Every check of the domain `label`.
-pub async fn check(label: &str, cfg: &DomainConfig, now: SystemTime) -> Vec<Check> {
+/// Every check of the domain `label`; with `phs` (the `[phs]` section), the replication right
+/// password hash sync needs.
+pub async fn check(
+    label: &str,
+    cfg: &DomainConfig,
+    phs: Option<&PhsSettings>,
+    now: SystemTime,
+) -> Vec<Check> {
     let mut out = Vec::new();
     let Some((host, port)) = host_port(&cfg.url) else {
         out.push(Check::fail(
@@ -85,10 +93,10 @@ pub async fn check(label: &str, cfg: &DomainConfig, now: SystemTime) -> Vec<Chec
     }
 
     let ldaps = cfg.url.to_ascii_lowercase().starts_with("ldaps://");
-    if ldaps
+    if (ldaps || cfg.starttls)
         && !cfg.insecure_skip_verify
         && let Some(ca) = &cfg.ca_file
-        && let Some(c) = super::cert::expiry(label, ca, &host, &addrs, timeout, now).await
+        && let Some(c) = super::cert::expiry(label, ca, &host, &addrs, !ldaps, timeout, now).await
     {
         out.push(c);
     }
@@ -126,8 +134,14 @@ pub async fn check(label: &str, cfg: &DomainConfig, now: SystemTime) -> Vec<Chec
 
     let base = cfg.base();
     out.push(read_root(label, &mut dc, &base).await);
+    if cfg.mode == SyncMode::Dirsync {
+        out.push(super::rights::dirsync(label, cfg, &mut dc).await);
+    }
     out.push(dc_clock(label, &mut dc, now).await);
     dc.close().await;
+    if let Some(phs) = phs.filter(|p| p.enabled && p.source == PhsSourceKind::Drsr) {
+        out.push(super::rights::replication_all(label, cfg, phs).await);
+    }
     out
 }
 

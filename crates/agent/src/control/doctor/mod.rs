@@ -4,9 +4,11 @@
 //! one-line fix an AD administrator can act on — and the exit code it implies.
 //!
 //! - [`local`] — state directories and credentials file modes, disk space under the journal.
-//! - [`cert`] — the DC certificate's expiry (ldaps://; warn under 30 days).
-//! - [`domain`] — per domain: DNS, TCP, TLS (CA, host name), bind, a read of the domain root, and
-//!   the clock against the DC's rootDSE `currentTime`.
+//! - [`cert`] — the DC certificate's expiry (ldaps:// and StartTLS; warn under 30 days).
+//! - [`domain`] — per domain: DNS, TCP, TLS (CA, host name), bind, a read of the domain root, the
+//!   rights ([`rights`]), and the clock against the DC's rootDSE `currentTime`.
+//! - [`rights`] — a real DirSync request (Replicating Directory Changes, or `object_security`), and
+//!   with `[phs] enabled` a real MS-DRSR GetNCChanges (Replicating Directory Changes All).
 //! - [`tenant`] — reachability and TLS, the credentials file, the agent's token, a heartbeat round
 //!   trip, and the clock against the tenant's HTTP `Date`.
 //! - [`skew`] — the clock-skew rule (FAIL above 5 minutes, Kerberos' default; warn above 1).
@@ -17,6 +19,7 @@
 pub mod cert;
 pub mod domain;
 pub mod local;
+pub mod rights;
 pub mod skew;
 pub mod tenant;
 
@@ -128,7 +131,7 @@ impl Report {
 pub async fn run(config: &Config, now: SystemTime) -> Report {
     let mut checks = local::state(config);
     for (label, domain) in &config.domains {
-        checks.extend(domain::check(label, domain, now).await);
+        checks.extend(domain::check(label, domain, Some(&config.phs), now).await);
     }
     if let Some(t) = &config.tenant {
         checks.extend(tenant::check(t, now).await);

@@ -206,6 +206,7 @@ pub fn collect(s: &Sources<'_>) -> Result<AgentStatusReport, StatusError> {
         domains,
         push,
         attention,
+        tenant: None,
     })
 }
 

@@ -179,6 +179,7 @@ mod tests {
             domains: vec![],
             push: None,
             attention: vec![],
+            tenant: None,
         };
         write(&p, &report).unwrap();
         write(&p, &report).unwrap();

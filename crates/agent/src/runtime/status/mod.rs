@@ -6,6 +6,12 @@
 //! Leaves: an [`AgentStatusReport`] ([`collect::collect`]), rendered as text or JSON by the CLI, and
 //! an exit code ([`AgentStatusReport::exit_code`]).
 //!
+//! # What the tenant says
+//! When the agent is registered, `agent status` also asks the tenant ([`tenant_view`]) how it sees the
+//! agent (Active/Inactive, host, version, environment) and each configuration it serves (health,
+//! last sync), next to the local truth (`tenant` in the JSON). A tenant that cannot be asked is said
+//! plainly and the local part is still printed. The daemon's status file never holds this part.
+//!
 //! # While `agent run` holds the databases
 //! sled locks each database exclusively (an `flock` on its `db` file), so a second process cannot open
 //! them while the daemon runs. The daemon therefore writes the same report to a **status file**
@@ -23,11 +29,14 @@
 //! # Exit codes
 //! A bit set, so a script can test each condition: `0` nothing needs attention; `1` the state could not
 //! be read (error); `2` deletes are staged ("Delete threshold exceeded"); `4` quarantine (objects the
-//! tenant refused, or the configuration); `8` anything else that needs an admin (not registered, or the
-//! running daemon's status file is stale). Conditions combine: `6` = staged deletes and quarantine.
+//! tenant refused, or the configuration — locally or as the tenant reports it); `8` anything else that
+//! needs an admin (not registered, the running daemon's status file is stale, or the tenant sees the
+//! running agent Inactive); `16` the tenant could not be asked (unreachable or refusing: the report
+//! holds only the local truth). Conditions combine: `6` = staged deletes and quarantine.
 
 pub mod collect;
 pub mod file;
+pub mod tenant_view;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +54,8 @@ pub const EXIT_STAGED_DELETES: u8 = 2;
 pub const EXIT_QUARANTINE: u8 = 4;
 /// Exit-code bit: something else needs an admin.
 pub const EXIT_OTHER: u8 = 8;
+/// Exit-code bit: the tenant could not be asked how it sees the agent.
+pub const EXIT_TENANT: u8 = 16;
 
 /// Where the report's figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +89,9 @@ pub struct AgentStatusReport {
     pub push: Option<PushState>,
     /// What needs an admin, one sentence each (empty when all is well).
     pub attention: Vec<Attention>,
+    /// What the tenant says (only from `agent status` of a registered agent; never in the status file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<tenant_view::TenantView>,
 }
 
 /// One thing that needs an admin.
@@ -100,6 +114,8 @@ pub enum AttentionKind {
     Quarantine,
     /// Anything else (bit [`EXIT_OTHER`]).
     Other,
+    /// The tenant could not be asked (bit [`EXIT_TENANT`]).
+    Tenant,
 }
 
 impl AttentionKind {
@@ -109,6 +125,7 @@ impl AttentionKind {
             AttentionKind::StagedDeletes => EXIT_STAGED_DELETES,
             AttentionKind::Quarantine => EXIT_QUARANTINE,
             AttentionKind::Other => EXIT_OTHER,
+            AttentionKind::Tenant => EXIT_TENANT,
         }
     }
 }

@@ -124,6 +124,33 @@ pub async fn heartbeat(
     }))
 }
 
+/// `DELETE /api/v1/agents/{id}` (Global or Hybrid Identity Administrator): the uninstaller removes
+/// the agent's registration. Its client id can no longer get a token and its heartbeats answer 404;
+/// its configurations stay, as in the portal when an agent is removed. 404 when no such agent.
+pub async fn delete(
+    State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<Admins>,
+    Path(agent_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let agent_id = parse_id(&agent_id)?;
+    let _guard = state.apply_lock.lock().await;
+    let agent: AgentRecord = get_json(&state.store.agents, "agents", agent_id.as_bytes())?
+        .ok_or_else(|| ApiError::NotFound(format!("Agent {agent_id} is not registered.")))?;
+    state
+        .store
+        .clients
+        .remove(agent.client_id.as_bytes())
+        .map_err(StoreError::from)?;
+    state
+        .store
+        .agents
+        .remove(agent.id.as_bytes())
+        .map_err(StoreError::from)?;
+    state.store.flush().await?;
+    tracing::info!(agent_id = %agent.id, host = %agent.host_name, removed_by = %principal.id(), "Agent registration removed.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /api/v1/agents` (admins).
 pub async fn list(
     State(state): State<SharedState>,

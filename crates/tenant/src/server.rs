@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use cloudsync_api::MAX_BODY_BYTES;
 
@@ -163,6 +163,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(auth::jwks))
         .route("/{tenant}/signin", post(signin::signin))
         .route("/api/v1/agents", post(agents::register).get(agents::list))
+        .route("/api/v1/agents/{id}", delete(agents::delete))
         .route("/api/v1/agents/{id}/heartbeat", post(agents::heartbeat))
         .route(
             "/api/v1/configurations",

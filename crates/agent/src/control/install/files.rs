@@ -239,17 +239,20 @@ mod tests {
 
     #[test]
     fn the_configuration_names_the_password_file_and_keeps_earlier_domains() {
-        let layout = Layout::under(Path::new("/opt/cs")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path()).unwrap();
+        ensure_dir(&layout.state_dir(), 0o700).unwrap();
+        write_file(&layout.service_password_file(), b"pw\n", 0o600).unwrap();
         let tenant = TenantTarget {
             url: "https://127.0.0.1:8443".into(),
             ca_file: None,
             tenant_id: "contoso.onmicrosoft.com".into(),
         };
-        let old: toml::Table = "[domains.old]\ndns_name = \"old.test\"\nurl = \"ldaps://old.test\"\nbind_dn = \"x\"\npassword = \"secret\"\n".parse().unwrap();
+        let old: toml::Table = "[domains.old]\ndns_name = \"old.test\"\nurl = \"ldaps://old.test\"\nbind_dn = \"x\"\npassword = \"secret\"\ninsecure_skip_verify = true\n".parse().unwrap();
         let domains = [DomainTarget {
             dns_name: "corp.example.test".into(),
             url: "ldaps://127.0.0.9".into(),
-            ca_file: None,
+            ca_file: Some(layout.service_password_file()),
         }];
         let text = render_config(&ConfigInput {
             layout: &layout,
@@ -261,19 +264,20 @@ mod tests {
             existing: Some(&old),
         })
         .unwrap();
-        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("\"secret\""), "{text}");
         let config = Config::from_toml_str(&text).unwrap();
         assert_eq!(config.domains.len(), 2);
         assert_eq!(config.domains["old"].bind_dn, "svc@corp.example.test");
         assert_eq!(
             config.domains["corp"].password_file.as_deref(),
-            Some(Path::new("/opt/cs/var/lib/cloudsync/service-account.pw"))
+            Some(layout.service_password_file().as_path())
         );
         let t = config.tenant.unwrap();
         assert_eq!(t.environment, Environment::AzureUSGovernment);
-        assert_eq!(
-            t.credentials_file,
-            Path::new("/opt/cs/var/lib/cloudsync/credentials.json")
+        assert!(
+            t.credentials_file
+                .ends_with("var/lib/cloudsync/credentials.json")
         );
+        assert!(t.credentials_file.starts_with(dir.path()));
     }
 }

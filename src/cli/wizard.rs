@@ -128,12 +128,12 @@ fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result
     println!("\nSign in with a Global Administrator or Hybrid Identity Administrator account.");
     let (session, tenant) = loop {
         let upn: String = Input::with_theme(&theme)
-            .with_prompt("Administrator")
+            .with_prompt("Tenant administrator account")
             .with_initial_text(args.admin_upn.clone().unwrap_or_default())
             .validate_with(|s: &String| upn_like(s))
             .interact_text()?;
         let upn = upn.trim().to_string();
-        let pw = password(&theme, "Password")?;
+        let pw = password(&theme, "Tenant administrator password")?;
         let tenant = tenant_of(&args, environment, &upn);
         let config = tenant_config(&tenant, environment, &layout)?;
         match runtime.block_on(admin::sign_in(&config, &upn, &pw)) {
@@ -255,7 +255,8 @@ fn connect_ad(
         if name.is_empty() {
             return Ok(added);
         }
-        let default_url = args
+        // The URL given with `--domain NAME=URL` for this name, else empty (= ldaps://NAME).
+        let given_url = args
             .domains
             .iter()
             .find_map(|s| {
@@ -264,19 +265,24 @@ fn connect_ad(
                     .eq_ignore_ascii_case(&name)
                     .then(|| u.trim().to_string())
             })
-            .unwrap_or_else(|| format!("ldaps://{name}"));
+            .unwrap_or_default();
         let url: String = Input::with_theme(theme)
-            .with_prompt("Domain controller")
-            .with_initial_text(default_url)
+            .with_prompt(format!("Domain controller (empty: ldaps://{name})"))
+            .with_initial_text(given_url)
+            .allow_empty(true)
             .validate_with(|s: &String| {
                 let l = s.trim().to_ascii_lowercase();
-                if l.starts_with("ldaps://") || l.starts_with("ldap://") {
+                if l.is_empty() || l.starts_with("ldaps://") || l.starts_with("ldap://") {
                     Ok(())
                 } else {
                     Err("expected ldaps://host[:port]")
                 }
             })
             .interact_text()?;
+        let url = match url.trim() {
+            "" => format!("ldaps://{name}"),
+            u => u.to_string(),
+        };
         let ca: String = Input::with_theme(theme)
             .with_prompt("CA file of the DC's certificate (empty: the system's)")
             .with_initial_text(
@@ -296,7 +302,7 @@ fn connect_ad(
             .interact_text()?;
         println!("Sign in with a domain administrator of {name} (used now only; never stored).");
         let admin_upn: String = Input::with_theme(theme)
-            .with_prompt("Domain administrator")
+            .with_prompt("Domain administrator account")
             .with_initial_text(
                 args.domain_admin
                     .clone()
@@ -304,8 +310,8 @@ fn connect_ad(
             )
             .validate_with(|s: &String| no_empty(s))
             .interact_text()?;
-        let admin_pw = password(theme, "Password")?;
-        let mut target = domain_target(&format!("{name}={}", url.trim()), None);
+        let admin_pw = password(theme, "Domain administrator password")?;
+        let mut target = domain_target(&format!("{name}={url}"), None);
         target.ca_file = (!ca.trim().is_empty()).then(|| PathBuf::from(ca.trim()));
         match runtime.block_on(domain::check_domain(
             &target,

@@ -28,10 +28,19 @@ use tenant_fixture::{HIA, TENANT_ID, TenantFixture, USER};
 
 /// Runs the binary with `args`, `stdin` piped in.
 fn run(args: &[String], stdin: &str) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+    run_env(args, stdin, None)
+}
+
+/// [`run`] with `ENVIRONMENTNAME` set (or removed).
+fn run_env(args: &[String], stdin: &str, environment_name: Option<&str>) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
+    match environment_name {
+        Some(e) => cmd.env("ENVIRONMENTNAME", e),
+        None => cmd.env_remove("ENVIRONMENTNAME"),
+    };
+    let mut child = cmd
         .args(args)
         .env("CLOUDSYNC_LOG", "warn")
-        .env_remove("ENVIRONMENTNAME")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -314,6 +323,49 @@ async fn unattended_install_update_cmdlets_and_uninstall() {
     );
     assert_eq!(creds(pfx)["agentId"], id.as_str());
     assert_eq!(agents(&t).await.len(), 1);
+
+    // The cmdlets: connect (role check), service-account set (checked by a bind first).
+    let (code, out) = run(&setup.installed(&["agent", "connect"]), HIA.1);
+    assert_eq!(code, Some(0), "{out}");
+    let mut as_user = setup.installed(&["agent", "connect"]);
+    let i = as_user.iter().position(|a| a == HIA.0).unwrap();
+    as_user[i] = USER.0.into();
+    let (code, out) = run(&as_user, USER.1);
+    assert_eq!(code, Some(3), "{out}");
+    let svc_cmd: Vec<String> = [
+        "agent",
+        "service-account",
+        "set",
+        "--prefix",
+        pfx.to_str().unwrap(),
+        "--account",
+        &dc.admin_upn,
+        "--password-file",
+        "-",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, out) = run(&svc_cmd, "Wrong!Password9");
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("wrong password"), "{out}");
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(&dc.svc_upn),
+        "unchanged after a refusal"
+    );
+    let (code, out) = run(&svc_cmd, &dc.admin_password);
+    assert_eq!(code, Some(0), "{out}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains(&format!("bind_dn = \"{}\"", dc.admin_upn)),
+        "{text}"
+    );
+    assert!(!text.contains(&dc.admin_password), "{text}");
+    assert_eq!(
+        mode(&pfx.join("var/lib/cloudsync/service-account.pw")),
+        0o600
+    );
 
     // Password hash sync off, then on, in the tenant's configuration.
     let cfg_id = creds(pfx)["configurations"][&dc.dns_domain]

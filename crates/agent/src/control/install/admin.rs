@@ -6,6 +6,8 @@
 //! The role is checked right after sign-in by one admin-only read (`GET /api/v1/agents`): the
 //! tenant answers 403 naming the roles the call needs and the roles the caller has, and that
 //! answer is passed on, so the wizard refuses a wrong account at the sign-in step, not at the end.
+//! The tenant's OpenID configuration then says which cloud it is in; another environment than the
+//! one chosen (e.g. `ENVIRONMENTNAME=AzureUSGovernment` against a public-cloud tenant) is refused.
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -61,7 +63,32 @@ pub async fn sign_in(
         )
         .await
         .map_err(|e| signin_error(upn, e))?;
+    check_environment(&session, tenant).await?;
     Ok(session)
+}
+
+/// The tenant's OpenID configuration names its cloud (`cloud_instance_name`, as Entra's does): an
+/// install for another environment is refused here, before anything is written.
+async fn check_environment(
+    session: &AdminSession,
+    tenant: &TenantConfig,
+) -> Result<(), InstallError> {
+    let url = session.client.url(&format!(
+        "/{}/v2.0/.well-known/openid-configuration",
+        tenant.tenant_id
+    ));
+    let answer: serde_json::Value = session
+        .client
+        .send_json(session.client.http().get(&url), &url)
+        .await?;
+    let chosen = tenant.environment.endpoints().cloud_instance_name;
+    match answer.get("cloud_instance_name").and_then(|v| v.as_str()) {
+        Some(cloud) if !cloud.eq_ignore_ascii_case(chosen) => Err(InstallError::WrongEnvironment {
+            chosen: tenant.environment,
+            tenant_cloud: cloud.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn signin_error(upn: &str, e: TenantError) -> InstallError {

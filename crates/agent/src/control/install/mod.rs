@@ -145,6 +145,16 @@ pub enum InstallError {
         /// The tenant's 403 message: the roles needed and the roles the account has.
         detail: String,
     },
+    /// The tenant is in another cloud than the environment chosen.
+    #[error(
+        "the tenant is in the cloud {tenant_cloud:?}, not {chosen}: choose its environment (--environment or ENVIRONMENTNAME)"
+    )]
+    WrongEnvironment {
+        /// The environment chosen.
+        chosen: Environment,
+        /// The tenant's `cloud_instance_name`.
+        tenant_cloud: String,
+    },
     /// A domain failed its checks.
     #[error(transparent)]
     Domain(#[from] DomainError),
@@ -181,6 +191,7 @@ impl InstallError {
             InstallError::Setting(_)
             | InstallError::Existing { .. }
             | InstallError::NotInstalled(_)
+            | InstallError::WrongEnvironment { .. }
             | InstallError::Config(_) => 2,
             InstallError::SignIn { .. } | InstallError::Role { .. } => 3,
             InstallError::Domain(_) => 4,

@@ -202,8 +202,13 @@ pub fn domain_target(spec: &str, ca: Option<&Path>) -> DomainTarget {
     DomainTarget {
         dns_name: name,
         url,
-        ca_file: ca.map(Path::to_path_buf),
+        ca_file: ca.map(absolute),
     }
+}
+
+/// `path` made absolute (the configuration is read by a service with another working directory).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The environment: the flag (or ENVIRONMENTNAME), else an installed agent's, else AzureCloud.
@@ -227,11 +232,11 @@ pub fn tenant_of(args: &InstallArgs, environment: Environment, admin_upn: &str) 
     match &args.tenant_url {
         Some(url) => TenantTarget {
             url: url.clone(),
-            ca_file: args.tenant_ca_file.clone(),
+            ca_file: args.tenant_ca_file.as_deref().map(absolute),
             tenant_id,
         },
         None => TenantTarget {
-            ca_file: args.tenant_ca_file.clone(),
+            ca_file: args.tenant_ca_file.as_deref().map(absolute),
             ..TenantTarget::for_environment(environment, &tenant_id)
         },
     }

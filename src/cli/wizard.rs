@@ -312,7 +312,8 @@ fn connect_ad(
             .interact_text()?;
         let admin_pw = password(theme, "Domain administrator password")?;
         let mut target = domain_target(&format!("{name}={url}"), None);
-        target.ca_file = (!ca.trim().is_empty()).then(|| PathBuf::from(ca.trim()));
+        target.ca_file =
+            (!ca.trim().is_empty()).then(|| super::install::absolute(&PathBuf::from(ca.trim())));
         match runtime.block_on(domain::check_domain(
             &target,
             (admin_upn.trim(), &admin_pw),

@@ -367,6 +367,36 @@ async fn unattended_install_update_cmdlets_and_uninstall() {
         0o600
     );
 
+    // domain add: a typo is refused; the installed domain again is checked and its configuration reused.
+    let domain_add = |name: &str| -> Vec<String> {
+        let mut v = setup.installed(&["agent", "domain", "add"]);
+        v.extend(
+            [
+                "--domain",
+                &format!("{name}={}", dc.ldaps_url),
+                "--dc-ca-file",
+                dc.ca_file.to_str().unwrap(),
+                "--domain-admin",
+                &dc.admin_upn,
+                "--domain-admin-password-file",
+                &secret_file(setup.secrets.path(), "da2.pw", &dc.admin_password),
+            ]
+            .map(String::from),
+        );
+        v
+    };
+    let (code, out) = run(&domain_add(&typo), HIA.1);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("check the spelling of the domain name"),
+        "{out}"
+    );
+    let (code, out) = run(&domain_add(&dc.dns_domain), HIA.1);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(reused)"), "{out}");
+    let config_text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(config_text.matches("[domains.").count(), 1, "{config_text}");
+
     // Password hash sync off, then on, in the tenant's configuration.
     let cfg_id = creds(pfx)["configurations"][&dc.dns_domain]
         .as_str()

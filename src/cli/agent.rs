@@ -95,21 +95,21 @@ pub enum AgentCommand {
     /// installed but not verified, 6 not available yet.
     Install(Box<super::install::InstallArgs>),
     /// Remove the services (or print the commands), the tenant registration and the private files.
-    Uninstall(super::install::InstalledArgs),
+    Uninstall(super::install_cmdlets::InstalledArgs),
     /// Sign in as a tenant administrator and check the role (the cmdlet `Connect-…`).
-    Connect(super::install::InstalledArgs),
+    Connect(super::install_cmdlets::InstalledArgs),
     /// Domains of the installed agent.
     #[command(subcommand)]
-    Domain(super::install::DomainCommand),
+    Domain(super::install_cmdlets::DomainCommand),
     /// The service account of the installed agent.
     #[command(subcommand)]
-    ServiceAccount(super::install::ServiceAccountCommand),
+    ServiceAccount(super::install_cmdlets::ServiceAccountCommand),
     /// The service account's AD permissions (the next issue; exits 6 today).
     #[command(subcommand)]
-    Permissions(super::install::PermissionsCommand),
+    Permissions(super::install_cmdlets::PermissionsCommand),
     /// Password hash sync on or off in the tenant's configurations of the installed agent.
     #[command(subcommand)]
-    Phs(super::install::PhsCommand),
+    Phs(super::install_cmdlets::PhsCommand),
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         #[command(flatten)]
@@ -155,14 +155,14 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                 super::wizard::run(&runtime, args)
             }
         }
-        AgentCommand::Uninstall(args) => runtime.block_on(super::install::uninstall(args)),
-        AgentCommand::Connect(args) => runtime.block_on(super::install::connect(args)),
-        AgentCommand::Domain(cmd) => runtime.block_on(super::install::domain_add(cmd)),
+        AgentCommand::Uninstall(args) => runtime.block_on(super::install_cmdlets::uninstall(args)),
+        AgentCommand::Connect(args) => runtime.block_on(super::install_cmdlets::connect(args)),
+        AgentCommand::Domain(cmd) => runtime.block_on(super::install_cmdlets::domain_add(cmd)),
         AgentCommand::ServiceAccount(cmd) => {
-            runtime.block_on(super::install::service_account_set(cmd))
+            runtime.block_on(super::install_cmdlets::service_account_set(cmd))
         }
-        AgentCommand::Permissions(cmd) => Ok(super::install::permissions(cmd)),
-        AgentCommand::Phs(cmd) => runtime.block_on(super::install::phs(cmd)),
+        AgentCommand::Permissions(cmd) => Ok(super::install_cmdlets::permissions(cmd)),
+        AgentCommand::Phs(cmd) => runtime.block_on(super::install_cmdlets::phs(cmd)),
         AgentCommand::Doctor { config, json } => doctor(&runtime, &config, json),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;

@@ -11,6 +11,7 @@ pub mod agent_status;
 pub mod agent_units;
 pub mod config_args;
 pub mod install;
+pub mod install_cmdlets;
 pub mod journal;
 pub mod phs;
 pub mod push;

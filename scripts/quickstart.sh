@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # cloudsync quickstart (Debian 12, as root): a lab Samba AD DC on 127.0.0.1, the local tenant, the agent
-# registered and one `agent sync-once`, then what arrived in the cloud next to what AD holds.
-# Idempotent: a provisioned/running DC, a running tenant and a registration are reused.
+# installed with `agent install --unattended` and one `agent sync-once`, then what arrived in the cloud next
+# to what AD holds. Idempotent: a provisioned/running DC and a running tenant are reused; the agent is updated
+# in place (same registration).
 #   QUICKSTART_USERS=200   users seeded into the DC on first run
-# State lives in .lab/ (dc/, tenant/, journal/, projection/, outbox/, agent-credentials.json).
+# State lives in .lab/ (dc/, tenant/, agent/etc/cloudsync/agent.toml, agent/var/lib/cloudsync/).
 # The tenant is LEFT RUNNING so you can open the portal; the script prints the stop command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LAB=.lab DC=.lab/dc T=.lab/tenant CONF=examples/agent.toml USERS=${QUICKSTART_USERS:-200}
+LAB=.lab DC=.lab/dc T=.lab/tenant AGENT=$PWD/.lab/agent USERS=${QUICKSTART_USERS:-200}
+CONF=$AGENT/etc/cloudsync/agent.toml
 GA=ga@contoso.onmicrosoft.com
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -54,18 +56,19 @@ fi
 URL=$(cat "$T/address")
 echo "tenant at $URL (pid $(cat "$T/pid"))"
 
-# The example configuration points at .lab/; only the addresses come from the environment.
-export CLOUDSYNC_TENANT__URL=$URL CLOUDSYNC_TENANT__CA_FILE=$T/ca.pem
-export CLOUDSYNC_DOMAINS__CORP__URL=$AD_LDAPS_URL CLOUDSYNC_DOMAINS__CORP__CA_FILE=$AD_CA_FILE
-
-step "Register the agent"
-if [ ! -f "$T/registered" ]; then
-  rm -rf "$LAB/journal" "$LAB/projection" "$LAB/outbox" # a new registration starts from scratch
-  "$BIN" agent register --config "$CONF" --admin-upn "$GA" <"$T/admin-password"
-  touch "$T/registered"
-else
-  echo "already registered ($LAB/agent-credentials.json)"
-fi
+# The agent is installed the way an admin installs it unattended (docs/install.md), everything under
+# $AGENT: etc/cloudsync/agent.toml (0640), var/lib/cloudsync/ (0700: journal, credentials 0600). A second
+# run updates it in place and keeps its registration. Secrets go in on stdin or a file, never on argv;
+# the domain administrator's password is used for the domain check only and is not stored.
+step "Install the agent (cloudsync agent install --unattended, into $AGENT)"
+"$BIN" agent install --unattended --accept-license --prefix "$AGENT" \
+  --tenant-url "$URL" --tenant-ca-file "$T/ca.pem" \
+  --admin-upn "$GA" --admin-password-file "$T/admin-password" \
+  --service-account "$AD_SVC_BIND_DN" --service-account-password-file <(printf '%s\n' "$AD_SVC_PASSWORD") \
+  --domain "$AD_DNS_DOMAIN=$AD_LDAPS_URL" --dc-ca-file "$AD_CA_FILE" \
+  --domain-admin "$AD_BIND_DN" --domain-admin-password-file - \
+  --set "projection.scope.ous=[\"OU=SyncUsers,$AD_BASE_DN\", \"OU=Staff,$AD_BASE_DN\"]" \
+  --set phs.enabled=true <<<"$AD_BIND_PASSWORD"
 
 step "agent sync-once"
 "$BIN" agent sync-once --config "$CONF"
@@ -85,7 +88,7 @@ cloud_count() { # follows @odata.nextLink
   done
   echo "$n"
 }
-ad_count() { # $1 = LDAP filter, over the scoped OUs of examples/agent.toml
+ad_count() { # $1 = LDAP filter, over the OUs the install scoped (--set projection.scope.ous above)
   local n=0 ou
   for ou in "OU=SyncUsers,$AD_BASE_DN" "OU=Staff,$AD_BASE_DN"; do
     n=$((n + $(LDAPTLS_CACERT=$AD_CA_FILE ldapsearch -LLL -x -H "$AD_LDAPS_URL" -D "$AD_BIND_DN" \
@@ -105,13 +108,14 @@ signin() { curl -sS -o /dev/null -w '%{http_code}' --cacert "$T/ca.pem" -H 'Cont
   -d "{\"userPrincipalName\":\"user00001@corp.example.test\",\"password\":\"$1\"}" "$URL/contoso.onmicrosoft.com/signin"; }
 echo "  user00001 with its AD password Init!Pass00001 -> HTTP $(signin 'Init!Pass00001')   (a wrong one -> HTTP $(signin 'Wrong!Pass1'))"
 echo
-step "cloudsync journal inspect $LAB/journal"
-"$BIN" journal inspect "$LAB/journal"
+step "cloudsync journal inspect $AGENT/var/lib/cloudsync/journal"
+"$BIN" journal inspect "$AGENT/var/lib/cloudsync/journal"
 
 step "Done"
 echo "Portal:       $URL/   (the browser must trust $T/ca.pem, or accept the warning)"
 echo "              sign in there as $GA with the password in $T/admin-password"
 echo "              (10 wrong passwords lock the account from your address for 60 s: AADSTS50053)"
 echo "Admin:        $GA, password in $T/admin-password"
-echo "Keep syncing: CLOUDSYNC_TENANT__URL=$URL CLOUDSYNC_TENANT__CA_FILE=$T/ca.pem CLOUDSYNC_DOMAINS__CORP__URL=$AD_LDAPS_URL $BIN agent run --config $CONF"
+echo "Keep syncing: $BIN agent run --config $CONF   (or install the printed units as root)"
+echo "Uninstall:    $BIN agent uninstall --prefix $AGENT --admin-upn $GA --admin-password-file $T/admin-password"
 echo "Stop:         kill $(cat "$T/pid"); scripts/lab.sh stop $DC"

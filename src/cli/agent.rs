@@ -89,6 +89,27 @@ pub enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Install the agent: the wizard on a terminal, or every answer from flags with `--unattended`;
+    /// run again on an installed agent to update it in place (its registration is kept). Exit code:
+    /// 0 verified, 1 error, 2 bad input, 3 admin sign-in or role refused, 4 a domain check failed, 5
+    /// installed but not verified, 6 not available yet.
+    Install(Box<super::install::InstallArgs>),
+    /// Remove the services (or print the commands), the tenant registration and the private files.
+    Uninstall(super::install_cmdlets::InstalledArgs),
+    /// Sign in as a tenant administrator and check the role (the cmdlet `Connect-…`).
+    Connect(super::install_cmdlets::InstalledArgs),
+    /// Domains of the installed agent.
+    #[command(subcommand)]
+    Domain(super::install_cmdlets::DomainCommand),
+    /// The service account of the installed agent.
+    #[command(subcommand)]
+    ServiceAccount(super::install_cmdlets::ServiceAccountCommand),
+    /// The service account's AD permissions (the next issue; exits 6 today).
+    #[command(subcommand)]
+    Permissions(super::install_cmdlets::PermissionsCommand),
+    /// Password hash sync on or off in the tenant's configurations of the installed agent.
+    #[command(subcommand)]
+    Phs(super::install_cmdlets::PhsCommand),
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         #[command(flatten)]
@@ -126,6 +147,22 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Status { config, json } => super::agent_status::run(&config, json),
         AgentCommand::Units(args) => super::agent_units::run(args),
+        AgentCommand::Install(args) => {
+            let args = *args;
+            if args.unattended {
+                runtime.block_on(super::install::unattended(args))
+            } else {
+                super::wizard::run(&runtime, args)
+            }
+        }
+        AgentCommand::Uninstall(args) => runtime.block_on(super::install_cmdlets::uninstall(args)),
+        AgentCommand::Connect(args) => runtime.block_on(super::install_cmdlets::connect(args)),
+        AgentCommand::Domain(cmd) => runtime.block_on(super::install_cmdlets::domain_add(cmd)),
+        AgentCommand::ServiceAccount(cmd) => {
+            runtime.block_on(super::install_cmdlets::service_account_set(cmd))
+        }
+        AgentCommand::Permissions(cmd) => Ok(super::install_cmdlets::permissions(cmd)),
+        AgentCommand::Phs(cmd) => runtime.block_on(super::install_cmdlets::phs(cmd)),
         AgentCommand::Doctor { config, json } => doctor(&runtime, &config, json),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;

@@ -10,11 +10,14 @@ pub mod agent;
 pub mod agent_status;
 pub mod agent_units;
 pub mod config_args;
+pub mod install;
+pub mod install_cmdlets;
 pub mod journal;
 pub mod phs;
 pub mod push;
 pub mod tenant;
 pub mod updater;
+pub mod wizard;
 
 /// The version line: crate version and the journal's on-disk format version.
 pub fn version_line() -> String {

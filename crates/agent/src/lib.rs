@@ -18,7 +18,7 @@
 //! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
 //! - [`runtime`] — what runs the stages: the daemon's tasks, the one `sync_once`, the sinks, the status file.
 //! - [`control`] — the agent's dealings with the tenant: the one HTTP client, registration, credentials,
-//!   heartbeats and health, restarts; and the start-up state check.
+//!   heartbeats and health, restarts; the start-up state check; and `agent install` as library steps.
 //! - [`phs`]     — the pure hashing library: NT hash → salted OrgId string (PBKDF2 kernel, pool, FIPS policy).
 //! - [`metrics`] — the process's Prometheus counters (a leaf; served by `runtime::metrics_task`).
 //! - [`nt_hash`] — the zeroizing NT hash, shared by the readers that obtain it and `phs`, which hashes it.

@@ -37,6 +37,27 @@ pub struct RegistrationRequest {
     pub domains: Vec<String>,
 }
 
+/// `PUT /api/v1/agents/{id}/domains`: the AD domains an installed agent serves, replaced (an install
+/// that adds a domain to an agent keeps its registration and updates this list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentDomains {
+    /// The AD domains (DNS names).
+    pub domains: Vec<String>,
+}
+
+/// At most this many domains per agent.
+pub const MAX_AGENT_DOMAINS: usize = 100;
+
+/// A domain's DNS name as the tenant accepts it: 1 to 253 characters of letters, digits, `-` and `.`.
+pub fn valid_domain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 /// The tenant's answer to a registration; the secret is shown only here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -9,8 +9,8 @@ use sha2::Digest;
 use uuid::Uuid;
 
 use cloudsync_api::agent::{
-    AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
-    RegistrationRequest, RegistrationResponse,
+    AgentDomains, AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
+    MAX_AGENT_DOMAINS, RegistrationRequest, RegistrationResponse, valid_domain_name,
 };
 use cloudsync_api::auth::Role;
 
@@ -29,6 +29,7 @@ pub async fn register(
     if req.host_name.trim().is_empty() {
         return Err(ApiError::BadRequest("hostName must not be empty.".into()));
     }
+    check_domains(&req.domains)?;
     if req.environment != state.identity.environment {
         return Err(ApiError::BadRequest(format!(
             "The agent was installed for {} but this tenant is in {}.",
@@ -123,6 +124,82 @@ pub async fn heartbeat(
         configurations,
         pending_restarts,
     }))
+}
+
+/// `DELETE /api/v1/agents/{id}` (Global or Hybrid Identity Administrator): the uninstaller removes
+/// the agent's registration. Its client id can no longer get a token and its heartbeats answer 404;
+/// its configurations stay, as in the portal when an agent is removed. 404 when no such agent.
+pub async fn delete(
+    State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<Admins>,
+    Path(agent_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let agent_id = parse_id(&agent_id)?;
+    let _guard = state.apply_lock.lock().await;
+    let agent: AgentRecord = get_json(&state.store.agents, "agents", agent_id.as_bytes())?
+        .ok_or_else(|| ApiError::NotFound(format!("Agent {agent_id} is not registered.")))?;
+    state
+        .store
+        .clients
+        .remove(agent.client_id.as_bytes())
+        .map_err(StoreError::from)?;
+    state
+        .store
+        .agents
+        .remove(agent.id.as_bytes())
+        .map_err(StoreError::from)?;
+    state.store.flush().await?;
+    tracing::info!(agent_id = %agent.id, host = %agent.host_name, removed_by = %principal.id(), "Agent registration removed.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks an agent's domain list (registration and updates).
+fn check_domains(domains: &[String]) -> Result<(), ApiError> {
+    if domains.len() > MAX_AGENT_DOMAINS {
+        return Err(ApiError::BadRequest(format!(
+            "An agent serves at most {MAX_AGENT_DOMAINS} domains; {} were given.",
+            domains.len()
+        )));
+    }
+    if let Some(bad) = domains.iter().find(|d| !valid_domain_name(d)) {
+        return Err(ApiError::BadRequest(format!(
+            "{bad:?} is not a domain's DNS name (1 to 253 letters, digits, '-' and '.')."
+        )));
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/agents/{id}/domains` (Global or Hybrid Identity Administrator): replaces the domains
+/// an installed agent serves (an install that adds a domain keeps the registration). Its next
+/// heartbeat pairs it with the configurations of the new list. Answers the agent as listed.
+pub async fn set_domains(
+    State(state): State<SharedState>,
+    Authorized { principal, .. }: Authorized<Admins>,
+    Path(agent_id): Path<String>,
+    ApiJson(req): ApiJson<AgentDomains>,
+) -> Result<Json<AgentInfo>, ApiError> {
+    let agent_id = parse_id(&agent_id)?;
+    check_domains(&req.domains)?;
+    {
+        let _guard = state.apply_lock.lock().await;
+        let mut agent: AgentRecord = get_json(&state.store.agents, "agents", agent_id.as_bytes())?
+            .ok_or_else(|| ApiError::NotFound(format!("Agent {agent_id} is not registered.")))?;
+        let mut domains: Vec<String> = Vec::new();
+        for d in req.domains {
+            if !domains.iter().any(|k| k.eq_ignore_ascii_case(&d)) {
+                domains.push(d);
+            }
+        }
+        agent.domains = domains;
+        put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
+        state.store.flush().await?;
+        tracing::info!(agent_id = %agent.id, domains = ?agent.domains, changed_by = %principal.id(), "Agent's domains replaced.");
+    }
+    agent_infos(&state)?
+        .into_iter()
+        .find(|a| a.id == agent_id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("Agent {agent_id} is not registered.")))
 }
 
 /// `GET /api/v1/agents` (admins).

@@ -165,8 +165,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(auth::jwks))
         .route("/{tenant}/signin", post(signin::signin))
         .route("/api/v1/agents", post(agents::register).get(agents::list))
+        .route(
+            "/api/v1/agents/{id}",
+            get(agents::get_one).delete(agents::delete),
+        )
         .route("/api/v1/agents/{id}/heartbeat", post(agents::heartbeat))
-        .route("/api/v1/agents/{id}", get(agents::get_one))
+        .route(
+            "/api/v1/agents/{id}/domains",
+            axum::routing::put(agents::set_domains),
+        )
         .route(
             "/api/v1/releases/latest",
             get(release::get_latest).put(release::publish),

@@ -12,6 +12,8 @@
 //! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
 //! - [`updater`] — the release-channel check behind `cloudsync updater run`.
 //! - [`doctor`] — `agent doctor`: every check of an installed agent, each failure with its fix.
+//! - [`install`] — `agent install` (wizard and unattended), its cmdlets and `agent uninstall`, as
+//!   library steps: sign-in, domains, files, registration, services, verification.
 //!
 //! Invariant: nothing here imports the tenant crate; only [`cloudsync_api`] wire types cross.
 
@@ -19,6 +21,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod health;
 pub mod heartbeat;
+pub mod install;
 pub mod register;
 pub mod restarts;
 pub mod service_unit;

@@ -1,5 +1,7 @@
 //! The installer flow: admin sign-in (password grant), agent registration, one configuration per
 //! configured domain (reused when the tenant already has one), credentials file written 0600.
+//! [`register_as`] is the same with an admin already signed in, and keeps an installed agent's
+//! registration on an update in place (`agent install` run again).
 
 use uuid::Uuid;
 
@@ -28,27 +30,52 @@ pub async fn register(
     let tenant = config.tenant.as_ref().ok_or(RegisterError::NoTenant)?;
     let client = TenantClient::installer(tenant)?;
     let admin = client.admin_token(admin_upn, admin_password).await?;
+    register_as(config, &client, admin.as_str(), None).await
+}
+
+/// [`register`] with an admin already signed in (the installer's session). With `keep` (an update
+/// in place of an installed agent) the agent is not registered again: its id and client secret
+/// stay, and only the configurations of the domains are looked up or created.
+pub async fn register_as(
+    config: &Config,
+    client: &TenantClient,
+    admin: &str,
+    keep: Option<&AgentCredentials>,
+) -> Result<Registered, RegisterError> {
+    let tenant = config.tenant.as_ref().ok_or(RegisterError::NoTenant)?;
     let domains: Vec<String> = config
         .domains
         .values()
         .map(|d| d.dns_name.clone())
         .collect();
-    let reg = register_agent(
-        &client,
-        admin.as_str(),
-        tenant.environment,
-        &host_name(),
-        &domains,
-    )
-    .await?;
+    let mut creds = match keep {
+        Some(existing) => {
+            // The tenant pairs an agent with the configurations of its recorded domains: an update
+            // in place that adds (or drops) a domain says so.
+            set_agent_domains(client, admin, existing.agent_id, &domains).await?;
+            existing.clone()
+        }
+        None => {
+            let reg =
+                register_agent(client, admin, tenant.environment, &host_name(), &domains).await?;
+            AgentCredentials {
+                agent_id: reg.agent_id,
+                tenant_id: reg.tenant_id,
+                client_id: reg.client_id,
+                client_secret: zeroize::Zeroizing::new(reg.client_secret),
+                token_endpoint: reg.token_endpoint,
+                configurations: Default::default(),
+            }
+        }
+    };
     let mut configurations = Vec::new();
     for d in config.domains.values() {
         let (id, created) = match d.configuration_id {
             Some(id) => (id, false),
             None => {
                 ensure_configuration(
-                    &client,
-                    admin.as_str(),
+                    client,
+                    admin,
                     &d.dns_name,
                     config.projection.delete_threshold,
                 )
@@ -57,21 +84,14 @@ pub async fn register(
         };
         configurations.push((d.dns_name.to_ascii_lowercase(), id, created));
     }
-    let creds = AgentCredentials {
-        agent_id: reg.agent_id,
-        tenant_id: reg.tenant_id,
-        client_id: reg.client_id,
-        client_secret: zeroize::Zeroizing::new(reg.client_secret),
-        token_endpoint: reg.token_endpoint,
-        configurations: configurations
-            .iter()
-            .map(|(d, id, _)| (d.clone(), *id))
-            .collect(),
-    };
+    creds.configurations = configurations
+        .iter()
+        .map(|(d, id, _)| (d.clone(), *id))
+        .collect();
     creds
         .save(&tenant.credentials_file)
         .map_err(TenantError::from)?;
-    tracing::info!(agent = %creds.agent_id, file = %tenant.credentials_file.display(), "Agent registered.");
+    tracing::info!(agent = %creds.agent_id, kept = keep.is_some(), file = %tenant.credentials_file.display(), "Agent registered.");
     Ok(Registered {
         creds,
         configurations,
@@ -110,6 +130,23 @@ async fn register_agent(
             &url,
         )
         .await
+}
+
+/// Replaces the domains the tenant records for an installed agent (`PUT /api/v1/agents/{id}/domains`).
+async fn set_agent_domains(
+    client: &TenantClient,
+    admin: &str,
+    agent_id: Uuid,
+    domains: &[String],
+) -> Result<(), TenantError> {
+    let url = client.url(&format!("/api/v1/agents/{agent_id}/domains"));
+    let body = cloudsync_api::agent::AgentDomains {
+        domains: domains.to_vec(),
+    };
+    let _: cloudsync_api::agent::AgentInfo = client
+        .send_json(client.http().put(&url).bearer_auth(admin).json(&body), &url)
+        .await?;
+    Ok(())
 }
 
 /// The configuration of `domain`: an existing one is reused, else one is created.

@@ -1,0 +1,335 @@
+//! `cloudsync agent install` on a terminal: the seed's wizard, screen by screen, over the library's
+//! steps ([`cloudsync_agent::control::install`]). Enters: the admin's keystrokes (and the install
+//! flags as defaults). Leaves: what `--unattended` leaves, and the same exit codes.
+//!
+//! Prompts are `dialoguer` (kept by the console-rs authors; its `console` crate is already in the
+//! tree through `indicatif`): answers are validated before they are taken (`validate_with`),
+//! passwords are read without echo, and a step the tenant or a DC refuses shows why and asks again.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use dialoguer::theme::ColorfulTheme;
+use dialoguer::{Confirm, Input, Password, Select};
+use zeroize::Zeroizing;
+
+use cloudsync_agent::control::install::{
+    self, DomainTarget, Extension, InstallError, InstallPlan, admin, domain,
+};
+use cloudsync_api::environment::ENVIRONMENTS;
+
+use super::install::{
+    InstallArgs, domain_target, fail, layout_of, print_applied, settings_of, tenant_config,
+    tenant_of,
+};
+
+const LICENSE: &str = "cloudsync is free software under the license in the LICENSE file of its source. \
+It comes with NO WARRANTY. It reads your Active Directory and writes to your cloud directory.";
+
+/// Runs the wizard.
+pub fn run(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result<ExitCode> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!(
+            "error: the install wizard needs a terminal; use `cloudsync agent install --unattended` with flags (docs/install.md)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    match steps(runtime, args) {
+        Ok(code) => Ok(code),
+        Err(e) => match e.downcast::<InstallError>() {
+            Ok(e) => Ok(fail(&e)),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+fn no_empty(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        Err("this cannot be empty".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn upn_like(s: &str) -> Result<(), String> {
+    match s.trim().split_once('@') {
+        Some((user, dom)) if !user.is_empty() && dom.contains('.') => Ok(()),
+        _ => Err("expected an account name like admin@contoso.onmicrosoft.com".into()),
+    }
+}
+
+fn password(theme: &ColorfulTheme, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    Ok(Zeroizing::new(
+        Password::with_theme(theme)
+            .with_prompt(prompt)
+            .validate_with(|s: &String| no_empty(s))
+            .interact()?,
+    ))
+}
+
+fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result<ExitCode> {
+    let theme = ColorfulTheme::default();
+    let layout = layout_of(args.prefix.as_deref())?;
+    let existing = layout.existing()?;
+    println!("cloudsync provisioning agent: install");
+    if existing.creds.is_some() {
+        println!(
+            "An agent is installed in {}: this run updates it in place (its registration is kept).",
+            layout.prefix.display()
+        );
+    }
+
+    // License.
+    println!("\n{LICENSE}");
+    if !Confirm::with_theme(&theme)
+        .with_prompt("I agree to the license terms and conditions")
+        .default(false)
+        .interact()?
+    {
+        eprintln!("The license was not accepted; nothing was installed.");
+        return Ok(ExitCode::from(1));
+    }
+
+    // Select extension.
+    let choices = [Extension::CloudSync, Extension::OnPremisesAppProvisioning];
+    let extension = loop {
+        let i = Select::with_theme(&theme)
+            .with_prompt("Select extension")
+            .items(choices.iter().map(|e| e.title()))
+            .default(0)
+            .interact()?;
+        match choices[i].require_available() {
+            Ok(()) => break choices[i],
+            Err(e) => println!("{e}"),
+        }
+    };
+
+    // Environment.
+    let default_env = super::install::environment_of(&args)?;
+    let names: Vec<&str> = ENVIRONMENTS.iter().map(|(_, c)| c.name).collect();
+    let at = ENVIRONMENTS
+        .iter()
+        .position(|(e, _)| *e == default_env)
+        .unwrap_or(0);
+    let i = Select::with_theme(&theme)
+        .with_prompt("Environment (the cloud your tenant is in)")
+        .items(&names)
+        .default(at)
+        .interact()?;
+    let environment = ENVIRONMENTS[i].0;
+    if let Some(url) = &args.tenant_url {
+        println!(
+            "Tenant URL {url} (given with --tenant-url) overrides the environment's endpoints."
+        );
+    }
+
+    // Connect to the tenant: a Global Administrator or Hybrid Identity Administrator.
+    println!("\nSign in with a Global Administrator or Hybrid Identity Administrator account.");
+    let (session, tenant) = loop {
+        let upn: String = Input::with_theme(&theme)
+            .with_prompt("Tenant administrator account")
+            .with_initial_text(args.admin_upn.clone().unwrap_or_default())
+            .validate_with(|s: &String| upn_like(s))
+            .interact_text()?;
+        let upn = upn.trim().to_string();
+        let pw = password(&theme, "Tenant administrator password")?;
+        let tenant = tenant_of(&args, environment, &upn);
+        let config = tenant_config(&tenant, environment, &layout)?;
+        match runtime.block_on(admin::sign_in(&config, &upn, &pw)) {
+            Ok(session) => {
+                println!("Signed in as {upn}.");
+                break (session, tenant);
+            }
+            Err(e @ (InstallError::SignIn { .. } | InstallError::Role { .. })) => {
+                println!("{e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+
+    // Service account.
+    println!(
+        "\nConfigure the service account: an existing AD account the agent binds as. \
+         (Creating a group Managed Service Account, or using a custom gMSA, is the next issue's work.)"
+    );
+    let service_account: String = Input::with_theme(&theme)
+        .with_prompt("Service account")
+        .with_initial_text(args.service_account.clone().unwrap_or_default())
+        .validate_with(|s: &String| no_empty(s))
+        .interact_text()?;
+    let service_account = service_account.trim().to_string();
+    let service_password = password(&theme, "Service account password")?;
+
+    // Connect Active Directory.
+    let domains = connect_ad(
+        runtime,
+        &theme,
+        &args,
+        &existing,
+        (&service_account, &service_password),
+    )?;
+
+    // Summary.
+    println!("\nConfiguration complete. Summary:");
+    println!("  extension        {}", extension.title());
+    println!("  environment      {environment} (tenant {})", tenant.url);
+    println!("  administrator    {}", session.upn);
+    println!("  service account  {service_account}");
+    let mut names: Vec<String> = existing.domains().into_iter().map(|(_, n)| n).collect();
+    names.extend(domains.iter().map(|d| d.dns_name.clone()));
+    names.dedup();
+    println!("  domains          {}", names.join(", "));
+    println!("  files under      {}", layout.prefix.display());
+    if !Confirm::with_theme(&theme)
+        .with_prompt("Confirm (register the agent and install its services)")
+        .default(true)
+        .interact()?
+    {
+        eprintln!("Not confirmed; nothing was installed.");
+        return Ok(ExitCode::from(1));
+    }
+    let binary = match &args.binary {
+        Some(b) => std::path::absolute(b)?,
+        None => std::env::current_exe().context("while finding this binary's path")?,
+    };
+    let plan = InstallPlan {
+        layout,
+        extension,
+        environment,
+        tenant,
+        service_account,
+        service_password,
+        domains,
+        settings: settings_of(&args.set)?,
+        unit_user: args.user.clone(),
+        binary,
+    };
+    let applied = runtime.block_on(install::apply(&plan, &session, &existing))?;
+    Ok(print_applied(&applied))
+}
+
+/// "Connect Active Directory": configured domains listed, each new one checked as the domain
+/// administrator (asked per domain, used for the check only).
+fn connect_ad(
+    runtime: &tokio::runtime::Runtime,
+    theme: &ColorfulTheme,
+    args: &InstallArgs,
+    existing: &install::Existing,
+    service: (&str, &str),
+) -> anyhow::Result<Vec<DomainTarget>> {
+    println!("\nConnect Active Directory.");
+    let mut configured: Vec<String> = existing.domains().into_iter().map(|(_, n)| n).collect();
+    let mut added = Vec::new();
+    let mut suggested = args.domains.iter();
+    loop {
+        if configured.is_empty() {
+            println!("Configured domains: none yet.");
+        } else {
+            println!("Configured domains: {}", configured.join(", "));
+        }
+        let hint = if configured.is_empty() {
+            "Domain name (e.g. corp.example.com)"
+        } else {
+            "Domain name to add (empty: done)"
+        };
+        let can_finish = !configured.is_empty();
+        let initial = suggested
+            .next()
+            .map(|s| s.split('=').next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let name: String = Input::with_theme(theme)
+            .with_prompt(hint)
+            .with_initial_text(initial)
+            .allow_empty(can_finish)
+            .validate_with(move |s: &String| {
+                let s = s.trim();
+                if (s.is_empty() && can_finish) || domain::valid_dns_name(s) {
+                    Ok(())
+                } else {
+                    Err("expected a DNS domain name such as corp.example.com")
+                }
+            })
+            .interact_text()?;
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            return Ok(added);
+        }
+        // The URL given with `--domain NAME=URL` for this name, else empty (= ldaps://NAME).
+        let given_url = args
+            .domains
+            .iter()
+            .find_map(|s| {
+                let (n, u) = s.split_once('=')?;
+                n.trim()
+                    .eq_ignore_ascii_case(&name)
+                    .then(|| u.trim().to_string())
+            })
+            .unwrap_or_default();
+        let url: String = Input::with_theme(theme)
+            .with_prompt(format!("Domain controller (empty: ldaps://{name})"))
+            .with_initial_text(given_url)
+            .allow_empty(true)
+            .validate_with(|s: &String| {
+                let l = s.trim().to_ascii_lowercase();
+                if l.is_empty() || l.starts_with("ldaps://") || l.starts_with("ldap://") {
+                    Ok(())
+                } else {
+                    Err("expected ldaps://host[:port]")
+                }
+            })
+            .interact_text()?;
+        let url = match url.trim() {
+            "" => format!("ldaps://{name}"),
+            u => u.to_string(),
+        };
+        let ca: String = Input::with_theme(theme)
+            .with_prompt("CA file of the DC's certificate (empty: the system's)")
+            .with_initial_text(
+                args.dc_ca_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+            .allow_empty(true)
+            .validate_with(|s: &String| {
+                if s.trim().is_empty() || std::path::Path::new(s.trim()).is_file() {
+                    Ok(())
+                } else {
+                    Err("no such file")
+                }
+            })
+            .interact_text()?;
+        println!("Sign in with a domain administrator of {name} (used now only; never stored).");
+        let admin_upn: String = Input::with_theme(theme)
+            .with_prompt("Domain administrator account")
+            .with_initial_text(
+                args.domain_admin
+                    .clone()
+                    .unwrap_or_else(|| format!("Administrator@{name}")),
+            )
+            .validate_with(|s: &String| no_empty(s))
+            .interact_text()?;
+        let admin_pw = password(theme, "Domain administrator password")?;
+        let mut target = domain_target(&format!("{name}={url}"), None);
+        target.ca_file =
+            (!ca.trim().is_empty()).then(|| super::install::absolute(&PathBuf::from(ca.trim())));
+        match runtime.block_on(domain::check_domain(
+            &target,
+            (admin_upn.trim(), &admin_pw),
+            service,
+        )) {
+            Ok(checked) => {
+                println!(
+                    "Added {} ({}).",
+                    checked.target.dns_name, checked.naming_context
+                );
+                if !configured.contains(&checked.target.dns_name) {
+                    configured.push(checked.target.dns_name.clone());
+                }
+                added.push(checked.target);
+            }
+            Err(e) => println!("{e}"),
+        }
+    }
+}

@@ -17,6 +17,7 @@
 //! docs/projection.md has the whole picture.
 
 pub mod anchor;
+pub mod cloud;
 pub mod config;
 pub mod dn;
 pub mod expr;

@@ -151,9 +151,24 @@ impl DomainSettings {
         }
     }
 
-    /// The part that decides what projection sends (for the snapshot's fingerprint).
-    pub(super) fn projection_part(&self) -> serde_json::Value {
-        serde_json::json!([self.ous, self.groups, self.mappings, self.delete_threshold])
+    /// The effective scope and mapping specs over the TOML `base`.
+    pub(super) fn effective(&self, base: &ProjectionConfig) -> (ScopeSpec, Vec<MappingSpec>) {
+        let scope = if self.ous.is_empty() && self.groups.is_empty() {
+            base.scope.clone()
+        } else {
+            ScopeSpec {
+                ous: self.ous.clone(),
+                groups: self.groups.clone(),
+                filters: base.scope.filters.clone(),
+            }
+        };
+        let mappings = base
+            .mappings
+            .iter()
+            .cloned()
+            .chain(self.mapping_specs())
+            .collect();
+        (scope, mappings)
     }
 
     /// The mapping specs of the tenant's mappings (users).
@@ -187,15 +202,7 @@ impl DomainSettings {
             )
         };
         let mut errors = Vec::new();
-        let scope_spec = if self.ous.is_empty() && self.groups.is_empty() {
-            base.scope.clone()
-        } else {
-            ScopeSpec {
-                ous: self.ous.clone(),
-                groups: self.groups.clone(),
-                filters: base.scope.filters.clone(),
-            }
-        };
+        let (scope_spec, specs) = self.effective(base);
         let nc = naming_context(domain);
         for (field, dns) in [
             ("scope.organizationalUnits", &self.ous),
@@ -225,12 +232,6 @@ impl DomainSettings {
             }));
         });
         let n_base = base.mappings.len();
-        let specs: Vec<MappingSpec> = base
-            .mappings
-            .iter()
-            .cloned()
-            .chain(self.mapping_specs())
-            .collect();
         let mappings = Mappings::compile(&specs).map_err(|es| {
             errors.extend(es.into_iter().map(|e| {
                 // Keys of the tenant's mappings are renumbered from the tenant's list.
@@ -332,6 +333,10 @@ mod tests {
             (3, 500)
         );
         assert_ne!(c.fingerprint("a.test"), c.fingerprint("b.test"));
+        // A tenant configuration that changes nothing projection sends keeps the TOML's fingerprint.
+        let same = BTreeMap::from([("c.test".to_string(), settings())]);
+        let c = ProjectionConfig::default().compile_with(&same).unwrap();
+        assert_eq!(c.fingerprint("c.test"), c.fingerprint("b.test"));
     }
 
     #[test]

@@ -151,8 +151,8 @@ impl Compiled {
         self.domains.get(&domain.to_ascii_lowercase())
     }
 
-    /// A text that changes whenever `domain`'s effective scope, mappings or threshold change (the
-    /// TOML's or the tenant's), recorded with projection's snapshot.
+    /// A text that changes whenever `domain`'s effective scope or mappings change (the TOML's or the
+    /// tenant's), recorded with projection's snapshot.
     pub fn fingerprint(&self, domain: &str) -> &str {
         self.fingerprints
             .get(&domain.to_ascii_lowercase())
@@ -281,10 +281,14 @@ impl ProjectionConfig {
     }
 }
 
-/// The settings that decide what projection sends, as one text: the TOML's, and the tenant's on top.
+/// The settings that decide what projection sends for a domain (its effective scope and mappings;
+/// not the threshold, which changes no object), as one text.
 fn fingerprint(base: &ProjectionConfig, tenant: Option<&DomainSettings>) -> String {
-    let t = tenant.map(DomainSettings::projection_part);
-    serde_json::to_string(&(base, t)).unwrap_or_default()
+    let (scope, mappings) = match tenant {
+        Some(t) => t.effective(base),
+        None => (base.scope.clone(), base.mappings.clone()),
+    };
+    serde_json::to_string(&(scope, mappings)).unwrap_or_default()
 }
 
 #[cfg(test)]

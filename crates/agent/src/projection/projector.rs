@@ -79,6 +79,11 @@ impl Projector {
             self.state.remap_attributes(&old, &cfg.table);
         }
         self.cfg = cfg;
+        self.add_config_reasons(reasons);
+    }
+
+    /// Notes why the objects of these domains will change (their re-read follows).
+    pub fn add_config_reasons(&mut self, reasons: impl IntoIterator<Item = (String, String)>) {
         for (domain, why) in reasons {
             self.config_reasons.insert(domain.to_ascii_lowercase(), why);
         }

@@ -163,6 +163,7 @@ impl<S: OpSink> Runner<S> {
             });
         }
         let mut projector = Projector::new(cfg, state);
+        projector.add_config_reasons(reread.iter().cloned());
         let enqueued = sink.producer_cursor()?.unwrap_or(0);
         if enqueued >= from {
             projector.log_enabled = false;

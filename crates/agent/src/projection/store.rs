@@ -14,6 +14,9 @@
 //!   journal); a newer one is refused.
 //! - `staged`: key `domain 0x00 anchor` → JSON of the staged delete ([`StagedDelete`]).
 //! - `provlog`: see [`super::provlog`].
+//! - `cloud`: key `settings` → JSON of the tenant's settings last accepted per domain
+//!   (`BTreeMap<domain, `[`super::cloud::DomainSettings`]`>`), so that a start without the tenant keeps
+//!   them (`crate::runtime::cloud_config`).
 //!
 //! # Restart contract (numbered, as the runner follows it)
 //! 1. A snapshot at sequence S is written only after every operation from events ≤ S is in the outbox,
@@ -60,8 +63,8 @@ pub enum StoreError {
     /// The snapshot body does not decode.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The snapshot's meta does not encode or decode.
-    #[error("projection snapshot meta: {0}")]
+    /// The snapshot's meta, or the stored cloud settings, do not encode or decode.
+    #[error("projection snapshot meta or cloud settings: {0}")]
     Meta(#[source] serde_json::Error),
     /// A staged delete does not decode.
     #[error("corrupt staged delete: {0}")]
@@ -94,6 +97,7 @@ pub struct ProjectionStore {
     db: sled::Db,
     snapshot: sled::Tree,
     staged: sled::Tree,
+    cloud: sled::Tree,
     provlog: ProvLog,
 }
 
@@ -115,6 +119,7 @@ impl ProjectionStore {
         Ok(ProjectionStore {
             snapshot: db.open_tree("snapshot")?,
             staged: db.open_tree("staged")?,
+            cloud: db.open_tree("cloud")?,
             provlog: ProvLog::new(db.open_tree("provlog")?),
             db,
         })
@@ -189,6 +194,27 @@ impl ProjectionStore {
         let (meta, state) = rest.split_at(len);
         let meta: SnapshotMeta = serde_json::from_slice(meta).map_err(StoreError::Meta)?;
         Ok(Some((State::from_bytes(state)?, Some(meta))))
+    }
+
+    /// The tenant's settings last accepted, per domain (empty before the first).
+    pub fn cloud_settings(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, super::cloud::DomainSettings>, StoreError> {
+        match self.cloud.get(b"settings")? {
+            Some(v) => serde_json::from_slice(&v).map_err(StoreError::Meta),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Records the tenant's settings accepted per domain, and flushes.
+    pub fn save_cloud_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, super::cloud::DomainSettings>,
+    ) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(settings).map_err(StoreError::Meta)?;
+        self.cloud.insert(b"settings", v)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Stages deletes (idempotent per domain and anchor) and flushes.

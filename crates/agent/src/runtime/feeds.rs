@@ -145,6 +145,27 @@ pub async fn run_feeds(
     interactive: bool,
     resyncs: Arc<ResyncRequests>,
 ) -> Result<(), RunError> {
+    run_feeds_gated(
+        config,
+        journal,
+        shutdown,
+        interactive,
+        resyncs,
+        Arc::new(|_: &str| true),
+    )
+    .await
+}
+
+/// [`run_feeds`] with the tenant's password hash sync switch: each domain's PHS cycle runs only
+/// while `phs_gate` allows it (`[phs] enabled` stays the local master switch).
+pub async fn run_feeds_gated(
+    config: Config,
+    journal: Arc<Journal>,
+    shutdown: CancellationToken,
+    interactive: bool,
+    resyncs: Arc<ResyncRequests>,
+    phs_gate: super::phs::PhsGate,
+) -> Result<(), RunError> {
     let tracker = TaskTracker::new();
     let grace = Duration::from_secs(config.agent.shutdown_grace_secs);
     let memory_budget = budget(&config);
@@ -154,7 +175,7 @@ pub async fn run_feeds(
     };
     // Password hash sync: its cycles run beside the feeds; the feed's sink wakes them.
     let signals = super::phs::PhsSignals::for_config(&config);
-    for task in super::phs::phs_tasks(&config, &journal, &signals) {
+    for task in super::phs::phs_tasks(&config, &journal, &signals, &phs_gate) {
         tracker.spawn(task.run(shutdown.child_token()));
     }
     let sink = Arc::new(super::phs::PasswordSignalSink::new(journal, signals));

@@ -104,6 +104,11 @@ async fn cloud_cycle(
     options: SyncOnceOptions,
 ) -> Result<CloudReport, CloudCycleError> {
     let mut stages = CloudStages::open(config, journal).map_err(CloudCycleError::Open)?;
+    // The tenant's settings before projecting (a scope or mapping change reaches unchanged objects
+    // with `agent run`'s re-read; here only what this pass read is evaluated under them).
+    for (domain, why) in stages.apply_cloud_config().await {
+        tracing::info!(domain = %domain, reason = %why, "The configuration changed; `agent run` re-reads the domain to apply it to every object.");
+    }
     let projected = stages
         .project_all()
         .await

@@ -258,8 +258,22 @@ impl<S: EventSink> PhsCycle<S> {
     /// Runs cycles on `signal` and at least every `interval` until `cancel` fires. Failed cycles are
     /// logged (retriable ones as warnings) and retried at the next trigger; the checkpoint did not move.
     pub async fn run(self, signal: Arc<Notify>, interval: Duration, cancel: CancellationToken) {
+        self.run_gated(signal, interval, cancel, || true).await
+    }
+
+    /// [`PhsCycle::run`], skipping each trigger at which `allowed()` says no (the tenant switched
+    /// password hash sync off for the domain): nothing is replicated and the cookie stays, so the
+    /// first cycle after it is switched on again picks up every change since.
+    pub async fn run_gated(
+        self,
+        signal: Arc<Notify>,
+        interval: Duration,
+        cancel: CancellationToken,
+        allowed: impl Fn() -> bool,
+    ) {
         loop {
-            if let Err(err) = self.run_once().await {
+            if !allowed() {
+            } else if let Err(err) = self.run_once().await {
                 if err.is_retriable() {
                     tracing::warn!(error = %err, "Password hash sync cycle failed; will retry.");
                 } else {

@@ -1,0 +1,306 @@
+//! Configuration from the cloud, end to end: a running `agent run` against the lab DC and the real
+//! tenant follows what the admin sets in the tenant, without a restart. The configuration's scope
+//! set to one OU (with a delete threshold of 0 and a jobTitle mapping from an expression) deletes the
+//! users outside it from the cloud (Graph 404) and sends the new jobTitle to the users inside it;
+//! the scope put back brings the others back. The agent's provisioning log names the reason
+//! ("ConfigurationChanged", "scope, …, revision N") and the tenant's provisioning log shows the
+//! deletes. A spec the agent cannot compile is refused and the settings in force stay.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(unused_imports)]
+mod common;
+mod ldap_support;
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cloudsync_agent::event::Guid;
+use cloudsync_agent::projection::store::ProjectionStore;
+use common::lab::LabDc;
+use serde_json::{Value, json};
+use tenant_fixture::{GA, HIA, TENANT_ID, TenantFixture};
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args(args)
+        .env("CLOUDSYNC_ADMIN_PASSWORD", HIA.1)
+        .env("CLOUDSYNC_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// Stops the daemon on drop (a failed assertion must not leave it running).
+struct Daemon(Child);
+
+impl Daemon {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "agent run did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+}
+
+/// Polls Graph for `upn` until `ready` holds for (status, body), at most `secs`.
+async fn wait_user(
+    t: &TenantFixture,
+    token: &str,
+    upn: &str,
+    secs: u64,
+    dir: &Path,
+    what: &str,
+    ready: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = t
+            .client
+            .get(t.at(&format!(
+                "/v1.0/users/{upn}?$select=jobTitle,displayName,onPremisesImmutableId"
+            )))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if ready(status, &body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{upn}: {what} never happened (last {status} {body}); agent log:\n{}",
+            log(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn put_spec(t: &TenantFixture, admin: &str, id: &str, spec: &Value) -> Value {
+    let r = t
+        .client
+        .put(t.at(&format!("/api/v1/configurations/{id}")))
+        .bearer_auth(admin)
+        .json(spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scope_and_mapping_change_in_the_tenant_reaches_the_running_agent() {
+    cloudsync_private_fs::restrict_umask();
+    let dc = LabDc::start();
+    let t = TenantFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("state/journal");
+    let config = dir.path().join("agent.toml");
+    let toml = format!(
+        "{}notifications = false\n[tenant]\nurl = {:?}\nca_file = {:?}\ntenant_id = {TENANT_ID:?}\ncredentials_file = {:?}\n[push]\nheartbeat_interval_secs = 1\nprojection_tick_ms = 100\n",
+        ldap_support::config_toml(&dc, &journal, ""),
+        t.url,
+        t.dir.path().join("ca.pem").display().to_string(),
+        dir.path().join("credentials.json").display().to_string(),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let cfg = config.to_str().unwrap();
+    let o = cli(&["agent", "register", "--config", cfg, "--admin-upn", HIA.0]);
+    assert!(o.status.success(), "{o:?}");
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("credentials.json")).unwrap())
+            .unwrap();
+    let domain = dc.dns_domain.to_ascii_lowercase();
+    let id = creds["configurations"][&domain]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let agent_log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+            .args(["agent", "run", "--config", cfg])
+            .env("CLOUDSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap(),
+    );
+    let graph = t.user_token(GA).await;
+    let admin = t.user_token(HIA).await;
+    let outside = format!("user00001@{domain}");
+    let inside = format!("staff001@{domain}");
+    let present = |s: u16, _: &Value| s == 200;
+    let gone = |s: u16, _: &Value| s == 404;
+    let outside_user = wait_user(
+        &t,
+        &graph,
+        &outside,
+        300,
+        dir.path(),
+        "initial sync",
+        present,
+    )
+    .await;
+    wait_user(
+        &t,
+        &graph,
+        &inside,
+        120,
+        dir.path(),
+        "initial sync",
+        present,
+    )
+    .await;
+    let anchor = outside_user["onPremisesImmutableId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // One OU, no delete protection (a thousand users leave), jobTitle from an expression.
+    let staff = dc.ou_dn("Staff");
+    let spec = json!({
+        "domain": dc.dns_domain,
+        "scope": {"organizationalUnits": [staff]},
+        "mappings": [{"target": "jobTitle", "source": "Join(\"/\", \"cfg\", [sAMAccountName])"}],
+        "passwordHashSync": true,
+        "deleteThreshold": 0
+    });
+    let scoped = put_spec(&t, &admin, &id, &spec).await;
+    let scoped_revision = scoped["revision"].as_u64().unwrap();
+    wait_user(
+        &t,
+        &graph,
+        &outside,
+        180,
+        dir.path(),
+        "delete when out of scope",
+        gone,
+    )
+    .await;
+    wait_user(
+        &t,
+        &graph,
+        &inside,
+        60,
+        dir.path(),
+        "jobTitle mapping",
+        |s, b| s == 200 && b["jobTitle"] == json!("cfg/staff001"),
+    )
+    .await;
+
+    // A spec the agent cannot compile (an OU of another domain): refused, the scope stays.
+    let mut bad = spec.clone();
+    bad["scope"]["organizationalUnits"] = json!(["OU=Staff,DC=elsewhere,DC=test"]);
+    put_spec(&t, &admin, &id, &bad).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log(dir.path()).contains("The tenant's configuration was refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            log(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(log(dir.path()).contains("not inside the domain"));
+
+    // The whole domain again: the user comes back, without a restart.
+    let mut back = spec.clone();
+    back["scope"] = json!({"organizationalUnits": [], "groups": []});
+    let back_revision = put_spec(&t, &admin, &id, &back).await["revision"]
+        .as_u64()
+        .unwrap();
+    wait_user(
+        &t,
+        &graph,
+        &outside,
+        180,
+        dir.path(),
+        "back in scope",
+        present,
+    )
+    .await;
+    wait_user(
+        &t,
+        &graph,
+        &outside,
+        60,
+        dir.path(),
+        "jobTitle for all",
+        |s, b| s == 200 && b["jobTitle"] == json!("cfg/user00001"),
+    )
+    .await;
+
+    // The tenant's provisioning log shows the delete of the user that left the scope.
+    let logs = t
+        .get_json(
+            &admin,
+            format!("/api/v1/provisioningLogs?sourceAnchor={}&top=50", {
+                let mut s = String::new();
+                for b in anchor.bytes() {
+                    if b.is_ascii_alphanumeric() {
+                        s.push(b as char);
+                    } else {
+                        s.push_str(&format!("%{b:02X}"));
+                    }
+                }
+                s
+            }),
+        )
+        .await;
+    let actions: Vec<&str> = logs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"delete"), "{logs}");
+    daemon.stop();
+
+    // The agent's provisioning log names why the user changed, with the revisions.
+    let guid_bytes = base64::engine::general_purpose::STANDARD
+        .decode(&anchor)
+        .unwrap();
+    let guid = Guid(guid_bytes.try_into().unwrap());
+    let store = ProjectionStore::open(&dir.path().join("state/projection")).unwrap();
+    let entries = store.provlog().for_object(guid).unwrap();
+    let reasons: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.outcome == "ConfigurationChanged")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|d| d.starts_with("scope") && d.ends_with(&format!("revision {scoped_revision}"))),
+        "{entries:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|d| d.starts_with("scope") && d.ends_with(&format!("revision {back_revision}"))),
+        "{entries:?}"
+    );
+}

@@ -304,3 +304,123 @@ async fn a_scope_and_mapping_change_in_the_tenant_reaches_the_running_agent() {
         "{entries:?}"
     );
 }
+
+/// `passwordHashSync` switched off in the tenant stops the running agent's hash pushes for the
+/// domain (a password changed in AD meanwhile does not reach the cloud: the old password still
+/// signs in, the new one does not); switched on again, the change is caught up without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_hash_sync_follows_the_tenant_switch() {
+    cloudsync_private_fs::restrict_umask();
+    let dc = LabDc::start();
+    // Polling sign-ins until a hash arrives fails many times: no smart lockout here.
+    let t = TenantFixture::start_with(&["--lockout-threshold", "100000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("state/journal");
+    let config = dir.path().join("agent.toml");
+    let toml = format!(
+        "{}[tenant]\nurl = {:?}\nca_file = {:?}\ntenant_id = {TENANT_ID:?}\ncredentials_file = {:?}\n[push]\nheartbeat_interval_secs = 1\nprojection_tick_ms = 100\n[phs]\nenabled = true\ninterval_secs = 3600\n",
+        ldap_support::config_toml(&dc, &journal, ""),
+        t.url,
+        t.dir.path().join("ca.pem").display().to_string(),
+        dir.path().join("credentials.json").display().to_string(),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let cfg = config.to_str().unwrap();
+    let o = cli(&["agent", "register", "--config", cfg, "--admin-upn", HIA.0]);
+    assert!(o.status.success(), "{o:?}");
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("credentials.json")).unwrap())
+            .unwrap();
+    let domain = dc.dns_domain.to_ascii_lowercase();
+    let id = creds["configurations"][&domain]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent_log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+            .args(["agent", "run", "--config", cfg])
+            .env("CLOUDSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap(),
+    );
+    let admin = t.user_token(HIA).await;
+    let upn = format!("staff002@{domain}");
+    let old = common::lab::seeded_password("staff002");
+    let new = "Switch!Pass0002";
+    let wait_signin = |password: String, want: u16, what: &'static str| {
+        let (t, upn, dir) = (&t, upn.clone(), dir.path().to_path_buf());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(240);
+            loop {
+                let got = tenant_fixture::signin(t, &upn, &password).await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: sign-in answered {got}, not {want}; agent log:\n{}",
+                    log(&dir)
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    wait_signin(old.clone(), 200, "the seeded hash synced").await;
+
+    let spec = |phs: bool| {
+        json!({
+            "domain": dc.dns_domain,
+            "passwordHashSync": phs,
+            "deleteThreshold": 500
+        })
+    };
+    put_spec(&t, &admin, &id, &spec(false)).await;
+    // The daemon's status file shows the switch in force.
+    let status_file = dir.path().join("state/agent-status.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Value = std::fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        if status["domains"][0]["cloud"]["passwordHashSync"] == json!(false) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the switch never showed in the status file: {status}\n{}",
+            log(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let skips = || {
+        log(dir.path())
+            .matches("switched off in the tenant for this domain; cycle skipped")
+            .count()
+    };
+    let before = skips();
+    dc.ldif_admin(&format!(
+        "dn: CN=staff002,{}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n",
+        dc.ou_dn("Staff"),
+        common::lab::unicode_pwd_base64(new)
+    ));
+    // The feed's password-change signal reaches the PHS task, which skips its cycle.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while skips() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no skipped cycle after the password change:\n{}",
+            log(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(tenant_fixture::signin(&t, &upn, new).await, 401);
+    assert_eq!(tenant_fixture::signin(&t, &upn, &old).await, 200);
+
+    put_spec(&t, &admin, &id, &spec(true)).await;
+    wait_signin(new.to_string(), 200, "caught up after switching on").await;
+    daemon.stop();
+}

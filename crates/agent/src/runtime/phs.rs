@@ -269,13 +269,7 @@ impl PhsTask {
         tracing::info!(domain = %self.domain, interval_secs = self.interval.as_secs(), "Password hash sync started.");
         let (gate, domain) = (self.gate, self.domain);
         self.cycle
-            .run_gated(self.signal, self.interval, cancel, move || {
-                let on = gate(&domain);
-                if !on {
-                    tracing::debug!(domain = %domain, "Password hash sync is switched off in the tenant; cycle skipped.");
-                }
-                on
-            })
+            .run_gated(self.signal, self.interval, cancel, move || gate(&domain))
             .await
     }
 }

@@ -424,3 +424,76 @@ async fn password_hash_sync_follows_the_tenant_switch() {
     wait_signin(new.to_string(), 200, "caught up after switching on").await;
     daemon.stop();
 }
+
+/// `agent sync-once` reads the tenant's configuration before its feed pass: a scope change since the
+/// last run makes that pass a full read, so users outside the new scope leave the cloud at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_once_applies_a_scope_change_to_unchanged_objects() {
+    cloudsync_private_fs::restrict_umask();
+    let dc = LabDc::start();
+    let t = TenantFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("state/journal");
+    let config = dir.path().join("agent.toml");
+    let toml = format!(
+        "{}[tenant]\nurl = {:?}\nca_file = {:?}\ntenant_id = {TENANT_ID:?}\ncredentials_file = {:?}\n",
+        ldap_support::config_toml(&dc, &journal, "notifications = false\n"),
+        t.url,
+        t.dir.path().join("ca.pem").display().to_string(),
+        dir.path().join("credentials.json").display().to_string(),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let cfg = config.to_str().unwrap();
+    let o = cli(&["agent", "register", "--config", cfg, "--admin-upn", HIA.0]);
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(&["agent", "sync-once", "--config", cfg]);
+    assert!(o.status.success(), "{o:?}");
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("credentials.json")).unwrap())
+            .unwrap();
+    let domain = dc.dns_domain.to_ascii_lowercase();
+    let id = creds["configurations"][&domain]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let graph = t.user_token(GA).await;
+    let status = |upn: String| {
+        let (t, graph) = (&t, graph.clone());
+        async move {
+            t.client
+                .get(t.at(&format!("/v1.0/users/{upn}")))
+                .bearer_auth(&graph)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let outside = format!("user00001@{domain}");
+    let inside = format!("staff001@{domain}");
+    assert_eq!(status(outside.clone()).await, 200);
+
+    let admin = t.user_token(HIA).await;
+    put_spec(
+        &t,
+        &admin,
+        &id,
+        &json!({
+            "domain": dc.dns_domain,
+            "scope": {"organizationalUnits": [dc.ou_dn("Staff")]},
+            "passwordHashSync": true,
+            "deleteThreshold": 0
+        }),
+    )
+    .await;
+    let o = cli(&["agent", "sync-once", "--config", cfg]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        status(outside).await,
+        404,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(status(inside).await, 200);
+}

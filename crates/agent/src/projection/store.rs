@@ -217,6 +217,26 @@ impl ProjectionStore {
         Ok(())
     }
 
+    /// The meta of the last snapshot, without decoding the state (`None`: no snapshot, or one
+    /// without meta).
+    pub fn snapshot_meta(&self) -> Result<Option<SnapshotMeta>, StoreError> {
+        let Some(v) = self.snapshot.get(SNAPSHOT_KEY)? else {
+            return Ok(None);
+        };
+        if v.len() < 22 || &v[..4] != MAGIC || u16::from_le_bytes([v[4], v[5]]) != VERSION {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([v[18], v[19], v[20], v[21]]);
+        let len =
+            usize::try_from(len).map_err(|_| StoreError::Envelope("snapshot meta too large"))?;
+        let meta = v
+            .get(22..22usize.saturating_add(len))
+            .ok_or(StoreError::Envelope("snapshot meta truncated"))?;
+        Ok(Some(
+            serde_json::from_slice(meta).map_err(StoreError::Meta)?,
+        ))
+    }
+
     /// Stages deletes (idempotent per domain and anchor) and flushes.
     pub fn stage(&self, deletes: &[StagedDelete]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
@@ -299,6 +319,7 @@ mod tests {
             ..SnapshotMeta::default()
         };
         store.save_snapshot(&state, &meta).unwrap();
+        assert_eq!(store.snapshot_meta().unwrap(), Some(meta.clone()));
         assert_eq!(store.load_snapshot().unwrap(), Some((state, Some(meta))));
         let mut raw = store.snapshot.get(SNAPSHOT_KEY).unwrap().unwrap().to_vec();
         let last = raw.len() - 1;

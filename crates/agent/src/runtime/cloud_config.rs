@@ -273,6 +273,88 @@ fn join(errors: &[ConfigError]) -> String {
         .join("; ")
 }
 
+/// What `agent sync-once` needs from the tenant's settings before its feed pass.
+pub struct PreparedOnce {
+    /// Domains to read in full (their scope or mappings changed since the snapshot).
+    pub full_reads: Vec<String>,
+    /// The tenant's PHS switch per domain.
+    pub phs_gate: super::phs::PhsGate,
+}
+
+/// For `agent sync-once`, before the feeds: reads the tenant's configurations, puts what changed
+/// in force (stored in projection's store, where the projection step then finds it), and returns
+/// the domains whose effective scope or mappings differ from the snapshot's (their pass is a full
+/// read) and the PHS switch. Anything failing here (no tenant, no credentials, the tenant
+/// unreachable) leaves the settings in force and is logged; the cloud step reports its own errors.
+pub async fn prepare_once(config: &crate::config::Config) -> PreparedOnce {
+    let mut prepared = PreparedOnce {
+        full_reads: Vec::new(),
+        phs_gate: Arc::new(|_: &str| true),
+    };
+    let Some(tenant) = &config.tenant else {
+        return prepared;
+    };
+    let opened = (|| {
+        let creds = crate::control::credentials::AgentCredentials::load(&tenant.credentials_file)
+            .map_err(|e| e.to_string())?;
+        let by_domain = super::cloud_stages::configurations_by_domain(config, &creds)
+            .map_err(|e| e.to_string())?;
+        let client = TenantClient::agent(tenant, &creds).map_err(|e| e.to_string())?;
+        let store =
+            ProjectionStore::open(&config.agent.projection_dir()).map_err(|e| e.to_string())?;
+        Ok::<_, String>((by_domain, client, store))
+    })();
+    let (by_domain, client, store) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(error = %e, "The tenant's settings are not read before the feeds.");
+            return prepared;
+        }
+    };
+    let cloud = CloudSettings::load(config.projection.clone(), store.clone());
+    let Ok(current) = cloud.compiled() else {
+        return prepared;
+    };
+    let domains: BTreeMap<Uuid, String> =
+        by_domain.iter().map(|(d, id)| (*id, d.clone())).collect();
+    let configs = fetch(&client, &domains).await;
+    let applied = cloud.offer(&configs, &current);
+    let compiled = applied.compiled.unwrap_or(current);
+    if let Ok(Some(meta)) = store.snapshot_meta()
+        && !meta.table.is_empty()
+    {
+        let widened = compiled
+            .table
+            .names()
+            .iter()
+            .any(|n| !meta.table.contains(n));
+        prepared.full_reads = meta
+            .settings
+            .iter()
+            .filter(|(d, print)| widened || compiled.fingerprint(d) != print.as_str())
+            .map(|(d, _)| d.clone())
+            .collect();
+    }
+    for d in &prepared.full_reads {
+        tracing::info!(domain = %d, "The configuration changed: this pass reads the domain in full so every object is evaluated again.");
+    }
+    // The switches as values: projection's store must be closed before the cloud step opens it.
+    let switches: BTreeMap<String, bool> = cloud
+        .status()
+        .into_iter()
+        .map(|(d, s)| (d, s.password_hash_sync))
+        .collect();
+    drop(cloud);
+    drop(store);
+    prepared.phs_gate = Arc::new(move |d: &str| {
+        switches
+            .get(&d.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(true)
+    });
+    prepared
+}
+
 /// Reads the tenant's configuration of every served domain (configuration id → domain); a
 /// configuration that cannot be read is logged and left out (its domain keeps its settings).
 pub async fn fetch(

@@ -93,19 +93,29 @@ pub struct CloudStages {
     pub cloud: Arc<CloudSettings>,
 }
 
+/// The tenant configuration of every configured domain (lower-case DNS name → id): the domain's
+/// `configuration_id`, else the one registration recorded.
+pub fn configurations_by_domain(
+    config: &Config,
+    creds: &AgentCredentials,
+) -> Result<BTreeMap<String, Uuid>, CloudStagesError> {
+    let mut by_domain = BTreeMap::new();
+    for d in config.domains.values() {
+        let id = d
+            .configuration_id
+            .or_else(|| creds.configuration_for(&d.dns_name))
+            .ok_or_else(|| CloudStagesError::NoConfiguration(d.dns_name.clone()))?;
+        by_domain.insert(d.dns_name.to_ascii_lowercase(), id);
+    }
+    Ok(by_domain)
+}
+
 impl CloudStages {
     /// Opens credentials, outbox, projection store and runner (restoring projection's state).
     pub fn open(config: &Config, journal: Journal) -> Result<CloudStages, CloudStagesError> {
         let tenant = config.tenant.clone().ok_or(CloudStagesError::NoTenant)?;
         let creds = AgentCredentials::load(&tenant.credentials_file)?;
-        let mut by_domain = BTreeMap::new();
-        for d in config.domains.values() {
-            let id = d
-                .configuration_id
-                .or_else(|| creds.configuration_for(&d.dns_name))
-                .ok_or_else(|| CloudStagesError::NoConfiguration(d.dns_name.clone()))?;
-            by_domain.insert(d.dns_name.to_ascii_lowercase(), id);
-        }
+        let by_domain = configurations_by_domain(config, &creds)?;
         let domains = by_domain.iter().map(|(d, id)| (*id, d.clone())).collect();
         let outbox = Arc::new(Outbox::open(&config.agent.outbox_dir())?);
         let store = ProjectionStore::open(&config.agent.projection_dir())?;

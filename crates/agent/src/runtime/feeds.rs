@@ -65,12 +65,29 @@ pub async fn read_domains_once<S: EventSink>(
     sink: &S,
     interactive: bool,
 ) -> Vec<DomainOutcome> {
+    read_domains_once_with(config, sink, interactive, &[]).await
+}
+
+/// [`read_domains_once`], with a full read (`ResyncStarted { reason: Requested }`) for the domains
+/// in `full` (DNS names, any case): those whose configuration changed
+/// ([`super::cloud_config::prepare_once`]).
+pub async fn read_domains_once_with<S: EventSink>(
+    config: &Config,
+    sink: &S,
+    interactive: bool,
+    full: &[String],
+) -> Vec<DomainOutcome> {
     let mut out = Vec::new();
     for (label, cfg) in &config.domains {
         let progress = Progress::new(&cfg.dns_name, interactive);
+        let resync = full
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&cfg.dns_name))
+            .then_some(ResyncReason::Requested);
         let result = match conn::connect(cfg).await {
             Ok(mut dc) => {
-                let r = run_domain_pass(&mut dc, cfg, sink, budget(config), &progress, None).await;
+                let r =
+                    run_domain_pass(&mut dc, cfg, sink, budget(config), &progress, resync).await;
                 dc.close().await;
                 r
             }

@@ -158,11 +158,25 @@ pub async fn replicate_hashes_once(
     config: &Config,
     journal: &Journal,
 ) -> Vec<(String, Result<CycleReport, PhsWireError>)> {
+    replicate_hashes_once_gated(config, journal, &(Arc::new(|_: &str| true) as PhsGate)).await
+}
+
+/// [`replicate_hashes_once`] for the domains `gate` allows (the tenant's switch); the others are
+/// left out of the report, with an INFO line.
+pub async fn replicate_hashes_once_gated(
+    config: &Config,
+    journal: &Journal,
+    gate: &PhsGate,
+) -> Vec<(String, Result<CycleReport, PhsWireError>)> {
     let mut out = Vec::new();
     if !config.phs.enabled {
         return out;
     }
-    for label in config.domains.keys() {
+    for (label, d) in &config.domains {
+        if !gate(&d.dns_name) {
+            tracing::info!(domain = %d.dns_name, "Password hash sync is switched off in the tenant for this domain; cycle skipped.");
+            continue;
+        }
         let result = match build_cycle(config, label, journal) {
             Ok(cycle) => cycle.run_once().await.map_err(PhsWireError::from),
             Err(e) if e.is_fips_refusal() => {

@@ -225,6 +225,31 @@ async fn a_scope_and_mapping_change_in_the_tenant_reaches_the_running_agent() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(log(dir.path()).contains("not inside the domain"));
+    // `agent status` (the daemon's status file) names the refusal and the revision in force.
+    let status_file = dir.path().join("state/agent-status.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Value = std::fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let refused = status["attention"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["message"].as_str().unwrap_or("").contains("was refused"));
+        if refused {
+            let cloud = &status["domains"][0]["cloud"];
+            assert_eq!(cloud["revision"], json!(scoped_revision), "{status}");
+            assert_eq!(cloud["passwordWriteback"], json!(false), "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal in the status: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     // The whole domain again: the user comes back, without a restart.
     let mut back = spec.clone();

@@ -145,10 +145,11 @@ impl Compiled {
     }
 
     fn domain(&self, domain: &str) -> Option<&DomainCompiled> {
-        if self.domains.is_empty() {
-            return None;
-        }
-        self.domains.get(&domain.to_ascii_lowercase())
+        // Per object on the hot path: a few domains at most, compared without allocating.
+        self.domains
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(domain))
+            .map(|(_, d)| d)
     }
 
     /// A text that changes whenever `domain`'s effective scope or mappings change (the TOML's or the

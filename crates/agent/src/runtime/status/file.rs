@@ -134,6 +134,18 @@ impl Writer {
             let live = cloud.status();
             for d in &mut report.domains {
                 if let Some(c) = live.get(&d.domain.to_ascii_lowercase()) {
+                    if let Some(r) = &c.refused {
+                        report.attention.push(super::Attention {
+                            kind: super::AttentionKind::Other,
+                            message: format!(
+                                "The tenant's configuration of {} (revision {}) was refused, revision {} stays in force; fix it in the tenant: {}",
+                                d.domain,
+                                r.revision,
+                                c.revision,
+                                r.errors.join("; ")
+                            ),
+                        });
+                    }
                     d.cloud = Some(c.clone());
                 }
             }

@@ -226,6 +226,9 @@ impl PushTask {
     }
 }
 
+/// How long `agent run` waits for the tenant's configuration before it starts the feeds anyway.
+pub const CLOUD_CONFIG_AT_START: Duration = Duration::from_secs(20);
+
 /// How long the tasks may take after the feeds stopped and the token was cancelled: the agent's
 /// grace period or the push stage's (in-flight batches), whichever is longer, plus five seconds
 /// for the last status file and projection's snapshot.
@@ -268,7 +271,12 @@ pub async fn run_all(
         // leaves the settings accepted before (or the TOML's) in force.
         let rereads = tokio::select! {
             () = shutdown.cancelled() => Vec::new(),
-            r = stages.apply_cloud_config() => r,
+            r = tokio::time::timeout(CLOUD_CONFIG_AT_START, stages.apply_cloud_config()) => {
+                r.unwrap_or_else(|_| {
+                    tracing::warn!(waited_secs = CLOUD_CONFIG_AT_START.as_secs(), "The tenant's configuration was not read in time; the settings in force stay and the heartbeats read it later.");
+                    Vec::new()
+                })
+            }
         };
         request_rereads(&resyncs, &rereads);
         let CloudStages {

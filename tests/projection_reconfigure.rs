@@ -321,3 +321,83 @@ async fn a_tenant_scope_change_moves_one_domains_objects_out_and_back() {
         "{log:?}"
     );
 }
+
+/// A restart in the middle of the re-read a configuration change asked for: the objects the re-read
+/// brings after the restart are still evaluated under the new scope (before, an unchanged full
+/// image after the restart was "NoChange" and the user stayed in the cloud).
+#[tokio::test]
+async fn a_restart_mid_reread_keeps_applying_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
+    let users = || {
+        vec![
+            user(A, 1, "Sales", "Boss"),
+            user(A, 2, "IT", "Admin"),
+            user(A, 3, "IT", "Dev"),
+        ]
+    };
+    journal.append(users(), None).unwrap();
+    let outbox = MemOutbox::default();
+    let base = ProjectionConfig::default();
+    let sales = format!("OU=Sales,{}", dc(A));
+    let settings = BTreeMap::from([(A.to_string(), tenant(&[&sales], &[], 7))]);
+    {
+        let store = ProjectionStore::open(&dir.path().join("projection")).unwrap();
+        let mut runner = Runner::open(
+            base.compile().unwrap(),
+            journal.clone(),
+            store,
+            outbox.clone(),
+        )
+        .unwrap();
+        runner.run_once(100).await.unwrap();
+        runner.reconfigure(
+            base.compile_with(&settings).unwrap(),
+            vec![(A.to_string(), "scope, revision 7".to_string())],
+        );
+        // The re-read has read users 1 and 2 when the agent stops.
+        let mut first = resync(A, users());
+        first.truncate(3);
+        journal.append(first, None).unwrap();
+        runner.run_once(100).await.unwrap();
+        runner.snapshot().unwrap();
+    }
+    outbox.take();
+    let store = ProjectionStore::open(&dir.path().join("projection")).unwrap();
+    let mut runner = Runner::open(
+        base.compile_with(&settings).unwrap(),
+        journal.clone(),
+        store,
+        outbox.clone(),
+    )
+    .unwrap();
+    assert!(
+        runner.take_rereads().is_empty(),
+        "the settings did not change across the restart"
+    );
+    journal
+        .append(
+            vec![
+                user(A, 3, "IT", "Dev"),
+                Event::ResyncCompleted {
+                    domain: A.into(),
+                    source: SourceKind::LdapDirSync,
+                },
+            ],
+            None,
+        )
+        .unwrap();
+    runner.run_once(100).await.unwrap();
+    let sent = outbox.take();
+    assert!(
+        sent.iter()
+            .any(|p| matches!(&p.op, Operation::Delete { .. })),
+        "user 3 is out of the new scope: {sent:?}"
+    );
+    let log = runner.store().provlog().for_object(guid(A, 3)).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.outcome == "ConfigurationChanged" && e.detail == "scope, revision 7"),
+        "{log:?}"
+    );
+}

@@ -149,9 +149,9 @@ impl<S: OpSink> Runner<S> {
         sink: S,
     ) -> Result<Runner<S>, RunnerError> {
         let (mut state, meta) = store.load_snapshot()?.unwrap_or_default();
-        let reread = match meta.filter(|m| !m.table.is_empty()) {
-            Some(meta) => adopt(&mut state, &meta, &cfg),
-            None => Vec::new(),
+        let (reread, pending) = match meta.filter(|m| !m.table.is_empty()) {
+            Some(meta) => (adopt(&mut state, &meta, &cfg), meta.pending),
+            None => (Vec::new(), Default::default()),
         };
         let from = state.last_seq + 1;
         if let Some(first) = journal.first_seq()?
@@ -163,6 +163,7 @@ impl<S: OpSink> Runner<S> {
             });
         }
         let mut projector = Projector::new(cfg, state);
+        projector.add_config_reasons(pending);
         projector.add_config_reasons(reread.iter().cloned());
         let enqueued = sink.producer_cursor()?.unwrap_or(0);
         if enqueued >= from {
@@ -219,6 +220,7 @@ impl<S: OpSink> Runner<S> {
                 .iter()
                 .map(|d| (d.to_ascii_lowercase(), cfg.fingerprint(d).to_string()))
                 .collect(),
+            pending: self.projector.config_reasons().clone(),
         }
     }
 

@@ -6,7 +6,8 @@
 //! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 5, crc32c u32 LE of body, body }`, where
 //!   body = `seq u64 LE` ‖ `meta_len u32 LE` ‖ JSON of [`SnapshotMeta`] (`meta_len` bytes) ‖
 //!   bincode-standard([`State`]). Written whole, replaced whole. The meta records the attribute table's
-//!   names the object blobs are stored under and each domain's settings fingerprint, so that a start
+//!   names the object blobs are stored under, each domain's settings fingerprint and the domains whose
+//!   configuration change is still being applied, so that a start
 //!   with another configuration remaps the values ([`super::state::State::remap_attributes`]) and
 //!   re-reads the domains whose settings changed, instead of misreading the blobs under shifted ids.
 //!   Version 4 (no meta: `seq` ‖ state) is still read, as written under the current table (what
@@ -48,6 +49,10 @@ pub struct SnapshotMeta {
     /// Per domain (lower-case DNS name): the settings fingerprint
     /// ([`super::config::Compiled::fingerprint`]).
     pub settings: std::collections::BTreeMap<String, String>,
+    /// Domains whose configuration change was still being applied (their re-read not complete),
+    /// with the provisioning log's reason: a restart mid-re-read keeps evaluating every object.
+    #[serde(default)]
+    pub pending: std::collections::BTreeMap<String, String>,
 }
 const SNAPSHOT_KEY: &[u8] = b"state";
 

@@ -27,12 +27,14 @@
 //! cancelled for every task and they get [`task_deadline`] to finish; a task still running then is
 //! logged at ERROR, aborted, and named in [`RunError::TasksOverran`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::cloud_stages::{CloudStages, PROJECTION_CHUNK};
 use super::feeds::{RunError, run_feeds_gated};
@@ -48,8 +50,6 @@ use crate::projection::runner::Runner;
 use crate::push::{self, Outbox, PushConfig, PushStatus};
 use crate::runtime::cloud_config::CloudSettings;
 use cloudsync_api::config::Configuration;
-use std::collections::BTreeMap;
-use uuid::Uuid;
 
 /// The status file writer as a daemon task.
 pub struct StatusTask {

@@ -219,6 +219,32 @@ pub fn render(r: &AgentStatusReport) -> String {
                 ""
             }
         );
+        if let Some(c) = &d.cloud {
+            let on = |b: bool| if b { "on" } else { "off" };
+            let _ = writeln!(
+                o,
+                "  settings from the tenant: revision {}; scope from {}; {} tenant mappings; delete threshold {}; password hash sync {}; password writeback {}",
+                c.revision,
+                if c.scope_from_tenant {
+                    "the tenant"
+                } else {
+                    "the local configuration"
+                },
+                c.tenant_mappings,
+                c.delete_threshold,
+                on(c.password_hash_sync),
+                on(c.password_writeback),
+            );
+            if let Some(r) = &c.refused {
+                let _ = writeln!(
+                    o,
+                    "  revision {} refused (revision {} stays in force): {}",
+                    r.revision,
+                    c.revision,
+                    r.errors.join("; ")
+                );
+            }
+        }
     }
     if let Some(push) = &r.push {
         let _ = writeln!(

@@ -2,7 +2,9 @@
 //! credentials, projection's store (the staged deletes each heartbeat reports, [`super::health`])
 //! and the restarts finished since the last heartbeat. Leaves: heartbeats to the tenant, and the
 //! restarts the tenant hands over — full re-reads to the feeds ([`ResyncRequests`]), delete
-//! releases to the projection task ([`Release`]).
+//! releases to the projection task ([`Release`]) — and, when a served configuration's revision
+//! moved, that configuration read again and handed to the projection task, which puts the
+//! tenant's settings in force (`crate::runtime::cloud_config`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use super::restarts::{Release, RestartTracker, ResyncRequests};
 use super::tenant_client::{TenantClient, TenantError};
 use crate::projection::store::ProjectionStore;
 use cloudsync_api::agent::{AgentConfigurationHealth, HeartbeatRequest, HeartbeatResponse};
-use cloudsync_api::config::RestartScope;
+use cloudsync_api::config::{Configuration, RestartScope};
 
 /// Sends a heartbeat with the restarts carried out since the last one and the agent-side health of
 /// every configuration served (see [`super::health`]).
@@ -62,12 +64,17 @@ pub struct HeartbeatTask {
     pub resyncs: Arc<ResyncRequests>,
     /// Delete releases handed to the projection task.
     pub releases: mpsc::Sender<Release>,
+    /// Configurations whose revision moved, read again (domain → configuration), for the
+    /// projection task; `None`: the tenant's settings are not followed.
+    pub configurations: Option<mpsc::Sender<BTreeMap<String, Configuration>>>,
+    /// The revision in force per configuration (from the settings accepted so far).
+    pub revisions: BTreeMap<Uuid, u64>,
 }
 
 impl HeartbeatTask {
     /// Sends heartbeats until `cancel` fires. A heartbeat in flight (token request included) is
     /// abandoned when it does: shutdown never waits for the tenant's answer or the request timeout.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         let mut handed_over: Vec<Uuid> = Vec::new();
         loop {
             for id in self.resyncs.drain_done() {
@@ -93,6 +100,19 @@ impl HeartbeatTask {
                         handed_over.push(r.id);
                         self.hand_over(r).await;
                     }
+                    let moved: Vec<(Uuid, u64)> = answer
+                        .configurations
+                        .iter()
+                        .filter(|c| self.domains.contains_key(&c.id))
+                        .filter(|c| self.revisions.get(&c.id) != Some(&c.revision))
+                        .map(|c| (c.id, c.revision))
+                        .collect();
+                    if !moved.is_empty() {
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = self.refetch(&moved) => {}
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "Heartbeat failed."),
             }
@@ -102,6 +122,28 @@ impl HeartbeatTask {
                 () = self.beat_now.notified() => {}
                 () = self.resyncs.wait_done() => {}
             }
+        }
+    }
+
+    /// Reads the configurations whose revision moved and hands them to the projection task; a
+    /// configuration that cannot be read is asked for again at the next heartbeat.
+    async fn refetch(&mut self, moved: &[(Uuid, u64)]) {
+        let Some(tx) = &self.configurations else {
+            return;
+        };
+        let wanted: BTreeMap<Uuid, String> = moved
+            .iter()
+            .filter_map(|(id, _)| self.domains.get(id).map(|d| (*id, d.clone())))
+            .collect();
+        let fetched = crate::runtime::cloud_config::fetch(&self.client, &wanted).await;
+        for (id, domain) in &wanted {
+            if let Some(c) = fetched.get(&domain.to_ascii_lowercase()) {
+                tracing::info!(configuration = %id, domain = %domain, revision = c.revision, "The tenant's configuration has a new revision.");
+                self.revisions.insert(*id, c.revision);
+            }
+        }
+        if !fetched.is_empty() && tx.send(fetched).await.is_err() {
+            tracing::debug!("The projection task is gone; the configuration is not applied.");
         }
     }
 
@@ -176,6 +218,8 @@ mod tests {
             restarts: Arc::new(RestartTracker::default()),
             resyncs: ResyncRequests::new(),
             releases,
+            configurations: None,
+            revisions: BTreeMap::new(),
         };
         let cancel = CancellationToken::new();
         let running = tokio::spawn(task.run(cancel.clone()));

@@ -3,7 +3,9 @@
 //! pass ignores the stored DirSync cookie or USN and starts with `ResyncStarted { reason: Requested }`),
 //! `ForceDeletes`/`Full` release the staged deletes. A restart is acknowledged to the tenant only
 //! when every part of it is done ([`RestartTracker`]); until then the tenant keeps handing it over,
-//! so a restart interrupted by a crash is carried out again after the next start.
+//! so a restart interrupted by a crash is carried out again after the next start. A configuration
+//! change from the tenant asks for re-reads here too, under the nil id (nothing to acknowledge:
+//! `part_done` ignores an id it does not track).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -17,12 +17,13 @@ impl Projector {
     }
 
     fn is_scoping(&self, group: ObjId) -> bool {
-        matches!(self.config().scope.mode, super::scope::Mode::Groups(_))
-            && self.state().obj(group).is_some_and(ObjState::has_dn)
-            && self
-                .config()
-                .scope
-                .is_scoping_group(&self.state().canonical_dn(group))
+        let Some(obj) = self.state().obj(group) else {
+            return false;
+        };
+        let scope = self.config().scope_of(self.state().domain_name(obj.domain));
+        matches!(scope.mode, super::scope::Mode::Groups(_))
+            && obj.has_dn()
+            && scope.is_scoping_group(&self.state().canonical_dn(group))
     }
 
     /// Resolves pending references to object `id`'s (new) DN; returns the groups that gained it as a
@@ -196,7 +197,15 @@ impl Projector {
 
     /// A group's DN changed: in group-scoping mode its members' scope may have changed with it.
     pub(super) fn rescope_members(&mut self, seq: u64, group: ObjId, out: &mut Output) {
-        if !matches!(self.config().scope.mode, super::scope::Mode::Groups(_)) {
+        let groups_mode = self.state().obj(group).is_some_and(|o| {
+            matches!(
+                self.config()
+                    .scope_of(self.state().domain_name(o.domain))
+                    .mode,
+                super::scope::Mode::Groups(_)
+            )
+        });
+        if !groups_mode {
             return;
         }
         let members: Vec<ObjId> = self

@@ -12,11 +12,14 @@
 //! Invariant (DESIGN 5): the state is built from ordered maps and a slab with ids in journal order (its hash
 //! indexes are derived and never iterated), with no clock or randomness, so the
 //! same journal always yields the same bytes ([`state::State::to_bytes`]); `tests/projection_determinism.rs`
-//! checks it with restarts in the middle. The state's layout and byte form are in [`state`], the snapshot's
+//! checks it with restarts in the middle — for a given configuration: [`config::Compiled`] is the
+//! TOML's `[projection]` with the tenant's per-domain settings on top ([`cloud`]), and a change of it
+//! while running ([`runner::Runner::reconfigure`]) is followed by a re-read of the domains it affects. The state's layout and byte form are in [`state`], the snapshot's
 //! envelope and the restart contract in [`store`]; the expression language is in [`expr`];
 //! docs/projection.md has the whole picture.
 
 pub mod anchor;
+pub mod cloud;
 pub mod config;
 pub mod dn;
 pub mod expr;

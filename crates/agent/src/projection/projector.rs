@@ -46,6 +46,10 @@ pub struct Projector {
     pub ignore_scope: bool,
     /// The state's domain names, shared by the operations that name them.
     domain_names: Vec<std::sync::Arc<str>>,
+    /// Domains (lower-case DNS name) whose settings changed while running, with the provisioning
+    /// log's detail ("scope, revision 7"): every object the change creates, updates or deletes
+    /// gets a "ConfigurationChanged" entry until the domain's re-read completes.
+    config_reasons: std::collections::BTreeMap<String, String>,
 }
 
 impl Projector {
@@ -57,6 +61,49 @@ impl Projector {
             log_enabled: true,
             ignore_scope: false,
             domain_names: Vec::new(),
+            config_reasons: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Replaces the configuration from the next event on (the state is kept: a changed attribute
+    /// table must match it, see [`super::state::State::remap_attributes`]). `reasons` names, per
+    /// domain (DNS name), why its objects change; the caller then has each such domain re-read so
+    /// that every object is evaluated again under the new settings.
+    pub fn reconfigure(
+        &mut self,
+        cfg: Compiled,
+        reasons: impl IntoIterator<Item = (String, String)>,
+    ) {
+        if cfg.table != self.cfg.table {
+            let old = self.cfg.table.names().to_vec();
+            self.state.remap_attributes(&old, &cfg.table);
+        }
+        self.cfg = cfg;
+        self.add_config_reasons(reasons);
+    }
+
+    /// Notes why the objects of these domains will change (their re-read follows).
+    pub fn add_config_reasons(&mut self, reasons: impl IntoIterator<Item = (String, String)>) {
+        for (domain, why) in reasons {
+            self.config_reasons.insert(domain.to_ascii_lowercase(), why);
+        }
+    }
+
+    /// The domains whose configuration change is still being applied, with why.
+    pub fn config_reasons(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.config_reasons
+    }
+
+    /// A "ConfigurationChanged" provisioning-log entry for an object of `domain` that the current
+    /// configuration change creates, updates or deletes.
+    pub(super) fn log_config_change(&self, out: &mut Output, guid: Guid, seq: u64, domain: u16) {
+        if self.config_reasons.is_empty() || !self.log_enabled {
+            return;
+        }
+        let name = self.state.domain_name(domain).to_ascii_lowercase();
+        if let Some(why) = self.config_reasons.get(&name) {
+            let why = why.clone();
+            self.log(out, guid, seq, Step::Match, "ConfigurationChanged", || why);
         }
     }
 
@@ -140,6 +187,11 @@ impl Projector {
                 }
             }
             Event::ResyncCompleted { source, .. } => {
+                if matches!(source, SourceKind::LdapDirSync | SourceKind::LdapUsnPoll) {
+                    // The re-read a configuration change asked for is done.
+                    let name = self.state.domain_name(domain).to_ascii_lowercase();
+                    self.config_reasons.remove(&name);
+                }
                 if matches!(source, SourceKind::LdapDirSync | SourceKind::LdapUsnPoll)
                     && let Some(start) = self.state.resyncs.remove(&domain)
                 {
@@ -291,11 +343,17 @@ impl Projector {
         // Nothing projection keeps changed (a delta of attributes no mapping, filter or identity field
         // reads — lastLogonTimestamp, badPwdCount, …): the upsert would be the one already sent, so it is
         // not evaluated again.
+        // While a configuration change is being applied to the domain, every object is evaluated again.
+        let reconfiguring = !self.config_reasons.is_empty()
+            && self
+                .config_reasons
+                .contains_key(&self.state.domain_name(domain).to_ascii_lowercase());
         let unchanged = !changed
             && !dn_changed
             && !first_read
             && !kind_changed
             && was
+            && !reconfiguring
             && !self.state.quarantined.contains_key(&guid);
         if unchanged {
             self.log(out, guid, seq, Step::Match, "NoChange", || {

@@ -202,18 +202,19 @@ impl Projector {
         if self.ignore_scope {
             return Ok(());
         }
-        let selected = match &self.cfg.scope.mode {
+        let scope = self.cfg.scope_of(self.state.domain_name(obj.domain));
+        let selected = match &scope.mode {
             Mode::All => true,
-            Mode::Ous(_) => self.cfg.scope.ou_selects(&self.state.canonical_dn(id)),
+            Mode::Ous(_) => scope.ou_selects(&self.state.canonical_dn(id)),
             Mode::Groups(_) => self
                 .state
                 .groups_of(id)
-                .any(|g| self.cfg.scope.is_scoping_group(&self.state.canonical_dn(g))),
+                .any(|g| scope.is_scoping_group(&self.state.canonical_dn(g))),
         };
         if !selected {
             return Err("outside the selected OUs or groups");
         }
-        if !self.cfg.scope.filters_match(&|name| ctx.attribute(name)) {
+        if !scope.filters_match(&|name| ctx.attribute(name)) {
             return Err("attribute filter");
         }
         Ok(())
@@ -246,7 +247,7 @@ impl Projector {
         let creating = !obj.in_cloud();
         let attributes = self
             .cfg
-            .mappings
+            .mappings_of(self.state.domain_name(obj.domain))
             .evaluate(
                 obj.kind,
                 &ctx,
@@ -292,6 +293,9 @@ impl Projector {
                 self.log(out, guid, seq, Step::Scope, "Skipped", || {
                     reason.to_string()
                 });
+                if in_cloud {
+                    self.log_config_change(out, guid, seq, domain);
+                }
                 self.delete_from_cloud(seq, id, out);
             }
             Ok(built) => {
@@ -311,6 +315,7 @@ impl Projector {
                     self.log(out, guid, seq, Step::Match, "NoChange", String::new);
                     return;
                 }
+                self.log_config_change(out, guid, seq, domain);
                 self.log(
                     out,
                     guid,
@@ -322,7 +327,10 @@ impl Projector {
                 self.log(out, guid, seq, Step::Action, "Upsert", || {
                     upsert.source_anchor.clone()
                 });
-                let mappings = self.cfg.mappings.of(upsert.kind);
+                let mappings = self
+                    .cfg
+                    .mappings_of(self.state.domain_name(domain))
+                    .of(upsert.kind);
                 let unique: Vec<String> = mappings
                     .iter()
                     .filter(|m| m.unique)

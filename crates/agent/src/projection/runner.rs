@@ -8,8 +8,8 @@ use super::config::Compiled;
 use super::projector::{Output, ProjectedOp, Projector};
 use super::provlog::{LogEntry, Step};
 use super::state::State;
-use super::store::{ProjectionStore, StagedDelete, StoreError};
-use super::threshold::gate;
+use super::store::{ProjectionStore, SnapshotMeta, StagedDelete, StoreError};
+use super::threshold::gate_by;
 use crate::event::Guid;
 use crate::journal::{CURSOR_PROJECTION, Journal, JournalError};
 
@@ -99,6 +99,44 @@ pub struct Runner<S: OpSink> {
     /// Write a snapshot after this many projected events (and at the end of a run that passed it).
     pub snapshot_every: u64,
     since_snapshot: u64,
+    /// Domains to re-read because the configuration differs from the snapshot's, with why.
+    reread: Vec<(String, String)>,
+}
+
+/// Brings a snapshot's state to the configuration `cfg`: the values move to `cfg`'s attribute ids
+/// (they were stored under the table `meta` names), and the domains whose settings fingerprint
+/// differs — or every domain, when `cfg` keeps attributes the snapshot did not — are returned
+/// to be re-read, with why.
+fn adopt(state: &mut State, meta: &SnapshotMeta, cfg: &Compiled) -> Vec<(String, String)> {
+    let widened = cfg
+        .table
+        .names()
+        .iter()
+        .any(|n| !meta.table.iter().any(|m| m == n));
+    if meta.table != cfg.table.names() {
+        tracing::info!(
+            before = meta.table.len(),
+            now = cfg.table.len(),
+            "The configuration keeps another attribute set than projection's snapshot; values remapped."
+        );
+        state.remap_attributes(&meta.table, &cfg.table);
+    }
+    state
+        .domains
+        .iter()
+        .filter_map(|d| {
+            let key = d.to_ascii_lowercase();
+            let changed = meta.settings.get(&key).map(String::as_str) != Some(cfg.fingerprint(d));
+            match (changed, widened) {
+                (true, _) => Some((
+                    key,
+                    "settings changed while the agent was stopped".to_string(),
+                )),
+                (false, true) => Some((key, "attributes to read were added".to_string())),
+                (false, false) => None,
+            }
+        })
+        .collect()
 }
 
 impl<S: OpSink> Runner<S> {
@@ -110,7 +148,11 @@ impl<S: OpSink> Runner<S> {
         store: ProjectionStore,
         sink: S,
     ) -> Result<Runner<S>, RunnerError> {
-        let state = store.load_snapshot()?.unwrap_or_default();
+        let (mut state, meta) = store.load_snapshot()?.unwrap_or_default();
+        let (reread, pending) = match meta.filter(|m| !m.table.is_empty()) {
+            Some(meta) => (adopt(&mut state, &meta, &cfg), meta.pending),
+            None => (Vec::new(), Default::default()),
+        };
         let from = state.last_seq + 1;
         if let Some(first) = journal.first_seq()?
             && first > from
@@ -121,6 +163,8 @@ impl<S: OpSink> Runner<S> {
             });
         }
         let mut projector = Projector::new(cfg, state);
+        projector.add_config_reasons(pending);
+        projector.add_config_reasons(reread.iter().cloned());
         let enqueued = sink.producer_cursor()?.unwrap_or(0);
         if enqueued >= from {
             projector.log_enabled = false;
@@ -143,7 +187,41 @@ impl<S: OpSink> Runner<S> {
             projector,
             snapshot_every: 50_000,
             since_snapshot: 0,
+            reread,
         })
+    }
+
+    /// The domains whose settings differ from the ones the snapshot was projected under (a
+    /// configuration changed while the agent was stopped), with why; the caller has them re-read
+    /// so every object is evaluated under the settings in force. Taken once.
+    pub fn take_rereads(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.reread)
+    }
+
+    /// Replaces the configuration while running ([`Projector::reconfigure`]): `reasons` per domain
+    /// name the change for the provisioning log; the caller has those domains re-read.
+    pub fn reconfigure(&mut self, cfg: Compiled, reasons: Vec<(String, String)>) {
+        self.projector.reconfigure(cfg, reasons);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Compiled {
+        self.projector.config()
+    }
+
+    fn meta(&self) -> SnapshotMeta {
+        let cfg = self.projector.config();
+        SnapshotMeta {
+            table: cfg.table.names().to_vec(),
+            settings: self
+                .projector
+                .state()
+                .domains
+                .iter()
+                .map(|d| (d.to_ascii_lowercase(), cfg.fingerprint(d).to_string()))
+                .collect(),
+            pending: self.projector.config_reasons().clone(),
+        }
     }
 
     /// The projected state.
@@ -185,7 +263,8 @@ impl<S: OpSink> Runner<S> {
         if events == 0 {
             return Ok(report);
         }
-        let gated = gate(self.projector.config().delete_threshold, out.ops);
+        let cfg = self.projector.config();
+        let gated = gate_by(|d| cfg.threshold_of(d), out.ops);
         if !gated.staged.is_empty() {
             let staged: Vec<StagedDelete> = gated
                 .staged
@@ -198,7 +277,7 @@ impl<S: OpSink> Runner<S> {
                 .collect();
             self.store.stage(&staged)?;
             for (domain, count) in &gated.exceeded {
-                tracing::warn!(domain = %domain, deletes = count, threshold = self.projector.config().delete_threshold, "Delete threshold exceeded; deletes are staged until allowed.");
+                tracing::warn!(domain = %domain, deletes = count, threshold = self.projector.config().threshold_of(domain), "Delete threshold exceeded; deletes are staged until allowed.");
             }
             let staged_log: Vec<LogEntry> = gated
                 .staged
@@ -239,7 +318,8 @@ impl<S: OpSink> Runner<S> {
 
     /// Writes a snapshot and moves the journal cursor to it (so the journal may prune below it).
     pub fn snapshot(&mut self) -> Result<(), RunnerError> {
-        self.store.save_snapshot(self.projector.state())?;
+        self.store
+            .save_snapshot(self.projector.state(), &self.meta())?;
         self.journal
             .set_cursor(CURSOR_PROJECTION, self.projector.state().last_seq)?;
         self.since_snapshot = 0;

@@ -3,11 +3,21 @@
 //!
 //! # On-disk format
 //! Trees of one sled database:
-//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 4, crc32c u32 LE of body, body }`, where
-//!   body = `seq u64 LE` ‖ bincode-standard([`State`]). Written whole, replaced whole. A snapshot of an
-//!   older version is dropped (the state is rebuilt from the journal); a newer one is refused.
+//! - `snapshot`: key `state` → `{ magic "CSPS", version u16 LE = 5, crc32c u32 LE of body, body }`, where
+//!   body = `seq u64 LE` ‖ `meta_len u32 LE` ‖ JSON of [`SnapshotMeta`] (`meta_len` bytes) ‖
+//!   bincode-standard([`State`]). Written whole, replaced whole. The meta records the attribute table's
+//!   names the object blobs are stored under, each domain's settings fingerprint and the domains whose
+//!   configuration change is still being applied, so that a start
+//!   with another configuration remaps the values ([`super::state::State::remap_attributes`]) and
+//!   re-reads the domains whose settings changed, instead of misreading the blobs under shifted ids.
+//!   Version 4 (no meta: `seq` ‖ state) is still read, as written under the current table (what
+//!   cloudsync before version 5 assumed); older versions are dropped (the state is rebuilt from the
+//!   journal); a newer one is refused.
 //! - `staged`: key `domain 0x00 anchor` → JSON of the staged delete ([`StagedDelete`]).
 //! - `provlog`: see [`super::provlog`].
+//! - `cloud`: key `settings` → JSON of the tenant's settings last accepted per domain
+//!   (`BTreeMap<domain, `[`super::cloud::DomainSettings`]`>`), so that a start without the tenant keeps
+//!   them (`crate::runtime::cloud_config`).
 //!
 //! # Restart contract (numbered, as the runner follows it)
 //! 1. A snapshot at sequence S is written only after every operation from events ≤ S is in the outbox,
@@ -26,7 +36,24 @@ use super::state::State;
 use super::state::snapshot::StateError;
 
 const MAGIC: &[u8; 4] = b"CSPS";
-const VERSION: u16 = 4;
+const VERSION: u16 = 5;
+/// The last version without [`SnapshotMeta`], still read.
+const VERSION_NO_META: u16 = 4;
+
+/// What a snapshot records about the configuration it was projected under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotMeta {
+    /// The attribute table's names in id order ([`super::state::attr_table::AttrTable::names`]).
+    pub table: Vec<String>,
+    /// Per domain (lower-case DNS name): the settings fingerprint
+    /// ([`super::config::Compiled::fingerprint`]).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Domains whose configuration change was still being applied (their re-read not complete),
+    /// with the provisioning log's reason: a restart mid-re-read keeps evaluating every object.
+    #[serde(default)]
+    pub pending: std::collections::BTreeMap<String, String>,
+}
 const SNAPSHOT_KEY: &[u8] = b"state";
 
 /// Errors of the projection store.
@@ -41,6 +68,9 @@ pub enum StoreError {
     /// The snapshot body does not decode.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The snapshot's meta, or the stored cloud settings, do not encode or decode.
+    #[error("projection snapshot meta or cloud settings: {0}")]
+    Meta(#[source] serde_json::Error),
     /// A staged delete does not decode.
     #[error("corrupt staged delete: {0}")]
     Staged(#[from] serde_json::Error),
@@ -72,6 +102,7 @@ pub struct ProjectionStore {
     db: sled::Db,
     snapshot: sled::Tree,
     staged: sled::Tree,
+    cloud: sled::Tree,
     provlog: ProvLog,
 }
 
@@ -93,6 +124,7 @@ impl ProjectionStore {
         Ok(ProjectionStore {
             snapshot: db.open_tree("snapshot")?,
             staged: db.open_tree("staged")?,
+            cloud: db.open_tree("cloud")?,
             provlog: ProvLog::new(db.open_tree("provlog")?),
             db,
         })
@@ -103,9 +135,15 @@ impl ProjectionStore {
         &self.provlog
     }
 
-    /// Writes the snapshot of `state` (which covers events up to `state.last_seq`) and flushes.
-    pub fn save_snapshot(&self, state: &State) -> Result<(), StoreError> {
+    /// Writes the snapshot of `state` (which covers events up to `state.last_seq`) with the
+    /// configuration it was projected under, and flushes.
+    pub fn save_snapshot(&self, state: &State, meta: &SnapshotMeta) -> Result<(), StoreError> {
         let mut body = state.last_seq.to_le_bytes().to_vec();
+        let meta = serde_json::to_vec(meta).map_err(StoreError::Meta)?;
+        let meta_len = u32::try_from(meta.len())
+            .map_err(|_| StoreError::Envelope("snapshot meta too large"))?;
+        body.extend_from_slice(&meta_len.to_le_bytes());
+        body.extend(meta);
         body.extend(state.to_bytes()?);
         let mut v = Vec::with_capacity(body.len() + 10);
         v.extend_from_slice(MAGIC);
@@ -117,8 +155,8 @@ impl ProjectionStore {
         Ok(())
     }
 
-    /// The last snapshot, if any.
-    pub fn load_snapshot(&self) -> Result<Option<State>, StoreError> {
+    /// The last snapshot, if any, with its meta (`None` for a version-4 snapshot, which has none).
+    pub fn load_snapshot(&self) -> Result<Option<(State, Option<SnapshotMeta>)>, StoreError> {
         let Some(v) = self.snapshot.get(SNAPSHOT_KEY)? else {
             return Ok(None);
         };
@@ -131,7 +169,7 @@ impl ProjectionStore {
                 "written by a newer cloudsync (unknown version)",
             ));
         }
-        if version < VERSION {
+        if version < VERSION_NO_META {
             // The state is derived data: an older layout is dropped and rebuilt from the journal (the
             // runner reports a JournalGap if the journal no longer starts at the beginning).
             tracing::warn!(
@@ -146,8 +184,62 @@ impl ProjectionStore {
         if crc32c::crc32c(body) != crc {
             return Err(StoreError::Envelope("checksum mismatch"));
         }
-        let state = State::from_bytes(&body[8..])?;
-        Ok(Some(state))
+        let rest = &body[8..];
+        if version == VERSION_NO_META {
+            return Ok(Some((State::from_bytes(rest)?, None)));
+        }
+        let (len, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or(StoreError::Envelope("snapshot meta length missing"))?;
+        let len = usize::try_from(u32::from_le_bytes(*len))
+            .map_err(|_| StoreError::Envelope("snapshot meta too large"))?;
+        if rest.len() < len {
+            return Err(StoreError::Envelope("snapshot meta truncated"));
+        }
+        let (meta, state) = rest.split_at(len);
+        let meta: SnapshotMeta = serde_json::from_slice(meta).map_err(StoreError::Meta)?;
+        Ok(Some((State::from_bytes(state)?, Some(meta))))
+    }
+
+    /// The tenant's settings last accepted, per domain (empty before the first).
+    pub fn cloud_settings(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, super::cloud::DomainSettings>, StoreError> {
+        match self.cloud.get(b"settings")? {
+            Some(v) => serde_json::from_slice(&v).map_err(StoreError::Meta),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Records the tenant's settings accepted per domain, and flushes.
+    pub fn save_cloud_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, super::cloud::DomainSettings>,
+    ) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(settings).map_err(StoreError::Meta)?;
+        self.cloud.insert(b"settings", v)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The meta of the last snapshot, without decoding the state (`None`: no snapshot, or one
+    /// without meta).
+    pub fn snapshot_meta(&self) -> Result<Option<SnapshotMeta>, StoreError> {
+        let Some(v) = self.snapshot.get(SNAPSHOT_KEY)? else {
+            return Ok(None);
+        };
+        if v.len() < 22 || &v[..4] != MAGIC || u16::from_le_bytes([v[4], v[5]]) != VERSION {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([v[18], v[19], v[20], v[21]]);
+        let len =
+            usize::try_from(len).map_err(|_| StoreError::Envelope("snapshot meta too large"))?;
+        let meta = v
+            .get(22..22usize.saturating_add(len))
+            .ok_or(StoreError::Envelope("snapshot meta truncated"))?;
+        Ok(Some(
+            serde_json::from_slice(meta).map_err(StoreError::Meta)?,
+        ))
     }
 
     /// Stages deletes (idempotent per domain and anchor) and flushes.
@@ -227,8 +319,13 @@ mod tests {
         let mut state = State::default();
         state.domain_id("corp.test");
         state.last_seq = 42;
-        store.save_snapshot(&state).unwrap();
-        assert_eq!(store.load_snapshot().unwrap(), Some(state));
+        let meta = SnapshotMeta {
+            table: vec!["cn".into(), "title".into()],
+            ..SnapshotMeta::default()
+        };
+        store.save_snapshot(&state, &meta).unwrap();
+        assert_eq!(store.snapshot_meta().unwrap(), Some(meta.clone()));
+        assert_eq!(store.load_snapshot().unwrap(), Some((state, Some(meta))));
         let mut raw = store.snapshot.get(SNAPSHOT_KEY).unwrap().unwrap().to_vec();
         let last = raw.len() - 1;
         raw[last] ^= 1;
@@ -245,14 +342,16 @@ mod tests {
         let store = ProjectionStore::open(dir.path()).unwrap();
         let mut state = State::default();
         state.last_seq = 7;
-        store.save_snapshot(&state).unwrap();
+        store
+            .save_snapshot(&state, &SnapshotMeta::default())
+            .unwrap();
         let raw = store.snapshot.get(SNAPSHOT_KEY).unwrap().unwrap().to_vec();
         let with_version = |v: u16| {
             let mut r = raw.clone();
             r[4..6].copy_from_slice(&v.to_le_bytes());
             store.snapshot.insert(SNAPSHOT_KEY, r).unwrap();
         };
-        with_version(VERSION - 1);
+        with_version(VERSION_NO_META - 1);
         assert_eq!(store.load_snapshot().unwrap(), None);
         with_version(VERSION + 1);
         assert!(matches!(

@@ -23,6 +23,11 @@ pub struct Gated {
 
 /// Splits a run's operations by the delete threshold (`0` switches protection off).
 pub fn gate(threshold: u32, ops: Vec<ProjectedOp>) -> Gated {
+    gate_by(|_| threshold, ops)
+}
+
+/// [`gate`] with a threshold per domain (the tenant may set each domain's).
+pub fn gate_by(threshold_of: impl Fn(&str) -> u32, ops: Vec<ProjectedOp>) -> Gated {
     let mut deletes: BTreeMap<&str, usize> = BTreeMap::new();
     for op in &ops {
         if matches!(op.op, Operation::Delete { .. }) {
@@ -31,7 +36,10 @@ pub fn gate(threshold: u32, ops: Vec<ProjectedOp>) -> Gated {
     }
     let exceeded: BTreeMap<String, usize> = deletes
         .into_iter()
-        .filter(|(_, n)| threshold > 0 && *n >= threshold as usize)
+        .filter(|(d, n)| {
+            let threshold = threshold_of(d);
+            threshold > 0 && *n >= threshold as usize
+        })
         .map(|(d, n)| (d.to_string(), n))
         .collect();
     let mut out = Gated {

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::cloud_config::CloudSettings;
 use super::outbox_sink::OutboxSink;
 use super::progress::Progress;
 use crate::config::Config;
@@ -91,6 +92,25 @@ pub struct CloudStages {
     pub push: push::PushConfig,
     /// Draw projection's and push's progress on a terminal (`agent sync-once`); else log lines.
     pub interactive: bool,
+    /// The tenant's per-domain settings in force ([`super::cloud_config`]).
+    pub cloud: Arc<CloudSettings>,
+}
+
+/// The tenant configuration of every configured domain (lower-case DNS name → id): the domain's
+/// `configuration_id`, else the one registration recorded.
+pub fn configurations_by_domain(
+    config: &Config,
+    creds: &AgentCredentials,
+) -> Result<BTreeMap<String, Uuid>, CloudStagesError> {
+    let mut by_domain = BTreeMap::new();
+    for d in config.domains.values() {
+        let id = d
+            .configuration_id
+            .or_else(|| creds.configuration_for(&d.dns_name))
+            .ok_or_else(|| CloudStagesError::NoConfiguration(d.dns_name.clone()))?;
+        by_domain.insert(d.dns_name.to_ascii_lowercase(), id);
+    }
+    Ok(by_domain)
 }
 
 impl CloudStages {
@@ -98,21 +118,14 @@ impl CloudStages {
     pub fn open(config: &Config, journal: Journal) -> Result<CloudStages, CloudStagesError> {
         let tenant = config.tenant.clone().ok_or(CloudStagesError::NoTenant)?;
         let creds = AgentCredentials::load(&tenant.credentials_file)?;
-        let mut by_domain = BTreeMap::new();
-        for d in config.domains.values() {
-            let id = d
-                .configuration_id
-                .or_else(|| creds.configuration_for(&d.dns_name))
-                .ok_or_else(|| CloudStagesError::NoConfiguration(d.dns_name.clone()))?;
-            by_domain.insert(d.dns_name.to_ascii_lowercase(), id);
-        }
+        let by_domain = configurations_by_domain(config, &creds)?;
         let domains = by_domain.iter().map(|(d, id)| (*id, d.clone())).collect();
-        let compiled = config
-            .projection
-            .compile()
-            .map_err(CloudStagesError::Projection)?;
         let outbox = Arc::new(Outbox::open(&config.agent.outbox_dir())?);
         let store = ProjectionStore::open(&config.agent.projection_dir())?;
+        // The TOML's [projection] with the tenant's settings accepted before (a start without the
+        // tenant keeps them); the tenant is asked again by `apply_cloud_config`.
+        let cloud = CloudSettings::load(config.projection.clone(), store.clone());
+        let compiled = cloud.compiled().map_err(CloudStagesError::Projection)?;
         let sink = OutboxSink::new(outbox.clone(), by_domain);
         let runner = Runner::open(compiled, journal, store, sink)?;
         let client = Arc::new(TenantClient::agent(&tenant, &creds)?);
@@ -125,7 +138,28 @@ impl CloudStages {
             domains,
             push: config.push.clone(),
             interactive: false,
+            cloud,
         })
+    }
+
+    /// Reads the tenant's configuration of every served domain and puts what changed in force
+    /// (see [`super::cloud_config`]); returns the domains to re-read, with why — including those
+    /// whose settings changed while the agent was stopped. Bounded by the client's timeout; a
+    /// tenant that does not answer leaves the settings in force.
+    pub async fn apply_cloud_config(&mut self) -> Vec<(String, String)> {
+        let configs = super::cloud_config::fetch(&self.client, &self.domains).await;
+        let mut rereads = self.runner.take_rereads();
+        let applied = self.cloud.offer(&configs, self.runner.config());
+        if let Some(compiled) = applied.compiled {
+            self.runner.reconfigure(compiled, applied.rereads.clone());
+        }
+        for (d, why) in applied.rereads {
+            match rereads.iter_mut().find(|(x, _)| *x == d) {
+                Some(r) => r.1 = why,
+                None => rereads.push((d, why)),
+            }
+        }
+        rereads
     }
 
     /// Projects every journal event not yet projected; returns the summed report.

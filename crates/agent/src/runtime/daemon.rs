@@ -9,6 +9,14 @@
 //! - with a tenant, [`ProjectionTask`] (projection on a short tick, and delete releases),
 //!   [`PushTask`] (the push stage) and [`HeartbeatTask`] (heartbeats, restarts handed over).
 //!
+//! Configuration from the cloud ([`super::cloud_config`]): before the tasks start, the tenant's
+//! configuration of every served domain is read and put in force; afterwards a heartbeat that
+//! reports a new revision has the heartbeat task read it again and hand it to the projection task,
+//! which checks it, swaps projection's configuration, and asks the feed of each domain whose scope
+//! or mappings changed for a full re-read (objects out of scope are deleted, objects now in scope
+//! created, changed mappings re-sent, each with "ConfigurationChanged" in the provisioning log).
+//! The PHS cycles ask [`super::cloud_config::CloudSettings::phs_allowed`] before each cycle.
+//!
 //! Heartbeats hand over restarts ([`crate::control::restarts`]): `Watermark`/`Full` make the
 //! domain's next pass a full read, `ForceDeletes`/`Full` release the domain's staged deletes; a
 //! restart is acknowledged once all of it is done. Heartbeats carry the staged deletes per
@@ -19,15 +27,17 @@
 //! cancelled for every task and they get [`task_deadline`] to finish; a task still running then is
 //! logged at ERROR, aborted, and named in [`RunError::TasksOverran`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::cloud_stages::{CloudStages, PROJECTION_CHUNK};
-use super::feeds::{RunError, run_feeds};
+use super::feeds::{RunError, run_feeds_gated};
 use super::metrics_task::{MetricsTask, Sources};
 use super::outbox_sink::OutboxSink;
 use super::status::file::Writer;
@@ -38,6 +48,8 @@ use crate::control::tenant_client::TenantClient;
 use crate::journal::Journal;
 use crate::projection::runner::Runner;
 use crate::push::{self, Outbox, PushConfig, PushStatus};
+use crate::runtime::cloud_config::CloudSettings;
+use cloudsync_api::config::Configuration;
 
 /// The status file writer as a daemon task.
 pub struct StatusTask {
@@ -69,6 +81,34 @@ pub struct ProjectionTask {
     pub beat_now: Arc<Notify>,
     /// Wakes the status file writer.
     pub status_wake: Arc<Notify>,
+    /// The tenant's settings in force.
+    pub cloud: Arc<CloudSettings>,
+    /// Configurations with a new revision, from the heartbeat task.
+    pub configurations: mpsc::Receiver<BTreeMap<String, Configuration>>,
+    /// Full re-reads for the domains whose scope or mappings changed.
+    pub resyncs: Arc<ResyncRequests>,
+}
+
+/// Puts the tenant's configurations in force in `runner` and asks for the re-reads they need.
+fn apply_configurations(
+    runner: &mut Runner<OutboxSink>,
+    cloud: &CloudSettings,
+    resyncs: &ResyncRequests,
+    configs: &BTreeMap<String, Configuration>,
+) {
+    let applied = cloud.offer(configs, runner.config());
+    if let Some(compiled) = applied.compiled {
+        runner.reconfigure(compiled, applied.rereads.clone());
+    }
+    request_rereads(resyncs, &applied.rereads);
+}
+
+/// Asks the feeds for a full re-read of each domain (no tenant restart to acknowledge: nil id).
+fn request_rereads(resyncs: &ResyncRequests, rereads: &[(String, String)]) {
+    for (domain, why) in rereads {
+        tracing::info!(domain = %domain, reason = %why, "The configuration changed: the domain is re-read so every object is evaluated again.");
+        resyncs.request(domain, Uuid::nil());
+    }
 }
 
 impl ProjectionTask {
@@ -82,6 +122,9 @@ impl ProjectionTask {
             restarts,
             beat_now,
             status_wake,
+            cloud,
+            mut configurations,
+            resyncs,
         } = self;
         let mut unreleased: Vec<Release> = Vec::new();
         loop {
@@ -120,6 +163,10 @@ impl ProjectionTask {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(tick) => {}
                 Some(r) = releases.recv() => unreleased.push(r),
+                Some(configs) = configurations.recv() => {
+                    apply_configurations(&mut runner, &cloud, &resyncs, &configs);
+                    status_wake.notify_one();
+                }
             }
             // Releases that fail (e.g. the outbox is briefly unavailable) are retried every tick.
             let mut still = Vec::new();
@@ -179,6 +226,9 @@ impl PushTask {
     }
 }
 
+/// How long `agent run` waits for the tenant's configuration before it starts the feeds anyway.
+pub const CLOUD_CONFIG_AT_START: Duration = Duration::from_secs(20);
+
 /// How long the tasks may take after the feeds stopped and the token was cancelled: the agent's
 /// grace period or the push stage's (in-flight batches), whichever is longer, plus five seconds
 /// for the last status file and projection's snapshot.
@@ -206,14 +256,29 @@ pub async fn run_all(
         projection: None,
         outbox: None,
         push: None,
+        cloud: None,
     };
     let resyncs = ResyncRequests::new();
+    // Until the tenant's settings are known every domain's PHS follows `[phs] enabled` alone.
+    let mut phs_gate: super::phs::PhsGate = Arc::new(|_: &str| true);
     let mut scraped = Sources {
         journal: journal.clone(),
         outbox: None,
         push: None,
     };
-    if let Some(stages) = stages {
+    if let Some(mut stages) = stages {
+        // The tenant's configuration before anything is projected; a tenant that does not answer
+        // leaves the settings accepted before (or the TOML's) in force.
+        let rereads = tokio::select! {
+            () = shutdown.cancelled() => Vec::new(),
+            r = tokio::time::timeout(CLOUD_CONFIG_AT_START, stages.apply_cloud_config()) => {
+                r.unwrap_or_else(|_| {
+                    tracing::warn!(waited_secs = CLOUD_CONFIG_AT_START.as_secs(), "The tenant's configuration was not read in time; the settings in force stay and the heartbeats read it later.");
+                    Vec::new()
+                })
+            }
+        };
+        request_rereads(&resyncs, &rereads);
         let CloudStages {
             creds,
             client,
@@ -221,8 +286,13 @@ pub async fn run_all(
             runner,
             domains,
             push: push_config,
+            cloud,
             ..
         } = stages;
+        let gate = cloud.clone();
+        phs_gate = Arc::new(move |d: &str| gate.phs_allowed(d));
+        writer.cloud = Some(cloud.clone());
+        let (configs_tx, configs_rx) = mpsc::channel(4);
         let (release_tx, release_rx) = mpsc::channel::<Release>(16);
         let restarts = Arc::new(RestartTracker::default());
         let beat_now = Arc::new(Notify::new());
@@ -244,6 +314,8 @@ pub async fn run_all(
             restarts: restarts.clone(),
             resyncs: resyncs.clone(),
             releases: release_tx,
+            configurations: Some(configs_tx),
+            revisions: cloud.revisions(),
         };
         let projection = ProjectionTask {
             runner,
@@ -252,6 +324,9 @@ pub async fn run_all(
             restarts,
             beat_now,
             status_wake: status_wake.clone(),
+            cloud,
+            configurations: configs_rx,
+            resyncs: resyncs.clone(),
         };
         let push = PushTask {
             outbox,
@@ -279,12 +354,13 @@ pub async fn run_all(
         None => tracing::info!("Metrics endpoint switched off ([metrics] listen = \"\")."),
     }
 
-    let feeds = run_feeds(
+    let feeds = run_feeds_gated(
         config,
         Arc::new(journal),
         shutdown.clone(),
         interactive,
         resyncs,
+        phs_gate,
     )
     .await;
     shutdown.cancel();

@@ -65,12 +65,29 @@ pub async fn read_domains_once<S: EventSink>(
     sink: &S,
     interactive: bool,
 ) -> Vec<DomainOutcome> {
+    read_domains_once_with(config, sink, interactive, &[]).await
+}
+
+/// [`read_domains_once`], with a full read (`ResyncStarted { reason: Requested }`) for the domains
+/// in `full` (DNS names, any case): those whose configuration changed
+/// ([`super::cloud_config::prepare_once`]).
+pub async fn read_domains_once_with<S: EventSink>(
+    config: &Config,
+    sink: &S,
+    interactive: bool,
+    full: &[String],
+) -> Vec<DomainOutcome> {
     let mut out = Vec::new();
     for (label, cfg) in &config.domains {
         let progress = Progress::new(&cfg.dns_name, interactive);
+        let resync = full
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&cfg.dns_name))
+            .then_some(ResyncReason::Requested);
         let result = match conn::connect(cfg).await {
             Ok(mut dc) => {
-                let r = run_domain_pass(&mut dc, cfg, sink, budget(config), &progress, None).await;
+                let r =
+                    run_domain_pass(&mut dc, cfg, sink, budget(config), &progress, resync).await;
                 dc.close().await;
                 r
             }
@@ -145,6 +162,27 @@ pub async fn run_feeds(
     interactive: bool,
     resyncs: Arc<ResyncRequests>,
 ) -> Result<(), RunError> {
+    run_feeds_gated(
+        config,
+        journal,
+        shutdown,
+        interactive,
+        resyncs,
+        Arc::new(|_: &str| true),
+    )
+    .await
+}
+
+/// [`run_feeds`] with the tenant's password hash sync switch: each domain's PHS cycle runs only
+/// while `phs_gate` allows it (`[phs] enabled` stays the local master switch).
+pub async fn run_feeds_gated(
+    config: Config,
+    journal: Arc<Journal>,
+    shutdown: CancellationToken,
+    interactive: bool,
+    resyncs: Arc<ResyncRequests>,
+    phs_gate: super::phs::PhsGate,
+) -> Result<(), RunError> {
     let tracker = TaskTracker::new();
     let grace = Duration::from_secs(config.agent.shutdown_grace_secs);
     let memory_budget = budget(&config);
@@ -154,7 +192,7 @@ pub async fn run_feeds(
     };
     // Password hash sync: its cycles run beside the feeds; the feed's sink wakes them.
     let signals = super::phs::PhsSignals::for_config(&config);
-    for task in super::phs::phs_tasks(&config, &journal, &signals) {
+    for task in super::phs::phs_tasks(&config, &journal, &signals, &phs_gate) {
         tracker.spawn(task.run(shutdown.child_token()));
     }
     let sink = Arc::new(super::phs::PasswordSignalSink::new(journal, signals));

@@ -9,12 +9,15 @@
 //!   as tasks under one cancellation token, with a bounded shutdown.
 //! - [`feeds`] — the domain feeds (one pass per domain, or one task per domain until cancelled);
 //!   [`phs`] — password hash sync's cycles beside them; [`Progress`] — full-read progress.
-//! - [`cloud_stages`] — projection → outbox → push and the agent's tenant client, opened.
+//! - [`cloud_stages`] — projection → outbox → push and the agent's tenant client, opened;
+//!   [`cloud_config`] — the tenant's per-domain settings (scope, mappings, threshold, PHS and
+//!   writeback switches) fetched, checked and applied without a restart.
 //! - [`metrics_task`] — `GET /metrics` (`[metrics]`), the counters of [`crate::metrics`].
 //! - [`rebuild`] — `journal rebuild`: a damaged journal re-read from AD.
 //!
 //! Invariant: nothing here imports the tenant crate.
 
+pub mod cloud_config;
 pub mod cloud_stages;
 pub mod daemon;
 pub mod feeds;

@@ -158,11 +158,25 @@ pub async fn replicate_hashes_once(
     config: &Config,
     journal: &Journal,
 ) -> Vec<(String, Result<CycleReport, PhsWireError>)> {
+    replicate_hashes_once_gated(config, journal, &(Arc::new(|_: &str| true) as PhsGate)).await
+}
+
+/// [`replicate_hashes_once`] for the domains `gate` allows (the tenant's switch); the others are
+/// left out of the report, with an INFO line.
+pub async fn replicate_hashes_once_gated(
+    config: &Config,
+    journal: &Journal,
+    gate: &PhsGate,
+) -> Vec<(String, Result<CycleReport, PhsWireError>)> {
     let mut out = Vec::new();
     if !config.phs.enabled {
         return out;
     }
-    for label in config.domains.keys() {
+    for (label, d) in &config.domains {
+        if !gate(&d.dns_name) {
+            tracing::info!(domain = %d.dns_name, "Password hash sync is switched off in the tenant for this domain; cycle skipped.");
+            continue;
+        }
         let result = match build_cycle(config, label, journal) {
             Ok(cycle) => cycle.run_once().await.map_err(PhsWireError::from),
             Err(e) if e.is_fips_refusal() => {
@@ -248,6 +262,10 @@ impl<S: EventSink> EventSink for PasswordSignalSink<S> {
     }
 }
 
+/// Whether password hash sync may run for a domain (its DNS name) besides `[phs] enabled`: the
+/// tenant's switch ([`super::cloud_config::CloudSettings::phs_allowed`]), asked before each cycle.
+pub type PhsGate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// One domain's password hash sync in the daemon: a cycle on every interval, and one more whenever the
 /// feed's sink signals a password change ([`PasswordSignalSink`]).
 pub struct PhsTask {
@@ -255,6 +273,7 @@ pub struct PhsTask {
     cycle: PhsCycle<Journal>,
     signal: Arc<Notify>,
     interval: std::time::Duration,
+    gate: PhsGate,
 }
 
 impl PhsTask {
@@ -262,14 +281,22 @@ impl PhsTask {
     /// leaves nothing (the cookie is written with the hashes, so the next start re-reads the rest).
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!(domain = %self.domain, interval_secs = self.interval.as_secs(), "Password hash sync started.");
-        self.cycle.run(self.signal, self.interval, cancel).await
+        let (gate, domain) = (self.gate, self.domain);
+        self.cycle
+            .run_gated(self.signal, self.interval, cancel, move || gate(&domain))
+            .await
     }
 }
 
 /// The PHS tasks to run beside the feeds, one per domain, when `[phs] enabled = true`. A FIPS refusal
 /// gives none (logged at WARN); a domain whose stage cannot be built is logged at ERROR and skipped,
 /// the others run.
-pub fn phs_tasks(config: &Config, journal: &Journal, signals: &PhsSignals) -> Vec<PhsTask> {
+pub fn phs_tasks(
+    config: &Config,
+    journal: &Journal,
+    signals: &PhsSignals,
+    gate: &PhsGate,
+) -> Vec<PhsTask> {
     if !config.phs.enabled {
         return Vec::new();
     }
@@ -281,6 +308,7 @@ pub fn phs_tasks(config: &Config, journal: &Journal, signals: &PhsSignals) -> Ve
                 cycle,
                 signal: signals.get(&d.dns_name).unwrap_or_default(),
                 interval: config.phs.interval(),
+                gate: gate.clone(),
             }),
             Err(e) if e.is_fips_refusal() => {
                 warn_fips(&e);

@@ -100,7 +100,7 @@ pub fn rebuild(config: &Config, now: &str) -> Result<Rebuilt, RebuildError> {
     let projection = ProjectionStore::open(&projection_dir)?;
     let snapshot = projection.load_snapshot()?;
     let snapshot_found = snapshot.is_some();
-    let mut state = snapshot.unwrap_or_default();
+    let (mut state, meta) = snapshot.unwrap_or_default();
     let snapshot_seq = state.last_seq;
     // Best effort: a journal damaged elsewhere may still say how far it went.
     let old_high_water = Journal::open_existing(&journal_dir)
@@ -120,7 +120,7 @@ pub fn rebuild(config: &Config, now: &str) -> Result<Rebuilt, RebuildError> {
     journal.start_after(base)?;
     // Projection continues at base + 1 with the state it has (module doc, step 3).
     state.last_seq = base;
-    projection.save_snapshot(&state)?;
+    projection.save_snapshot(&state, &meta.unwrap_or_default())?;
     if !snapshot_found && producer_cursor > 0 {
         tracing::warn!(
             "Projection had no usable snapshot: the re-read cannot know which objects the cloud holds, so objects deleted in AD before the rebuild stay in the cloud until removed there."

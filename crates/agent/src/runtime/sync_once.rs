@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::cloud_stages::{CloudStages, CloudStagesError};
-use super::feeds::{DomainOutcome, read_domains_once};
-use super::phs::{PhsWireError, replicate_hashes_once};
+use super::feeds::{DomainOutcome, read_domains_once_with};
+use super::phs::{PhsWireError, replicate_hashes_once_gated};
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::projection::runner::RunReport;
@@ -84,8 +84,11 @@ pub async fn sync_once(
     journal: Journal,
     options: SyncOnceOptions,
 ) -> SyncOnceReport {
-    let domains = read_domains_once(config, &journal, options.interactive).await;
-    let phs = replicate_hashes_once(config, &journal).await;
+    // The tenant's settings first: a changed scope or mapping makes the pass a full read.
+    let settings = super::cloud_config::prepare_once(config).await;
+    let domains =
+        read_domains_once_with(config, &journal, options.interactive, &settings.full_reads).await;
+    let phs = replicate_hashes_once_gated(config, &journal, &settings.phs_gate).await;
     let cloud = match config.tenant {
         Some(_) => Some(cloud_cycle(config, journal, options).await),
         None => None,
@@ -105,6 +108,8 @@ async fn cloud_cycle(
 ) -> Result<CloudReport, CloudCycleError> {
     let mut stages = CloudStages::open(config, journal).map_err(CloudCycleError::Open)?;
     stages.interactive = options.interactive;
+    // The tenant's settings in force (read before the feeds; a change since is applied too).
+    let _ = stages.apply_cloud_config().await;
     let projected = stages
         .project_all()
         .await

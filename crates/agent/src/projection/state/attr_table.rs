@@ -99,6 +99,11 @@ impl AttrTable {
             .unwrap_or(Shape::Single)
     }
 
+    /// The names, in id order (lower-case, sorted).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// How many names the table holds.
     pub fn len(&self) -> usize {
         self.names.len()

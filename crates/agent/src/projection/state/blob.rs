@@ -318,6 +318,31 @@ impl ObjData {
         shared.scratch = out;
         changed
     }
+
+    /// The same values under another attribute table: `map[old id]` is the new id (`None`: the new
+    /// table does not keep it, the values are dropped). Values are copied as encoded (their shared
+    /// parts belong to the state, not the table); entries come out in new-id order.
+    pub fn remap(&self, map: &[Option<u16>]) -> ObjData {
+        let (_, rdn_end) = self.rdn_end();
+        let mut entries: Vec<(u16, RawEntry<'_>)> = self
+            .entries()
+            .filter_map(|e| {
+                map.get(usize::from(e.id))
+                    .copied()
+                    .flatten()
+                    .map(|new| (new, e))
+            })
+            .collect();
+        entries.sort_by_key(|(id, _)| *id);
+        let mut out = Vec::with_capacity(self.0.len());
+        out.extend_from_slice(self.0.get(..rdn_end).unwrap_or_default());
+        for (id, e) in entries {
+            put_varint(&mut out, usize::from(id));
+            put_varint(&mut out, e.count);
+            out.extend_from_slice(e.values);
+        }
+        ObjData(out.into_boxed_slice())
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +351,33 @@ mod tests {
 
     fn vals(v: Vec<Cow<'_, [u8]>>) -> Vec<Vec<u8>> {
         v.into_iter().map(Cow::into_owned).collect()
+    }
+
+    /// Values stored under one table read the same under a table that adds and drops names (the ids
+    /// shift), and a dropped attribute is gone.
+    #[test]
+    fn remap_moves_values_to_the_new_ids() {
+        let old = AttrTable::new(["sn", "title"]);
+        let new = AttrTable::new(["department", "mail", "title"]);
+        let mut shared = Shared::default();
+        let mut blob = ObjData::default().with_rdn("CN=Ann");
+        let title = vec![b"Boss".to_vec()];
+        let sn = [b"Lee".to_vec()];
+        blob.apply(
+            &old,
+            &mut shared,
+            [("title", &title[..]), ("sn", &sn[..])],
+            true,
+        );
+        let map: Vec<Option<u16>> = old.names().iter().map(|n| new.id(n)).collect();
+        let moved = blob.remap(&map);
+        let title_id = new.id("title").unwrap();
+        assert_ne!(Some(title_id), old.id("title"));
+        assert_eq!(vals(moved.get(title_id, &shared)), title);
+        assert_eq!(moved.rdn(), "CN=Ann");
+        for gone in ["department", "mail"] {
+            assert!(moved.get(new.id(gone).unwrap(), &shared).is_empty());
+        }
     }
 
     #[test]
@@ -355,7 +407,7 @@ mod tests {
         assert_eq!(vals(blob.get(pid, &shared)), proxies);
         assert_eq!(shared.len(), 1, "the mail domain is shared");
         // A delta changes one attribute and keeps the rest; an empty list removes.
-        let sn = vec![b"Lee".to_vec()];
+        let sn = [b"Lee".to_vec()];
         assert!(blob.apply(
             &table,
             &mut shared,

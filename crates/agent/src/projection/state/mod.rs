@@ -137,6 +137,22 @@ impl PartialEq for State {
 
 impl Eq for State {}
 
+impl State {
+    /// Moves every object's kept values from the table whose names were `old` (in id order) to
+    /// `new`: ids are the sorted names, so a configuration that keeps another set of attributes
+    /// shifts them. Values of attributes `new` does not keep are dropped; attributes only `new`
+    /// keeps stay empty until the object is read again (a re-read of the domain brings them).
+    pub fn remap_attributes(&mut self, old: &[String], new: &attr_table::AttrTable) {
+        if old == new.names() {
+            return;
+        }
+        let map: Vec<Option<u16>> = old.iter().map(|n| new.id(n)).collect();
+        for o in &mut self.objects {
+            o.data = o.data.remap(&map);
+        }
+    }
+}
+
 #[cfg(test)]
 /// A user with objectGUID `[n; 16]` at `dn` in domain 0 (for the tests of the state's parts).
 fn test_object(state: &mut State, n: u8, dn: &str) -> ObjId {

@@ -152,6 +152,11 @@ pub fn collect(s: &Sources<'_>) -> Result<AgentStatusReport, StatusError> {
         Some(p) => crate::control::health::staged_by_domain(p)?,
         None => BTreeMap::new(),
     };
+    // The tenant's settings accepted so far (the daemon's writer adds refusals from memory).
+    let cloud = s
+        .projection
+        .and_then(|p| p.cloud_settings().ok())
+        .unwrap_or_default();
     let mut domains = Vec::new();
     for d in s.config.domains.values() {
         let key = d.dns_name.to_ascii_lowercase();
@@ -172,6 +177,9 @@ pub fn collect(s: &Sources<'_>) -> Result<AgentStatusReport, StatusError> {
                 .or_else(|| creds.and_then(|c| c.configuration_for(&d.dns_name))),
             staged_deletes: n,
             delete_threshold_exceeded: n > 0,
+            cloud: cloud
+                .get(&key)
+                .map(crate::runtime::cloud_config::DomainCloudStatus::from_settings),
         });
     }
     // Staged deletes of a domain no longer configured still wait for a decision.

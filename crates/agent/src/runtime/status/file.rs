@@ -106,6 +106,8 @@ pub struct Writer {
     pub outbox: Option<Arc<Outbox>>,
     /// The push stage's published status.
     pub push: Option<watch::Receiver<PushStatus>>,
+    /// The tenant's settings in force (with refusals, which only the daemon knows).
+    pub cloud: Option<Arc<crate::runtime::cloud_config::CloudSettings>>,
 }
 
 impl Writer {
@@ -119,7 +121,7 @@ impl Writer {
             (Some(_), Some(c)) => RegistrationState::Registered(c),
             (Some(_), None) => RegistrationState::NotLoaded,
         };
-        let report = collect(&Sources {
+        let mut report = collect(&Sources {
             config: &self.config,
             registration,
             journal: Some(&self.journal),
@@ -128,6 +130,26 @@ impl Writer {
             live_quarantine,
             source: ReportSource::Daemon,
         })?;
+        if let Some(cloud) = &self.cloud {
+            let live = cloud.status();
+            for d in &mut report.domains {
+                if let Some(c) = live.get(&d.domain.to_ascii_lowercase()) {
+                    if let Some(r) = &c.refused {
+                        report.attention.push(super::Attention {
+                            kind: super::AttentionKind::Other,
+                            message: format!(
+                                "The tenant's configuration of {} (revision {}) was refused, revision {} stays in force; fix it in the tenant: {}",
+                                d.domain,
+                                r.revision,
+                                c.revision,
+                                r.errors.join("; ")
+                            ),
+                        });
+                    }
+                    d.cloud = Some(c.clone());
+                }
+            }
+        }
         write(path, &report)
     }
 

@@ -204,6 +204,10 @@ pub struct DomainStatus {
     pub staged_deletes: u64,
     /// "Delete threshold exceeded".
     pub delete_threshold_exceeded: bool,
+    /// The tenant's settings in force for the domain (revision, scope, PHS and writeback
+    /// switches, a refused revision), once the agent has read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::runtime::cloud_config::DomainCloudStatus>,
 }
 
 /// The push stage's positions.

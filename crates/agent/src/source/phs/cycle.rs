@@ -258,22 +258,58 @@ impl<S: EventSink> PhsCycle<S> {
     /// Runs cycles on `signal` and at least every `interval` until `cancel` fires. Failed cycles are
     /// logged (retriable ones as warnings) and retried at the next trigger; the checkpoint did not move.
     pub async fn run(self, signal: Arc<Notify>, interval: Duration, cancel: CancellationToken) {
+        self.run_gated(signal, interval, cancel, || true).await
+    }
+
+    /// [`PhsCycle::run`], skipping each trigger at which `allowed()` says no (the tenant switched
+    /// password hash sync off for the domain): nothing is replicated and the cookie stays, so the
+    /// first cycle after it is switched on again picks up every change since. While it is off,
+    /// `allowed()` is asked again every [`GATE_RECHECK`], so switching it on takes effect at once.
+    pub async fn run_gated(
+        self,
+        signal: Arc<Notify>,
+        interval: Duration,
+        cancel: CancellationToken,
+        allowed: impl Fn() -> bool,
+    ) {
+        let mut off = false;
+        // Whether this round was triggered by a password change or the interval (not a re-check).
+        let mut triggered = true;
         loop {
-            if let Err(err) = self.run_once().await {
-                if err.is_retriable() {
-                    tracing::warn!(error = %err, "Password hash sync cycle failed; will retry.");
-                } else {
-                    tracing::error!(error = %err, "Password hash sync cycle failed; fix the cause, it will be retried.");
+            if !allowed() {
+                if triggered {
+                    tracing::info!(domain = %self.domain, "Password hash sync is switched off in the tenant for this domain; cycle skipped.");
+                }
+                off = true;
+            } else {
+                if off {
+                    tracing::info!(domain = %self.domain, "Password hash sync is switched on again in the tenant; catching up.");
+                }
+                off = false;
+                if let Err(err) = self.run_once().await {
+                    if err.is_retriable() {
+                        tracing::warn!(error = %err, "Password hash sync cycle failed; will retry.");
+                    } else {
+                        tracing::error!(error = %err, "Password hash sync cycle failed; fix the cause, it will be retried.");
+                    }
                 }
             }
-            tokio::select! {
+            let recheck = if off {
+                GATE_RECHECK.min(interval)
+            } else {
+                interval
+            };
+            triggered = tokio::select! {
                 () = cancel.cancelled() => return,
-                () = signal.notified() => {}
-                () = tokio::time::sleep(interval) => {}
-            }
+                () = signal.notified() => true,
+                () = tokio::time::sleep(recheck) => !off,
+            };
         }
     }
 }
+
+/// How often a switched-off cycle asks again whether it may run.
+pub const GATE_RECHECK: Duration = Duration::from_secs(2);
 
 /// The first and last sequence numbers of an append of `count` events that ended at `last`.
 fn first_and_last(last: Option<u64>, count: usize) -> Option<(u64, u64)> {
@@ -316,6 +352,38 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Switched off in the tenant: signals start no cycle; switched on again, a cycle runs without
+    /// waiting for a signal or the hour-long interval.
+    #[tokio::test]
+    async fn a_switched_off_gate_skips_cycles_and_switching_on_runs_one_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = failing_stage(dir.path());
+        let progress = stage.progress();
+        let signal = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
+        let on = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let gate = Arc::clone(&on);
+        let task = tokio::spawn(stage.run_gated(
+            Arc::clone(&signal),
+            Duration::from_secs(3600),
+            cancel.clone(),
+            move || gate.load(Ordering::Relaxed),
+        ));
+        until(&progress, 1).await;
+        on.store(false, Ordering::Relaxed);
+        signal.notify_one();
+        signal.notify_one();
+        // Two re-check periods pass (time is paused: they pass at once, in order).
+        tokio::time::pause();
+        tokio::time::sleep(GATE_RECHECK * 2).await;
+        tokio::time::resume();
+        assert_eq!(progress.attempted.load(Ordering::Relaxed), 1);
+        on.store(true, Ordering::Relaxed);
+        until(&progress, 2).await;
+        cancel.cancel();
+        task.await.unwrap();
     }
 
     /// A sink that refuses the checkpoint read (as a full or closed store would).

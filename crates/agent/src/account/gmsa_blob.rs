@@ -102,7 +102,10 @@ fn password(b: &[u8], field: &'static str, start: usize, end: usize) -> Result<N
         return Err(bad);
     }
     let with_nul = &b[start..end];
-    if with_nul.len() < 4 || with_nul.len() % 2 != 0 || with_nul[with_nul.len() - 2..] != [0, 0] {
+    if with_nul.len() < 4
+        || !with_nul.len().is_multiple_of(2)
+        || with_nul[with_nul.len() - 2..] != [0, 0]
+    {
         return Err(BlobError::Password(field));
     }
     Ok(NtHash::from_utf16le(&with_nul[..with_nul.len() - 2]))

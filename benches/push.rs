@@ -58,6 +58,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
             operations: (start..(start + 500).min(n))
                 .map(|k| push::synthetic::user_upsert(k, 1, DOMAIN))
                 .collect::<Vec<Operation>>(),
+            reasons: Default::default(),
         })
         .collect();
     let ctx = BatchContext {

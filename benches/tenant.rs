@@ -56,6 +56,7 @@ fn make_batch() -> OperationBatch {
     OperationBatch {
         batch_id: Uuid::new_v4(),
         operations,
+        reasons: Default::default(),
     }
 }
 

@@ -315,6 +315,18 @@ async fn a_scope_and_mapping_change_in_the_tenant_reaches_the_running_agent() {
         .filter_map(|e| e["action"].as_str())
         .collect();
     assert!(actions.contains(&"delete"), "{logs}");
+    // The tenant's provisioning log says why: the delete came from the scope change, not from AD.
+    let delete = logs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "delete")
+        .unwrap();
+    let reason = delete["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("ConfigurationChanged: ") && reason.contains("scope"),
+        "{delete}"
+    );
     daemon.stop();
 
     // The agent's provisioning log names why the user changed, with the revisions.

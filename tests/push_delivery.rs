@@ -201,6 +201,7 @@ async fn duplicate_upn_quarantines_only_that_object() {
             configuration_id: a.config,
             operation: dup,
             origin_seq: 100,
+            reason: None,
         },
     );
     a.outbox.enqueue(ops, None).await.unwrap();
@@ -238,6 +239,7 @@ async fn duplicate_upn_quarantines_only_that_object() {
                 configuration_id: a.config,
                 operation: fixed,
                 origin_seq: 101,
+                reason: None,
             }],
             None,
         )
@@ -308,6 +310,7 @@ async fn tenant_quarantine_is_mirrored_and_cleared_by_a_restart() {
             configuration_id: a.config,
             operation: bad,
             origin_seq: n,
+            reason: None,
         });
     }
     ops.extend(synthetic::users(a.config, 10..20, DOMAIN));
@@ -379,6 +382,7 @@ async fn reference_not_found_is_retried_after_the_referenced_objects() {
             configuration_id: a.config,
             operation,
             origin_seq: n as u64,
+            reason: None,
         })
         .collect();
     a.outbox.enqueue(ops, None).await.unwrap();

@@ -410,3 +410,65 @@ async fn a_partially_throttled_batch_applies_what_fits_and_throttles_the_rest_pe
         "one log entry per throttled operation, none for the replay or the 429"
     );
 }
+
+/// A batch's `reasons` reach the provisioning log entry of the operation they name, and only that
+/// one; a reason naming no operation of the batch or longer than the limit refuses the whole batch
+/// (400) before anything is applied.
+#[tokio::test]
+async fn reasons_reach_the_provisioning_log_and_bad_ones_refuse_the_batch() {
+    let t = TenantFixture::start();
+    let (admin, agent, config) = setup(&t, json!({"domain": "corp.example.com"})).await;
+    let before = log_count(&t, &admin).await;
+
+    let mut b = batch(vec![
+        user_upsert("anchor-ann", 10, "ann@contoso.onmicrosoft.com", "Ann Lee"),
+        user_upsert("anchor-bo", 11, "bo@contoso.onmicrosoft.com", "Bo Chen"),
+    ]);
+    b["reasons"] = json!({"2": "ConfigurationChanged: scope, revision 3"});
+    let (status, body) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("reasons[2]"), "{body}");
+    b["reasons"] = json!({"1": "x".repeat(257)});
+    let (status, body) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(log_count(&t, &admin).await, before, "nothing was applied");
+
+    b["reasons"] = json!({"1": "ConfigurationChanged: scope, revision 3"});
+    let (status, body) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = t.get_json(&admin, "/api/v1/provisioningLogs?top=10").await;
+    let reason_of = |anchor: &str| {
+        page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["sourceAnchor"] == anchor)
+            .map(|e| e["reason"].clone())
+            .unwrap()
+    };
+    assert_eq!(reason_of("anchor-ann"), Value::Null);
+    assert_eq!(
+        reason_of("anchor-bo"),
+        json!("ConfigurationChanged: scope, revision 3")
+    );
+    // The portal's log shows it, escaped like every other field.
+    let mut b = batch(vec![user_upsert(
+        "anchor-cy",
+        12,
+        "cy@contoso.onmicrosoft.com",
+        "Cy",
+    )]);
+    b["reasons"] = json!({"0": "<b>ConfigurationChanged</b>"});
+    let (status, body) = t.post_batch(&agent.token, &config, &b).await;
+    assert_eq!(status, 200, "{body}");
+    let page = t.portal_page(HIA, "/").await;
+    assert!(
+        page.contains("<span class=\"reason\">ConfigurationChanged: scope, revision 3</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;ConfigurationChanged&lt;/b&gt;")
+            && !page.contains("<b>ConfigurationChanged"),
+        "{page}"
+    );
+}

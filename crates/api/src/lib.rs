@@ -37,6 +37,8 @@ pub mod release;
 
 /// The largest number of operations one batch may carry; larger batches are answered with 413.
 pub const MAX_BATCH_OPERATIONS: usize = 500;
+/// The longest reason an operation may carry in a batch (`OperationBatch::reasons`), in characters.
+pub const MAX_REASON_CHARS: usize = 256;
 
 /// The largest request body the tenant accepts, in bytes; larger bodies are answered with 413.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;

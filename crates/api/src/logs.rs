@@ -34,6 +34,9 @@ pub struct LogEntry {
     pub error_code: Option<OpErrorCode>,
     /// A human-readable message.
     pub message: String,
+    /// Why the agent sent the operation, when it said (e.g. `ConfigurationChanged: scope, revision 7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Query parameters of `GET /api/v1/provisioningLogs`; all filters are exact matches and combine with AND.

@@ -208,6 +208,11 @@ pub struct OperationBatch {
     pub batch_id: Uuid,
     /// At most [`super::MAX_BATCH_OPERATIONS`] operations, applied in order.
     pub operations: Vec<Operation>,
+    /// Why operations were sent, by their index in `operations`, when the agent knows a reason beyond
+    /// "the object changed in AD" (e.g. `ConfigurationChanged: scope, revision 7`); the tenant's
+    /// provisioning log shows it. At most [`super::MAX_REASON_CHARS`] characters each.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reasons: std::collections::BTreeMap<usize, String>,
 }
 
 /// The outcome of one operation.

@@ -119,6 +119,7 @@ pub fn apply_batch_cut(
             result: status,
             error_code: error.as_ref().map(|e| e.code),
             message,
+            reason: batch.reasons.get(&index).cloned(),
         };
         put_json(&store.logs, &seq.to_be_bytes(), &entry)?;
         results.push(OpResult {

@@ -388,7 +388,7 @@ proptest! {
                     }
                 }
                 Step::Batch(ops) => {
-                    let batch = OperationBatch { batch_id: Uuid::new_v4(), operations: ops.iter().map(to_operation).collect() };
+                    let batch = OperationBatch { batch_id: Uuid::new_v4(), operations: ops.iter().map(to_operation).collect(), reasons: Default::default() };
                     let got = apply_batch(&store, &mut config, &batch, &ctx).unwrap();
                     let want: Vec<String> = ops.iter().map(|op| model.apply(op)).collect();
                     let got_codes: Vec<String> = got.results.iter().map(|r| match &r.error {
@@ -437,6 +437,7 @@ fn a_cleared_attribute_is_stored_as_absent() {
                 on_premises: OnPremisesIdentity::default(),
                 attributes,
             })],
+            reasons: Default::default(),
         }
     };
     let stored = |store: &Store| -> StoredObject {

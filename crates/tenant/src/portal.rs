@@ -200,7 +200,15 @@ pub async fn page(
             esc(&e.source_anchor),
             e.agent_id,
             e.batch_id,
-            esc(&e.message)
+            match &e.reason {
+                // Why the agent sent it (a configuration change, a released delete), before the result.
+                Some(r) => format!(
+                    "<span class=\"reason\">{}</span> · {}",
+                    esc(r),
+                    esc(&e.message)
+                ),
+                None => esc(&e.message),
+            }
         );
     }
     h.push_str("</tbody></table></section></body></html>");

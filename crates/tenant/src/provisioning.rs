@@ -5,13 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use uuid::Uuid;
 
-use cloudsync_api::MAX_BATCH_OPERATIONS;
 use cloudsync_api::agent::PendingRestart;
 use cloudsync_api::auth::Role;
 use cloudsync_api::config::{
     Configuration, ConfigurationSpec, Health, RestartRequest, RestartResponse, RestartScope,
 };
 use cloudsync_api::ops::{BatchResponse, OperationBatch};
+use cloudsync_api::{MAX_BATCH_OPERATIONS, MAX_REASON_CHARS};
 
 use super::agent_health::effective;
 use super::agents::{all_configs, parse_id};
@@ -214,6 +214,17 @@ pub async fn batch(
         return Err(ApiError::PayloadTooLarge(format!(
             "A batch may carry at most {MAX_BATCH_OPERATIONS} operations; this one has {}.",
             batch.operations.len()
+        )));
+    }
+    if let Some((index, reason)) = batch
+        .reasons
+        .iter()
+        .find(|(i, r)| **i >= batch.operations.len() || r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "reasons[{index}] must name an operation of the batch (0 to {}) and hold at most {MAX_REASON_CHARS} characters ({} given).",
+            batch.operations.len().saturating_sub(1),
+            reason.chars().count()
         )));
     }
     // The domain of a configuration never changes, so this check may run before taking the lock.

@@ -24,6 +24,9 @@ pub struct ProjectedOp {
     pub origin_seq: u64,
     /// The operation.
     pub op: Operation,
+    /// Why it was sent, beyond "the object changed in AD" (a configuration change being applied);
+    /// it travels with the operation to the tenant's provisioning log.
+    pub reason: Option<std::sync::Arc<str>>,
 }
 
 /// What applying events produced.
@@ -264,10 +267,19 @@ impl Projector {
             Some(d) => d.clone(),
             None => "".into(),
         };
+        // While a configuration change of this domain is being applied, its operations say so.
+        let reason = if self.config_reasons.is_empty() {
+            None
+        } else {
+            self.config_reasons
+                .get(&domain.to_ascii_lowercase())
+                .map(|why| std::sync::Arc::from(format!("ConfigurationChanged: {why}")))
+        };
         out.ops.push(ProjectedOp {
             domain,
             origin_seq: seq,
             op,
+            reason,
         });
     }
 

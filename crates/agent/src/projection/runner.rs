@@ -335,6 +335,9 @@ impl<S: OpSink> Runner<S> {
                 domain: s.domain.as_str().into(),
                 origin_seq: s.origin_seq,
                 op: s.operation.clone(),
+                reason: Some(std::sync::Arc::from(
+                    "DeleteReleased: a delete the delete threshold held back, released by an administrator",
+                )),
             })
             .collect();
         let n = ops.len();

@@ -70,6 +70,7 @@ mod tests {
                 source_anchor: format!("a{n}"),
                 version: n,
             },
+            reason: None,
         }
     }
 
@@ -81,6 +82,7 @@ mod tests {
                 group_anchor: "g".into(),
                 member_anchor: format!("m{n}"),
             },
+            reason: None,
         }
     }
 

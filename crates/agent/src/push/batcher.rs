@@ -27,6 +27,8 @@ pub struct Item {
     pub not_before: Option<Instant>,
     /// When the item was read from the outbox (for the linger).
     pub read_at: Instant,
+    /// Why it is sent beyond an AD change (the outbox entry's reason), for the tenant's log.
+    pub reason: Option<String>,
 }
 
 impl Item {
@@ -53,6 +55,7 @@ impl Item {
             attempts: 0,
             not_before: None,
             read_at: now,
+            reason: None,
         }
     }
 
@@ -257,6 +260,9 @@ impl Pending {
                     bytes = bytes.saturating_sub(prev.size) + item.size;
                     prev.seqs.extend(item.seqs);
                     prev.op = item.op;
+                    if item.reason.is_some() {
+                        prev.reason = item.reason;
+                    }
                     prev.size = item.size;
                     prev.attempts = prev.attempts.max(item.attempts);
                 }
@@ -307,6 +313,15 @@ pub fn build(configuration: Uuid, items: Vec<Item>) -> Result<Batch, serde_json:
     let wire = OperationBatch {
         batch_id: id,
         operations: items.iter().map(|i| i.op.clone()).collect(),
+        reasons: items
+            .iter()
+            .enumerate()
+            .filter_map(|(n, i)| {
+                let r = i.reason.as_ref()?;
+                // The tenant refuses longer reasons; a reason is a label, never worth a batch.
+                Some((n, r.chars().take(cloudsync_api::MAX_REASON_CHARS).collect()))
+            })
+            .collect(),
     };
     let body = super::client::encode_batch(&wire)?;
     Ok(Batch {

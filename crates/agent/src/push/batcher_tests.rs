@@ -222,3 +222,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reasons_travel_by_operation_index_and_survive_coalescing_cut_to_the_limit() {
+    let now = Instant::now();
+    let mut p = Pending::default();
+    let mut first = Item::new(1, Uuid::nil(), upsert("a", 1), now);
+    first.reason = Some("ConfigurationChanged: scope, revision 2".into());
+    p.push_new(first);
+    p.push_new(Item::new(2, Uuid::nil(), upsert("b", 2), now));
+    // A later upsert of "a" without a reason coalesces into the first: the reason stays.
+    p.push_new(Item::new(3, Uuid::nil(), upsert("a", 3), now));
+    let mut long = Item::new(4, Uuid::nil(), upsert("c", 4), now);
+    long.reason = Some("é".repeat(cloudsync_api::MAX_REASON_CHARS + 10));
+    p.push_new(long);
+    let (_, items) = p.assemble(WIDE, &HashMap::new(), now).unwrap();
+    let anchors: Vec<&str> = items.iter().map(|i| i.op.source_anchor()).collect();
+    assert_eq!(anchors, ["a", "b", "c"], "a's two upserts coalesced");
+    let batch = build(Uuid::nil(), items).unwrap();
+    let wire: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+    assert_eq!(
+        wire["reasons"]["0"],
+        serde_json::json!("ConfigurationChanged: scope, revision 2")
+    );
+    assert!(wire["reasons"].get("1").is_none());
+    assert_eq!(
+        wire["reasons"]["2"].as_str().unwrap().chars().count(),
+        cloudsync_api::MAX_REASON_CHARS
+    );
+}

@@ -104,6 +104,7 @@ mod tests {
                 member_anchor: "m".into(),
             },
             origin_seq: 7,
+            reason: None,
         }
     }
 

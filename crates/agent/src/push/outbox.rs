@@ -86,6 +86,10 @@ pub struct OutboxOp {
     pub operation: Operation,
     /// The journal sequence the operation was derived from (for tracing back).
     pub origin_seq: u64,
+    /// Why it was sent beyond an AD change (projection's [`crate::projection::projector::ProjectedOp`]
+    /// reason); absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// An object the tenant refused permanently: an entry of the quarantine log and of the quarantined

@@ -10,6 +10,7 @@ fn op(n: u64) -> OutboxOp {
             version: n,
         },
         origin_seq: n * 10,
+        reason: None,
     }
 }
 

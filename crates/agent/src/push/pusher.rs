@@ -124,13 +124,9 @@ impl Pusher {
         let now = Instant::now();
         for (seq, entry, size) in self.outbox.read_sized(self.acks.read_upto(), room)? {
             self.acks.read(seq);
-            self.pending.push_new(Item::with_size(
-                seq,
-                entry.configuration_id,
-                entry.operation,
-                size,
-                now,
-            ));
+            let mut item = Item::with_size(seq, entry.configuration_id, entry.operation, size, now);
+            item.reason = entry.reason;
+            self.pending.push_new(item);
         }
         Ok(())
     }

@@ -49,6 +49,7 @@ pub fn users(configuration: Uuid, range: std::ops::Range<u64>, upn_domain: &str)
             configuration_id: configuration,
             operation: user_upsert(n, 1, upn_domain),
             origin_seq: n,
+            reason: None,
         })
         .collect()
 }

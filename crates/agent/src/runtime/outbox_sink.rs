@@ -67,6 +67,7 @@ impl OpSink for OutboxSink {
                 configuration_id: *id,
                 operation: p.op,
                 origin_seq: p.origin_seq,
+                reason: p.reason.map(|r| r.to_string()),
             });
         }
         if out.is_empty() && cursor.is_none() {
@@ -100,6 +101,7 @@ mod tests {
             domain: domain.into(),
             origin_seq: 3,
             op: op.clone(),
+            reason: None,
         };
         sink.enqueue(vec![p("corp.example.test")], Some(3))
             .await

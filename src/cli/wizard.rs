@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
 use zeroize::Zeroizing;
@@ -189,10 +188,7 @@ fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result
         eprintln!("Not confirmed; nothing was installed.");
         return Ok(ExitCode::from(1));
     }
-    let binary = match &args.binary {
-        Some(b) => std::path::absolute(b)?,
-        None => std::env::current_exe().context("while finding this binary's path")?,
-    };
+    let binary = super::install::binary_of(&args.binary)?;
     let plan = InstallPlan {
         layout,
         extension,

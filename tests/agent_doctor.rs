@@ -62,7 +62,10 @@ fn doctor_on_a_healthy_agent_then_a_foreign_ca_then_a_stopped_dc() {
     let (code, out) = doctor(&config, &[]);
     assert_eq!(code, Some(0), "{out}");
     for l in out.lines() {
-        assert!(l.starts_with("ok "), "not ok: {l}\n{out}");
+        // The disk line reports this machine's real file system, which may be under 10 % free (a
+        // warning, still exit 0); every other check of a healthy agent is ok.
+        let disk_warning = l.starts_with("warn disk space under ");
+        assert!(l.starts_with("ok ") || disk_warning, "not ok: {l}\n{out}");
     }
     for what in [
         "configuration",

@@ -309,7 +309,9 @@ grant_deleted_objects() {
   printf 'dn: %s\nchangetype: modify\nreplace: nTSecurityDescriptor\nnTSecurityDescriptor: %s\n' "$dn" "$sd" |
     ldbmodify -H "$D/private/sam.ldb" --controls=show_deleted:1 >/dev/null ||
     die "could not grant $SVC_USER read/list on $dn"
-  [[ $(deleted_objects_sd) == *"$ace"* ]] || die "the grant on $dn did not stick"
+  # Samba 4.17 prints the rights back as RPLC, 4.22 as LCRP (its SDDL writer orders them differently).
+  sd=$(deleted_objects_sd)
+  [[ $sd == *"$ace"* || $sd == *"(A;;LCRP;;;$1)"* ]] || die "the grant on $dn did not stick (now: $sd)"
 }
 
 # ---------------------------------------------------------------- start / stop / status

@@ -5,7 +5,7 @@
 #
 # Usage: scripts/lab.sh COMMAND [ARGS]
 #
-#   install            add bookworm-backports, apt-get Samba 4.22 (AD DC, smbclient, ldb-tools) +
+#   install            add bookworm-backports, apt-get Samba 4.22 (AD DC, ldb-tools) +
 #                      ldap-utils from it; idempotent; never starts or enables a service
 #   provision DIR      new domain in DIR (missing or empty): own CA + LDAPS cert, test password policy,
 #                      sync service account with replication + writeback rights; DIR is left stopped
@@ -135,7 +135,7 @@ ldap_admin() {
 # (msDS-ManagedPassword, 4.21+) and creates a usable KDS root key when it provisions a domain.
 BACKPORTS_LIST=/etc/apt/sources.list.d/cloudsync-lab-bookworm-backports.sources
 LAB_PKGS=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind
-  python3-samba samba-common samba-common-bin smbclient libldb2 python3-ldb ldb-tools ldap-utils openssl)
+  python3-samba samba-common samba-common-bin libldb2 python3-ldb ldb-tools ldap-utils openssl)
 
 # The suite the Samba packages come from: LAB_SAMBA_SUITE, default bookworm-backports.
 samba_suite() { printf '%s' "${LAB_SAMBA_SUITE:-bookworm-backports}"; }

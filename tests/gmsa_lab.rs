@@ -1,8 +1,8 @@
 //! A real group managed service account on the lab DC (Samba 4.21+): the DC serves `msDS-ManagedPassword`
 //! over LDAPS to a computer account among the gMSA's allowed principals and to no one else, the project's
 //! decoder (`cloudsync_agent::account::gmsa_blob`) reads the blob the DC serves, and the decoded current
-//! NT hash logs on as the gMSA (NTLM over SMB with `smbclient --pw-nt-hash`, a tool independent of the
-//! project). The project's own NTLM client taking an NT hash is task E's; see docs/lab.md § gMSA.
+//! NT hash binds as the gMSA (NTLM over LDAP with Samba's `ldbsearch --pw-nt-hash`, a tool independent of
+//! the project). The project's own NTLM client taking an NT hash is task E's; see docs/lab.md § gMSA.
 //!
 //! Expected values come from the DC (what it accepts) and from Samba's documented behaviour (the blob
 //! is 256 password bytes; no error, just no attribute, for a principal that may not read it), never from
@@ -98,19 +98,24 @@ fn dc_serves_the_gmsa_password_to_the_allowed_host_only_and_its_hash_logs_on() {
         "{GMSA} served its password to user00001"
     );
 
-    // The decoded current NT hash is the gMSA's password: the DC accepts it for an NTLM logon as
-    // provAgentgMSA$, and refuses the same hash with one bit flipped (so the check can fail).
+    // The decoded current NT hash is the gMSA's password: the DC accepts it for an NTLM bind as
+    // provAgentgMSA$ (the token it builds carries the gMSA's own SID), and refuses the same hash with one
+    // bit flipped (rc 49, data 52e), so the check can fail.
     let sam = format!("{GMSA}$");
-    dc.smb_logon_with_nt_hash(&sam, password.current.expose())
-        .unwrap_or_else(|e| panic!("the decoded current NT hash does not log on as {sam}: {e}"));
+    let sid = dc.gmsa_sid(GMSA);
+    let token = dc
+        .ldap_bind_with_nt_hash(&sam, password.current.expose())
+        .unwrap_or_else(|e| panic!("the decoded current NT hash does not bind as {sam}: {e}"));
+    assert!(
+        token.contains(&sid),
+        "bound, but the token {token:?} lacks {sam}'s SID {sid}"
+    );
     let mut wrong = *password.current.expose();
     wrong[0] ^= 1;
-    let refused = dc.smb_logon_with_nt_hash(&sam, &wrong);
+    let refused = dc.ldap_bind_with_nt_hash(&sam, &wrong);
     assert!(
-        refused
-            .as_ref()
-            .is_err_and(|e| e.contains("NT_STATUS_LOGON_FAILURE")),
-        "a wrong NT hash was not refused with NT_STATUS_LOGON_FAILURE: {refused:?}"
+        refused.as_ref().is_err_and(|e| e.contains("data 52e")),
+        "a wrong NT hash was not refused with 49/52e: {refused:?}"
     );
 
     // A second read serves the same current password (no change is due for days).

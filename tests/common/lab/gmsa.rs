@@ -1,12 +1,12 @@
 //! Group managed service accounts in the lab DC (Samba 4.21+), with tools independent of the code under
 //! test: `samba-tool service-account` for the gMSA and its allowed principals, `ldapmodify` for a
 //! computer account made like a domain join, `ldapsearch` (simple bind over LDAPS as that computer) for
-//! `msDS-ManagedPassword`, and `smbclient --pw-nt-hash` to prove an NT hash logs on.
+//! `msDS-ManagedPassword`, and Samba's `ldbsearch --pw-nt-hash` (NTLM) to prove an NT hash binds.
 //!
 //! Enters: a running [`LabDc`]. Leaves: DNs, a [`LabComputer`] (its random password lives only in
 //! memory and, for the one tool call that needs it, in a 0600 file in the DC's directory, removed
 //! after), the raw blob bytes. Secrets are never on a command line: `samba-tool` reads the
-//! Administrator's password from `PASSWD`, `ldapsearch` the computer's from `-y FILE`, `smbclient` the
+//! Administrator's password from `PASSWD`, `ldapsearch` the computer's from `-y FILE`, `ldbsearch` the
 //! hash from `-A FILE`.
 
 use std::io::Write as _;
@@ -51,8 +51,12 @@ impl LabDc {
     }
 
     /// Creates the gMSA `name` (sAMAccountName `name$`) in `CN=Managed Service Accounts` with
-    /// `samba-tool service-account create` and returns its DN. No principal may read its password yet
-    /// (samba-tool's default `msDS-GroupMSAMembership` grants only the local Administrator).
+    /// `samba-tool service-account create`, enables it, and returns its DN. No principal but
+    /// Administrator may read its password yet (samba-tool's default `msDS-GroupMSAMembership` is
+    /// `O:BAD:(A;;…;;;LA)`). samba-tool 4.22 creates the account **disabled** (`userAccountControl`
+    /// 4130 = workstation trust + PASSWD_NOTREQD + ACCOUNTDISABLE, measured): an NTLM bind with the
+    /// right hash then fails with `data 533`, so it is set to 4096 as Windows'
+    /// `New-ADServiceAccount` leaves it.
     pub fn create_gmsa(&self, name: &str) -> String {
         let dns_host = format!("{name}.{}", self.dns_domain);
         self.samba_tool(&[
@@ -64,7 +68,11 @@ impl LabDc {
             &dns_host,
         ])
         .unwrap_or_else(|e| panic!("lab: {e}"));
-        self.gmsa_dn(name)
+        let dn = self.gmsa_dn(name);
+        self.ldif_admin(&format!(
+            "dn: {dn}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 4096\n"
+        ));
+        dn
     }
 
     /// `CN=<name>,CN=Managed Service Accounts,<base>`.
@@ -163,25 +171,48 @@ impl LabDc {
             .transpose()
     }
 
-    /// Logs on to the DC's SMB server (share list, NTLM) as `DOMAIN\sam_account_name` with the NT hash
-    /// `nt_hash` (`smbclient --pw-nt-hash`, the hash from a 0600 auth file). `Ok(())` when the DC
-    /// accepts the hash, else smbclient's output (`NT_STATUS_LOGON_FAILURE` for a wrong one).
-    pub fn smb_logon_with_nt_hash(
+    /// Binds to the DC's LDAP as `DOMAIN\sam_account_name` with the NT hash `nt_hash` (Samba's
+    /// `ldbsearch --pw-nt-hash --use-kerberos=disabled`: SASL GSS-SPNEGO with NTLMv2, sealed, over plain
+    /// LDAP; the hash from a 0600 auth file) and returns the SIDs of the rootDSE's `tokenGroups` — the
+    /// token the DC built for the bind, the account's own SID first. `Err` with the tool's output when
+    /// the DC refuses (rc 49 `data 52e` for a wrong hash).
+    ///
+    /// Not SMB: `smbclient --pw-nt-hash` as a gMSA gets `NT_STATUS_INTERNAL_ERROR` from Samba 4.22's smbd
+    /// even with the right hash (measured; a wrong one gets `NT_STATUS_LOGON_FAILURE`).
+    pub fn ldap_bind_with_nt_hash(
         &self,
         sam_account_name: &str,
         nt_hash: &[u8; 16],
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
         let file = self.secret_file(&format!(
             "username = {sam_account_name}\npassword = {}\ndomain = {}\n",
             hex::encode(nt_hash),
             self.netbios_domain
         ))?;
-        let mut cmd = Command::new("smbclient");
-        cmd.args(["-L", &format!("//{}", self.ip), "-A"])
+        let mut cmd = Command::new("ldbsearch");
+        cmd.args(["-H", &self.ldap_url, "-A"])
             .arg(file.path())
-            .args(["--pw-nt-hash", "-m", "SMB3", "-d", "0"])
-            .args(["--option=client min protocol=SMB2"]);
-        run(&mut cmd, &format!("smbclient -L as {sam_account_name}")).map(|_| ())
+            .args(["--pw-nt-hash", "--use-kerberos=disabled"])
+            .args(["-s", "base", "-b", "", "(objectClass=*)", "tokenGroups"]);
+        let out = run(&mut cmd, &format!("ldbsearch as {sam_account_name}"))?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("tokenGroups: "))
+            .map(|sid| sid.trim().to_owned())
+            .collect())
+    }
+
+    /// The `objectSid` of the gMSA `name` as `samba-tool service-account view` shows it (`S-1-5-21-…`).
+    pub fn gmsa_sid(&self, name: &str) -> String {
+        let view = self
+            .samba_tool(&["service-account", "view", "--name", name])
+            .unwrap_or_else(|e| panic!("lab: {e}"));
+        view.lines()
+            .find_map(|l| {
+                let rest = l.trim().strip_prefix("\"objectSid\": \"")?;
+                Some(rest.trim_end_matches(',').trim_end_matches('"').to_owned())
+            })
+            .unwrap_or_else(|| panic!("lab: no objectSid in service-account view:\n{view}"))
     }
 
     /// `text` in a new 0600 file in the DC's directory, removed when the handle drops.

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # lab.sh — a real Samba Active Directory domain controller on a loopback address, for cloudsync's
-# integration tests, demos and benchmarks. Debian 12 (bookworm) packages, run as root.
+# integration tests, demos and benchmarks. Debian 12 (bookworm) with Samba 4.22 from
+# bookworm-backports (gMSA needs 4.21+), run as root.
 #
 # Usage: scripts/lab.sh COMMAND [ARGS]
 #
-#   install            apt-get the Samba AD DC packages + ldap-utils; never starts or enables a service
+#   install            add bookworm-backports, apt-get Samba 4.22 (AD DC, ldb-tools) +
+#                      ldap-utils from it; idempotent; never starts or enables a service
 #   provision DIR      new domain in DIR (missing or empty): own CA + LDAPS cert, test password policy,
 #                      sync service account with replication + writeback rights; DIR is left stopped
 #   start DIR          start Samba in the background; returns when LDAP, LDAPS (CA-verified), KDC,
@@ -27,6 +29,8 @@
 #   LAB_MODEL [prefork]           Samba process model for start: prefork or single
 #   LAB_START_TIMEOUT [60]        LAB_STOP_TIMEOUT [20] (seconds)
 #   LAB_APT_UPDATE [0]            1 = apt-get update before install (done anyway when there are no lists)
+#   LAB_SAMBA_SUITE [bookworm-backports]  suite install takes Samba from (bookworm = the stock 4.17,
+#                                 which has no gMSA: tests/gmsa_lab.rs then fails, the rest passes)
 #
 # Seed layout (BASE = DC=corp,DC=example,DC=test by default). Every seeded account's password is
 # "Init!Pass" followed by the digits of its sAMAccountName: user00042 -> Init!Pass00042,
@@ -127,11 +131,41 @@ ldap_admin() {
 
 # ---------------------------------------------------------------- install
 
+# Samba 4.22 from bookworm-backports: the first Debian 12 Samba whose AD DC serves gMSA passwords
+# (msDS-ManagedPassword, 4.21+) and creates a usable KDS root key when it provisions a domain.
+BACKPORTS_LIST=/etc/apt/sources.list.d/cloudsync-lab-bookworm-backports.sources
+LAB_PKGS=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind
+  python3-samba samba-common samba-common-bin libldb2 python3-ldb ldb-tools ldap-utils openssl)
+
+# The suite the Samba packages come from: LAB_SAMBA_SUITE, default bookworm-backports.
+samba_suite() { printf '%s' "${LAB_SAMBA_SUITE:-bookworm-backports}"; }
+
+# Adds bookworm-backports in its own file (deb822) unless an apt source already names it.
+# Exit 0 = the file was written (apt-get update needed), 1 = nothing to do.
+add_backports() {
+  local want
+  want=$'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg'
+  [ "$(cat "$BACKPORTS_LIST" 2>/dev/null)" != "$want" ] || return 1
+  if [ ! -e "$BACKPORTS_LIST" ] &&
+    grep -rqs --include='*.list' --include='*.sources' '^[^#]*bookworm-backports' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    return 1
+  fi
+  printf '%s\n' "$want" > "$BACKPORTS_LIST"
+}
+
+# The installed Samba's major.minor as an integer (4.22 -> 422), 0 when none.
+samba_level() {
+  samba --version 2>/dev/null | sed -n 's/^Version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' |
+    awk '{ v = $1 * 100 + $2 } END { printf "%d", v }'
+}
+
 cmd_install() {
-  local t0 made_policy=0
+  local t0 made_policy=0 suite update=0
   t0=$(now)
   [ "$(id -u)" = 0 ] || die "install must run as root"
   export DEBIAN_FRONTEND=noninteractive
+  suite=$(samba_suite)
   # policy-rc.d exit 101 tells the package scripts not to start smbd/nmbd/samba-ad-dc, which would
   # grab 88/389/445/636 on every interface.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -139,16 +173,25 @@ cmd_install() {
     chmod 755 /usr/sbin/policy-rc.d
     made_policy=1
   fi
+  if [ "$suite" = bookworm-backports ] && add_backports; then update=1; fi
   if [ "${LAB_APT_UPDATE:-0}" = 1 ] || ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-    apt-get update -qq
+    update=1
   fi
-  apt-get install -y -q --no-install-recommends \
-    samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind \
-    python3-samba ldap-utils ldb-tools openssl
+  if [ "$suite" = bookworm-backports ] && ! compgen -G '/var/lib/apt/lists/*bookworm-backports*_Packages*' >/dev/null; then
+    update=1
+  fi
+  [ "$update" = 0 ] || apt-get update -qq
+  # -t: every package of the Samba family from one suite (libldb, python3-ldb, ldb-tools must match
+  # the samba build exactly); --no-install-recommends keeps cups, krb5-user etc. out.
+  apt-get install -y -q --no-install-recommends -t "$suite" -o Dpkg::Options::=--force-confold \
+    "${LAB_PKGS[@]}"
   [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
   if [ -d /run/systemd/system ]; then # a systemd host: keep the distribution's services off for good
     systemctl disable --now samba-ad-dc smbd nmbd winbind >/dev/null 2>&1 || true
     systemctl mask samba-ad-dc smbd nmbd >/dev/null 2>&1 || true
+  fi
+  if [ "$suite" = bookworm-backports ] && [ "$(samba_level)" -lt 421 ]; then
+    die "installed $(samba --version), but the lab needs Samba 4.21+ (gMSA) from bookworm-backports"
   fi
   say "installed in $(since "$t0")s: $(samba --version)"
 }
@@ -266,7 +309,9 @@ grant_deleted_objects() {
   printf 'dn: %s\nchangetype: modify\nreplace: nTSecurityDescriptor\nnTSecurityDescriptor: %s\n' "$dn" "$sd" |
     ldbmodify -H "$D/private/sam.ldb" --controls=show_deleted:1 >/dev/null ||
     die "could not grant $SVC_USER read/list on $dn"
-  [[ $(deleted_objects_sd) == *"$ace"* ]] || die "the grant on $dn did not stick"
+  # Samba 4.17 prints the rights back as RPLC, 4.22 as LCRP (its SDDL writer orders them differently).
+  sd=$(deleted_objects_sd)
+  [[ $sd == *"$ace"* || $sd == *"(A;;LCRP;;;$1)"* ]] || die "the grant on $dn did not stick (now: $sd)"
 }
 
 # ---------------------------------------------------------------- start / stop / status

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine as root:
-#   scripts/test.sh                 install what is missing (Samba AD DC, Chromium, systemd-analyze), build once, run every test
+#   scripts/test.sh                 install what is missing (Samba 4.22 AD DC from bookworm-backports, Chromium,
+#                                   systemd-analyze), build once, run every test
 #   scripts/test.sh --install-only  only install the system packages
 #   scripts/test.sh -- ARGS         extra arguments for the test runner (e.g. a test name filter)
 #
@@ -21,13 +22,17 @@ while [ $# -gt 0 ]; do
 done
 
 need_pkgs=()
-command -v samba >/dev/null 2>&1 && command -v samba-tool >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1 \
-  || need_pkgs+=(samba)
+# The lab runs Samba 4.22 from bookworm-backports (gMSA needs 4.21+): a machine with the stock 4.17 is upgraded.
+samba_ok() {
+  command -v samba >/dev/null 2>&1 && command -v samba-tool >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1 &&
+    samba --version | awk '{ split($2, v, "."); exit !(v[1] > 4 || (v[1] == 4 && v[2] >= 21)) }'
+}
+samba_ok || need_pkgs+=(samba)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "test.sh: missing ${need_pkgs[*]}; run as root (or install them: scripts/lab.sh install; apt-get install chromium)" >&2
+    echo "test.sh: missing (or Samba older than 4.21) ${need_pkgs[*]}; run as root (or install them: scripts/lab.sh install; apt-get install chromium)" >&2
     exit 1
   fi
   for p in "${need_pkgs[@]}"; do

@@ -25,6 +25,7 @@
 //!
 //! The seed layout and password pattern are documented in `scripts/lab.sh` (and [`seeded_password`]).
 
+mod gmsa;
 mod ldap_tools;
 mod lease;
 mod template;
@@ -34,6 +35,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[allow(unused_imports)]
+pub use gmsa::LabComputer;
 #[allow(unused_imports)]
 pub use tools::{check_prerequisites, seeded_password, unicode_pwd_base64};
 

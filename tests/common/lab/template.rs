@@ -7,7 +7,11 @@
 //!    A template someone started or changed in place (a test must only ever use clones) is rebuilt;
 //! 3. otherwise remove whatever a crashed builder left, lease an address, `provision`, `start`,
 //!    `seed`, `stop`, and write `.ready` last;
-//! 4. remove templates of other hashes (older versions of the script).
+//! 4. remove templates of other hashes (older versions of the script or of Samba).
+//!
+//! The hash covers `scripts/lab.sh`, the seed size and `samba --version`: a template provisioned by one
+//! Samba release is never cloned for another (4.17 and 4.22 domains differ: functional level, KDS root
+//! key, `ldap server require strong auth` semantics).
 
 use std::fs::{self, File};
 use std::path::PathBuf;
@@ -98,7 +102,8 @@ fn build(dir: &std::path::Path) {
         panic!("lab: seeding the template failed: {e}");
     }
     let summary = format!(
-        "provision {:.2}s, seed {TEMPLATE_USERS} users {:.2}s, total {:.2}s\nfingerprint {}\n",
+        "{}\nprovision {:.2}s, seed {TEMPLATE_USERS} users {:.2}s, total {:.2}s\nfingerprint {}\n",
+        samba_version(),
         provisioned.as_secs_f64(),
         seed_time.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
@@ -135,7 +140,10 @@ fn fingerprint(dir: &std::path::Path) -> String {
     hex::encode(hasher.finalize())[..16].to_owned()
 }
 
-/// Changes whenever the script or the seed size changes, so a stale template is never reused.
+/// Changes whenever the script, the seed size or the installed Samba changes, so a stale template is
+/// never reused: a domain provisioned by Samba 4.17 lacks what 4.21+ creates at provision time (the KDS
+/// root key gMSAs need, the 2016 functional level), and a shared `$CLOUDSYNC_LAB_CACHE` outlives
+/// package upgrades.
 fn template_hash() -> String {
     let script = tools::script_path();
     let bytes =
@@ -143,7 +151,30 @@ fn template_hash() -> String {
     let mut hasher = Sha256::new();
     hasher.update(&bytes);
     hasher.update(TEMPLATE_USERS.to_le_bytes());
+    hasher.update(samba_version().as_bytes());
     hex::encode(hasher.finalize())[..16].to_owned()
+}
+
+/// `samba --version` (e.g. `Version 4.22.6-Debian-4.22.6+dfsg-0+deb13u1~bpo12+1`), the key of the
+/// template besides the script. Panics with the install hint when Samba is missing.
+pub(super) fn samba_version() -> String {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let samba = ["/usr/sbin/samba", "/sbin/samba"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .unwrap_or("samba");
+            tools::run(
+                std::process::Command::new(samba).arg("--version"),
+                "samba --version",
+            )
+            .map(|out| out.trim().to_owned())
+            .unwrap_or_else(|e| {
+                panic!("lab: {e}\nInstall the lab packages with `scripts/lab.sh install` (root).")
+            })
+        })
+        .clone()
 }
 
 fn remove_other_templates(cache: &std::path::Path, keep: &str) {

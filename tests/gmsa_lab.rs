@@ -1,0 +1,130 @@
+//! A real group managed service account on the lab DC (Samba 4.21+): the DC serves `msDS-ManagedPassword`
+//! over LDAPS to a computer account among the gMSA's allowed principals and to no one else, the project's
+//! decoder (`cloudsync_agent::account::gmsa_blob`) reads the blob the DC serves, and the decoded current
+//! NT hash binds as the gMSA (NTLM over LDAP with Samba's `ldbsearch --pw-nt-hash`, a tool independent of
+//! the project). The project's own NTLM client taking an NT hash is task E's; see docs/lab.md § gMSA.
+//!
+//! Expected values come from the DC (what it accepts) and from Samba's documented behaviour (the blob
+//! is 256 password bytes; no error, just no attribute, for a principal that may not read it), never from
+//! the decoder under test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use cloudsync_agent::account::gmsa_blob::ManagedPassword;
+use common::lab::LabDc;
+
+const GMSA: &str = "provAgentgMSA";
+
+#[test]
+fn dc_serves_the_gmsa_password_to_the_allowed_host_only_and_its_hash_logs_on() {
+    let dc = LabDc::start();
+
+    // A domain provisioned by Samba 4.21+ has a KDS root key usable at once (research §1); without it
+    // the DC cannot derive any gMSA password.
+    let keys = dc
+        .samba_tool(&["domain", "kds", "root-key", "list"])
+        .expect("samba-tool domain kds root-key list");
+    assert!(
+        keys.to_lowercase().contains("root key") || keys.contains("CN="),
+        "the freshly provisioned lab domain has no KDS root key:\n{keys}"
+    );
+
+    let gmsa_dn = dc.create_gmsa(GMSA);
+    let host = dc.create_computer("AGENTHOST1");
+    let stranger = dc.create_computer("OTHERHOST1");
+
+    // Before the host is allowed, the entry comes back without the attribute (no error).
+    assert_eq!(
+        dc.read_managed_password(&gmsa_dn, &host.dn, &host.password)
+            .unwrap(),
+        None,
+        "{GMSA} served its password to {} before it was allowed",
+        host.sam_account_name
+    );
+
+    dc.gmsa_allow(GMSA, &host.sam_account_name);
+    let allowed = dc.gmsa_allowed(GMSA);
+    assert!(
+        allowed.contains(&host.sam_account_name) || allowed.contains(&host.name),
+        "group-msa-membership show does not list {}:\n{allowed}",
+        host.sam_account_name
+    );
+
+    let blob = dc
+        .read_managed_password(&gmsa_dn, &host.dn, &host.password)
+        .unwrap()
+        .unwrap_or_else(|| {
+            panic!(
+                "the DC did not serve msDS-ManagedPassword to the allowed {}",
+                host.sam_account_name
+            )
+        });
+    // Header 16 bytes + 256 password bytes + NUL + the two 8-byte intervals (MS-ADTS 2.2.19).
+    assert!(
+        blob.len() >= 16 + 256 + 2 + 16,
+        "blob of {} bytes",
+        blob.len()
+    );
+    let password = ManagedPassword::decode(&blob).expect("decode the DC's blob");
+    // samba-tool's default interval is 30 days; a new account's first change comes within it.
+    assert!(
+        password.next_change_in > Duration::ZERO
+            && password.next_change_in <= Duration::from_secs(30 * 24 * 3600),
+        "next change in {:?}",
+        password.next_change_in
+    );
+
+    // Not to another computer, nor to a plain user (the attribute is simply absent), and not to the
+    // allowed host over plain LDAP either (confidentiality needs an encrypted connection) — the first
+    // two only, the third is the DC's rule and the fixture always uses LDAPS.
+    assert_eq!(
+        dc.read_managed_password(&gmsa_dn, &stranger.dn, &stranger.password)
+            .unwrap(),
+        None,
+        "{GMSA} served its password to {}, which is not among its allowed principals",
+        stranger.sam_account_name
+    );
+    assert_eq!(
+        dc.read_managed_password(
+            &gmsa_dn,
+            &dc.user_dn(1),
+            &common::lab::seeded_password("user00001")
+        )
+        .unwrap(),
+        None,
+        "{GMSA} served its password to user00001"
+    );
+
+    // The decoded current NT hash is the gMSA's password: the DC accepts it for an NTLM bind as
+    // provAgentgMSA$ (the token it builds carries the gMSA's own SID), and refuses the same hash with one
+    // bit flipped (rc 49, data 52e), so the check can fail.
+    let sam = format!("{GMSA}$");
+    let sid = dc.gmsa_sid(GMSA);
+    let token = dc
+        .ldap_bind_with_nt_hash(&sam, password.current.expose())
+        .unwrap_or_else(|e| panic!("the decoded current NT hash does not bind as {sam}: {e}"));
+    assert!(
+        token.contains(&sid),
+        "bound, but the token {token:?} lacks {sam}'s SID {sid}"
+    );
+    let mut wrong = *password.current.expose();
+    wrong[0] ^= 1;
+    let refused = dc.ldap_bind_with_nt_hash(&sam, &wrong);
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("data 52e")),
+        "a wrong NT hash was not refused with 49/52e: {refused:?}"
+    );
+
+    // A second read serves the same current password (no change is due for days).
+    let again = dc
+        .read_managed_password(&gmsa_dn, &host.dn, &host.password)
+        .unwrap()
+        .expect("second read");
+    assert_eq!(
+        ManagedPassword::decode(&again).unwrap().current,
+        password.current
+    );
+}

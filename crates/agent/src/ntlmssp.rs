@@ -384,6 +384,53 @@ mod tests {
         );
     }
 
+    /// MS-NLMP §4.2.4 from the NT hash alone (no password string, as for a gMSA): NTOWFv1 of
+    /// "Password" is a4f49c406510bdcab6824ee7c30fd852 (§4.2.2.1.2); with it, the NTLMv2 response
+    /// starts with NTProofStr 68cd0ab851e51c96aabc927bebef6a1c (§4.2.4.2.2) and the encrypted session
+    /// key is c5dad2544fc9799094ce1ce90bc9d03e (§4.2.4.2.3). The DRSR module checks the same vector
+    /// from the password.
+    #[test]
+    fn ntlmv2_from_the_hash_alone_matches_ms_nlmp_4_2_4() {
+        let nt = NtHash::from_bytes(
+            hex::decode("a4f49c406510bdcab6824ee7c30fd852")
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        );
+        let challenge = Challenge {
+            flags: 0xe28a8233,
+            server_challenge: hex::decode("0123456789abcdef").unwrap().try_into().unwrap(),
+            target_info: hex::decode(SPEC_TARGET_INFO).unwrap(),
+        };
+        let nonces = Nonces {
+            client_challenge: [0xaa; 8],
+            session_key: Zeroizing::new([0x55; 16]),
+            now_filetime: 0,
+        };
+        let id = Identity {
+            user: "User",
+            domain: "Domain",
+            nt_hash: &nt,
+        };
+        let msg = authenticate(id, &challenge, &nonces, 0xe28a8233, None).unwrap();
+        let at = |o: usize| u32::from_le_bytes(msg[o..o + 4].try_into().unwrap()) as usize;
+        assert_eq!(
+            hex::encode(&msg[at(24)..at(24) + 16]),
+            "68cd0ab851e51c96aabc927bebef6a1c"
+        );
+        assert_eq!(
+            hex::encode(&msg[at(56)..at(56) + 16]),
+            "c5dad2544fc9799094ce1ce90bc9d03e"
+        );
+        // With channel bindings the echoed target info carries the pair, so the proof changes.
+        let cb = authenticate(id, &challenge, &nonces, 0xe28a8233, Some(&[0xcb; 16])).unwrap();
+        let nt_len = usize::from(u16::from_le_bytes([cb[20], cb[21]]));
+        let nt_off = u32::from_le_bytes(cb[24..28].try_into().unwrap()) as usize;
+        let response = hex::encode(&cb[nt_off..nt_off + nt_len]);
+        assert!(response.contains(&format!("0a001000{}", "cb".repeat(16))));
+        assert_ne!(&response[..32], "68cd0ab851e51c96aabc927bebef6a1c");
+    }
+
     #[test]
     fn without_key_exch_no_session_key_is_sent() {
         let nt = NtHash::from_password("Password");
@@ -408,5 +455,22 @@ mod tests {
         assert_eq!(u32::from_le_bytes(msg[60..64].try_into().unwrap()), offered);
         let with_kx = authenticate(id, &challenge, &nonces, offered | KEY_EXCH, None).unwrap();
         assert_eq!(&with_kx[52..54], &[16, 0]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the server sends, the LDAP path returns a value or a typed error.
+        #[test]
+        fn challenge_handling_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = with_channel_bindings(&data, &[1; 16]);
+            let mut msg = b"NTLMSSP\0\x02\0\0\0".to_vec();
+            msg.extend_from_slice(&data);
+            for m in [&data, &msg] {
+                if let Ok(challenge) = parse_challenge(m) {
+                    let nt = NtHash::from_bytes([7; 16]);
+                    let id = Identity { user: "svc", domain: "CORP", nt_hash: &nt };
+                    let _ = authenticate(id, &challenge, &Nonces::random(), u32::MAX, Some(&[1; 16]));
+                }
+            }
+        }
     }
 }

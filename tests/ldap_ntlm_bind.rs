@@ -1,8 +1,8 @@
 //! The NTLM bind from an NT hash against the lab DC: over LDAPS and StartTLS it binds as the
 //! account (a DirSync read succeeds, which needs the account's replication right; Samba has no
-//! WhoAmI); a wrong hash,
-//! a must-change password and a locked-out account fail with AD's sub-codes as the simple bind
-//! does; plain `ldap://` is refused before anything is sent, and by the configuration check.
+//! WhoAmI); a wrong hash, a must-change password and a locked-out account fail with AD's sub-codes
+//! as the simple bind does; plain `ldap://` is refused before anything is sent, and by the
+//! configuration check; the DC checks the channel bindings (a wrong value is refused).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(unused_imports)]
@@ -165,4 +165,55 @@ fn configuration_refuses_ntlm_without_tls() {
     assert!(err.contains("TLS"), "{err}");
     let simple = text.replace("bind_method = \"ntlm\"\n", "");
     assert!(Config::from_toml_str(&simple).is_ok());
+}
+
+/// The channel bindings are checked by the DC (Samba 4.21+, even with `ldap server require strong
+/// auth = no` as in the lab): the same exchange with a wrong MsvAvChannelBindings value is refused
+/// with SEC_E_BAD_BINDINGS (80090346), while the agent's value (the test above) is accepted. On a
+/// Samba older than 4.21 (no channel-binding check) this test fails, saying so.
+#[test]
+fn a_wrong_channel_binding_is_refused_by_the_dc() {
+    use cloudsync_agent::ntlmssp::{self, Identity, Nonces};
+    use cloudsync_agent::source::ldap::ntlm_bind::{LDAP_FLAGS, MECHANISM};
+
+    let dc = LabDc::start();
+    let rt = runtime();
+    let cfg = domain(&dc, &dc.ldaps_url, "", &dc.svc_upn, &dc.svc_password);
+    let nt = NtHash::from_password(&dc.svc_password);
+    let svc_sam = dc.svc_sam_account_name().to_string();
+    let round = |bindings: [u8; 16]| {
+        rt.block_on(async {
+            let settings = conn::settings(&cfg).unwrap();
+            let (c, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &cfg.url)
+                .await
+                .unwrap();
+            ldap3::drive!(c);
+            let (res, token) = ldap
+                .sasl_bind_step(MECHANISM, &ntlmssp::negotiate(LDAP_FLAGS))
+                .await
+                .unwrap();
+            assert_eq!(res.rc, 14, "{res:?}");
+            let challenge = ntlmssp::parse_challenge(&token.unwrap()).unwrap();
+            let id = Identity {
+                user: &svc_sam,
+                domain: &dc.netbios_domain,
+                nt_hash: &nt,
+            };
+            let msg = ntlmssp::authenticate(
+                id,
+                &challenge,
+                &Nonces::random(),
+                LDAP_FLAGS,
+                Some(&bindings),
+            )
+            .unwrap();
+            ldap.sasl_bind_step(MECHANISM, &msg).await.unwrap().0
+        })
+    };
+    let res = round([0x5a; 16]);
+    assert_eq!(
+        res.rc, 49,
+        "a wrong channel binding was accepted (Samba < 4.21 does not check them): {res:?}"
+    );
+    assert!(res.text.contains("80090346"), "{}", res.text);
 }

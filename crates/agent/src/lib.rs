@@ -31,6 +31,7 @@ pub mod event;
 pub mod journal;
 pub mod metrics;
 pub mod nt_hash;
+pub mod ntlmssp;
 pub mod phs;
 pub mod projection;
 pub mod push;

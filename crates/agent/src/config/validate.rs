@@ -176,6 +176,12 @@ fn check_domain(label: &str, d: &DomainConfig, push: &mut impl FnMut(String, &st
         );
     }
     let tls = ldaps || d.starttls;
+    if ldap && !tls && d.bind_method == crate::source::ldap::BindMethod::Ntlm {
+        push(
+            key("bind_method"),
+            "ntlm needs TLS (an NTLM session cannot be sealed on plain LDAP): use ldaps:// or starttls = true",
+        );
+    }
     if tls && !d.insecure_skip_verify && d.ca_file.is_none() {
         push(
             key("ca_file"),

@@ -148,7 +148,7 @@ fn signature(checksum: [u8; 8], seq: u32) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::drsr::ntlm::utf16le;
+    use crate::ntlmssp::utf16le;
 
     #[test]
     fn sealing_matches_ms_nlmp_4_2_4_4() {

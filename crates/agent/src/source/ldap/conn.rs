@@ -2,7 +2,9 @@
 //!
 //! `ldaps://` or `ldap://` + StartTLS; the DC certificate is verified against the configured CA file
 //! only (no system roots: an AD CA is private). `insecure_skip_verify` turns verification off and is
-//! logged as a warning at every connect. Simple bind as the service account by UPN or DN.
+//! logged as a warning at every connect. The service account binds with a [`BindCredential`]: a
+//! password (simple bind, by UPN or DN) or an NT hash (NTLMv2 over SASL, TLS only, see
+//! [`super::ntlm_bind`]); a refused bind of either form maps AD's sub-code to a [`BindFailure`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::error::{BindFailure, LdapSourceError};
-use crate::source::ldap::DomainConfig;
+use super::ntlm_bind;
+use crate::source::ldap::{BindCredential, DomainConfig};
 
 /// Builds a rustls client configuration trusting only the certificates in `ca_file`.
 pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<ClientConfig>, LdapSourceError> {
@@ -49,7 +52,7 @@ pub fn settings(cfg: &DomainConfig) -> Result<LdapConnSettings, LdapSourceError>
     let mut settings = LdapConnSettings::new()
         .set_conn_timeout(cfg.connect_timeout())
         .set_starttls(cfg.starttls);
-    let tls = cfg.url.to_ascii_lowercase().starts_with("ldaps://") || cfg.starttls;
+    let tls = cfg.uses_tls();
     if tls && cfg.insecure_skip_verify {
         tracing::warn!(
             domain = %cfg.dns_name,
@@ -91,8 +94,24 @@ impl DcConn {
     }
 }
 
-/// Connects and binds; the connection driver runs as its own task until the handle is dropped.
+/// Connects and binds with the configured credential (`bind_method`); the connection driver runs
+/// as its own task until the handle is dropped.
 pub async fn connect(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
+    let credential = cfg.bind_credential().map_err(LdapSourceError::Password)?;
+    connect_with(cfg, &credential).await
+}
+
+/// Connects and binds with `credential` (e.g. a gMSA's NT hash) instead of the configured one.
+/// An NT hash needs TLS: on plain `ldap://` this fails before connecting.
+pub async fn connect_with(
+    cfg: &DomainConfig,
+    credential: &BindCredential,
+) -> Result<DcConn, LdapSourceError> {
+    if matches!(credential, BindCredential::NtHash(_)) && !cfg.uses_tls() {
+        return Err(LdapSourceError::NtlmNeedsTls {
+            url: cfg.url.clone(),
+        });
+    }
     let (conn, mut ldap) = LdapConnAsync::with_settings(settings(cfg)?, &cfg.url)
         .await
         .map_err(|e| LdapSourceError::Connection {
@@ -100,9 +119,28 @@ pub async fn connect(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
             source: Box::new(e),
         })?;
     ldap3::drive!(conn);
-    let password = cfg.resolve_password().map_err(LdapSourceError::Password)?;
-    ldap.with_timeout(cfg.operation_timeout());
-    let res = ldap.simple_bind(&cfg.bind_dn, password.expose()).await?;
+    let res = match credential {
+        BindCredential::Password(password) => {
+            ldap.with_timeout(cfg.operation_timeout());
+            ldap.simple_bind(&cfg.bind_dn, password.expose()).await?
+        }
+        BindCredential::NtHash(nt_hash) => {
+            let cert = ldap.get_peer_certificate().await?.ok_or_else(|| {
+                LdapSourceError::Protocol(
+                    "the TLS connection has no server certificate to bind the NTLM exchange to"
+                        .into(),
+                )
+            })?;
+            ntlm_bind::bind(
+                &mut ldap,
+                cfg.operation_timeout(),
+                &cfg.bind_dn,
+                nt_hash,
+                &cert,
+            )
+            .await?
+        }
+    };
     match res.rc {
         0 => Ok(DcConn {
             ldap,

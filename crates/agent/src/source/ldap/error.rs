@@ -120,6 +120,21 @@ pub enum LdapSourceError {
         /// The decoded reason.
         failure: BindFailure,
     },
+    /// An NTLM bind was asked for on a connection without TLS.
+    #[error(
+        "the NTLM bind to {url} needs TLS: use ldaps:// or set starttls = true \
+         (without TLS the session would have to be NTLM-sealed, which is not supported)"
+    )]
+    NtlmNeedsTls {
+        /// The configured URL.
+        url: String,
+    },
+    /// The bind name cannot be used for NTLM.
+    #[error(
+        "bind_dn {0:?} cannot be used for an NTLM bind: give the account as DOMAIN\\user or as a UPN \
+         (svc@corp.example.test), not as a DN"
+    )]
+    NtlmBindName(String),
     /// The server refused the stored DirSync cookie; a full resync is needed.
     #[error("the server rejected the DirSync cookie: {0}")]
     CookieRejected(String),
@@ -172,6 +187,8 @@ impl LdapSourceError {
             LdapSourceError::Tls { .. }
             | LdapSourceError::NoCaCertificate { .. }
             | LdapSourceError::Password(_)
+            | LdapSourceError::NtlmNeedsTls { .. }
+            | LdapSourceError::NtlmBindName(_)
             | LdapSourceError::CookieRejected(_)
             | LdapSourceError::DirSyncDenied(_) => false,
         }

@@ -37,10 +37,11 @@ pub mod dirsync;
 pub mod entry;
 pub mod error;
 pub mod notify;
+pub mod ntlm_bind;
 pub mod page;
 pub mod range;
 mod settings;
 pub mod usn_poll;
 
 pub use error::{BindFailure, LdapSourceError};
-pub use settings::{DomainConfig, SyncMode};
+pub use settings::{BindCredential, BindMethod, DomainConfig, SyncMode};

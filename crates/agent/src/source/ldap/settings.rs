@@ -7,7 +7,30 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::nt_hash::NtHash;
 use crate::secret::Secret;
+
+/// How the service account binds (`bind_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindMethod {
+    /// LDAP simple bind with the password.
+    #[default]
+    Simple,
+    /// NTLMv2 over SASL `GSS-SPNEGO` from the password's NT hash (TLS only; `bind_dn` as
+    /// `DOMAIN\user` or a UPN). The form a group managed service account uses.
+    Ntlm,
+}
+
+/// What the bind presents: a password (simple bind) or an NT hash (NTLM bind, see
+/// [`super::ntlm_bind`]). A gMSA only ever has the second.
+#[derive(Debug, Clone)]
+pub enum BindCredential {
+    /// A cleartext password, sent in an LDAP simple bind.
+    Password(Secret),
+    /// An NT hash, proven with NTLMv2 over SASL `GSS-SPNEGO`.
+    NtHash(NtHash),
+}
 
 /// How changes are read from a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -40,6 +63,9 @@ pub struct DomainConfig {
     /// A file holding the bind password (first line; should be mode 0600).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// `simple` (default) or `ntlm`: NTLMv2 from the password's NT hash over LDAPS/StartTLS.
+    #[serde(default)]
+    pub bind_method: BindMethod,
     /// PEM file with the CA(s) that sign the DC's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -116,6 +142,20 @@ impl DomainConfig {
         Ok(Secret::new(
             text.lines().next().unwrap_or_default().to_string(),
         ))
+    }
+
+    /// What the configured bind presents: the password for `simple`, its NT hash for `ntlm`.
+    pub fn bind_credential(&self) -> Result<BindCredential, std::io::Error> {
+        let password = self.resolve_password()?;
+        Ok(match self.bind_method {
+            BindMethod::Simple => BindCredential::Password(password),
+            BindMethod::Ntlm => BindCredential::NtHash(NtHash::from_password(password.expose())),
+        })
+    }
+
+    /// True when the connection is TLS-protected (`ldaps://` or StartTLS).
+    pub fn uses_tls(&self) -> bool {
+        self.url.to_ascii_lowercase().starts_with("ldaps://") || self.starttls
     }
 
     /// The connect timeout.

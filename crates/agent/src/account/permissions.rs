@@ -33,8 +33,12 @@ use crate::source::ldap::control::show_deleted;
 
 /// OID of LDAP_SERVER_SD_FLAGS (MS-ADTS 3.1.1.3.4.1.11).
 pub const SD_FLAGS_OID: &str = "1.2.840.113556.1.4.801";
+/// `OWNER_SECURITY_INFORMATION`.
+const OWNER_SECURITY_INFORMATION: u8 = 1;
 /// `DACL_SECURITY_INFORMATION`.
 const DACL_SECURITY_INFORMATION: u8 = 4;
+/// BUILTIN\Administrators, the owner `set` gives `CN=Deleted Objects` when the admin may not read it.
+pub const BUILTIN_ADMINISTRATORS: &str = "S-1-5-32-544";
 
 /// DS access mask bits.
 const RP: u32 = 0x10;
@@ -296,15 +300,24 @@ fn ldap_err(what: &str) -> impl FnOnce(ldap3::LdapError) -> PermissionsError + '
 
 /// The SD_FLAGS control asking for the DACL only (critical).
 pub fn sd_flags_dacl() -> RawControl {
+    sd_flags(DACL_SECURITY_INFORMATION)
+}
+
+/// The SD_FLAGS control for `flags` (`SEQUENCE { INTEGER flags }`, critical).
+fn sd_flags(flags: u8) -> RawControl {
     RawControl {
         ctype: SD_FLAGS_OID.to_string(),
         crit: true,
-        val: Some(vec![0x30, 0x03, 0x02, 0x01, DACL_SECURITY_INFORMATION]),
+        val: Some(vec![0x30, 0x03, 0x02, 0x01, flags]),
     }
 }
 
 fn controls(target: Target) -> Vec<RawControl> {
-    let mut c = vec![sd_flags_dacl()];
+    controls_for(target, DACL_SECURITY_INFORMATION)
+}
+
+fn controls_for(target: Target, flags: u8) -> Vec<RawControl> {
+    let mut c = vec![sd_flags(flags)];
     if target == Target::DeletedObjects {
         c.push(show_deleted());
     }
@@ -407,6 +420,32 @@ pub async fn write_dacl(
     target: Target,
     sd: &SecurityDescriptor,
 ) -> Result<(), PermissionsError> {
+    write_sd(dc, base, target, sd, DACL_SECURITY_INFORMATION).await
+}
+
+/// Makes BUILTIN\Administrators the owner of `target` (SD_FLAGS: owner only), as `dsacls
+/// /takeownership` does: a domain admin holds the take-ownership privilege, and the owner may then
+/// read and write the DACL. Needed for `CN=Deleted Objects`, whose default descriptor lets only
+/// SYSTEM read or change it.
+pub async fn take_ownership(
+    dc: &mut DcConn,
+    base: &str,
+    target: Target,
+) -> Result<(), PermissionsError> {
+    let owner: Sid = BUILTIN_ADMINISTRATORS
+        .parse()
+        .map_err(|e| PermissionsError::Descriptor(target.dn(base), e))?;
+    let sd = SecurityDescriptor::new(Some(owner), None, None);
+    write_sd(dc, base, target, &sd, OWNER_SECURITY_INFORMATION).await
+}
+
+async fn write_sd(
+    dc: &mut DcConn,
+    base: &str,
+    target: Target,
+    sd: &SecurityDescriptor,
+    flags: u8,
+) -> Result<(), PermissionsError> {
     let dn = target.dn(base);
     let what = format!("writing the security descriptor of {dn}");
     let bytes = sd
@@ -414,7 +453,7 @@ pub async fn write_dacl(
         .map_err(|e| PermissionsError::Descriptor(dn.clone(), e))?;
     let r = dc
         .op()
-        .with_controls(controls(target))
+        .with_controls(controls_for(target, flags))
         .modify(
             &dn,
             vec![Mod::Replace(
@@ -446,6 +485,8 @@ pub struct SetOutcome {
     pub added: Vec<Grant>,
     /// ACEs that were already there.
     pub present: Vec<Grant>,
+    /// Objects whose owner became BUILTIN\Administrators so their DACL could be read and written.
+    pub owned: Vec<String>,
 }
 
 /// Adds the ACEs `kind` needs for `account` (as the domain admin bound on `dc`).
@@ -463,7 +504,14 @@ pub async fn set(
         if here.is_empty() {
             continue;
         }
-        let (mut sd, _) = read_dacl(dc, base, target).await?;
+        let (mut sd, _) = match read_dacl(dc, base, target).await {
+            Err(PermissionsError::NoDescriptor(dn)) if target == Target::DeletedObjects => {
+                take_ownership(dc, base, target).await?;
+                outcome.owned.push(dn);
+                read_dacl(dc, base, target).await?
+            }
+            r => r?,
+        };
         let dacl = sd
             .dacl
             .get_or_insert_with(|| super::security_descriptor::Acl {
@@ -512,12 +560,36 @@ pub async fn check(
             Err(PermissionsError::NoDescriptor(_) | PermissionsError::Refused { .. }) => None,
             Err(e) => return Err(e),
         };
+        // The service account may not read CN=Deleted Objects' descriptor (only its owner and
+        // SYSTEM may); what the ACE allows is tried instead: listing and reading the container.
+        let readable = match (&dacl, target) {
+            (None, Target::DeletedObjects) => deleted_objects_readable(dc, base).await?,
+            _ => false,
+        };
         for g in here {
-            let ok = dacl.as_ref().is_some_and(|d| d.grants(&g.ace));
+            let ok = readable || dacl.as_ref().is_some_and(|d| d.grants(&g.ace));
             out.push((g, ok));
         }
     }
     Ok(out)
+}
+
+/// Whether the bound account sees `CN=Deleted Objects` and reads its `isDeleted` (Show Deleted).
+async fn deleted_objects_readable(dc: &mut DcConn, base: &str) -> Result<bool, PermissionsError> {
+    let dn = Target::DeletedObjects.dn(base);
+    let what = format!("reading {dn}");
+    let r = dc
+        .op()
+        .with_controls(vec![show_deleted()])
+        .search(&dn, Scope::Base, "(objectClass=*)", vec!["isDeleted"])
+        .await
+        .map_err(ldap_err(&what))?;
+    Ok(r.1.rc == 0
+        && r.0.into_iter().map(SearchEntry::construct).any(|e| {
+            e.attrs
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("isDeleted") && !v.is_empty())
+        }))
 }
 
 #[cfg(test)]

@@ -523,6 +523,20 @@ pub struct SecurityDescriptor {
 }
 
 impl SecurityDescriptor {
+    /// A descriptor holding only what is given (for a write under SD_FLAGS naming those parts).
+    pub fn new(owner: Option<Sid>, group: Option<Sid>, dacl: Option<Acl>) -> SecurityDescriptor {
+        SecurityDescriptor {
+            revision: 1,
+            sbz1: 0,
+            control: SE_SELF_RELATIVE,
+            owner,
+            group,
+            sacl: None,
+            dacl,
+            order: Vec::new(),
+        }
+    }
+
     /// Parses a self-relative descriptor.
     pub fn parse(b: &[u8]) -> Result<SecurityDescriptor, SdError> {
         let h = slice(b, 0, 20, "header")?;

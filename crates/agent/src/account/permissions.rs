@@ -324,41 +324,68 @@ fn controls_for(target: Target, flags: u8) -> Vec<RawControl> {
     c
 }
 
-/// The `objectSid` of `account` (a UPN, `DOMAIN\name` or a DN) under `base`.
+/// The `objectSid` of `account` (a UPN, `DOMAIN\name` or a DN) under `base`. A UPN in the domain's
+/// own DNS name that no `userPrincipalName` holds is the implicit UPN `sAMAccountName@dns` (Samba's
+/// Administrator has no `userPrincipalName`, yet binds as `Administrator@corp.example.test`).
 pub async fn account_sid(
     dc: &mut DcConn,
     base: &str,
     account: &str,
 ) -> Result<Sid, PermissionsError> {
-    let (search_base, scope, filter) = if let Some((_, name)) = account.split_once('\\') {
-        (
+    Ok(find_account(dc, base, account).await?.1)
+}
+
+/// [`account_sid`] with the account's DN.
+async fn find_account(
+    dc: &mut DcConn,
+    base: &str,
+    account: &str,
+) -> Result<(String, Sid), PermissionsError> {
+    let mut tries: Vec<(String, Scope, String)> = Vec::new();
+    if let Some((_, name)) = account.split_once('\\') {
+        tries.push((
             base.to_string(),
             Scope::Subtree,
             format!("(sAMAccountName={})", ldap3::ldap_escape(name)),
-        )
-    } else if account.contains('@') && !account.contains('=') {
-        (
+        ));
+    } else if let Some((name, suffix)) = account.split_once('@').filter(|_| !account.contains('='))
+    {
+        tries.push((
             base.to_string(),
             Scope::Subtree,
             format!("(userPrincipalName={})", ldap3::ldap_escape(account)),
-        )
+        ));
+        if crate::control::install::domain::naming_context_of(suffix).eq_ignore_ascii_case(base) {
+            tries.push((
+                base.to_string(),
+                Scope::Subtree,
+                format!("(sAMAccountName={})", ldap3::ldap_escape(name)),
+            ));
+        }
     } else {
-        (account.to_string(), Scope::Base, "(objectClass=*)".into())
-    };
+        tries.push((account.to_string(), Scope::Base, "(objectClass=*)".into()));
+    }
     let what = format!("looking up {account}");
-    let r = dc
-        .op()
-        .search(&search_base, scope, &filter, vec!["objectSid"])
-        .await
-        .map_err(ldap_err(&what))?;
-    let entry =
-        r.0.into_iter()
-            .next()
-            .map(SearchEntry::construct)
-            .ok_or_else(|| PermissionsError::NoAccount(account.to_string(), base.to_string()))?;
-    let raw = binary_value(&entry, "objectSid")
-        .ok_or_else(|| PermissionsError::NoAccount(account.to_string(), base.to_string()))?;
-    Sid::from_bytes(&raw).map_err(|e| PermissionsError::Descriptor(what, e))
+    for (search_base, scope, filter) in tries {
+        let r = dc
+            .op()
+            .search(&search_base, scope, &filter, vec!["objectSid"])
+            .await
+            .map_err(ldap_err(&what))?;
+        let found =
+            r.0.into_iter()
+                .next()
+                .map(SearchEntry::construct)
+                .and_then(|e| Some((binary_value(&e, "objectSid")?, e.dn)));
+        if let Some((raw, dn)) = found {
+            let sid = Sid::from_bytes(&raw).map_err(|e| PermissionsError::Descriptor(what, e))?;
+            return Ok((dn, sid));
+        }
+    }
+    Err(PermissionsError::NoAccount(
+        account.to_string(),
+        base.to_string(),
+    ))
 }
 
 fn binary_value(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
@@ -535,15 +562,46 @@ pub async fn set(
     Ok(outcome)
 }
 
+/// The SIDs an ACE may name to reach `dn`'s account: its `tokenGroups` (its groups, transitively,
+/// as the DC computes them), Authenticated Users and Everyone.
+async fn token_sids(dc: &mut DcConn, dn: &str) -> Result<Vec<Sid>, PermissionsError> {
+    let what = format!("reading the tokenGroups of {dn}");
+    let r = dc
+        .op()
+        .search(dn, Scope::Base, "(objectClass=*)", vec!["tokenGroups"])
+        .await
+        .map_err(ldap_err(&what))?;
+    let mut sids: Vec<Sid> =
+        r.0.into_iter()
+            .map(SearchEntry::construct)
+            .flat_map(|e| {
+                e.bin_attrs
+                    .into_iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("tokenGroups"))
+                    .flat_map(|(_, v)| v)
+            })
+            .filter_map(|raw| Sid::from_bytes(&raw).ok())
+            .collect();
+    for well_known in ["S-1-5-11", "S-1-1-0"] {
+        if let Ok(s) = well_known.parse() {
+            sids.push(s);
+        }
+    }
+    Ok(sids)
+}
+
 /// Whether each ACE `kind` needs for `account` is in the descriptors read back on `dc` (any
-/// account that may read them; a descriptor it may not read counts as missing).
+/// account that may read them; a descriptor it may not read counts as missing). An allow ACE for
+/// one of the account's groups ([`token_sids`]) counts as well; deny ACEs are not evaluated (the
+/// probes of `control::doctor::rights` meet them as the DC decides).
 pub async fn check(
     dc: &mut DcConn,
     base: &str,
     account: &str,
     kind: PermissionType,
 ) -> Result<Vec<(Grant, bool)>, PermissionsError> {
-    let sid = account_sid(dc, base, account).await?;
+    let (dn, sid) = find_account(dc, base, account).await?;
+    let groups = token_sids(dc, &dn).await?;
     let wanted = grants(kind, &sid).map_err(|e| PermissionsError::Descriptor(account.into(), e))?;
     let mut out = Vec::new();
     for target in [Target::DomainRoot, Target::DeletedObjects] {
@@ -567,7 +625,15 @@ pub async fn check(
             _ => false,
         };
         for g in here {
-            let ok = readable || dacl.as_ref().is_some_and(|d| d.grants(&g.ace));
+            let ok = readable
+                || dacl.as_ref().is_some_and(|d| {
+                    d.grants(&g.ace)
+                        || groups.iter().any(|s| {
+                            let mut via = g.ace.clone();
+                            via.sid = s.clone();
+                            d.grants(&via)
+                        })
+                });
             out.push((g, ok));
         }
     }

@@ -528,7 +528,7 @@ impl SecurityDescriptor {
         SecurityDescriptor {
             revision: 1,
             sbz1: 0,
-            control: SE_SELF_RELATIVE,
+            control: SE_SELF_RELATIVE | if dacl.is_some() { SE_DACL_PRESENT } else { 0 },
             owner,
             group,
             sacl: None,
@@ -612,7 +612,7 @@ impl SecurityDescriptor {
     }
 
     /// The descriptor's bytes: the header, then each part present in the order read (new parts
-    /// last), with the offsets and sizes recomputed.
+    /// last), with the offsets and sizes recomputed. The control flags are written as held.
     pub fn to_bytes(&self) -> Result<Vec<u8>, SdError> {
         let mut out = vec![0u8; 20];
         out[0] = self.revision;
@@ -623,7 +623,7 @@ impl SecurityDescriptor {
                 order.push(p);
             }
         }
-        let mut control = self.control | SE_SELF_RELATIVE;
+        let control = self.control | SE_SELF_RELATIVE;
         let mut offsets = [0u32; 4];
         for p in order {
             let at = u32::try_from(out.len())
@@ -644,7 +644,6 @@ impl SecurityDescriptor {
                 Part::Dacl => match &self.dacl {
                     Some(acl) => {
                         acl.write(&mut out)?;
-                        control |= SE_DACL_PRESENT;
                         Some(3)
                     }
                     None => None,
@@ -895,6 +894,35 @@ mod tests {
         let mut subs = b.clone();
         subs[21] = 200; // owner with 200 sub-authorities
         assert!(SecurityDescriptor::parse(&subs).is_err());
+    }
+
+    /// The fuzz target's property over its corpus and every one-byte change of it (a deterministic
+    /// stand-in for `cargo fuzz run security_descriptor`).
+    #[test]
+    fn corpus_and_its_one_byte_mutants_round_trip() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/security_descriptor");
+        let mut seeds = 0;
+        let mut parsed = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let seed = std::fs::read(entry.unwrap().path()).unwrap();
+            seeds += 1;
+            for i in 0..seed.len() {
+                for v in [0u8, 1, 0x7f, 0x80, 0xff, seed[i] ^ 0x10] {
+                    let mut m = seed.clone();
+                    m[i] = v;
+                    if let Ok(sd) = SecurityDescriptor::parse(&m) {
+                        parsed += 1;
+                        if let Ok(bytes) = sd.to_bytes() {
+                            let again = SecurityDescriptor::parse(&bytes).unwrap();
+                            assert_eq!(again, sd, "mutant {i}={v:#x}");
+                            assert_eq!(again.to_bytes().unwrap(), bytes);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seeds >= 3 && parsed > 0, "{seeds} seeds, {parsed} parsed");
     }
 
     #[test]

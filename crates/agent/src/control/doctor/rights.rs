@@ -240,3 +240,23 @@ async fn probe(
     getncchanges::decode_reply(&answer?)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rights_fix_names_the_permissions_set_command() {
+        let d = dirsync_fix("corp", "corp.example.test", "svc@corp.example.test");
+        assert!(d.contains("object_security = true"), "{d}");
+        assert!(
+            d.contains("cloudsync agent permissions set --type basic-read --domain corp.example.test --config FILE"),
+            "{d}"
+        );
+        let r = replication_all_fix("corp.example.test", "svc@corp.example.test");
+        assert!(
+            r.contains("cloudsync agent permissions set --type password-hash-sync --domain corp.example.test --config FILE"),
+            "{r}"
+        );
+    }
+}

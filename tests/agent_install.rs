@@ -9,7 +9,8 @@
 //!   configuration, the units written and the commands printed (no systemd here), the agent Active
 //!   in the tenant;
 //! - re-install keeps the agent id; `phs disable|enable` flips the tenant configuration;
-//!   `permissions set` says it is the next issue's work; uninstall removes the registration.
+//!   `permissions check --type password-hash-sync` passes for the installed account; uninstall removes the
+//!   registration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(unused_imports)]
@@ -411,19 +412,27 @@ async fn unattended_install_update_cmdlets_and_uninstall() {
             .await;
         assert_eq!(c["spec"]["passwordHashSync"], want, "{c}");
     }
+    // The installed configuration's service account (the lab's, granted both replication rights by
+    // lab.sh) passes `permissions check` for password hash sync (docs/permissions.md).
+    let config = pfx.join("etc/cloudsync/agent.toml");
     let (code, out) = run(
         &[
             "agent",
             "permissions",
-            "set",
-            "--prefix",
-            pfx.to_str().unwrap(),
+            "check",
+            "--type",
+            "password-hash-sync",
+            "--config",
+            config.to_str().unwrap(),
         ]
         .map(String::from),
         "",
     );
-    assert_eq!(code, Some(6), "{out}");
-    assert!(out.contains("next issue"), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("every password-hash-sync right is granted"),
+        "{out}"
+    );
 
     // Uninstall: the registration is gone, the secrets too.
     let (code, out) = run(&setup.installed(&["agent", "uninstall"]), HIA.1);

@@ -104,7 +104,7 @@ pub enum AgentCommand {
     /// The service account of the installed agent.
     #[command(subcommand)]
     ServiceAccount(super::install_cmdlets::ServiceAccountCommand),
-    /// The service account's AD permissions (the next issue; exits 6 today).
+    /// The service account's AD permissions per feature: set (as a domain admin) or check.
     #[command(subcommand)]
     Permissions(super::install_cmdlets::PermissionsCommand),
     /// Password hash sync on or off in the tenant's configurations of the installed agent.
@@ -161,7 +161,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::ServiceAccount(cmd) => {
             runtime.block_on(super::install_cmdlets::service_account_set(cmd))
         }
-        AgentCommand::Permissions(cmd) => Ok(super::install_cmdlets::permissions(cmd)),
+        AgentCommand::Permissions(cmd) => runtime.block_on(super::permissions::run(cmd)),
         AgentCommand::Phs(cmd) => runtime.block_on(super::install_cmdlets::phs(cmd)),
         AgentCommand::Doctor { config, json } => doctor(&runtime, &config, json),
         AgentCommand::CheckConfig { config } => {

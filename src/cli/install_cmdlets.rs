@@ -1,6 +1,6 @@
 //! `cloudsync agent uninstall` and the cmdlet equivalents of the installer's PowerShell module:
-//! `agent connect`, `agent domain add`, `agent service-account set`, `agent permissions set` (a stub
-//! naming the next issue) and `agent phs enable|disable`. Enters: `--prefix` (the install to act on),
+//! `agent connect`, `agent domain add`, `agent service-account set`, `agent permissions set|check`
+//! (in [`super::permissions`]) and `agent phs enable|disable`. Enters: `--prefix` (the install to act on),
 //! the admin's UPN and secrets from files or stdin. Leaves: the library's steps run
 //! ([`cloudsync_agent::control::install`]), a line each, the exit codes of docs/install.md.
 
@@ -70,16 +70,8 @@ pub enum ServiceAccountCommand {
     },
 }
 
-/// `agent permissions …`.
-#[derive(Debug, clap::Subcommand)]
-pub enum PermissionsCommand {
-    /// Grant the service account its rights in AD: the next issue's work; exits 6 today.
-    Set {
-        /// The install's prefix.
-        #[arg(long, value_name = "DIR")]
-        prefix: Option<PathBuf>,
-    },
-}
+/// `agent permissions …` (its own file).
+pub use super::permissions::PermissionsCommand;
 
 /// `agent phs …`.
 #[derive(Debug, clap::Subcommand)]
@@ -194,13 +186,6 @@ pub async fn phs(cmd: PhsCommand) -> anyhow::Result<ExitCode> {
         }
         .await,
     )
-}
-
-/// `agent permissions set`: a stub that says so.
-pub fn permissions(_cmd: PermissionsCommand) -> ExitCode {
-    fail(&InstallError::NotAvailable(
-        "agent permissions set is not built yet: granting the service account its AD rights (and the gMSA forms) is the next issue's work; grant Replicating Directory Changes (All) by hand meanwhile (docs/install.md)".into(),
-    ))
 }
 
 /// `agent domain add`.

@@ -13,6 +13,7 @@ pub mod config_args;
 pub mod install;
 pub mod install_cmdlets;
 pub mod journal;
+pub mod permissions;
 pub mod phs;
 pub mod push;
 pub mod tenant;

@@ -1,8 +1,14 @@
 //! The agent's service account in AD. Enters: what the directory serves about the account. Leaves: the
-//! credentials the sources bind with.
+//! credentials the sources bind with, and the rights the account holds.
 //!
 //! - [`gmsa_blob`]: a group managed service account's `msDS-ManagedPassword` value (MS-ADTS 2.2.19
 //!   MSDS-MANAGEDPASSWORD_BLOB) decoded into its current and previous NT hashes and the time to the next
 //!   change.
+//! - [`security_descriptor`]: the binary self-relative security descriptor (MS-DTYP 2.4.6), parsed,
+//!   edited and written back byte-exact, with an SDDL rendering.
+//! - [`permissions`]: the ACEs each feature needs (`agent permissions set|check --type …`), added
+//!   idempotently to `nTSecurityDescriptor` and checked by reading it back.
 
 pub mod gmsa_blob;
+pub mod permissions;
+pub mod security_descriptor;

@@ -2,6 +2,9 @@
 //! probe answers for group memberships, inheritance and deny ACEs the way the DC itself decides).
 //! Enters: the domain's configuration, its bound connection and `[phs]`. Leaves: [`Check`]s.
 //!
+//! Each refusal's fix names the `cloudsync agent permissions set` command that grants the right
+//! ([`permissions_set`]; `crate::account::permissions`).
+//!
 //! - **DirSync** ([`dirsync`]): the feed's own request — the DirSync control with the flags the
 //!   feed sends (`LDAP_DIRSYNC_OBJECT_SECURITY` when `object_security = true`) — over the NC head,
 //!   limited to the domain object. AD and Samba answer `insufficientAccessRights` (50) when the
@@ -36,17 +39,27 @@ use crate::source::phs::PhsSettings;
 /// LDAP `insufficientAccessRights`.
 const INSUFFICIENT_ACCESS: u32 = 50;
 
-/// The fix for a DirSync refusal.
-pub fn dirsync_fix(label: &str, account: &str) -> String {
+/// The `permissions set` command that grants `kind` in `dns` (the configuration's path is not known
+/// to the doctor library: `FILE` stands for the one `doctor --config` was given).
+pub fn permissions_set(kind: &str, dns: &str) -> String {
     format!(
-        "grant {account} \"Replicating Directory Changes\" on the domain root, or set [domains.{label}] object_security = true"
+        "cloudsync agent permissions set --type {kind} --domain {dns} --config FILE --domain-admin <admin UPN> --domain-admin-password-file -"
+    )
+}
+
+/// The fix for a DirSync refusal.
+pub fn dirsync_fix(label: &str, dns: &str, account: &str) -> String {
+    format!(
+        "grant {account} \"Replicating Directory Changes\" on the domain root, or set [domains.{label}] object_security = true; to grant it run: {}",
+        permissions_set("basic-read", dns)
     )
 }
 
 /// The fix for a refused replication of secrets.
-pub fn replication_all_fix(account: &str) -> String {
+pub fn replication_all_fix(dns: &str, account: &str) -> String {
     format!(
-        "grant {account} \"Replicating Directory Changes\" and \"Replicating Directory Changes All\" on the domain root (password hash sync replicates password hashes)"
+        "grant {account} \"Replicating Directory Changes\" and \"Replicating Directory Changes All\" on the domain root (password hash sync replicates password hashes); to grant them run: {}",
+        permissions_set("password-hash-sync", dns)
     )
 }
 
@@ -90,7 +103,7 @@ pub async fn dirsync(label: &str, cfg: &DomainConfig, dc: &mut DcConn) -> Check 
                     format!(": {}", r.1.text.trim())
                 }
             ),
-            dirsync_fix(label, &cfg.bind_dn),
+            dirsync_fix(label, &cfg.dns_name, &cfg.bind_dn),
         ),
         Ok(r) => Check::fail(
             what,
@@ -161,7 +174,7 @@ pub async fn replication_all(label: &str, cfg: &DomainConfig, phs: &PhsSettings)
         Err(e) if e.is_access_denied() => Check::fail(
             what,
             format!("the DC refused to replicate password hashes: {e}"),
-            replication_all_fix(&cfg.bind_dn),
+            replication_all_fix(&cfg.dns_name, &cfg.bind_dn),
         ),
         Err(e @ (DrsrError::Io(_) | DrsrError::Timeout(_) | DrsrError::NoEndpoint)) => Check::fail(
             what,
@@ -226,4 +239,24 @@ async fn probe(
         .await;
     getncchanges::decode_reply(&answer?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rights_fix_names_the_permissions_set_command() {
+        let d = dirsync_fix("corp", "corp.example.test", "svc@corp.example.test");
+        assert!(d.contains("object_security = true"), "{d}");
+        assert!(
+            d.contains("cloudsync agent permissions set --type basic-read --domain corp.example.test --config FILE"),
+            "{d}"
+        );
+        let r = replication_all_fix("corp.example.test", "svc@corp.example.test");
+        assert!(
+            r.contains("cloudsync agent permissions set --type password-hash-sync --domain corp.example.test --config FILE"),
+            "{r}"
+        );
+    }
 }

@@ -16,7 +16,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 [ "$(id -u)" = 0 ] || { echo "Run as root: Samba's AD DC needs it." >&2; exit 1; }
 command -v cargo >/dev/null || { echo "Install Rust first (https://rustup.rs)." >&2; exit 1; }
 step "Packages (Samba AD DC, ldap-utils, curl)"
-command -v samba >/dev/null && command -v ldapsearch >/dev/null || scripts/lab.sh install
+# Samba 4.21+ (the lab installs 4.22 from bookworm-backports; a machine with the stock 4.17 is upgraded).
+samba_ok() {
+  command -v samba >/dev/null && command -v ldapsearch >/dev/null &&
+    samba --version | awk '{ split($2, v, "."); exit !(v[1] > 4 || (v[1] == 4 && v[2] >= 21)) }'
+}
+samba_ok || scripts/lab.sh install
 command -v curl >/dev/null || apt-get install -y -q curl
 
 step "Build"

@@ -13,7 +13,6 @@ use cloudsync_agent::nt_hash::NtHash;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
 use cloudsync_agent::source::drsr::{DrsrClient, DrsrError, DrsrSettings};
 use common::lab::{self, LabDc};
-use zeroize::Zeroizing;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -30,7 +29,7 @@ fn settings(dc: &LabDc, user: &str, password: &str, partial: bool) -> DrsrSettin
         credentials: Credentials {
             user: user.to_owned(),
             domain: dc.netbios_domain.clone(),
-            password: Zeroizing::new(password.to_owned()),
+            nt_hash: NtHash::from_password(password),
         },
         timeout: Duration::from_secs(30),
         page_objects: 400,

@@ -14,6 +14,10 @@ mod common;
 use std::time::Duration;
 
 use cloudsync_agent::account::gmsa_blob::ManagedPassword;
+use cloudsync_agent::nt_hash::NtHash;
+use cloudsync_agent::source::drsr::ntlm::Credentials;
+use cloudsync_agent::source::drsr::{DrsrClient, DrsrSettings};
+use cloudsync_agent::source::ldap::{BindCredential, DomainConfig, conn};
 use common::lab::LabDc;
 
 const GMSA: &str = "provAgentgMSA";
@@ -126,5 +130,98 @@ fn dc_serves_the_gmsa_password_to_the_allowed_host_only_and_its_hash_logs_on() {
     assert_eq!(
         ManagedPassword::decode(&again).unwrap().current,
         password.current
+    );
+}
+
+/// The agent's own NTLM clients authenticate as the gMSA with the hash decoded from the blob the DC
+/// served — a password that never was a string: the LDAP client (NTLM over LDAPS; the DC's WhoAmI
+/// names the gMSA) and the MS-DRSR client (once the gMSA holds the replication rights, a replication
+/// whose user00001 hash is the NT hash of user00001's seeded password, computed here independently).
+#[test]
+fn the_agents_ldap_and_drsr_clients_authenticate_as_the_gmsa_with_the_blob_hash() {
+    let dc = LabDc::start();
+    let gmsa_dn = dc.create_gmsa(GMSA);
+    let host = dc.create_computer("AGENTHOST2");
+    dc.gmsa_allow(GMSA, &host.sam_account_name);
+    let blob = dc
+        .read_managed_password(&gmsa_dn, &host.dn, &host.password)
+        .unwrap()
+        .expect("the allowed host reads the blob");
+    let hash = ManagedPassword::decode(&blob).unwrap().current;
+    let sam = format!("{GMSA}$");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // LDAP: NTLM over LDAPS as DOMAIN\provAgentgMSA$ with the hash only.
+    let text = format!(
+        "dns_name = {:?}\nurl = {:?}\nbind_dn = {:?}\npassword = \"unused\"\nca_file = {:?}\nbind_method = \"ntlm\"\n",
+        dc.dns_domain,
+        dc.ldaps_url,
+        format!("{}\\{sam}", dc.netbios_domain),
+        dc.ca_file.display().to_string()
+    );
+    let cfg: DomainConfig = toml::from_str(&text).unwrap();
+    let who = rt.block_on(async {
+        let mut c = conn::connect_with(&cfg, &BindCredential::NtHash(hash.clone()))
+            .await
+            .expect("NTLM bind as the gMSA with its blob hash");
+        let (exop, _) = c
+            .op()
+            .extended(ldap3::exop::WhoAmI)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let who: ldap3::exop::WhoAmIResp = exop.parse();
+        c.close().await;
+        who.authzid
+    });
+    assert!(
+        who.to_ascii_lowercase().contains(&sam.to_ascii_lowercase()),
+        "WhoAmI after the NTLM bind: {who:?}"
+    );
+
+    // MS-DRSR: without the rights the gMSA is refused; with them it replicates password hashes.
+    let settings = DrsrSettings {
+        dc: dc.ip.to_string(),
+        port: None,
+        nc_dn: dc.base_dn.clone(),
+        credentials: Credentials {
+            user: sam.clone(),
+            domain: dc.netbios_domain.clone(),
+            nt_hash: hash,
+        },
+        timeout: Duration::from_secs(30),
+        page_objects: 400,
+        partial_attribute_set: true,
+    };
+    let refused = rt
+        .block_on(DrsrClient::replicate(&settings, None))
+        .unwrap_err();
+    assert!(refused.is_access_denied(), "{refused:?}");
+    for right in ["--car=get-changes", "--car=get-changes-all"] {
+        let o = std::process::Command::new("samba-tool")
+            .args(["dsacl", "set", "-s"])
+            .arg(&dc.smb_conf)
+            .arg(format!("--objectdn={}", dc.base_dn))
+            .args([right, "--action=allow"])
+            .arg(format!("--trusteedn={gmsa_dn}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+    let run = rt
+        .block_on(DrsrClient::replicate(&settings, None))
+        .expect("replication as the gMSA");
+    let user1 = run
+        .hashes
+        .iter()
+        .find(|h| h.dn.starts_with("CN=user00001,"))
+        .expect("user00001 replicated");
+    assert_eq!(
+        user1.nt_hash,
+        NtHash::from_password(&common::lab::seeded_password("user00001"))
     );
 }

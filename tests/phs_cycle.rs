@@ -17,7 +17,6 @@ use cloudsync_agent::source::drsr::DrsrSettings;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
 use cloudsync_agent::source::phs::cycle::{PhsCycle, PhsSource};
 use common::lab::{self, LabDc};
-use zeroize::Zeroizing;
 
 fn drsr(dc: &LabDc) -> PhsSource {
     PhsSource::Drsr(DrsrSettings {
@@ -27,7 +26,7 @@ fn drsr(dc: &LabDc) -> PhsSource {
         credentials: Credentials {
             user: dc.svc_sam_account_name().to_owned(),
             domain: dc.netbios_domain.clone(),
-            password: Zeroizing::new(dc.svc_password.clone()),
+            nt_hash: NtHash::from_password(&dc.svc_password),
         },
         timeout: Duration::from_secs(30),
         page_objects: 1000,

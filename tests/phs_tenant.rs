@@ -24,7 +24,6 @@ use cloudsync_agent::source::phs::cycle::{PhsCycle, PhsSource};
 use common::lab::{self, LabDc};
 use serde_json::{Value, json};
 use tenant_fixture::{DOMAIN, TenantFixture, batch, setup, signin, statuses, user_upsert};
-use zeroize::Zeroizing;
 
 fn upn(sam: &str) -> String {
     format!("{sam}@{DOMAIN}")
@@ -80,7 +79,7 @@ fn ad_passwords_sign_in_to_the_tenant_and_follow_resets() {
         credentials: Credentials {
             user: dc.svc_sam_account_name().to_owned(),
             domain: dc.netbios_domain.clone(),
-            password: Zeroizing::new(dc.svc_password.clone()),
+            nt_hash: NtHash::from_password(&dc.svc_password),
         },
         timeout: Duration::from_secs(30),
         page_objects: 1000,

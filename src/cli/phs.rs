@@ -128,7 +128,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         credentials: Credentials {
             user: args.user,
             domain: args.domain,
-            password: trimmed,
+            nt_hash: cloudsync_agent::nt_hash::NtHash::from_password(&trimmed),
         },
         timeout: std::time::Duration::from_secs(60),
         page_objects: 1000,

@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::nt_hash::NtHash;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::event::{Event, SourceKind};
@@ -115,7 +115,7 @@ fn source_for(label: &str, d: &DomainConfig, s: &PhsSettings) -> Result<PhsSourc
                 credentials: Credentials {
                     user,
                     domain,
-                    password: Zeroizing::new(password.expose().to_owned()),
+                    nt_hash: NtHash::from_password(password.expose()),
                 },
                 timeout: s.timeout(),
                 page_objects: s.page_objects,

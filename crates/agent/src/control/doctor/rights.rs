@@ -20,8 +20,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::nt_hash::NtHash;
 use ldap3::Scope;
-use zeroize::Zeroizing;
 
 use super::Check;
 use crate::runtime::phs::{ntlm_identity, url_host};
@@ -143,8 +143,8 @@ pub async fn replication_all(label: &str, cfg: &DomainConfig, phs: &PhsSettings)
             format!("set [domains.{label}] url"),
         );
     };
-    let password = match cfg.resolve_password() {
-        Ok(p) => Zeroizing::new(p.expose().to_owned()),
+    let nt_hash = match cfg.resolve_password() {
+        Ok(p) => NtHash::from_password(p.expose()),
         Err(e) => {
             return Check::fail(
                 what,
@@ -156,7 +156,7 @@ pub async fn replication_all(label: &str, cfg: &DomainConfig, phs: &PhsSettings)
     let creds = Credentials {
         user,
         domain,
-        password,
+        nt_hash,
     };
     match probe(&host, &cfg.base(), &creds, phs).await {
         Ok(()) => Check::ok(

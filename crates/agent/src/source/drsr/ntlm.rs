@@ -8,8 +8,6 @@
 //! The session this establishes (sealing, signatures, the exported session key) is in
 //! [`super::sealing`].
 
-use zeroize::Zeroizing;
-
 use super::error::DrsrError;
 pub use super::sealing::Session;
 use crate::nt_hash::NtHash;
@@ -42,8 +40,9 @@ pub struct Credentials {
     pub user: String,
     /// The NetBIOS domain name.
     pub domain: String,
-    /// The password.
-    pub password: Zeroizing<String>,
+    /// The account's NT hash: of its password (`NtHash::from_password`), or a group managed service
+    /// account's, which has no password string (`account::gmsa_blob`). NTLM never needs more.
+    pub nt_hash: NtHash,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -51,7 +50,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("user", &self.user)
             .field("domain", &self.domain)
-            .field("password", &"<redacted>")
+            .field("nt_hash", &self.nt_hash)
             .finish()
     }
 }
@@ -89,11 +88,10 @@ pub fn authenticate(
     challenge: &Challenge,
     nonces: &Nonces,
 ) -> Result<(Vec<u8>, Session), DrsrError> {
-    let nt = NtHash::from_password(&creds.password);
     let id = Identity {
         user: &creds.user,
         domain: &creds.domain,
-        nt_hash: &nt,
+        nt_hash: &creds.nt_hash,
     };
     let msg = ntlmssp::authenticate(id, challenge, nonces, CLIENT_FLAGS, None)?;
     Ok((msg, Session::new(&nonces.session_key)?))
@@ -118,7 +116,7 @@ mod tests {
             Credentials {
                 user: "User".into(),
                 domain: "Domain".into(),
-                password: Zeroizing::new("Password".into()),
+                nt_hash: NtHash::from_password("Password"),
             },
             Challenge {
                 flags: 0xe28a8233,
@@ -127,7 +125,7 @@ mod tests {
             },
             Nonces {
                 client_challenge: [0xaa; 8],
-                session_key: Zeroizing::new([0x55; 16]),
+                session_key: zeroize::Zeroizing::new([0x55; 16]),
                 now_filetime: 0,
             },
         )

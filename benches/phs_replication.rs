@@ -35,7 +35,9 @@ fn main() {
         credentials: Credentials {
             user: svc_upn.split('@').next().unwrap().to_owned(),
             domain: std::env::var("AD_DOMAIN").unwrap(),
-            password: Zeroizing::new(std::env::var("AD_SVC_PASSWORD").unwrap()),
+            nt_hash: cloudsync_agent::nt_hash::NtHash::from_password(
+                &std::env::var("AD_SVC_PASSWORD").unwrap(),
+            ),
         },
         timeout: Duration::from_secs(120),
         page_objects: 1000,

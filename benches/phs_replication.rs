@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use cloudsync_agent::phs::HashPool;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
 use cloudsync_agent::source::drsr::{DrsrClient, DrsrSettings};
-use zeroize::Zeroizing;
 
 fn main() {
     let Ok(ip) = std::env::var("AD_IP") else {

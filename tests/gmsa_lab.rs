@@ -13,6 +13,7 @@ mod common;
 
 use std::time::Duration;
 
+use cloudsync_agent::account::gmsa;
 use cloudsync_agent::account::gmsa_blob::ManagedPassword;
 use cloudsync_agent::nt_hash::NtHash;
 use cloudsync_agent::source::drsr::ntlm::Credentials;
@@ -147,12 +148,59 @@ fn the_agents_ldap_and_drsr_clients_authenticate_as_the_gmsa_with_the_blob_hash(
         .read_managed_password(&gmsa_dn, &host.dn, &host.password)
         .unwrap()
         .expect("the allowed host reads the blob");
-    let hash = ManagedPassword::decode(&blob).unwrap().current;
+    let oracle = ManagedPassword::decode(&blob).unwrap().current;
     let sam = format!("{GMSA}$");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+
+    // The agent's own reader (account::gmsa), as the computer account over LDAPS: the same password as
+    // the fixture's ldapsearch read; refused with the fix for a host not allowed and over plain LDAP.
+    let text = format!(
+        "dns_name = {:?}\nurl = {:?}\nbind_dn = \"unused\"\npassword = \"unused\"\nca_file = {:?}\n",
+        dc.dns_domain,
+        dc.ldaps_url,
+        dc.ca_file.display().to_string()
+    );
+    let ldaps: DomainConfig = toml::from_str(&text).unwrap();
+    let secret = |p: &str| cloudsync_agent::secret::Secret::new(p.to_owned());
+    let read = rt
+        .block_on(gmsa::read(
+            &ldaps,
+            &host.dn,
+            &secret(&host.password),
+            &gmsa_dn,
+        ))
+        .expect("the agent reads the gMSA password as the allowed host");
+    assert_eq!(read.current, oracle);
+    let stranger = dc.create_computer("OTHERHOST2");
+    let err = rt
+        .block_on(gmsa::read(
+            &ldaps,
+            &stranger.dn,
+            &secret(&stranger.password),
+            &gmsa_dn,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, gmsa::GmsaError::NotAllowed { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("group-msa-membership add"),
+        "{err}"
+    );
+    let mut plain = ldaps.clone();
+    plain.url = format!("ldap://{}", dc.ip);
+    let err = rt
+        .block_on(gmsa::read(
+            &plain,
+            &host.dn,
+            &secret(&host.password),
+            &gmsa_dn,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, gmsa::GmsaError::NeedsTls { .. }), "{err:?}");
+    let held = gmsa::Held::new(read, std::time::Instant::now());
+    let hash = held.hashes(std::time::Instant::now())[0].clone();
 
     // LDAP: NTLM over LDAPS as DOMAIN\provAgentgMSA$ with the hash only.
     let text = format!(

@@ -4,11 +4,14 @@
 //! - [`gmsa_blob`]: a group managed service account's `msDS-ManagedPassword` value (MS-ADTS 2.2.19
 //!   MSDS-MANAGEDPASSWORD_BLOB) decoded into its current and previous NT hashes and the time to the next
 //!   change.
+//! - [`gmsa`]: reading that value from the DC as the agent host's computer account over an encrypted
+//!   connection, and which hash to present around a password change.
 //! - [`security_descriptor`]: the binary self-relative security descriptor (MS-DTYP 2.4.6), parsed,
 //!   edited and written back byte-exact, with an SDDL rendering.
 //! - [`permissions`]: the ACEs each feature needs (`agent permissions set|check --type …`), added
 //!   idempotently to `nTSecurityDescriptor` and checked by reading it back.
 
+pub mod gmsa;
 pub mod gmsa_blob;
 pub mod permissions;
 pub mod security_descriptor;

@@ -1,0 +1,233 @@
+//! A group managed service account's password, read from the DC and kept until it changes. Enters: the
+//! domain's connection settings, the agent host's computer account (its bind name and password, from
+//! the 0600 credentials) and the gMSA's DN. Leaves: the gMSA's NT hashes ([`ManagedPassword`]) and
+//! which of them to present when ([`Held`]), or a [`GmsaError`] naming what the admin must fix.
+//!
+//! The DC serves `msDS-ManagedPassword` only over an encrypted connection and only to a principal in
+//! the gMSA's `msDS-GroupMSAMembership`; to anyone else the entry simply comes back without the
+//! attribute (no error), so "absent" is read as "this host is not allowed" and said so.
+//!
+//! When to read again, and which hash to present (measured on Samba 4.22, docs/lab.md § gMSA): during
+//! the last [`ROLLOVER_WINDOW`] before a change the blob already lists the *next* password as current
+//! while the DC still accepts only the old one (listed as previous), so inside that window the previous
+//! hash is tried first; the blob is read again once the change is due ([`Held::refresh_due`]). The
+//! DC-supplied interval is bounded by [`MAX_INTERVAL`] so no arithmetic on it can overflow.
+
+use std::time::{Duration, Instant};
+
+use ldap3::{Scope, SearchEntry};
+
+use super::gmsa_blob::{BlobError, ManagedPassword};
+use crate::nt_hash::NtHash;
+use crate::secret::Secret;
+use crate::source::ldap::{BindCredential, DomainConfig, LdapSourceError, conn};
+
+/// The attribute the DC computes.
+pub const ATTRIBUTE: &str = "msDS-ManagedPassword";
+
+/// Before a change, the DC serves the next password as current this long ahead of accepting it.
+pub const ROLLOVER_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// The longest interval taken from the DC (a year); longer values are treated as a year.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Why the gMSA's password could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum GmsaError {
+    /// The connection is not encrypted: the DC would not serve the password.
+    #[error(
+        "{url}: the DC serves {ATTRIBUTE} only over an encrypted connection; use ldaps:// or starttls = true"
+    )]
+    NeedsTls {
+        /// The URL.
+        url: String,
+    },
+    /// Connecting or binding as the computer account failed.
+    #[error("reading the gMSA password as {computer}: {source}")]
+    Ldap {
+        /// The computer account.
+        computer: String,
+        /// What failed.
+        #[source]
+        source: LdapSourceError,
+    },
+    /// The gMSA does not exist (or the computer account cannot see it).
+    #[error("the gMSA {gmsa} does not exist, or {computer} cannot see it")]
+    NoSuchAccount {
+        /// The gMSA's DN.
+        gmsa: String,
+        /// The computer account.
+        computer: String,
+    },
+    /// The attribute is absent: the host is not among the allowed principals.
+    #[error(
+        "{computer} may not retrieve the password of {gmsa}: add it to the gMSA's allowed principals (msDS-GroupMSAMembership; on Samba: samba-tool service-account group-msa-membership add --name=<gMSA> --principal=<host>$)"
+    )]
+    NotAllowed {
+        /// The gMSA's DN.
+        gmsa: String,
+        /// The computer account.
+        computer: String,
+    },
+    /// The value is not a valid blob.
+    #[error("the {ATTRIBUTE} of {gmsa} cannot be decoded: {source}")]
+    Blob {
+        /// The gMSA's DN.
+        gmsa: String,
+        /// Why.
+        #[source]
+        source: BlobError,
+    },
+}
+
+/// Reads and decodes the gMSA's password as the computer account (`computer_bind`: its DN or UPN) with
+/// a simple bind over the domain's encrypted connection.
+pub async fn read(
+    domain: &DomainConfig,
+    computer_bind: &str,
+    computer_password: &Secret,
+    gmsa_dn: &str,
+) -> Result<ManagedPassword, GmsaError> {
+    if !domain.uses_tls() {
+        return Err(GmsaError::NeedsTls {
+            url: domain.url.clone(),
+        });
+    }
+    let ldap_error = |source| GmsaError::Ldap {
+        computer: computer_bind.to_string(),
+        source,
+    };
+    let mut as_computer = domain.clone();
+    as_computer.bind_dn = computer_bind.to_string();
+    let credential = BindCredential::Password(Secret::new(computer_password.expose().to_string()));
+    let mut c = conn::connect_with(&as_computer, &credential)
+        .await
+        .map_err(ldap_error)?;
+    let found = c
+        .op()
+        .search(gmsa_dn, Scope::Base, "(objectClass=*)", vec![ATTRIBUTE])
+        .await
+        .map_err(|e| ldap_error(e.into()))?
+        .success();
+    c.close().await;
+    let entries = match found {
+        Ok((entries, _)) => entries,
+        // 32 noSuchObject: the DN is wrong or hidden from the computer account.
+        Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => {
+            return Err(GmsaError::NoSuchAccount {
+                gmsa: gmsa_dn.to_string(),
+                computer: computer_bind.to_string(),
+            });
+        }
+        Err(e) => return Err(ldap_error(e.into())),
+    };
+    let Some(entry) = entries.into_iter().next() else {
+        return Err(GmsaError::NoSuchAccount {
+            gmsa: gmsa_dn.to_string(),
+            computer: computer_bind.to_string(),
+        });
+    };
+    let entry = SearchEntry::construct(entry);
+    let value = entry
+        .bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(ATTRIBUTE))
+        .and_then(|(_, v)| v.first());
+    let Some(blob) = value else {
+        return Err(GmsaError::NotAllowed {
+            gmsa: gmsa_dn.to_string(),
+            computer: computer_bind.to_string(),
+        });
+    };
+    let blob = zeroize::Zeroizing::new(blob.clone());
+    ManagedPassword::decode(&blob).map_err(|source| GmsaError::Blob {
+        gmsa: gmsa_dn.to_string(),
+        source,
+    })
+}
+
+/// A password read at some instant: which hashes to present, and when to read again.
+#[derive(Debug, Clone)]
+pub struct Held {
+    password: ManagedPassword,
+    /// When the DC's current password becomes the one it accepts (read time + bounded interval).
+    change_at: Instant,
+}
+
+impl Held {
+    /// A password read at `read_at`.
+    pub fn new(password: ManagedPassword, read_at: Instant) -> Held {
+        let interval = password.next_change_in.min(MAX_INTERVAL);
+        Held {
+            change_at: read_at + interval,
+            password,
+        }
+    }
+
+    /// The hashes to present at `now`, in order: inside the rollover window before a change the DC
+    /// still accepts the previous password, so that one first; otherwise the current one first. The
+    /// other follows as a fallback (a clock that disagrees with the DC's by a little).
+    pub fn hashes(&self, now: Instant) -> Vec<&NtHash> {
+        let in_window = self.change_at.saturating_duration_since(now) <= ROLLOVER_WINDOW;
+        let mut out = Vec::with_capacity(2);
+        match (&self.password.previous, in_window) {
+            (Some(previous), true) => {
+                out.push(previous);
+                out.push(&self.password.current);
+            }
+            (Some(previous), false) => {
+                out.push(&self.password.current);
+                out.push(previous);
+            }
+            (None, _) => out.push(&self.password.current),
+        }
+        out
+    }
+
+    /// Whether to read the blob again: once the change it announced is due.
+    pub fn refresh_due(&self, now: Instant) -> bool {
+        now >= self.change_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn password(next_change_in: Duration, previous: bool) -> ManagedPassword {
+        ManagedPassword {
+            current: NtHash::from_utf16le(&[0x41; 256]),
+            previous: previous.then(|| NtHash::from_utf16le(&[0x42; 256])),
+            next_change_in,
+            unchanged_for: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_previous_hash_comes_first_only_inside_the_rollover_window() {
+        let t0 = Instant::now();
+        let p = password(Duration::from_secs(3600), true);
+        let current = p.current.clone();
+        let previous = p.previous.clone().unwrap();
+        let held = Held::new(p, t0);
+        assert_eq!(held.hashes(t0), vec![&current, &previous]);
+        // Five minutes before the change: the DC serves the next password as current but still
+        // accepts the old one.
+        let late = t0 + Duration::from_secs(3600) - ROLLOVER_WINDOW;
+        assert_eq!(held.hashes(late), vec![&previous, &current]);
+        assert!(!held.refresh_due(late));
+        assert!(held.refresh_due(t0 + Duration::from_secs(3600)));
+        // Without a previous password there is only one to try.
+        let single = Held::new(password(Duration::from_secs(60), false), t0);
+        assert_eq!(single.hashes(t0), vec![&current]);
+    }
+
+    #[test]
+    fn a_dc_supplied_interval_is_bounded() {
+        let t0 = Instant::now();
+        // u64::MAX ticks ("never") must not overflow the instant arithmetic.
+        let held = Held::new(password(Duration::MAX, false), t0);
+        assert!(!held.refresh_due(t0 + Duration::from_secs(365 * 24 * 3600)));
+        assert!(held.refresh_due(t0 + MAX_INTERVAL));
+    }
+}

@@ -6,7 +6,8 @@
 //! plain user refused at the sign-in step (the role named), a typo in the domain name (the DC
 //! serves another naming context), a domain admin whose password must be changed (`pwdLastSet=0`,
 //! set in this test's DC: "reconfigure with the new credentials"); each time the wizard asks
-//! again, and the install then finishes verified with the agent Active in the tenant. Every wait
+//! again. The service account is the seed's recommended "Create gMSA" (made in that domain once it
+//! is added), and the install then finishes verified with the agent Active in the tenant. Every wait
 //! polls the screen with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -168,10 +169,12 @@ async fn the_wizard_end_to_end_in_a_terminal() {
     term.line(HIA.1);
     term.wait(&format!("Signed in as {}", HIA.0));
 
-    term.wait("Service account");
-    term.line(&dc.svc_upn);
-    term.wait("Service account password");
-    term.line(&dc.svc_password);
+    // "Configure Service Account": the recommended form, Create gMSA, under its default name.
+    term.wait("Create gMSA (recommended");
+    term.key("Enter", 1);
+    term.wait("gMSA name");
+    term.key("Enter", 1);
+    term.wait("Using: group managed service account provAgentgMSA$");
 
     // A typo in the domain name.
     let typo = dc.dns_domain.replacen("example", "exmaple", 1);
@@ -217,14 +220,18 @@ async fn the_wizard_end_to_end_in_a_terminal() {
     term.replace_line(&dc.admin_upn);
     term.wait_n("Domain administrator password", 3);
     term.line(&dc.admin_password);
-    term.wait(&format!("Added {}", dc.dns_domain));
+    let screen = term.wait(&format!("Added {}", dc.dns_domain));
+    assert!(
+        screen.contains("created the gMSA CN=provAgentgMSA,CN=Managed Service Accounts"),
+        "{screen}"
+    );
     term.wait(&format!("Configured domains: {}", dc.dns_domain));
     term.wait("empty: done");
     term.key("Enter", 1);
 
     let screen = term.wait("Confirm (register");
     assert!(
-        screen.contains(&format!("service account  {}", dc.svc_upn)),
+        screen.contains("service account  group managed service account provAgentgMSA$"),
         "{screen}"
     );
     term.text("y");
@@ -259,4 +266,9 @@ async fn the_wizard_end_to_end_in_a_terminal() {
         !config.contains(&dc.admin_password) && !config.contains(&expired),
         "{config}"
     );
+    assert!(config.contains("account = \"gmsa\""), "{config}");
+    // samba-tool, not the agent, says which principal may read the gMSA's password: this host's.
+    let allowed = dc.gmsa_allowed("provAgentgMSA");
+    let host = cloudsync_agent::control::install::account::default_host_account();
+    assert!(allowed.contains(&host), "{host} not in {allowed}");
 }

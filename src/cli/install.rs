@@ -11,8 +11,8 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use cloudsync_agent::control::install::{
-    self, DomainTarget, Extension, InstallError, InstallPlan, Layout, TenantTarget, VERIFIED,
-    admin, domain, files,
+    self, AccountChoice, DomainTarget, Extension, InstallError, InstallPlan, Layout, TenantTarget,
+    VERIFIED, admin, domain, files,
 };
 use cloudsync_api::Environment;
 
@@ -50,12 +50,23 @@ pub struct InstallArgs {
     /// The admin's password: a file's first line, or `-` for stdin.
     #[arg(long, value_name = "FILE|-")]
     pub admin_password_file: Option<PathBuf>,
-    /// The existing AD account the agent binds as (UPN or DN).
+    /// The service account's form: create-gmsa (the default; creates or joins a group managed
+    /// service account), custom-gmsa (an existing gMSA), create-regular (a user with a random
+    /// password, for directories that cannot serve gMSA passwords) or existing (an account and its
+    /// password; the default when --service-account-password-file is given).
+    #[arg(long, value_name = "TYPE")]
+    pub service_account_type: Option<String>,
+    /// The account's name: the gMSA (default provAgentgMSA), the regular account to create (default
+    /// svc-cloudsync), or the existing account's UPN or DN.
     #[arg(long)]
     pub service_account: Option<String>,
-    /// Its password: a file's first line, or `-` for stdin.
+    /// An existing account's password: a file's first line, or `-` for stdin.
     #[arg(long, value_name = "FILE|-")]
     pub service_account_password_file: Option<PathBuf>,
+    /// This host's computer account in each domain (the principal that reads the gMSA's password);
+    /// default: the host name's first label, upper-case.
+    #[arg(long, value_name = "NAME")]
+    pub host_account: Option<String>,
     /// A domain to add, `DNS` or `DNS=ldaps://dc:636` (default URL: ldaps://DNS). Repeatable.
     #[arg(long = "domain", value_name = "DNS[=URL]")]
     pub domains: Vec<String>,
@@ -239,16 +250,12 @@ async fn unattended_steps(args: InstallArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| missing("--admin-password-file"))?,
         "the admin password",
     )?;
-    let service_account = args
-        .service_account
-        .clone()
-        .ok_or_else(|| missing("--service-account"))?;
-    let service_password = secrets.read(
-        args.service_account_password_file
-            .as_deref()
-            .ok_or_else(|| missing("--service-account-password-file"))?,
-        "the service account's password",
-    )?;
+    let service_password = match &args.service_account_password_file {
+        Some(path) => Some(secrets.read(path, "the service account's password")?),
+        None => None,
+    };
+    let account = account_choice_of(&args, service_password)?;
+    println!("Service account: {}", account.describe());
     let tenant = tenant_of(&args, environment, &admin_upn);
     println!("Environment: {environment} (tenant {})", tenant.url);
     let session = admin::sign_in(
@@ -258,8 +265,26 @@ async fn unattended_steps(args: InstallArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     println!("Signed in as {admin_upn}.");
+    // The domains to check: those given now, and — when the install makes the account — every domain
+    // an earlier install configured, so each gets its account.
+    let mut targets: Vec<DomainTarget> = args
+        .domains
+        .iter()
+        .map(|spec| domain_target(spec, args.dc_ca_file.as_deref()))
+        .collect();
+    if account.is_made() {
+        for t in existing_targets(&existing) {
+            if !targets
+                .iter()
+                .any(|n| n.dns_name.eq_ignore_ascii_case(&t.dns_name))
+            {
+                targets.push(t);
+            }
+        }
+    }
     let mut domains = Vec::new();
-    if !args.domains.is_empty() {
+    let mut accounts = Vec::new();
+    if !targets.is_empty() {
         let domain_admin = args
             .domain_admin
             .clone()
@@ -270,19 +295,39 @@ async fn unattended_steps(args: InstallArgs) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| missing("--domain-admin-password-file"))?,
             "the domain administrator's password",
         )?;
-        for spec in &args.domains {
-            let target = domain_target(spec, args.dc_ca_file.as_deref());
-            let checked = domain::check_domain(
-                &target,
-                (&domain_admin, &domain_password),
-                (&service_account, &service_password),
-            )
-            .await
-            .map_err(InstallError::from)?;
+        let host = args
+            .host_account
+            .clone()
+            .unwrap_or_else(install::account::default_host_account);
+        for target in &targets {
+            let existing_account = match &account {
+                AccountChoice::Existing { account, password } => {
+                    Some((account.as_str(), password.as_str()))
+                }
+                _ => None,
+            };
+            let checked =
+                domain::check_domain(target, (&domain_admin, &domain_password), existing_account)
+                    .await
+                    .map_err(InstallError::from)?;
             println!(
                 "Domain {} checked ({}).",
                 checked.target.dns_name, checked.naming_context
             );
+            if account.is_made() {
+                let made = install::account::provision_domain(
+                    &account,
+                    &checked.target,
+                    (&domain_admin, &domain_password),
+                    &host,
+                    &layout,
+                )
+                .await?;
+                for line in &made.lines {
+                    println!("{line}");
+                }
+                accounts.push(made);
+            }
             domains.push(checked.target);
         }
     }
@@ -304,8 +349,8 @@ async fn unattended_steps(args: InstallArgs) -> anyhow::Result<ExitCode> {
         extension,
         environment,
         tenant,
-        service_account,
-        service_password,
+        account,
+        accounts,
         domains,
         settings: settings_of(&args.set)?,
         unit_user: args.user.clone(),
@@ -313,6 +358,44 @@ async fn unattended_steps(args: InstallArgs) -> anyhow::Result<ExitCode> {
     };
     let applied = install::apply(&plan, &session, &existing).await?;
     Ok(print_applied(&applied))
+}
+
+/// `--service-account-type` (default: existing with a password file, else create-gmsa) and its name.
+pub fn account_choice_of(
+    args: &InstallArgs,
+    password: Option<Zeroizing<String>>,
+) -> Result<AccountChoice, InstallError> {
+    let kind = args
+        .service_account_type
+        .as_deref()
+        .unwrap_or(if password.is_some() {
+            "existing"
+        } else {
+            "create-gmsa"
+        });
+    install::account::choice_of(kind, args.service_account.as_deref(), password)
+}
+
+/// The domains an earlier install configured, as targets to check again (URL and CA kept).
+pub fn existing_targets(existing: &install::Existing) -> Vec<DomainTarget> {
+    let Some(domains) = existing
+        .table
+        .as_ref()
+        .and_then(|t| t.get("domains"))
+        .and_then(|d| d.as_table())
+    else {
+        return Vec::new();
+    };
+    domains
+        .values()
+        .filter_map(|d| {
+            Some(DomainTarget {
+                dns_name: d.get("dns_name")?.as_str()?.to_string(),
+                url: d.get("url")?.as_str()?.to_string(),
+                ca_file: d.get("ca_file").and_then(|v| v.as_str()).map(PathBuf::from),
+            })
+        })
+        .collect()
 }
 
 /// Prints what [`install::apply`] did; exit 0 when verified, 5 when a check failed.

@@ -11,8 +11,10 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use cloudsync_agent::control::install::{
-    self, AdminSession, DomainTarget, InstallError, Layout, TenantTarget, admin, domain, files,
+    self, AccountChoice, AdminSession, DomainAccount, DomainTarget, InstallError, Layout,
+    TenantTarget, admin, domain, files,
 };
+use cloudsync_agent::source::ldap::AccountForm;
 use cloudsync_api::Environment;
 
 use super::install::{Secrets, binary_of, domain_target, fail, layout_of};
@@ -202,16 +204,22 @@ pub async fn domain_add(cmd: DomainCommand) -> anyhow::Result<ExitCode> {
             let layout = layout_of(a.prefix.as_deref())?;
             let existing = layout.existing()?;
             let config = install::read_config(&layout)?;
-            let (account, svc_password) = service_account_of(&config)?;
+            let choice = installed_choice(&config)?;
             let mut secrets = Secrets::default();
             let session = installed_session(&layout, &a, &mut secrets).await?;
             let admin_password =
                 secrets.read(&domain_admin_password_file, "the domain administrator's password")?;
             let target = domain_target(&spec, dc_ca_file.as_deref());
+            let existing_account = match &choice {
+                AccountChoice::Existing { account, password } => {
+                    Some((account.as_str(), password.as_str()))
+                }
+                _ => None,
+            };
             let checked = domain::check_domain(
                 &target,
                 (&domain_admin, &admin_password),
-                (&account, &svc_password),
+                existing_account,
             )
             .await
             .map_err(InstallError::from)?;
@@ -219,10 +227,33 @@ pub async fn domain_add(cmd: DomainCommand) -> anyhow::Result<ExitCode> {
                 "Domain {} checked ({}).",
                 checked.target.dns_name, checked.naming_context
             );
+            let mut accounts = Vec::new();
+            if choice.is_made() {
+                let made = install::account::provision_domain(
+                    &choice,
+                    &checked.target,
+                    (&domain_admin, &admin_password),
+                    &installed_host_account(&config),
+                    &layout,
+                )
+                .await?;
+                for line in &made.lines {
+                    println!("{line}");
+                }
+                accounts.push(made);
+            }
+            write_account_files(&accounts)?;
             let tenant = config.tenant.as_ref().ok_or_else(|| {
                 InstallError::Setting("the installed configuration has no [tenant]".into())
             })?;
-            rewrite(&layout, &existing, &account, &[checked.target], tenant.environment)?;
+            rewrite(
+                &layout,
+                &existing,
+                existing_account.map(|(a, _)| a),
+                &accounts,
+                &[checked.target],
+                tenant.environment,
+            )?;
             let config = install::read_config(&layout)?;
             let registered = cloudsync_agent::control::register::register_as(
                 &config,
@@ -290,7 +321,7 @@ pub async fn service_account_set(cmd: ServiceAccountCommand) -> anyhow::Result<E
                 .tenant
                 .as_ref()
                 .map_or(Environment::AzureCloud, |t| t.environment);
-            rewrite(&layout, &existing, &account, &[], environment)?;
+            rewrite(&layout, &existing, Some(&account), &[], &[], environment)?;
             println!("Service account set to {account}; restart the agent: systemctl restart cloudsync-agent.service");
             Ok(ExitCode::SUCCESS)
         }
@@ -298,21 +329,62 @@ pub async fn service_account_set(cmd: ServiceAccountCommand) -> anyhow::Result<E
     )
 }
 
-/// The installed service account and its password.
-fn service_account_of(
-    config: &cloudsync_agent::config::Config,
-) -> anyhow::Result<(String, Zeroizing<String>)> {
+/// The installed service account's form: a gMSA (joined again in a new domain under the same name),
+/// a regular account the install created, or an existing account and its password.
+fn installed_choice(config: &cloudsync_agent::config::Config) -> anyhow::Result<AccountChoice> {
     let d =
         config.domains.values().next().ok_or_else(|| {
             InstallError::Setting("the installed configuration has no domain".into())
         })?;
+    let name = match (d.bind_dn.split_once('\\'), d.bind_dn.split_once('@')) {
+        (Some((_, user)), _) | (None, Some((user, _))) => user.to_string(),
+        (None, None) => d.bind_dn.clone(),
+    };
+    if d.account == AccountForm::Gmsa {
+        return Ok(AccountChoice::CreateGmsa(
+            name.trim_end_matches('$').to_string(),
+        ));
+    }
+    let created = d.password_file.as_deref().is_some_and(|f| {
+        f.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("service-account.") && n != "service-account.pw")
+    });
+    if created {
+        return Ok(AccountChoice::CreateRegular(name));
+    }
     let password = d
         .resolve_password()
         .context("while reading the service account's password file")?;
-    Ok((
-        d.bind_dn.clone(),
-        Zeroizing::new(password.expose().to_string()),
-    ))
+    Ok(AccountChoice::Existing {
+        account: d.bind_dn.clone(),
+        password: Zeroizing::new(password.expose().to_string()),
+    })
+}
+
+/// The host computer account an earlier install made (its CN), else the default.
+fn installed_host_account(config: &cloudsync_agent::config::Config) -> String {
+    config
+        .domains
+        .values()
+        .find_map(|d| {
+            let dn = d.host_dn.as_deref()?;
+            let cn = dn.split(',').next()?.split_once('=')?.1;
+            Some(cn.to_string())
+        })
+        .unwrap_or_else(install::account::default_host_account)
+}
+
+/// Writes the secret files the account step made (0600).
+pub fn write_account_files(accounts: &[DomainAccount]) -> anyhow::Result<()> {
+    for a in accounts {
+        for (path, secret) in &a.files {
+            let mut pw = Zeroizing::new(secret.expose().as_bytes().to_vec());
+            pw.push(b'\n');
+            files::write_file(path, &pw, 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites the installed configuration with `domains` added and `account` everywhere, keeping its
@@ -320,7 +392,8 @@ fn service_account_of(
 fn rewrite(
     layout: &Layout,
     existing: &install::Existing,
-    account: &str,
+    account: Option<&str>,
+    accounts: &[DomainAccount],
     domains: &[DomainTarget],
     environment: Environment,
 ) -> anyhow::Result<()> {
@@ -352,6 +425,7 @@ fn rewrite(
         environment,
         tenant: &tenant,
         service_account: account,
+        accounts,
         domains,
         settings: &[],
         existing: Some(table),

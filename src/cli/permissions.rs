@@ -118,10 +118,7 @@ async fn set(
     let config = common.config.load()?;
     let password = Secrets::default().read(password_file, "the domain administrator's password")?;
     for (label, cfg) in domains(&config, common.domain.as_deref())? {
-        let mut as_admin = cfg.clone();
-        as_admin.bind_dn = admin.to_string();
-        as_admin.password = Some(Secret::new(password.to_string()));
-        as_admin.password_file = None;
+        let as_admin = cfg.as_account(admin, Secret::new(password.to_string()));
         let mut dc = conn::connect(&as_admin)
             .await
             .map_err(|e| anyhow::anyhow!("{label}: binding as {admin}: {e}"))?;

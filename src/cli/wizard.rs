@@ -14,7 +14,8 @@ use dialoguer::{Confirm, Input, Password, Select};
 use zeroize::Zeroizing;
 
 use cloudsync_agent::control::install::{
-    self, DomainTarget, Extension, InstallError, InstallPlan, admin, domain,
+    self, AccountChoice, DomainAccount, DomainTarget, Extension, InstallError, InstallPlan, admin,
+    domain,
 };
 use cloudsync_api::environment::ENVIRONMENTS;
 
@@ -148,33 +149,22 @@ fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result
     };
 
     // Service account.
-    println!(
-        "\nConfigure the service account: an existing AD account the agent binds as. \
-         (Creating a group Managed Service Account, or using a custom gMSA, is the next issue's work.)"
-    );
-    let service_account: String = Input::with_theme(&theme)
-        .with_prompt("Service account")
-        .with_initial_text(args.service_account.clone().unwrap_or_default())
-        .validate_with(|s: &String| no_empty(s))
-        .interact_text()?;
-    let service_account = service_account.trim().to_string();
-    let service_password = password(&theme, "Service account password")?;
+    let account = service_account_step(&theme, &args)?;
+    let host = args
+        .host_account
+        .clone()
+        .unwrap_or_else(install::account::default_host_account);
 
     // Connect Active Directory.
-    let domains = connect_ad(
-        runtime,
-        &theme,
-        &args,
-        &existing,
-        (&service_account, &service_password),
-    )?;
+    let (domains, accounts) =
+        connect_ad(runtime, &theme, &args, &existing, &account, &host, &layout)?;
 
     // Summary.
     println!("\nConfiguration complete. Summary:");
     println!("  extension        {}", extension.title());
     println!("  environment      {environment} (tenant {})", tenant.url);
     println!("  administrator    {}", session.upn);
-    println!("  service account  {service_account}");
+    println!("  service account  {}", account.describe());
     let mut names: Vec<String> = existing.domains().into_iter().map(|(_, n)| n).collect();
     names.extend(domains.iter().map(|d| d.dns_name.clone()));
     names.dedup();
@@ -194,8 +184,8 @@ fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result
         extension,
         environment,
         tenant,
-        service_account,
-        service_password,
+        account,
+        accounts,
         domains,
         settings: settings_of(&args.set)?,
         unit_user: args.user.clone(),
@@ -205,20 +195,107 @@ fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result
     Ok(print_applied(&applied))
 }
 
+/// "Configure Service Account": the form (Create gMSA first, as the seed recommends) and its name.
+fn service_account_step(
+    theme: &ColorfulTheme,
+    args: &InstallArgs,
+) -> anyhow::Result<AccountChoice> {
+    println!("\nConfigure the service account the agent runs as in AD.");
+    let forms = [
+        "Create gMSA (recommended: the domain controller manages its password)",
+        "Use custom gMSA (an existing group managed service account)",
+        "Create a regular account (for directories that cannot serve gMSA passwords)",
+        "Use an existing account and its password",
+    ];
+    let kinds = ["create-gmsa", "custom-gmsa", "create-regular", "existing"];
+    let at = args
+        .service_account_type
+        .as_deref()
+        .and_then(|k| kinds.iter().position(|x| *x == k))
+        .unwrap_or(0);
+    let i = Select::with_theme(theme)
+        .with_prompt("Service account")
+        .items(forms)
+        .default(at)
+        .interact()?;
+    let (prompt, default) = match kinds[i] {
+        "create-gmsa" => (
+            "gMSA name",
+            install::account::choice_of("create-gmsa", None, None),
+        ),
+        "create-regular" => (
+            "Account name",
+            install::account::choice_of("create-regular", None, None),
+        ),
+        "custom-gmsa" => (
+            "Your gMSA's name",
+            Err(InstallError::Setting(String::new())),
+        ),
+        _ => (
+            "Account (UPN or DN)",
+            Err(InstallError::Setting(String::new())),
+        ),
+    };
+    let initial = match default {
+        Ok(AccountChoice::CreateGmsa(n) | AccountChoice::CreateRegular(n)) => n,
+        _ => args.service_account.clone().unwrap_or_default(),
+    };
+    let name: String = Input::with_theme(theme)
+        .with_prompt(prompt)
+        .with_initial_text(initial)
+        .validate_with(|s: &String| no_empty(s))
+        .interact_text()?;
+    let password = if kinds[i] == "existing" {
+        Some(password(theme, "Service account password")?)
+    } else {
+        None
+    };
+    let choice = install::account::choice_of(kinds[i], Some(name.trim()), password)?;
+    println!("Using: {}.", choice.describe());
+    Ok(choice)
+}
+
 /// "Connect Active Directory": configured domains listed, each new one checked as the domain
-/// administrator (asked per domain, used for the check only).
+/// administrator (asked per domain, used for the check and to make the service account only). When
+/// the install makes the account, every configured domain must be added again so each gets it.
 fn connect_ad(
     runtime: &tokio::runtime::Runtime,
     theme: &ColorfulTheme,
     args: &InstallArgs,
     existing: &install::Existing,
-    service: (&str, &str),
-) -> anyhow::Result<Vec<DomainTarget>> {
+    account: &AccountChoice,
+    host: &str,
+    layout: &install::Layout,
+) -> anyhow::Result<(Vec<DomainTarget>, Vec<DomainAccount>)> {
     println!("\nConnect Active Directory.");
     let mut configured: Vec<String> = existing.domains().into_iter().map(|(_, n)| n).collect();
     let mut added = Vec::new();
-    let mut suggested = args.domains.iter();
+    let mut accounts: Vec<DomainAccount> = Vec::new();
+    let mut needs: Vec<String> = if account.is_made() {
+        configured.clone()
+    } else {
+        Vec::new()
+    };
+    let given: Vec<String> = args
+        .domains
+        .iter()
+        .cloned()
+        .chain(needs.iter().cloned())
+        .collect();
+    let mut suggested = given.iter();
+    let service = match account {
+        AccountChoice::Existing { account, password } => {
+            Some((account.as_str(), password.as_str()))
+        }
+        _ => None,
+    };
     loop {
+        if !needs.is_empty() {
+            println!(
+                "The service account is made per domain: add again {}",
+                needs.join(", ")
+            );
+        }
         if configured.is_empty() {
             println!("Configured domains: none yet.");
         } else {
@@ -229,7 +306,7 @@ fn connect_ad(
         } else {
             "Domain name to add (empty: done)"
         };
-        let can_finish = !configured.is_empty();
+        let can_finish = !configured.is_empty() && needs.is_empty();
         let initial = suggested
             .next()
             .map(|s| s.split('=').next().unwrap_or_default().to_string())
@@ -249,7 +326,7 @@ fn connect_ad(
             .interact_text()?;
         let name = name.trim().to_ascii_lowercase();
         if name.is_empty() {
-            return Ok(added);
+            return Ok((added, accounts));
         }
         // The URL given with `--domain NAME=URL` for this name, else empty (= ldaps://NAME).
         let given_url = args
@@ -316,6 +393,28 @@ fn connect_ad(
             service,
         )) {
             Ok(checked) => {
+                if account.is_made() {
+                    let made = runtime.block_on(install::account::provision_domain(
+                        account,
+                        &checked.target,
+                        (admin_upn.trim(), &admin_pw),
+                        host,
+                        layout,
+                    ));
+                    match made {
+                        Ok(made) => {
+                            for line in &made.lines {
+                                println!("{line}");
+                            }
+                            accounts.push(made);
+                        }
+                        Err(e) => {
+                            println!("{e}");
+                            continue;
+                        }
+                    }
+                }
+                needs.retain(|n| !n.eq_ignore_ascii_case(&checked.target.dns_name));
                 println!(
                     "Added {} ({}).",
                     checked.target.dns_name, checked.naming_context

@@ -69,6 +69,18 @@ pub enum GmsaError {
         /// The computer account.
         computer: String,
     },
+    /// The domain is not configured for a gMSA (`gmsa_dn` and `host_dn` are needed).
+    #[error("the domain has no gMSA configured (account = \"gmsa\" needs gmsa_dn and host_dn)")]
+    NotConfigured,
+    /// The host computer account's password file cannot be read.
+    #[error("cannot read the host computer account's password from {}: {source}", file.display())]
+    HostPassword {
+        /// `host_password_file`.
+        file: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The value is not a valid blob.
     #[error("the {ATTRIBUTE} of {gmsa} cannot be decoded: {source}")]
     Blob {
@@ -97,9 +109,8 @@ pub async fn read(
         computer: computer_bind.to_string(),
         source,
     };
-    let mut as_computer = domain.clone();
-    as_computer.bind_dn = computer_bind.to_string();
-    let credential = BindCredential::Password(Secret::new(computer_password.expose().to_string()));
+    let as_computer = domain.as_account(computer_bind, computer_password.clone());
+    let credential = BindCredential::Password(computer_password.clone());
     let mut c = conn::connect_with(&as_computer, &credential)
         .await
         .map_err(ldap_error)?;
@@ -144,6 +155,53 @@ pub async fn read(
         gmsa: gmsa_dn.to_string(),
         source,
     })
+}
+
+/// The key a domain's held password is kept under: one DC URL, one gMSA, one host account.
+type HeldKey = (String, String, String);
+
+/// Every gMSA password this process holds, so each connection of a domain (feed, notifications,
+/// doctor, password hash sync) shares one read and one schedule.
+static HELD: std::sync::LazyLock<tokio::sync::Mutex<std::collections::HashMap<HeldKey, Held>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The hashes to present for `domain` (its `account = "gmsa"` settings) now, in order: from the held
+/// read while it is fresh, else read again as the host account first. `force` reads again whatever
+/// the schedule says (after the DC refused every held hash).
+pub async fn hashes(domain: &DomainConfig, force: bool) -> Result<Vec<NtHash>, GmsaError> {
+    let (gmsa_dn, host_dn) = match (&domain.gmsa_dn, &domain.host_dn) {
+        (Some(g), Some(h)) => (g.clone(), h.clone()),
+        _ => return Err(GmsaError::NotConfigured),
+    };
+    let key = (
+        domain.url.to_ascii_lowercase(),
+        gmsa_dn.clone(),
+        host_dn.clone(),
+    );
+    let mut held = HELD.lock().await;
+    let now = Instant::now();
+    let fresh = held
+        .get(&key)
+        .is_some_and(|h| !force && !h.refresh_due(now));
+    if !fresh {
+        let password = domain
+            .host_password()
+            .map_err(|source| GmsaError::HostPassword {
+                file: domain.host_password_file.clone().unwrap_or_default(),
+                source,
+            })?;
+        let read = read(domain, &host_dn, &password, &gmsa_dn).await?;
+        let entry = Held::new(read, Instant::now());
+        tracing::info!(
+            gmsa = %gmsa_dn,
+            host = %host_dn,
+            next_read_in_secs = entry.change_at.saturating_duration_since(Instant::now()).as_secs(),
+            "read the gMSA password"
+        );
+        held.insert(key.clone(), entry);
+    }
+    let entry = held.get(&key).ok_or(GmsaError::NotConfigured)?;
+    Ok(entry.hashes(Instant::now()).into_iter().cloned().collect())
 }
 
 /// A password read at some instant: which hashes to present, and when to read again.

@@ -6,6 +6,8 @@
 //!   change.
 //! - [`gmsa`]: reading that value from the DC as the agent host's computer account over an encrypted
 //!   connection, and which hash to present around a password change.
+//! - [`provision`]: the account made by the installer as the domain administrator: this host's computer
+//!   account, the gMSA and its allowed principals, or a regular account with a random password.
 //! - [`security_descriptor`]: the binary self-relative security descriptor (MS-DTYP 2.4.6), parsed,
 //!   edited and written back byte-exact, with an SDDL rendering.
 //! - [`permissions`]: the ACEs each feature needs (`agent permissions set|check --type …`), added
@@ -14,4 +16,5 @@
 pub mod gmsa;
 pub mod gmsa_blob;
 pub mod permissions;
+pub mod provision;
 pub mod security_descriptor;

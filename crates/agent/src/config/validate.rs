@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::{Config, ConfigError};
-use crate::source::ldap::{DomainConfig, SyncMode};
+use crate::source::ldap::{AccountForm, DomainConfig, SyncMode};
 
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +205,19 @@ fn check_domain(label: &str, d: &DomainConfig, push: &mut impl FnMut(String, &st
             "use a UPN (svc@corp.example.test) or a DN; a bare account name is refused by AD",
         );
     }
+    if d.account == AccountForm::Gmsa {
+        check_gmsa(d, &key, tls, push);
+        return check_timing(d, &key, push);
+    }
+    for (name, set) in [
+        ("gmsa_dn", d.gmsa_dn.is_some()),
+        ("host_dn", d.host_dn.is_some()),
+        ("host_password_file", d.host_password_file.is_some()),
+    ] {
+        if set {
+            push(key(name), "is used only with account = \"gmsa\"");
+        }
+    }
     match (&d.password, &d.password_file) {
         (Some(_), Some(_)) => push(
             key("password"),
@@ -218,6 +231,58 @@ fn check_domain(label: &str, d: &DomainConfig, push: &mut impl FnMut(String, &st
         ),
         _ => {}
     }
+    check_timing(d, &key, push);
+}
+
+/// The gMSA form: the gMSA and the host account are named, the host's password file exists, no
+/// password is configured, and the connection is encrypted (the DC serves the password only so).
+fn check_gmsa(
+    d: &DomainConfig,
+    key: &impl Fn(&str) -> String,
+    tls: bool,
+    push: &mut impl FnMut(String, &str),
+) {
+    if !tls {
+        push(
+            key("account"),
+            "a gMSA needs TLS (the DC serves its password only on an encrypted connection): use ldaps:// or starttls = true",
+        );
+    }
+    if !d.bind_dn.contains(['@', '\\']) {
+        push(
+            key("bind_dn"),
+            "a gMSA binds with NTLM: give its name as provAgentgMSA$@corp.example.test or CORP\\provAgentgMSA$",
+        );
+    }
+    for (name, value) in [("gmsa_dn", &d.gmsa_dn), ("host_dn", &d.host_dn)] {
+        if !value.as_deref().is_some_and(|v| v.contains('=')) {
+            push(key(name), "a DN is required with account = \"gmsa\"");
+        }
+    }
+    match &d.host_password_file {
+        None => push(
+            key("host_password_file"),
+            "is required with account = \"gmsa\" (the host computer account's password, 0600)",
+        ),
+        Some(f) if !f.is_file() => push(
+            key("host_password_file"),
+            &format!("{} is not a readable file", f.display()),
+        ),
+        Some(_) => {}
+    }
+    if d.password.is_some() || d.password_file.is_some() {
+        push(
+            key("password"),
+            "a gMSA has no password to configure: the DC serves it (remove password and password_file)",
+        );
+    }
+}
+
+fn check_timing(
+    d: &DomainConfig,
+    key: &impl Fn(&str) -> String,
+    push: &mut impl FnMut(String, &str),
+) {
     for (name, value) in [
         ("connect_timeout_secs", d.connect_timeout_secs),
         ("operation_timeout_secs", d.operation_timeout_secs),

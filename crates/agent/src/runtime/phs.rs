@@ -24,7 +24,7 @@ use crate::phs::fips::HOST_FIPS_FILE;
 use crate::phs::{HashPool, PhsError};
 use crate::source::drsr::DrsrSettings;
 use crate::source::drsr::ntlm::Credentials;
-use crate::source::ldap::DomainConfig;
+use crate::source::ldap::{AccountForm, DomainConfig};
 use crate::source::phs::cycle::{CycleReport, PhsCycle, PhsSource};
 use crate::source::phs::{CycleError, PhsSettings, PhsSourceKind};
 use crate::source::{EventSink, SinkError, SourceCheckpoint};
@@ -105,22 +105,35 @@ fn source_for(label: &str, d: &DomainConfig, s: &PhsSettings) -> Result<PhsSourc
             let (user, domain) =
                 ntlm_identity(&d.bind_dn).ok_or_else(|| PhsWireError::Identity(label.into()))?;
             let dc = url_host(&d.url).ok_or_else(|| PhsWireError::NoHost(label.into()))?;
-            let password = d
-                .resolve_password()
-                .map_err(|e| PhsWireError::Password(label.into(), e))?;
-            Ok(PhsSource::Drsr(DrsrSettings {
+            let gmsa = d.account == AccountForm::Gmsa;
+            // A gMSA's hash is read from the DC before each cycle; until then the settings carry
+            // the hash of nothing, never used.
+            let nt_hash = if gmsa {
+                NtHash::from_utf16le(&[])
+            } else {
+                let password = d
+                    .resolve_password()
+                    .map_err(|e| PhsWireError::Password(label.into(), e))?;
+                NtHash::from_password(password.expose())
+            };
+            let settings = DrsrSettings {
                 dc,
                 port: s.drsr_port,
                 nc_dn: d.base(),
                 credentials: Credentials {
                     user,
                     domain,
-                    nt_hash: NtHash::from_password(password.expose()),
+                    nt_hash,
                 },
                 timeout: s.timeout(),
                 page_objects: s.page_objects,
                 partial_attribute_set: s.partial_attribute_set,
-            }))
+            };
+            Ok(if gmsa {
+                PhsSource::DrsrAsGmsa(settings, Box::new(d.clone()))
+            } else {
+                PhsSource::Drsr(settings)
+            })
         }
     }
 }

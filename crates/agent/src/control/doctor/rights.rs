@@ -143,13 +143,29 @@ pub async fn replication_all(label: &str, cfg: &DomainConfig, phs: &PhsSettings)
             format!("set [domains.{label}] url"),
         );
     };
-    let nt_hash = match cfg.resolve_password() {
-        Ok(p) => NtHash::from_password(p.expose()),
+    let secret = if cfg.account == crate::source::ldap::AccountForm::Gmsa {
+        crate::account::gmsa::hashes(cfg, false)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|h| {
+                h.into_iter()
+                    .next()
+                    .ok_or_else(|| "no gMSA password".to_string())
+            })
+    } else {
+        cfg.resolve_password()
+            .map(|p| NtHash::from_password(p.expose()))
+            .map_err(|e| e.to_string())
+    };
+    let nt_hash = match secret {
+        Ok(h) => h,
         Err(e) => {
             return Check::fail(
                 what,
-                e.to_string(),
-                format!("make [domains.{label}] password_file readable by the agent's user"),
+                e,
+                format!(
+                    "make [domains.{label}] password_file (or host_password_file for a gMSA) readable by the agent's user"
+                ),
             );
         }
     };

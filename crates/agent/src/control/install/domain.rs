@@ -7,7 +7,8 @@
 //! administrator succeeds (AD's `data 52e/530/531/532/533/701/773/775` sub-codes as messages: an
 //! expired or must-change password asks to reconfigure with the new credentials); the DC's rootDSE
 //! `defaultNamingContext` is the naming context of the name typed (a typo in the name is caught
-//! here: `corp.exmaple.test` against a DC of `corp.example.test`); and the service account binds.
+//! here: `corp.exmaple.test` against a DC of `corp.example.test`); and an existing service account
+//! binds (an account the install makes is proven by [`super::account`] instead).
 
 use std::path::PathBuf;
 
@@ -205,7 +206,7 @@ async fn bind(target: &DomainTarget, account: &str, password: &str) -> Result<Dc
 pub async fn check_domain(
     target: &DomainTarget,
     domain_admin: (&str, &str),
-    service_account: (&str, &str),
+    service_account: Option<(&str, &str)>,
 ) -> Result<CheckedDomain, DomainError> {
     let name = target
         .dns_name
@@ -262,8 +263,10 @@ pub async fn check_domain(
             naming_context,
         });
     }
-    let svc = bind(&target, service_account.0, service_account.1).await?;
-    svc.close().await;
+    if let Some((account, password)) = service_account {
+        let svc = bind(&target, account, password).await?;
+        svc.close().await;
+    }
     Ok(CheckedDomain {
         target,
         naming_context,

@@ -105,8 +105,11 @@ pub struct ConfigInput<'a> {
     pub environment: Environment,
     /// The tenant.
     pub tenant: &'a TenantTarget,
-    /// The service account every domain binds as.
-    pub service_account: &'a str,
+    /// An existing account every domain binds as (with the shared password file); `None` when the
+    /// install made the accounts (then `accounts` names one per configured domain).
+    pub service_account: Option<&'a str>,
+    /// The accounts made per domain (their `[domains.*]` keys).
+    pub accounts: &'a [super::account::DomainAccount],
     /// The domains added now.
     pub domains: &'a [DomainTarget],
     /// `--set` keys, applied last.
@@ -127,16 +130,7 @@ pub fn render_config(input: &ConfigInput<'_>) -> Result<String, InstallError> {
         "tenant".into(),
         input.tenant.table(input.environment, input.layout).into(),
     );
-    let password_file = input.layout.service_password_file().display().to_string();
     let domains = table_at(&mut root, "domains");
-    // Every domain, kept or new, binds as the service account given now.
-    for (_, d) in domains.iter_mut() {
-        if let Some(t) = d.as_table_mut() {
-            t.insert("bind_dn".into(), input.service_account.into());
-            t.remove("password");
-            t.insert("password_file".into(), password_file.clone().into());
-        }
-    }
     for target in input.domains {
         let existing_label = domains.iter().find_map(|(label, d)| {
             let name = d.get("dns_name")?.as_str()?;
@@ -145,9 +139,13 @@ pub fn render_config(input: &ConfigInput<'_>) -> Result<String, InstallError> {
         });
         let taken: Vec<String> = domains.keys().cloned().collect();
         let label = existing_label.unwrap_or_else(|| label_for(&target.dns_name, &taken));
-        let mut t = domain_table(target, input.service_account);
-        t.insert("password_file".into(), password_file.clone().into());
-        domains.insert(label, t.into());
+        domains.insert(label, domain_table(target, "").into());
+    }
+    // Every domain, kept or new, binds as the service account given now.
+    for (label, d) in domains.iter_mut() {
+        if let Some(t) = d.as_table_mut() {
+            set_account(label, t, input)?;
+        }
     }
     for (path, value) in input.settings {
         let (last, parents) = path
@@ -166,6 +164,67 @@ pub fn render_config(input: &ConfigInput<'_>) -> Result<String, InstallError> {
     );
     Config::from_toml_str(&text)?;
     Ok(text)
+}
+
+/// The keys that say how a domain binds: replaced as a whole when the account changes.
+const ACCOUNT_KEYS: [&str; 8] = [
+    "account",
+    "bind_dn",
+    "password",
+    "password_file",
+    "bind_method",
+    "gmsa_dn",
+    "host_dn",
+    "host_password_file",
+];
+
+/// Writes the account of one `[domains.*]` table: the one made for it, or the existing account.
+fn set_account(
+    label: &str,
+    t: &mut toml::Table,
+    input: &ConfigInput<'_>,
+) -> Result<(), InstallError> {
+    let dns = t
+        .get("dns_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    if let Some(made) = input
+        .accounts
+        .iter()
+        .find(|a| a.dns_name.eq_ignore_ascii_case(&dns))
+    {
+        for k in ACCOUNT_KEYS {
+            t.remove(k);
+        }
+        t.extend(made.keys.clone());
+        return Ok(());
+    }
+    let Some(account) = input.service_account else {
+        return Err(InstallError::Setting(format!(
+            "domains.{label} ({dns}) has no service account: give it again with --domain so the account can be made there"
+        )));
+    };
+    for k in [
+        "account",
+        "password",
+        "gmsa_dn",
+        "host_dn",
+        "host_password_file",
+    ] {
+        t.remove(k);
+    }
+    t.insert("bind_dn".into(), account.into());
+    t.insert(
+        "password_file".into(),
+        input
+            .layout
+            .service_password_file()
+            .display()
+            .to_string()
+            .into(),
+    );
+    Ok(())
 }
 
 /// `root[key]` as a table, created when absent (a non-table value is replaced).
@@ -258,7 +317,8 @@ mod tests {
             layout: &layout,
             environment: Environment::AzureUSGovernment,
             tenant: &tenant,
-            service_account: "svc@corp.example.test",
+            service_account: Some("svc@corp.example.test"),
+            accounts: &[],
             domains: &domains,
             settings: &[],
             existing: Some(&old),

@@ -10,7 +10,9 @@
 //!    provisioning is recorded and refused: not available yet);
 //! 2. environment: [`cloudsync_api::Environment`] from the one table, or a tenant URL;
 //! 3. admin sign-in and role: [`admin::sign_in`];
-//! 4. service account: an existing account and its password (the gMSA forms are the next issue);
+//! 4. service account: [`account::AccountChoice`] — create or join a gMSA, a custom gMSA, a created
+//!    regular account, or an existing one — made and proven per domain by
+//!    [`account::provision_domain`] with the domain administrator's credentials;
 //! 5. "Connect Active Directory": [`domain::check_domain`] per domain, as the domain
 //!    administrator, whose credentials are used only there and never written;
 //! 6. confirm, then [`apply`]: files ([`files`]), registration ([`crate::control::register::register_as`],
@@ -19,6 +21,7 @@
 //!
 //! [`uninstall`] removes the services, the registration and the private files.
 
+pub mod account;
 pub mod admin;
 pub mod domain;
 pub mod files;
@@ -35,6 +38,7 @@ use crate::control::credentials::{AgentCredentials, CredentialsError};
 use crate::control::register::{RegisterError, Registered, register_as};
 use crate::control::service_unit::UnitError;
 use crate::control::tenant_client::TenantError;
+pub use account::{AccountChoice, DomainAccount};
 pub use admin::AdminSession;
 use cloudsync_api::Environment;
 pub use domain::{CheckedDomain, DomainError, DomainTarget};
@@ -158,6 +162,9 @@ pub enum InstallError {
     /// A domain failed its checks.
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// The service account could not be made, joined or proven in a domain.
+    #[error("service account: {0}")]
+    Account(String),
     /// A choice this build cannot carry out (on-premises application provisioning, permissions).
     #[error("{0}")]
     NotAvailable(String),
@@ -194,7 +201,7 @@ impl InstallError {
             | InstallError::WrongEnvironment { .. }
             | InstallError::Config(_) => 2,
             InstallError::SignIn { .. } | InstallError::Role { .. } => 3,
-            InstallError::Domain(_) => 4,
+            InstallError::Domain(_) | InstallError::Account(_) => 4,
             InstallError::NotAvailable(_) => 6,
             _ => 1,
         }
@@ -212,10 +219,12 @@ pub struct InstallPlan {
     pub environment: Environment,
     /// The tenant.
     pub tenant: TenantTarget,
-    /// The service account (UPN or DN) every domain binds as.
-    pub service_account: String,
-    /// Its password, written only to the 0600 password file.
-    pub service_password: Zeroizing<String>,
+    /// The service account's form (for an existing account: its name and password, the password
+    /// written only to the 0600 password file).
+    pub account: AccountChoice,
+    /// Per domain, the account made or checked by [`account::provision_domain`]: every configured
+    /// domain when the install makes the account; empty for an existing account.
+    pub accounts: Vec<DomainAccount>,
     /// The domains added now (checked), besides those an earlier install configured.
     pub domains: Vec<DomainTarget>,
     /// `--set section.key=value` keys, written last.
@@ -257,14 +266,28 @@ pub async fn apply(
     let layout = &plan.layout;
     files::ensure_dir(&layout.config_dir(), 0o750)?;
     files::ensure_dir(&layout.state_dir(), 0o700)?;
-    let mut pw = Zeroizing::new(plan.service_password.as_bytes().to_vec());
-    pw.push(b'\n');
-    files::write_file(&layout.service_password_file(), &pw, 0o600)?;
+    let existing_account = match &plan.account {
+        AccountChoice::Existing { account, password } => {
+            let mut pw = Zeroizing::new(password.as_bytes().to_vec());
+            pw.push(b'\n');
+            files::write_file(&layout.service_password_file(), &pw, 0o600)?;
+            Some(account.as_str())
+        }
+        _ => None,
+    };
+    for a in &plan.accounts {
+        for (path, secret) in &a.files {
+            let mut pw = Zeroizing::new(secret.expose().as_bytes().to_vec());
+            pw.push(b'\n');
+            files::write_file(path, &pw, 0o600)?;
+        }
+    }
     let text = files::render_config(&files::ConfigInput {
         layout,
         environment: plan.environment,
         tenant: &plan.tenant,
-        service_account: &plan.service_account,
+        service_account: existing_account,
+        accounts: &plan.accounts,
         domains: &plan.domains,
         settings: &plan.settings,
         existing: existing.table.as_ref(),
@@ -282,7 +305,12 @@ pub async fn apply(
         "version": env!("CARGO_PKG_VERSION"),
         "extension": plan.extension.as_str(),
         "environment": plan.environment.as_str(),
-        "serviceAccount": plan.service_account,
+        "serviceAccount": match &plan.account {
+            AccountChoice::Existing { account, .. } => account.clone(),
+            AccountChoice::CreateGmsa(n) | AccountChoice::CustomGmsa(n) => format!("{n}$"),
+            AccountChoice::CreateRegular(n) => n.clone(),
+        },
+        "serviceAccountType": plan.account.kind(),
         "agentId": registered.creds.agent_id,
         "installedBy": session.upn,
     });

@@ -30,7 +30,7 @@ pub fn is_syncable(rid: u32, user_account_control: Option<u32>) -> bool {
 }
 
 /// Where and how to replicate.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DrsrSettings {
     /// The domain controller: a host name or an IP address.
     pub dc: String,

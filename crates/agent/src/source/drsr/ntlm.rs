@@ -35,6 +35,7 @@ pub const CLIENT_FLAGS: u32 = UNICODE
 const REQUIRED: u32 = UNICODE | SIGN | SEAL | EXTENDED_SESSIONSECURITY | NEGOTIATE_128 | KEY_EXCH;
 
 /// Who authenticates: the sync account. The password lives in a zeroizing buffer.
+#[derive(Clone)]
 pub struct Credentials {
     /// The account's sAMAccountName (or UPN user part).
     pub user: String,

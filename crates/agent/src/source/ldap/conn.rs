@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::error::{BindFailure, LdapSourceError};
 use super::ntlm_bind;
-use crate::source::ldap::{BindCredential, DomainConfig};
+use crate::source::ldap::{AccountForm, BindCredential, DomainConfig};
 
 /// Builds a rustls client configuration trusting only the certificates in `ca_file`.
 pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<ClientConfig>, LdapSourceError> {
@@ -97,8 +97,34 @@ impl DcConn {
 /// Connects and binds with the configured credential (`bind_method`); the connection driver runs
 /// as its own task until the handle is dropped.
 pub async fn connect(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
+    if cfg.account == AccountForm::Gmsa {
+        return connect_as_gmsa(cfg).await;
+    }
     let credential = cfg.bind_credential().map_err(LdapSourceError::Password)?;
     connect_with(cfg, &credential).await
+}
+
+/// Binds as the gMSA with the hashes [`crate::account::gmsa::hashes`] holds, in its order (the
+/// previous password first just before a change); when the DC refuses all of them (its clock ran
+/// ahead of ours), the password is read again once and tried again.
+async fn connect_as_gmsa(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> {
+    use crate::account::gmsa;
+    let mut refused = None;
+    for force in [false, true] {
+        let hashes = gmsa::hashes(cfg, force)
+            .await
+            .map_err(|e| LdapSourceError::Gmsa(Box::new(e)))?;
+        for hash in hashes {
+            match connect_with(cfg, &BindCredential::NtHash(hash)).await {
+                Err(e @ LdapSourceError::Bind { .. }) => refused = Some(e),
+                other => return other,
+            }
+        }
+        if !force {
+            tracing::warn!(domain = %cfg.dns_name, "the DC refused the held gMSA password: reading it again");
+        }
+    }
+    Err(refused.unwrap_or_else(|| LdapSourceError::Protocol("no gMSA password to present".into())))
 }
 
 /// Connects and binds with `credential` (e.g. a gMSA's NT hash) instead of the configured one.

@@ -135,6 +135,9 @@ pub enum LdapSourceError {
          (svc@corp.example.test), not as a DN"
     )]
     NtlmBindName(String),
+    /// The gMSA's password could not be read (the host is not allowed, the gMSA is missing, …).
+    #[error(transparent)]
+    Gmsa(Box<crate::account::gmsa::GmsaError>),
     /// The server refused the stored DirSync cookie; a full resync is needed.
     #[error("the server rejected the DirSync cookie: {0}")]
     CookieRejected(String),
@@ -184,6 +187,11 @@ impl LdapSourceError {
             LdapSourceError::Server { rc, .. } => matches!(rc, 1 | 3 | 51 | 52 | 53 | 80 | 81),
             LdapSourceError::Bind { failure, .. } => *failure == BindFailure::LockedOut,
             LdapSourceError::Sink(e) => e.is_retriable(),
+            // A DC unreachable while reading the password is worth retrying; a refusal is not.
+            LdapSourceError::Gmsa(e) => match e.as_ref() {
+                crate::account::gmsa::GmsaError::Ldap { source, .. } => source.is_retriable(),
+                _ => false,
+            },
             LdapSourceError::Tls { .. }
             | LdapSourceError::NoCaCertificate { .. }
             | LdapSourceError::Password(_)

@@ -22,6 +22,19 @@ pub enum BindMethod {
     Ntlm,
 }
 
+/// Which kind of service account a domain binds as (`account`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountForm {
+    /// A regular account whose password the agent keeps (`password` or `password_file`).
+    #[default]
+    Password,
+    /// A group managed service account: the DC keeps its password and serves it to this host's
+    /// computer account (`gmsa_dn`, `host_dn`, `host_password_file`); the agent binds with NTLM from
+    /// the hash it reads ([`crate::account::gmsa`]).
+    Gmsa,
+}
+
 /// What the bind presents: a password (simple bind) or an NT hash (NTLM bind, see
 /// [`super::ntlm_bind`]). A gMSA only ever has the second.
 #[derive(Debug, Clone)]
@@ -55,8 +68,22 @@ pub struct DomainConfig {
     /// The NC head to read; derived from `dns_name` when absent.
     #[serde(default)]
     pub base_dn: Option<String>,
-    /// The service account, as UPN (`svc@corp.example.test`) or DN.
+    /// The service account, as UPN (`svc@corp.example.test`) or DN; for a gMSA its NTLM name
+    /// (`provAgentgMSA$@corp.example.test`).
     pub bind_dn: String,
+    /// `password` (default): a regular account and its password; `gmsa`: a group managed service
+    /// account whose password this host reads from the DC.
+    #[serde(default)]
+    pub account: AccountForm,
+    /// With `account = "gmsa"`: the gMSA's DN (`CN=provAgentgMSA,CN=Managed Service Accounts,…`).
+    #[serde(default)]
+    pub gmsa_dn: Option<String>,
+    /// With `account = "gmsa"`: this host's computer account DN, which reads the gMSA's password.
+    #[serde(default)]
+    pub host_dn: Option<String>,
+    /// With `account = "gmsa"`: the file (0600) holding the computer account's password.
+    #[serde(default)]
+    pub host_password_file: Option<PathBuf>,
     /// The bind password (prefer `password_file` or the environment).
     #[serde(default)]
     pub password: Option<Secret>,
@@ -144,7 +171,34 @@ impl DomainConfig {
         ))
     }
 
-    /// What the configured bind presents: the password for `simple`, its NT hash for `ntlm`.
+    /// This domain's connection settings bound as `bind_dn` with `password` (simple bind) instead of
+    /// the configured service account: for the domain administrator during install and
+    /// `permissions set`, and for the host computer account reading a gMSA's password.
+    pub fn as_account(&self, bind_dn: &str, password: Secret) -> DomainConfig {
+        DomainConfig {
+            account: AccountForm::Password,
+            bind_dn: bind_dn.to_string(),
+            password: Some(password),
+            password_file: None,
+            bind_method: BindMethod::Simple,
+            gmsa_dn: None,
+            host_dn: None,
+            host_password_file: None,
+            ..self.clone()
+        }
+    }
+
+    /// The host computer account's password (`host_password_file`'s first line), for the gMSA form.
+    pub fn host_password(&self) -> Result<Secret, std::io::Error> {
+        let path = self.host_password_file.as_deref().unwrap_or(Path::new(""));
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+        Ok(Secret::new(
+            text.lines().next().unwrap_or_default().to_string(),
+        ))
+    }
+
+    /// What the configured bind presents: the password for `simple`, its NT hash for `ntlm`. For a
+    /// gMSA there is nothing configured to present: [`crate::account::gmsa::hashes`] reads it.
     pub fn bind_credential(&self) -> Result<BindCredential, std::io::Error> {
         let password = self.resolve_password()?;
         Ok(match self.bind_method {

@@ -30,6 +30,7 @@ use crate::nt_hash::NtHash;
 use crate::phs::fips::{self, FipsDecision, FipsSettings};
 use crate::phs::{HashPool, OrgIdHash, PhsError};
 use crate::source::drsr::{Cookie, DrsrClient, DrsrSettings};
+use crate::source::ldap::DomainConfig;
 use crate::source::samba_priv;
 use crate::source::{EventSink, SourceCheckpoint};
 
@@ -41,6 +42,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
 pub enum PhsSource {
     /// MS-DRSR replication from a DC (any AD; the portable choice).
     Drsr(DrsrSettings),
+    /// MS-DRSR replication as a group managed service account: before each cycle the gMSA's NT hash
+    /// is taken from [`crate::account::gmsa::hashes`] (read again when due), replacing the one in the
+    /// settings; a refused sign-in tries the other held hash, then a fresh read.
+    DrsrAsGmsa(DrsrSettings, Box<DomainConfig>),
     /// Samba's root-only `ldap_priv` socket (agent on a Samba DC only).
     SambaPriv {
         /// Path of `private/ldap_priv/ldapi`.
@@ -53,7 +58,7 @@ pub enum PhsSource {
 impl PhsSource {
     fn kind(&self) -> SourceKind {
         match self {
-            PhsSource::Drsr(_) => SourceKind::Drsr,
+            PhsSource::Drsr(_) | PhsSource::DrsrAsGmsa(..) => SourceKind::Drsr,
             PhsSource::SambaPriv { .. } => SourceKind::SambaPriv,
         }
     }
@@ -148,6 +153,53 @@ impl<S: EventSink> PhsCycle<S> {
         (guids, tokio::spawn(async move { pool.hash_all(nts).await }))
     }
 
+    /// Step 2 over MS-DRSR: each page is hashed on the pool while the next one is fetched. As a gMSA,
+    /// the held hashes are tried in order, then read again once, before a refusal is reported.
+    async fn replicate(
+        &self,
+        cookie: Option<&Cookie>,
+        batches: &mut Vec<HashingBatch>,
+    ) -> Result<crate::source::drsr::ReplicationRun, CycleError> {
+        let mut on_page = |page: Vec<crate::source::drsr::ReplicatedHash>| {
+            batches
+                .push(self.spawn_hashing(page.into_iter().map(|h| (h.guid, h.nt_hash)).collect()));
+        };
+        let (settings, domain) = match &self.source {
+            PhsSource::Drsr(settings) => {
+                return Ok(DrsrClient::replicate_pages(settings, cookie, on_page).await?);
+            }
+            PhsSource::DrsrAsGmsa(settings, domain) => (settings, domain),
+            PhsSource::SambaPriv { .. } => {
+                return Err(CycleError::Drsr(crate::source::drsr::DrsrError::malformed(
+                    "source",
+                    "not an MS-DRSR source",
+                )));
+            }
+        };
+        let mut last = None;
+        for force in [false, true] {
+            let hashes = crate::account::gmsa::hashes(domain, force)
+                .await
+                .map_err(|e| CycleError::Gmsa(Box::new(e)))?;
+            for hash in hashes {
+                let mut as_gmsa = settings.clone();
+                as_gmsa.credentials.nt_hash = hash;
+                match DrsrClient::replicate_pages(&as_gmsa, cookie, &mut on_page).await {
+                    Err(e)
+                        if e.is_access_denied()
+                            || matches!(e, crate::source::drsr::DrsrError::BindRejected(_)) =>
+                    {
+                        last = Some(e);
+                    }
+                    other => return Ok(other?),
+                }
+            }
+        }
+        Err(last.map(CycleError::Drsr).unwrap_or_else(|| {
+            CycleError::Gmsa(Box::new(crate::account::gmsa::GmsaError::NotConfigured))
+        }))
+    }
+
     /// Runs one cycle (module doc, steps 1–4).
     #[tracing::instrument(skip_all, err, fields(domain = %self.domain))]
     pub async fn run_once(&self) -> Result<CycleReport, CycleError> {
@@ -161,19 +213,13 @@ impl<S: EventSink> PhsCycle<S> {
             objects,
             skipped,
         } = match &self.source {
-            PhsSource::Drsr(settings) => {
+            PhsSource::Drsr(_) | PhsSource::DrsrAsGmsa(..) => {
                 let cookie = match stored.as_deref() {
                     Some(bytes) => Cookie::from_bytes(bytes)?,
                     None => None,
                 };
-                // Each page is hashed on the pool while the next one is fetched.
                 let mut batches = Vec::new();
-                let run = DrsrClient::replicate_pages(settings, cookie.as_ref(), |page| {
-                    batches.push(
-                        self.spawn_hashing(page.into_iter().map(|h| (h.guid, h.nt_hash)).collect()),
-                    );
-                })
-                .await?;
+                let run = self.replicate(cookie.as_ref(), &mut batches).await?;
                 Fetched {
                     batches,
                     data: run.cookie.to_bytes(),

@@ -39,6 +39,9 @@ pub enum CycleError {
     /// The sink refused the append or the checkpoint read.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The gMSA's password could not be read.
+    #[error(transparent)]
+    Gmsa(Box<crate::account::gmsa::GmsaError>),
 }
 
 impl CycleError {
@@ -49,6 +52,10 @@ impl CycleError {
             CycleError::Drsr(e) => e.is_retriable(),
             CycleError::SambaPriv(e) => e.is_retriable(),
             CycleError::Sink(e) => e.is_retriable(),
+            CycleError::Gmsa(e) => match e.as_ref() {
+                crate::account::gmsa::GmsaError::Ldap { source, .. } => source.is_retriable(),
+                _ => false,
+            },
         }
     }
 }

@@ -135,7 +135,9 @@ ldap_admin() {
 # (msDS-ManagedPassword, 4.21+) and creates a usable KDS root key when it provisions a domain.
 BACKPORTS_LIST=/etc/apt/sources.list.d/cloudsync-lab-bookworm-backports.sources
 LAB_PKGS=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind
-  python3-samba samba-common samba-common-bin libldb2 python3-ldb ldb-tools ldap-utils openssl)
+  python3-samba samba-common samba-common-bin libldb2 python3-ldb ldb-tools ldap-utils openssl faketime)
+# libfaketime (package faketime, Debian main): `start` runs Samba under it when LAB_FAKETIME_FILE is set.
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
 
 # The suite the Samba packages come from: LAB_SAMBA_SUITE, default bookworm-backports.
 samba_suite() { printf '%s' "${LAB_SAMBA_SUITE:-bookworm-backports}"; }
@@ -327,8 +329,16 @@ cmd_start() {
     ! port_open "$IP" "$p" || die "$IP:$p is already in use (a stale DC? try: lab.sh stop DIR of that DC)"
   done
   t0=$(now)
+  # LAB_FAKETIME_FILE: Samba's wall clock runs at the offset written in that file (libfaketime, the
+  # file re-read every second; its monotonic clock is left alone), to age gMSA passwords in a test.
+  local -a pre=()
+  if [ -n "${LAB_FAKETIME_FILE:-}" ]; then
+    [ -r "$FAKETIME_LIB" ] || die "LAB_FAKETIME_FILE needs libfaketime ($FAKETIME_LIB): lab.sh install"
+    pre=(env "LD_PRELOAD=$FAKETIME_LIB" "FAKETIME_TIMESTAMP_FILE=$LAB_FAKETIME_FILE"
+      FAKETIME_CACHE_DURATION=1 FAKETIME_DONT_FAKE_MONOTONIC=1)
+  fi
   # setsid: Samba gets its own process group (pgid = pid), which stop can kill as a whole.
-  setsid samba -F --no-process-group -M "${LAB_MODEL:-prefork}" -s "$D/etc/smb.conf" --debug-stdout -d1 \
+  setsid "${pre[@]}" samba -F --no-process-group -M "${LAB_MODEL:-prefork}" -s "$D/etc/smb.conf" --debug-stdout -d1 \
     > "$D/samba.log" 2>&1 < /dev/null &
   pid=$!
   echo "$pid" > "$D/samba.pid"

@@ -22,9 +22,11 @@ while [ $# -gt 0 ]; do
 done
 
 need_pkgs=()
-# The lab runs Samba 4.22 from bookworm-backports (gMSA needs 4.21+): a machine with the stock 4.17 is upgraded.
+# The lab runs Samba 4.22 from bookworm-backports (gMSA needs 4.21+): a machine with the stock 4.17 is upgraded;
+# libfaketime (package faketime) ages gMSA passwords in the rotation test. lab.sh install brings both.
 samba_ok() {
   command -v samba >/dev/null 2>&1 && command -v samba-tool >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1 &&
+    [ -r /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] &&
     samba --version | awk '{ split($2, v, "."); exit !(v[1] > 4 || (v[1] == 4 && v[2] >= 21)) }'
 }
 samba_ok || need_pkgs+=(samba)

@@ -54,6 +54,9 @@ pub const INET_ORG_PERSONS: usize = 2;
 pub struct LabOptions {
     /// Run Samba with `-M single` (3 processes instead of ~45). Default: prefork, as in production.
     pub single_process: bool,
+    /// Run Samba under libfaketime, its clock offset read from this file (`+0`, `+86400`, …; re-read
+    /// every second): `lab.sh start` with `LAB_FAKETIME_FILE`. For gMSA password rotations.
+    pub faketime_file: Option<PathBuf>,
 }
 
 /// A running lab DC; see the module docs. All fields are plain data for building client configs.
@@ -182,7 +185,11 @@ impl LabDc {
         } else {
             "prefork"
         };
-        tools::lab_sh(&["start", path_str(&self.dir)], &[("LAB_MODEL", model)]);
+        let mut env = vec![("LAB_MODEL", model)];
+        if let Some(f) = &self.options.faketime_file {
+            env.push(("LAB_FAKETIME_FILE", path_str(f)));
+        }
+        tools::lab_sh(&["start", path_str(&self.dir)], &env);
         self.running = true;
     }
 

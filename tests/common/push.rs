@@ -90,8 +90,14 @@ impl PushTenant {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let (child, url) =
-            serve::spawn_tenant(self.dir.path(), &self.listen, &self.extra, log, &log_path);
+        let (child, url) = serve::spawn_tenant(
+            self.dir.path(),
+            &self.listen,
+            &self.extra,
+            &[],
+            log,
+            &log_path,
+        );
         self.child = Some(child);
         let ca = std::fs::read(self.path("ca.pem")).unwrap();
         self.http = reqwest::Client::builder()

@@ -53,6 +53,7 @@ pub struct TenantFixture {
     /// Temporary directory holding the state, seed, address file and CA.
     pub dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// A registered agent and its client-credentials token.
@@ -75,6 +76,11 @@ impl TenantFixture {
 
     /// Starts a tenant with extra `tenant serve` flags.
     pub fn start_with(extra: &[&str]) -> TenantFixture {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts a tenant with extra flags and environment variables (e.g. libfaketime's).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TenantFixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("seed.toml"), SEED).unwrap();
         let mut fixture = TenantFixture {
@@ -83,6 +89,10 @@ impl TenantFixture {
             client: reqwest::Client::new(),
             dir,
             extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         fixture.spawn();
         fixture
@@ -99,6 +109,7 @@ impl TenantFixture {
             self.dir.path(),
             "127.0.0.1:0",
             &self.extra_args,
+            &self.env,
             log,
             &log_path,
         );

@@ -19,6 +19,7 @@ pub fn spawn_tenant(
     dir: &Path,
     listen: &str,
     extra: &[String],
+    env: &[(String, String)],
     log: File,
     log_path: &Path,
 ) -> (Child, String) {
@@ -36,6 +37,7 @@ pub fn spawn_tenant(
         .arg(dir.join("ca.pem"))
         .args(extra)
         .env("CLOUDSYNC_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

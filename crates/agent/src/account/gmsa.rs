@@ -195,7 +195,7 @@ pub async fn hashes(domain: &DomainConfig, force: bool) -> Result<Vec<NtHash>, G
         tracing::info!(
             gmsa = %gmsa_dn,
             host = %host_dn,
-            next_read_in_secs = entry.change_at.saturating_duration_since(Instant::now()).as_secs(),
+            next_read_in_secs = entry.refresh_at().saturating_duration_since(Instant::now()).as_secs(),
             "read the gMSA password"
         );
         held.insert(key.clone(), entry);
@@ -205,12 +205,30 @@ pub async fn hashes(domain: &DomainConfig, force: bool) -> Result<Vec<NtHash>, G
 }
 
 /// A password read at some instant: which hashes to present, and when to read again.
+///
+/// What Samba 4.22 serves and accepts around a change (measured with libfaketime, `tests/gmsa_rotation.rs`):
+///
+/// | read at | blob's current | blob's previous | the DC accepts |
+/// |---|---|---|---|
+/// | more than 5 min before the change | P0 | — | P0 |
+/// | in the last 5 min ([`ROLLOVER_WINDOW`]) | P1 | P0 | P0 only |
+/// | after the change | P1 | — | P1 only |
+///
+/// So a blob read inside the window is presented previous-first until its change and current-first
+/// after; a blob read outside it is read again when the window opens ([`Held::refresh_due`]), before
+/// the DC stops accepting its password — the agent never needs a refused bind to notice a change.
 #[derive(Debug, Clone)]
 pub struct Held {
     password: ManagedPassword,
     /// When the DC's current password becomes the one it accepts (read time + bounded interval).
     change_at: Instant,
+    /// Whether the blob was read inside the window (its current password is the next one).
+    read_in_window: bool,
 }
+
+/// After a change announced by a blob read inside the window, how long to wait before reading again
+/// (the DC's clock may be a little behind ours; until then the current hash is presented first).
+pub const SETTLE: Duration = Duration::from_secs(30);
 
 impl Held {
     /// A password read at `read_at`.
@@ -218,33 +236,47 @@ impl Held {
         let interval = password.next_change_in.min(MAX_INTERVAL);
         Held {
             change_at: read_at + interval,
+            read_in_window: password.previous.is_some() && interval <= ROLLOVER_WINDOW,
             password,
         }
     }
 
-    /// The hashes to present at `now`, in order: inside the rollover window before a change the DC
-    /// still accepts the previous password, so that one first; otherwise the current one first. The
-    /// other follows as a fallback (a clock that disagrees with the DC's by a little).
+    /// The hashes to present at `now`, in order (module doc's table): the previous one first while a
+    /// blob read in the window has not reached its change, else the current one first. The other
+    /// follows as a fallback for a clock that disagrees with the DC's by a little.
     pub fn hashes(&self, now: Instant) -> Vec<&NtHash> {
-        let in_window = self.change_at.saturating_duration_since(now) <= ROLLOVER_WINDOW;
+        let previous_first = self.read_in_window && now < self.change_at;
         let mut out = Vec::with_capacity(2);
-        match (&self.password.previous, in_window) {
-            (Some(previous), true) => {
+        match &self.password.previous {
+            Some(previous) if previous_first => {
                 out.push(previous);
                 out.push(&self.password.current);
             }
-            (Some(previous), false) => {
+            Some(previous) => {
                 out.push(&self.password.current);
                 out.push(previous);
             }
-            (None, _) => out.push(&self.password.current),
+            None => out.push(&self.password.current),
         }
         out
     }
 
-    /// Whether to read the blob again: once the change it announced is due.
+    /// When to read the blob again: as the window opens for a blob read before it (the next password
+    /// is then served while the current one is still accepted), [`SETTLE`] after the change for one
+    /// read inside it.
+    pub fn refresh_at(&self) -> Instant {
+        if self.read_in_window {
+            self.change_at + SETTLE
+        } else {
+            self.change_at
+                .checked_sub(ROLLOVER_WINDOW)
+                .unwrap_or(self.change_at)
+        }
+    }
+
+    /// Whether to read the blob again at `now` ([`Held::refresh_at`]).
     pub fn refresh_due(&self, now: Instant) -> bool {
-        now >= self.change_at
+        now >= self.refresh_at()
     }
 }
 
@@ -262,22 +294,39 @@ mod tests {
     }
 
     #[test]
-    fn the_previous_hash_comes_first_only_inside_the_rollover_window() {
+    fn a_blob_read_before_the_window_presents_its_current_hash_and_is_read_again_as_it_opens() {
         let t0 = Instant::now();
+        // Read an hour before the change, with a previous password listed (Windows lists one).
         let p = password(Duration::from_secs(3600), true);
         let current = p.current.clone();
         let previous = p.previous.clone().unwrap();
         let held = Held::new(p, t0);
         assert_eq!(held.hashes(t0), vec![&current, &previous]);
-        // Five minutes before the change: the DC serves the next password as current but still
-        // accepts the old one.
+        // Inside the window the DC still accepts this blob's current password (P0): still first.
         let late = t0 + Duration::from_secs(3600) - ROLLOVER_WINDOW;
-        assert_eq!(held.hashes(late), vec![&previous, &current]);
-        assert!(!held.refresh_due(late));
-        assert!(held.refresh_due(t0 + Duration::from_secs(3600)));
+        assert_eq!(held.hashes(late), vec![&current, &previous]);
+        // … and that is when it is read again, before the DC stops accepting it.
+        assert!(!held.refresh_due(late - Duration::from_secs(1)));
+        assert!(held.refresh_due(late));
         // Without a previous password there is only one to try.
-        let single = Held::new(password(Duration::from_secs(60), false), t0);
+        let single = Held::new(password(Duration::from_secs(600), false), t0);
         assert_eq!(single.hashes(t0), vec![&current]);
+        assert!(single.refresh_due(t0 + Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_blob_read_inside_the_window_presents_the_previous_hash_until_the_change() {
+        let t0 = Instant::now();
+        // Two minutes before the change: current = the next password, previous = the accepted one.
+        let p = password(Duration::from_secs(120), true);
+        let next = p.current.clone();
+        let accepted = p.previous.clone().unwrap();
+        let held = Held::new(p, t0);
+        assert_eq!(held.hashes(t0), vec![&accepted, &next]);
+        let change = t0 + Duration::from_secs(120);
+        assert_eq!(held.hashes(change), vec![&next, &accepted]);
+        assert!(!held.refresh_due(change));
+        assert!(held.refresh_due(change + SETTLE));
     }
 
     #[test]
@@ -287,5 +336,8 @@ mod tests {
         let held = Held::new(password(Duration::MAX, false), t0);
         assert!(!held.refresh_due(t0 + Duration::from_secs(365 * 24 * 3600)));
         assert!(held.refresh_due(t0 + MAX_INTERVAL));
+        // A DC announcing no wait at all: read again at once, never an underflow.
+        let now_due = Held::new(password(Duration::ZERO, false), t0);
+        assert!(now_due.refresh_due(t0));
     }
 }

@@ -418,6 +418,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 fn single_process_model_serves_the_same_directory() {
     let dc = LabDc::start_with(lab::LabOptions {
         single_process: true,
+        ..Default::default()
     });
     runtime().block_on(async {
         let mut ldap = bind(&dc, &dc.svc_upn, &dc.svc_password).await;

@@ -6,6 +6,9 @@
 //!   change.
 //! - [`gmsa`]: reading that value from the DC as the agent host's computer account over an encrypted
 //!   connection, and which hash to present around a password change.
+//! - [`kds`]: the forest's KDS root keys (what every gMSA password is derived from), listed and created
+//!   over LDAP as `Add-KdsRootKey` / `samba-tool domain kds root-key create` do.
+//! - [`kds_params`]: the MS-GKDI default parameter blobs a root key carries, the key interval, NT time.
 //! - [`security_descriptor`]: the binary self-relative security descriptor (MS-DTYP 2.4.6), parsed,
 //!   edited and written back byte-exact, with an SDDL rendering.
 //! - [`permissions`]: the ACEs each feature needs (`agent permissions set|check --type …`), added
@@ -13,5 +16,7 @@
 
 pub mod gmsa;
 pub mod gmsa_blob;
+pub mod kds;
+pub mod kds_params;
 pub mod permissions;
 pub mod security_descriptor;

@@ -23,7 +23,7 @@ pub const PUBLIC_KEY_LENGTH: u32 = 2048;
 pub const PRIVATE_KEY_LENGTH: u32 = 512;
 
 /// The default `msKds-KDFParam` (MS-GKDI 2.2.1 KDF Parameters): 0, 1, the byte length of the hash
-/// name with its NUL (14), 0 — each a little-endian u32 — then the name "SHA512" in NUL-terminated UTF-16LE.
+/// name with its NUL (14), 0 — each a little-endian u32 — then "SHA512" in NUL-terminated UTF-16LE.
 pub const KDF_PARAM_SHA512: [u8; 30] = [
     0, 0, 0, 0, 1, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, b'S', 0, b'H', 0, b'A', 0, b'5', 0, b'1', 0,
     b'2', 0, 0, 0,

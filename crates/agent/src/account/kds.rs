@@ -2,13 +2,14 @@
 //! from — listed and created over LDAP, as `Get-KdsRootKey`/`Add-KdsRootKey` (Windows) and `samba-tool
 //! domain kds root-key list|create` (Samba 4.21+) do. Enters: a connection bound as a domain/enterprise
 //! admin (for reading too: a root key's default security descriptor grants only Enterprise Admins,
-//! Domain Admins and SYSTEM). Leaves: the keys
-//! ([`RootKey`]: id, use start, creation time), or a new `msKds-ProvRootKey` object and its [`RootKey`].
+//! Domain Admins and SYSTEM). Leaves: the keys ([`RootKey`]: id, use start, creation time), or a new
+//! `msKds-ProvRootKey` object and its [`RootKey`].
 //!
 //! Where (MS-GKDI 1.9): `CN=<GUID>,CN=Master Root Keys,CN=Group Key Distribution Service,CN=Services,
 //! <configurationNamingContext>`. What a new key holds (MS-GKDI 3.1.4.1.1; the same attribute set
 //! Samba's `gkdi_create_root_key` in `source4/dsdb/gmsa/gkdi.c` writes): 64 random bytes from the OS
-//! CSPRNG (`msKds-RootKeyData`, never logged, wiped after the add), `msKds-CreateTime` and
+//! CSPRNG (`msKds-RootKeyData`: never logged; our copy is wiped, the one in ldap3's encoded request is
+//! freed unwiped), `msKds-CreateTime` and
 //! `msKds-UseStartTime` (NT time: 100 ns ticks since 1601), `msKds-DomainID` (the DN of the creating
 //! DC's computer object: the `serverReference` of the server object above rootDSE `dsServiceName`), and
 //! the algorithm parameters from the forest's Server Configuration object
@@ -21,7 +22,10 @@
 //! When a key serves (measured on Samba 4.22, `tests/kds_lab.rs`): the DC picks, for a gMSA password,
 //! the most recently created key whose use start is at or before the start of the current 10-hour key
 //! interval ([`RootKey::serves_gmsa_at`]); with none, creating a gMSA fails (`noSuchObject`, "failed to
-//! find a suitable root key"). [`EffectiveTime::Standard`] therefore means waiting up to 10 hours.
+//! find a suitable root key"). [`EffectiveTime::Standard`] therefore means waiting up to 10 hours. A
+//! key added over LDAP takes effect without restarting the DC (Samba reads the container each time).
+//! Never delete a key a gMSA's `msDS-ManagedPasswordId` names: reading that gMSA then fails outright
+//! (`operationsError`, "No such Base DN: CN=<key>,…"), and a new key does not mend it.
 
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,9 +58,9 @@ pub enum KdsError {
     Ldap {
         /// What was being done.
         what: String,
-        /// The error.
+        /// The error (boxed: ldap3's error is large and this one travels in every `Result`).
         #[source]
-        source: LdapError,
+        source: Box<LdapError>,
     },
     /// The DC refused: the bound account may not create (or read) root keys.
     #[error(
@@ -170,7 +174,8 @@ impl RootKey {
     }
 }
 
-/// Every root key of the forest, oldest use start first.
+/// Every root key of the forest, oldest use start first. An account without rights gets an empty list,
+/// not an error (the DC hides the objects; measured on Samba 4.22): bind as an admin.
 pub async fn root_keys(dc: &mut DcConn) -> Result<Vec<RootKey>, KdsError> {
     let config = root_dse_value(dc, "configurationNamingContext").await?;
     let container = format!("{ROOT_KEYS_CONTAINER},{config}");
@@ -439,7 +444,7 @@ fn binary_value(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
 fn ldap_err(what: &str) -> impl FnOnce(LdapError) -> KdsError + '_ {
     move |source| KdsError::Ldap {
         what: what.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -457,7 +462,7 @@ fn refusal(what: &str, e: LdapError) -> KdsError {
         },
         source => KdsError::Ldap {
             what: what.to_string(),
-            source,
+            source: Box::new(source),
         },
     }
 }

@@ -531,3 +531,58 @@ async fn an_agent_with_a_regular_account_switches_to_the_gmsa_and_keeps_syncing(
     );
     assert_eq!(graph_user_count(&t).await, ad_user_count(&dc));
 }
+
+/// Root key names as `samba-tool domain kds root-key list --json` prints them.
+fn root_key_ids(dc: &LabDc) -> Vec<String> {
+    let out = dc
+        .samba_tool(&["domain", "kds", "root-key", "list", "--json"])
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_lowercase())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_gmsa_in_a_forest_without_a_kds_root_key() {
+    let dc = LabDc::start();
+    let t = TenantFixture::start();
+    let root = tempfile::tempdir().unwrap();
+    // A forest that never had one (samba-tool, not the agent, removes the provisioned key).
+    for id in root_key_ids(&dc) {
+        dc.samba_tool(&["domain", "kds", "root-key", "delete", "--name", &id])
+            .unwrap();
+    }
+    assert!(root_key_ids(&dc).is_empty());
+    let a = Host::new(root.path(), "a");
+    let flags = [
+        "--service-account-type",
+        "create-gmsa",
+        "--host-account",
+        "KDSHOST",
+    ];
+    // The default, as Add-KdsRootKey: a key usable from the next 10-hour interval; the install stops
+    // and says when to run again.
+    let (code, out) = a.install(&dc, &t, &flags);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("had no KDS root key"), "{out}");
+    assert!(out.contains("serves them from"), "{out}");
+    let ids = root_key_ids(&dc);
+    assert_eq!(ids.len(), 1, "one key created: {ids:?}");
+    assert!(out.contains(&ids[0]), "the key is named: {out}");
+    // The lab form: usable at once; the gMSA is created and read.
+    let mut lab = flags.to_vec();
+    lab.push("--kds-root-key-immediately");
+    let (code, out) = a.install(&dc, &t, &lab);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("created the KDS root key"), "{out}");
+    assert!(out.contains("created the gMSA"), "{out}");
+    assert_eq!(root_key_ids(&dc).len(), 2);
+    // Once a key serves, a re-run creates none.
+    let (code, out) = a.install(&dc, &t, &lab);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("KDS root key"), "{out}");
+    assert_eq!(root_key_ids(&dc).len(), 2);
+}

@@ -63,6 +63,10 @@ pub struct InstallArgs {
     /// An existing account's password: a file's first line, or `-` for stdin.
     #[arg(long, value_name = "FILE|-")]
     pub service_account_password_file: Option<PathBuf>,
+    /// With create-gmsa in a forest without a KDS root key: create one usable at once instead of from
+    /// the next 10-hour key interval (for labs only, as Microsoft advises).
+    #[arg(long)]
+    pub kds_root_key_immediately: bool,
     /// This host's computer account in each domain (the principal that reads the gMSA's password);
     /// default: the host name's first label, upper-case.
     #[arg(long, value_name = "NAME")]
@@ -373,7 +377,13 @@ pub fn account_choice_of(
         } else {
             "create-gmsa"
         });
-    install::account::choice_of(kind, args.service_account.as_deref(), password)
+    let choice = install::account::choice_of(kind, args.service_account.as_deref(), password)?;
+    Ok(match choice {
+        AccountChoice::CreateGmsa(name, _) if args.kds_root_key_immediately => {
+            AccountChoice::CreateGmsa(name, install::account::KdsPolicy::Immediately)
+        }
+        other => other,
+    })
 }
 
 /// The domains an earlier install configured, as targets to check again (URL and CA kept).

@@ -343,6 +343,7 @@ fn installed_choice(config: &cloudsync_agent::config::Config) -> anyhow::Result<
     if d.account == AccountForm::Gmsa {
         return Ok(AccountChoice::CreateGmsa(
             name.trim_end_matches('$').to_string(),
+            install::account::KdsPolicy::Standard,
         ));
     }
     let created = d.password_file.as_deref().is_some_and(|f| {

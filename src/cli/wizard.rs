@@ -237,7 +237,7 @@ fn service_account_step(
         ),
     };
     let initial = match default {
-        Ok(AccountChoice::CreateGmsa(n) | AccountChoice::CreateRegular(n)) => n,
+        Ok(AccountChoice::CreateGmsa(n, _) | AccountChoice::CreateRegular(n)) => n,
         _ => args.service_account.clone().unwrap_or_default(),
     };
     let name: String = Input::with_theme(theme)
@@ -250,7 +250,12 @@ fn service_account_step(
     } else {
         None
     };
-    let choice = install::account::choice_of(kinds[i], Some(name.trim()), password)?;
+    let choice = match install::account::choice_of(kinds[i], Some(name.trim()), password)? {
+        AccountChoice::CreateGmsa(n, _) if args.kds_root_key_immediately => {
+            AccountChoice::CreateGmsa(n, install::account::KdsPolicy::Immediately)
+        }
+        other => other,
+    };
     println!("Using: {}.", choice.describe());
     Ok(choice)
 }

@@ -8,6 +8,9 @@
 //!   connection, and which hash to present around a password change.
 //! - [`provision`]: the account made by the installer as the domain administrator: this host's computer
 //!   account, the gMSA and its allowed principals, or a regular account with a random password.
+//! - [`kds`]: the forest's KDS root keys (what every gMSA password is derived from), listed and created
+//!   over LDAP as `Add-KdsRootKey` / `samba-tool domain kds root-key create` do.
+//! - [`kds_params`]: the MS-GKDI default parameter blobs a root key carries, the key interval, NT time.
 //! - [`security_descriptor`]: the binary self-relative security descriptor (MS-DTYP 2.4.6), parsed,
 //!   edited and written back byte-exact, with an SDDL rendering.
 //! - [`permissions`]: the ACEs each feature needs (`agent permissions set|check --type …`), added
@@ -15,6 +18,8 @@
 
 pub mod gmsa;
 pub mod gmsa_blob;
+pub mod kds;
+pub mod kds_params;
 pub mod permissions;
 pub mod provision;
 pub mod security_descriptor;

@@ -37,7 +37,7 @@ use crate::source::ldap::{BindCredential, DomainConfig};
 #[derive(Debug, Clone)]
 pub enum AccountChoice {
     /// Create (or join) the gMSA of this name (without `$`).
-    CreateGmsa(String),
+    CreateGmsa(String, KdsPolicy),
     /// Use this existing gMSA (without `$`).
     CustomGmsa(String),
     /// Create (or keep) a regular user of this name with a random password.
@@ -51,11 +51,23 @@ pub enum AccountChoice {
     },
 }
 
+/// What "Create gMSA" does when no KDS root key serves gMSA passwords yet (a Windows forest that never
+/// used one; Samba's provision makes one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KdsPolicy {
+    /// Create one with the standard effective time (usable from the next 10-hour key interval, so the
+    /// install stops and says when to run it again) — `Add-KdsRootKey`'s default.
+    #[default]
+    Standard,
+    /// Create one usable at once (`--kds-root-key-immediately`; Microsoft recommends it for labs only).
+    Immediately,
+}
+
 impl AccountChoice {
     /// The form's name, as `--service-account-type` takes it and the summary shows it.
     pub fn kind(&self) -> &'static str {
         match self {
-            AccountChoice::CreateGmsa(_) => "create-gmsa",
+            AccountChoice::CreateGmsa(..) => "create-gmsa",
             AccountChoice::CustomGmsa(_) => "custom-gmsa",
             AccountChoice::CreateRegular(_) => "create-regular",
             AccountChoice::Existing { .. } => "existing",
@@ -65,7 +77,7 @@ impl AccountChoice {
     /// One line for the summary: which form, and why.
     pub fn describe(&self) -> String {
         match self {
-            AccountChoice::CreateGmsa(n) => format!(
+            AccountChoice::CreateGmsa(n, _) => format!(
                 "group managed service account {n}$ (created or joined; the domain controller manages its password, this host reads it as its own computer account)"
             ),
             AccountChoice::CustomGmsa(n) => format!(
@@ -98,6 +110,7 @@ pub fn choice_of(
             name.unwrap_or(provision::DEFAULT_GMSA)
                 .trim_end_matches('$')
                 .to_string(),
+            KdsPolicy::Standard,
         ),
         "custom-gmsa" => AccountChoice::CustomGmsa(
             name.ok_or_else(|| bad("--service-account-type custom-gmsa needs --service-account NAME (the existing gMSA)"))?
@@ -239,7 +252,7 @@ async fn provision_with(
     let mut keys = toml::Table::new();
     let mut files = Vec::new();
     match choice {
-        AccountChoice::CreateGmsa(name) | AccountChoice::CustomGmsa(name) => {
+        AccountChoice::CreateGmsa(name, _) | AccountChoice::CustomGmsa(name) => {
             let host_file = host_password_file(layout, &dns);
             let host = provision::ensure_host_account(
                 dc,
@@ -258,7 +271,10 @@ async fn provision_with(
                 .await
                 .map_err(prov(&dns))?;
             let gmsa = match (choice, found) {
-                (AccountChoice::CreateGmsa(_), None) => {
+                (AccountChoice::CreateGmsa(_, kds_policy), None) => {
+                    if let Some(line) = ensure_root_key(dc, &dns, *kds_policy).await? {
+                        lines.push(line);
+                    }
                     let g = provision::create_gmsa(dc, admin_cfg, name, &host.sid)
                         .await
                         .map_err(prov(&dns))?;
@@ -268,7 +284,7 @@ async fn provision_with(
                     ));
                     g
                 }
-                (AccountChoice::CreateGmsa(_), Some(g)) => {
+                (AccountChoice::CreateGmsa(..), Some(g)) => {
                     let added = provision::allow_principal(dc, &g, &host.sid)
                         .await
                         .map_err(prov(&dns))?;
@@ -346,6 +362,47 @@ async fn provision_with(
     })
 }
 
+/// Makes sure a KDS root key serves gMSA passwords now (MS-GKDI; [`crate::account::kds`]): nothing to do
+/// when one does; else one is created under `policy` — usable at once, or (the default) from the next
+/// 10-hour key interval, when the install stops with the time to run it again. Returns a line to print.
+async fn ensure_root_key(
+    dc: &mut DcConn,
+    dns: &str,
+    policy: KdsPolicy,
+) -> Result<Option<String>, InstallError> {
+    use crate::account::kds::{self, EffectiveTime};
+    let kds_err = |e: kds::KdsError| InstallError::Account(format!("{dns}: {e}"));
+    let now = std::time::SystemTime::now();
+    let keys = kds::root_keys(dc).await.map_err(kds_err)?;
+    if keys.iter().any(|k| k.serves_gmsa_at(now)) {
+        return Ok(None);
+    }
+    let pending = keys.iter().max_by_key(|k| k.use_start).cloned();
+    let key = match (pending, policy) {
+        (Some(k), KdsPolicy::Standard) => k,
+        (_, KdsPolicy::Immediately) => kds::create_root_key(dc, EffectiveTime::Immediately)
+            .await
+            .map_err(kds_err)?,
+        (None, KdsPolicy::Standard) => kds::create_root_key(dc, EffectiveTime::Standard)
+            .await
+            .map_err(kds_err)?,
+    };
+    if key.serves_gmsa_at(std::time::SystemTime::now()) {
+        return Ok(Some(format!(
+            "{dns}: created the KDS root key {} (usable at once: --kds-root-key-immediately)",
+            key.id
+        )));
+    }
+    let from = kds::serves_from(&key);
+    Err(InstallError::Account(format!(
+        "{dns}: the forest had no KDS root key that serves gMSA passwords yet; the key {} serves them from {} UTC (the domain controllers get up to 10 hours to replicate it). Run the install again then, or choose --service-account-type create-regular now (--kds-root-key-immediately makes it usable at once: for labs only, as Microsoft advises)",
+        key.id,
+        time::OffsetDateTime::from(from)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    )))
+}
+
 /// Reads the gMSA's password as the host and binds as the gMSA with it (NTLM), the agent's own path.
 async fn prove_gmsa(
     admin_cfg: &DomainConfig,
@@ -403,7 +460,7 @@ mod tests {
     fn choices_parse_with_their_defaults_and_refuse_what_is_missing() {
         assert!(matches!(
             choice_of("create-gmsa", None, None).unwrap(),
-            AccountChoice::CreateGmsa(n) if n == "provAgentgMSA"
+            AccountChoice::CreateGmsa(n, KdsPolicy::Standard) if n == "provAgentgMSA"
         ));
         assert!(matches!(
             choice_of("custom-gmsa", Some("mygmsa$"), None).unwrap(),

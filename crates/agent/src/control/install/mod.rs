@@ -307,7 +307,7 @@ pub async fn apply(
         "environment": plan.environment.as_str(),
         "serviceAccount": match &plan.account {
             AccountChoice::Existing { account, .. } => account.clone(),
-            AccountChoice::CreateGmsa(n) | AccountChoice::CustomGmsa(n) => format!("{n}$"),
+            AccountChoice::CreateGmsa(n, _) | AccountChoice::CustomGmsa(n) => format!("{n}$"),
             AccountChoice::CreateRegular(n) => n.clone(),
         },
         "serviceAccountType": plan.account.kind(),

@@ -95,6 +95,37 @@ pub struct WritebackAnswer {
     pub message: String,
 }
 
+/// `PUT /api/v1/configurations/{id}/writeback` (admins): both writeback switches of a configuration,
+/// the `Set-AADCloudSyncPasswordWritebackConfiguration` analogue (`cloudsync agent writeback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WritebackSwitches {
+    /// Password writeback (`ConfigurationSpec::password_writeback`).
+    pub enabled: bool,
+    /// Users may unlock their account without resetting the password
+    /// (`ConfigurationSpec::allow_unlock`); omitted means false.
+    #[serde(default)]
+    pub allow_unlock: bool,
+}
+
+/// The answer of `GET|PUT /api/v1/configurations/{id}/writeback`: the switches and whether an agent
+/// can carry writeback out for the configuration now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WritebackStatus {
+    /// The configuration.
+    pub configuration_id: Uuid,
+    /// The configuration's revision after the change.
+    pub revision: u64,
+    /// Password writeback is on.
+    pub enabled: bool,
+    /// Unlock without reset is allowed.
+    pub allow_unlock: bool,
+    /// Agents paired with the configuration that are Active and have registered a writeback key;
+    /// writeback requests are refused while this is empty.
+    pub ready_agents: Vec<Uuid>,
+}
+
 /// Applied.
 pub const SUCCESS: u32 = 0;
 /// Anything else, with AD's text (also: the request expired).

@@ -159,6 +159,10 @@ pub struct AgentRecord {
     pub secret_sha256: String,
     /// Last heartbeat or registration, RFC 3339.
     pub last_seen: String,
+    /// The agent's X25519 public key for password writeback (standard base64 of 32 bytes), once
+    /// it registered one (`PUT /api/v1/agents/{id}/writebackKey`). Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writeback_public_key: Option<String>,
 }
 
 /// A configuration plus the tenant's bookkeeping for it.

@@ -211,7 +211,6 @@ fn tenant(ous: &[&str], mappings: &[(&str, &str)], revision: u64) -> DomainSetti
         delete_threshold: 500,
         password_hash_sync: true,
         password_writeback: false,
-        allow_unlock: false,
     }
 }
 

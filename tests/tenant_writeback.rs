@@ -663,3 +663,97 @@ async fn self_service_codes_reset_and_unlock() {
     assert_eq!(r.status(), 403);
     e.assert_nowhere(&password);
 }
+
+#[tokio::test]
+async fn the_portal_shows_the_writeback_agent_and_switches_unlock() {
+    let e = env(true, false, "5").await;
+    let set_cookie = e.t.portal_set_cookie(GA).await;
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let page = |cookie: String| {
+        let client = e.t.client.clone();
+        let url = e.t.at("/");
+        async move {
+            let r = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = page(cookie.clone()).await;
+    assert!(
+        html.contains("Allow users to unlock accounts without resetting their password"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "<td class=\"writeback-agent\"><span class=\"status-active\">Active</span>: dc1</td>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("action=\"/portal/unlock\" class=\"unlock\""));
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let post = |fields: Vec<(&'static str, String)>| {
+        let client = e.t.no_redirect_client();
+        let url = e.t.at("/portal/unlock");
+        let cookie = cookie.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            client
+                .post(url)
+                .header("cookie", cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&pairs))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let fields = |csrf: &str| {
+        vec![
+            ("configurationId", e.config.clone()),
+            ("enabled", "true".to_owned()),
+            ("csrf", csrf.to_owned()),
+        ]
+    };
+    assert_eq!(
+        post(fields("wrong")).await,
+        403,
+        "the CSRF token is checked"
+    );
+    assert_eq!(post(fields(&csrf)).await, 303);
+    let cfg =
+        e.t.get_json(&e.ga, format!("/api/v1/configurations/{}", e.config))
+            .await;
+    assert_eq!(cfg["spec"]["allowUnlock"], true);
+    assert_eq!(
+        cfg["spec"]["passwordWriteback"], true,
+        "the other switch kept"
+    );
+
+    // Without a key no agent serves writeback.
+    let t = TenantFixture::start();
+    let ga = t.user_token(GA).await;
+    t.register_agent(&ga, "dc2", &["corp.example.com"]).await;
+    t.create_config(&ga, json!({"domain": "corp.example.com"}))
+        .await;
+    let html = t.portal_page(GA, "/").await;
+    assert!(
+        html.contains(
+            "<td class=\"writeback-agent\"><span class=\"status-inactive\">None active</span></td>"
+        ),
+        "{html}"
+    );
+}

@@ -33,6 +33,11 @@
 //!   versions make that a no-op — then `format` becomes `2`, then `anchors` is dropped. A crash in between leaves format `1`, and
 //!   the next open redoes the copy from the start. A format newer than [`FORMAT`] is refused.
 //!
+//! Fields added with `#[serde(default)]` need no new format: `AgentRecord::writeback_public_key`
+//! (the agent's X25519 public key, absent until it registers one) and the configuration's
+//! `allowUnlock` (false when absent). Password writeback requests are never stored: they live in
+//! [`super::writeback_queue`], in memory only.
+//!
 //! Deleted objects stay in `objects` as tombstones (`deleted: true`) so that a replayed older upsert is
 //! recognised as stale; their UPN index entry and memberships are removed. Nothing is ever purged.
 //!

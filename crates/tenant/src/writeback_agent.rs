@@ -146,7 +146,7 @@ pub async fn answer(
     if first {
         tracing::info!(agent_id = %agent.id, request_id = %request_id, code, "Password writeback answered.");
     } else {
-        tracing::info!(agent_id = %agent.id, request_id = %request_id, code, "Repeated password writeback answer ignored.");
+        tracing::info!(agent_id = %agent.id, request_id = %request_id, code, "Repeated or late password writeback answer ignored.");
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,6 +48,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
             mappings: vec![],
             password_hash_sync: false,
             password_writeback: false,
+            allow_unlock: false,
             delete_threshold: 0,
         },
     );

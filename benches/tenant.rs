@@ -69,6 +69,7 @@ fn config_record() -> ConfigRecord {
             mappings: vec![],
             password_hash_sync: true,
             password_writeback: false,
+            allow_unlock: false,
             delete_threshold: 500,
         },
     )

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Length of the delete-threshold counting window, in seconds.
     #[arg(long, default_value_t = 120)]
     pub delete_window_secs: u64,
+    /// How long a password reset or unlock waits for the agent's answer, in seconds (also the
+    /// writeback request's lifetime); 1 to 60.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub writeback_wait_secs: u64,
     /// Smart lockout: failed passwords for one account from one address that lock it (Entra: 10).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub lockout_threshold: u32,
@@ -133,6 +137,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             heartbeat_interval_secs: args.heartbeat_interval_secs,
             agent_inactive_after_secs: args.agent_inactive_after_secs,
             delete_window_secs: args.delete_window_secs,
+            writeback_wait: Duration::from_secs(args.writeback_wait_secs),
             lockout: LockoutPolicy {
                 threshold: args.lockout_threshold,
                 duration: Duration::from_secs(args.lockout_duration_secs),

@@ -47,6 +47,11 @@ pub struct ConfigurationSpec {
     /// Whether cloud password resets are written back to AD.
     #[serde(default)]
     pub password_writeback: bool,
+    /// Whether users may unlock their account without resetting the password (self-service unlock,
+    /// written back as `lockoutTime = 0`). Needs `password_writeback` too. Absent in stores and
+    /// bodies that predate it: false.
+    #[serde(default)]
+    pub allow_unlock: bool,
     /// Accidental-delete prevention: deletes per sync window that stop the configuration; 0 disables it.
     #[serde(default = "default_delete_threshold")]
     pub delete_threshold: u32,

@@ -21,6 +21,8 @@
 //! - `GET /api/v1/provisioningLogs` — [`logs::LogQuery`] → [`logs::LogPage`].
 //! - `GET /api/v1/agents/{agentId}` — the agent itself or an admin → [`agent::AgentInfo`].
 //! - `GET|PUT /api/v1/releases/latest` — the release channel ([`release`]).
+//! - `PUT /api/v1/agents/{agentId}/writebackKey`, `GET /api/v1/agents/{agentId}/writeback/requests`,
+//!   `POST …/writeback/requests/{requestId}/answer` — password writeback ([`writeback`]).
 //!
 //! Errors on every route use the OData error body ([`error::ODataError`]); 429 and 503 carry
 //! `Retry-After` in seconds.
@@ -34,6 +36,7 @@ pub mod logs;
 pub mod ops;
 pub mod orgid;
 pub mod release;
+pub mod writeback;
 
 /// The largest number of operations one batch may carry; larger batches are answered with 413.
 pub const MAX_BATCH_OPERATIONS: usize = 500;

@@ -48,6 +48,7 @@ pub async fn register(
         client_id: Uuid::new_v4().to_string(),
         secret_sha256: hex::encode(sha2::Sha256::digest(secret.as_bytes())),
         last_seen: now_rfc3339(),
+        writeback_public_key: None,
     };
     put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
     state

@@ -292,6 +292,7 @@ fn new_config() -> ConfigRecord {
             mappings: vec![],
             password_hash_sync: true,
             password_writeback: false,
+            allow_unlock: false,
             delete_threshold: 0,
         },
     )

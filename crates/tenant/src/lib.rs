@@ -37,6 +37,14 @@
 //! - [`portal_auth`], [`session`] — the portal's sign-in, sessions, CSRF token and security headers.
 //! - [`lockout`]      — smart lockout of every password check (AADSTS50053); tests in `lockout_tests.rs`.
 //! - [`error`]        — OData error bodies and body extractors that never panic.
+//! - [`writeback_queue`] — password writeback requests in memory: hand-out, re-hand-out, expiry,
+//!   answers; tests in `writeback_queue_tests.rs`.
+//! - [`writeback_submit`] — a reset or unlock checked (synced user, switches, ready agent), the
+//!   password sealed to the agents' keys and wiped, queued, and the bounded wait for the answer.
+//! - [`writeback_agent`] — the agent's writeback key, long poll and answers.
+//! - [`writeback_graph`] — Graph's `resetPassword` (202 + operation) and `PATCH` `passwordProfile`.
+//! - [`sspr`], [`sspr_codes`] — self-service reset and unlock with one-time codes and their channel.
+//! - [`writeback_switch`] — `GET|PUT /api/v1/configurations/{id}/writeback` for admins.
 
 pub mod admin;
 pub mod agent_health;
@@ -62,12 +70,19 @@ pub mod release;
 pub mod server;
 pub mod session;
 pub mod signin;
+pub mod sspr;
+pub mod sspr_codes;
 pub mod state;
 pub mod store;
 mod store_format;
 pub mod throttle;
 pub mod tls;
 pub mod token;
+pub mod writeback_agent;
+pub mod writeback_graph;
+pub mod writeback_queue;
+pub mod writeback_submit;
+pub mod writeback_switch;
 
 pub use server::{RunningTenant, ServeConfig, ServeError, start};
 pub use state::TenantOptions;

@@ -5,8 +5,10 @@
 //! and the recent provisioning log with a search box by object id (`/?objectId=…`). Everything
 //! here needs a portal session of a Global or Hybrid Identity Administrator
 //! ([`super::portal_auth`]): without one, `GET /` redirects to the sign-in page and shows no data.
-//! Flipping the writeback switch posts a form carrying the session's CSRF token. No JavaScript: the
-//! page renders completely on the server.
+//! Flipping the writeback switch (`/portal/writeback`) or the "Allow users to unlock accounts
+//! without resetting their password" switch (`/portal/unlock`) posts a form carrying the session's
+//! CSRF token; each configuration row also shows the agents that can carry writeback out (Active,
+//! with a registered writeback key). No JavaScript: the page renders completely on the server.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -25,7 +27,8 @@ use super::error::{ApiError, ApiQuery};
 use super::logs::search;
 use super::portal_auth::{check_csrf, require_session, session};
 use super::state::SharedState;
-use super::store::{StoredObject, decode, put_json};
+use super::store::{StoredObject, decode};
+use cloudsync_api::writeback::WritebackSwitches;
 
 /// A configuration's health as the portal cell shows it: the label, plus the count that explains it.
 fn health_text(health: &cloudsync_api::config::Health) -> String {
@@ -133,35 +136,57 @@ pub async fn page(
     }
     h.push_str("</tbody></table></section>");
 
-    h.push_str("<section id=\"configurations\"><h2>Configurations</h2><table><thead><tr><th>Domain</th><th>Health</th><th>Password hash sync</th><th>Password writeback</th><th>Delete threshold</th><th>Last sync</th></tr></thead><tbody>");
+    h.push_str("<section id=\"configurations\"><h2>Configurations</h2><table><thead><tr><th>Domain</th><th>Health</th><th>Password hash sync</th><th>Password writeback</th><th>Allow users to unlock accounts without resetting their password</th><th>Writeback agent</th><th>Delete threshold</th><th>Last sync</th></tr></thead><tbody>");
     let configs = all_configs(&state)?;
     if configs.is_empty() {
-        h.push_str("<tr><td colspan=\"6\">No configurations.</td></tr>");
+        h.push_str("<tr><td colspan=\"8\">No configurations.</td></tr>");
     }
+    let hosts: HashMap<Uuid, String> = agent_infos(&state)?
+        .into_iter()
+        .map(|a| (a.id, a.host_name))
+        .collect();
     for r in configs {
         let cfg = &super::agent_health::effective(&r);
         let on_off = |b: bool| if b { "On" } else { "Off" };
+        let switch = |action: &str, class: &str, on: bool| {
+            format!(
+                "<form method=\"post\" action=\"{action}\" class=\"{class}\">\
+                 <input type=\"hidden\" name=\"configurationId\" value=\"{cid}\">\
+                 <input type=\"hidden\" name=\"enabled\" value=\"{next}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <span class=\"switch\">{state}</span> \
+                 <button type=\"submit\">Turn {verb}</button></form>",
+                cid = cfg.id,
+                next = !on,
+                csrf = esc(&session.csrf),
+                state = on_off(on),
+                verb = if on { "off" } else { "on" },
+            )
+        };
+        let ready: Vec<String> = super::writeback_submit::ready_agents(&state, &cfg.spec.domain)?
+            .into_iter()
+            .map(|(id, _)| esc(hosts.get(&id).map_or("?", String::as_str)))
+            .collect();
+        let agent_cell = if ready.is_empty() {
+            "<span class=\"status-inactive\">None active</span>".to_owned()
+        } else {
+            format!(
+                "<span class=\"status-active\">Active</span>: {}",
+                ready.join(", ")
+            )
+        };
         let _ = write!(
             h,
-            "<tr class=\"configuration\"><td>{domain}</td><td class=\"health\">{health}</td><td>{phs}</td><td>\
-             <form method=\"post\" action=\"/portal/writeback\" class=\"writeback\">\
-             <input type=\"hidden\" name=\"configurationId\" value=\"{cid}\">\
-             <input type=\"hidden\" name=\"enabled\" value=\"{next}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <span class=\"switch\">{wb}</span> \
-             <button type=\"submit\">Turn {verb}</button></form></td><td>{thr}</td><td>{last}</td></tr>",
+            "<tr class=\"configuration\"><td>{domain}</td><td class=\"health\">{health}</td><td>{phs}</td><td>{wb}</td><td>{unlock}</td><td class=\"writeback-agent\">{agent_cell}</td><td>{thr}</td><td>{last}</td></tr>",
             domain = esc(&cfg.spec.domain),
             health = health_text(&cfg.health),
             phs = on_off(cfg.spec.password_hash_sync),
-            cid = cfg.id,
-            csrf = esc(&session.csrf),
-            next = !cfg.spec.password_writeback,
-            wb = on_off(cfg.spec.password_writeback),
-            verb = if cfg.spec.password_writeback {
-                "off"
-            } else {
-                "on"
-            },
+            wb = switch(
+                "/portal/writeback",
+                "writeback",
+                cfg.spec.password_writeback
+            ),
+            unlock = switch("/portal/unlock", "unlock", cfg.spec.allow_unlock),
             thr = cfg.spec.delete_threshold,
             last = esc(cfg.last_sync.as_deref().unwrap_or("never")),
         );
@@ -215,6 +240,15 @@ pub async fn page(
     Ok(Html(h).into_response())
 }
 
+/// Which switch a portal form flips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    /// Password writeback.
+    Writeback,
+    /// Unlock without reset.
+    Unlock,
+}
+
 /// `POST /portal/writeback` (`configurationId`, `enabled`, `csrf`): flips password writeback for
 /// a configuration. Needs a portal session (401) and its CSRF token (403), checked before the
 /// other fields are read.
@@ -223,6 +257,27 @@ pub async fn set_writeback(
     headers: HeaderMap,
     uri: Uri,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    flip(state, headers, uri, form, Switch::Writeback).await
+}
+
+/// `POST /portal/unlock` (`configurationId`, `enabled`, `csrf`): flips "Allow users to unlock
+/// accounts without resetting their password", with the checks of [`set_writeback`].
+pub async fn set_unlock(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    flip(state, headers, uri, form, Switch::Unlock).await
+}
+
+async fn flip(
+    state: SharedState,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+    which: Switch,
 ) -> Result<Response, ApiError> {
     let session = require_session(&state, &headers, &uri)?;
     let form = match form {
@@ -253,12 +308,19 @@ pub async fn set_writeback(
             .ok_or_else(|| {
                 ApiError::NotFound(format!("Configuration {configuration_id} does not exist."))
             })?;
-    if record.config.spec.password_writeback != enabled {
-        record.config.spec.password_writeback = enabled;
-        record.config.revision += 1;
-        put_json(&state.store.configs, configuration_id.as_bytes(), &record)?;
-        state.store.flush().await?;
-        tracing::info!(configuration = %configuration_id, enabled, by = %session.user_id, "Password writeback switched.");
+    let spec = &record.config.spec;
+    let switches = match which {
+        Switch::Writeback => WritebackSwitches {
+            enabled,
+            allow_unlock: spec.allow_unlock,
+        },
+        Switch::Unlock => WritebackSwitches {
+            enabled: spec.password_writeback,
+            allow_unlock: enabled,
+        },
+    };
+    if super::writeback_switch::set(&state, &mut record, switches).await? {
+        tracing::info!(configuration = %configuration_id, switch = ?which, enabled, by = %session.user_id, "Password writeback switched.");
     }
     Ok((StatusCode::SEE_OTHER, Redirect::to("/")).into_response())
 }

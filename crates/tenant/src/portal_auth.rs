@@ -45,6 +45,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/portal/signin", get(signin_page).post(signin))
         .route("/portal/signout", post(signout))
         .route("/portal/writeback", post(portal::set_writeback))
+        .route("/portal/unlock", post(portal::set_unlock))
         .route("/portal/portal.css", get(style))
         .layer(axum::middleware::map_response(security_headers))
 }

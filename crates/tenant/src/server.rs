@@ -23,6 +23,7 @@ use super::throttle::ThrottleSettings;
 use super::tls::{self, TlsError, TlsMaterial};
 use super::{
     admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, release, signin,
+    sspr, writeback_agent, writeback_graph, writeback_switch,
 };
 
 /// Errors starting the server.
@@ -164,6 +165,29 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(auth::jwks))
         .route("/{tenant}/signin", post(signin::signin))
+        .route(
+            "/{tenant}/sspr/verificationCode",
+            post(sspr::verification_code),
+        )
+        .route("/{tenant}/sspr/resetPassword", post(sspr::reset_password))
+        .route("/{tenant}/sspr/unlock", post(sspr::unlock))
+        .route("/api/v1/sspr/channel", get(sspr::channel))
+        .route(
+            "/api/v1/agents/{id}/writebackKey",
+            axum::routing::put(writeback_agent::put_key),
+        )
+        .route(
+            "/api/v1/agents/{id}/writeback/requests",
+            get(writeback_agent::poll),
+        )
+        .route(
+            "/api/v1/agents/{id}/writeback/requests/{request_id}/answer",
+            post(writeback_agent::answer),
+        )
+        .route(
+            "/api/v1/configurations/{id}/writeback",
+            get(writeback_switch::get).put(writeback_switch::put),
+        )
         .route("/api/v1/agents", post(agents::register).get(agents::list))
         .route(
             "/api/v1/agents/{id}",
@@ -200,6 +224,18 @@ pub fn router(state: SharedState) -> Router {
             get(admin::get_faults).put(admin::put_faults),
         )
         .route("/v1.0/$batch", post(graph_batch::batch))
+        .route(
+            "/v1.0/users/{id}",
+            get(graph::get).patch(writeback_graph::patch_user),
+        )
+        .route(
+            "/v1.0/users/{id}/authentication/methods/{method}/resetPassword",
+            post(writeback_graph::reset_password),
+        )
+        .route(
+            "/v1.0/users/{id}/authentication/operations/{operation}",
+            get(writeback_graph::operation),
+        )
         .route("/v1.0/{*path}", get(graph::get))
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async {

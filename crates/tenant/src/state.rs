@@ -32,7 +32,13 @@ pub struct TenantOptions {
     pub scheme: String,
     /// Smart lockout of password checks (token endpoint, `/signin`, portal sign-in).
     pub lockout: LockoutPolicy,
+    /// How long a password reset or unlock waits for the agent's answer (at most
+    /// [`MAX_WRITEBACK_WAIT`]); also the request's lifetime in the queue.
+    pub writeback_wait: std::time::Duration,
 }
+
+/// The longest bounded wait for a writeback answer (a Graph client's own timeout is 100 s).
+pub const MAX_WRITEBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for TenantOptions {
     fn default() -> Self {
@@ -45,6 +51,7 @@ impl Default for TenantOptions {
             quarantine_after_failed_batches: 3,
             scheme: "https".to_owned(),
             lockout: LockoutPolicy::default(),
+            writeback_wait: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -68,6 +75,10 @@ pub struct TenantState {
     pub lockout: Lockout,
     /// Portal sign-in sessions.
     pub sessions: Sessions,
+    /// Password writeback requests waiting for, or answered by, agents (memory only).
+    pub writeback: super::writeback_queue::WritebackQueue,
+    /// Self-service verification codes and the stand-in delivery channel (memory only).
+    pub sspr: super::sspr_codes::SsprCodes,
 }
 
 /// Shared handle.
@@ -98,6 +109,10 @@ impl TenantState {
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
             key
         })?;
+        let mut options = options;
+        options.writeback_wait = options
+            .writeback_wait
+            .clamp(std::time::Duration::from_secs(1), MAX_WRITEBACK_WAIT);
         let users = seed
             .users
             .iter()
@@ -124,6 +139,8 @@ impl TenantState {
             options,
             throttle: Throttle::new(throttle),
             apply_lock: tokio::sync::Mutex::new(()),
+            writeback: Default::default(),
+            sspr: Default::default(),
         })
     }
 }

@@ -33,6 +33,11 @@
 //!   versions make that a no-op — then `format` becomes `2`, then `anchors` is dropped. A crash in between leaves format `1`, and
 //!   the next open redoes the copy from the start. A format newer than [`FORMAT`] is refused.
 //!
+//! Fields added with `#[serde(default)]` need no new format: `AgentRecord::writeback_public_key`
+//! (the agent's X25519 public key, absent until it registers one) and the configuration's
+//! `allowUnlock` (false when absent). Password writeback requests are never stored: they live in
+//! [`super::writeback_queue`], in memory only.
+//!
 //! Deleted objects stay in `objects` as tombstones (`deleted: true`) so that a replayed older upsert is
 //! recognised as stale; their UPN index entry and memberships are removed. Nothing is ever purged.
 //!
@@ -159,6 +164,10 @@ pub struct AgentRecord {
     pub secret_sha256: String,
     /// Last heartbeat or registration, RFC 3339.
     pub last_seen: String,
+    /// The agent's X25519 public key for password writeback (standard base64 of 32 bytes), once
+    /// it registered one (`PUT /api/v1/agents/{id}/writebackKey`). Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writeback_public_key: Option<String>,
 }
 
 /// A configuration plus the tenant's bookkeeping for it.

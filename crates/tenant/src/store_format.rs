@@ -81,6 +81,7 @@ mod tests {
             mappings: vec![],
             password_hash_sync: true,
             password_writeback: false,
+            allow_unlock: false,
             delete_threshold: 0,
         };
         let record = ConfigRecord::new(Uuid::new_v4(), spec);

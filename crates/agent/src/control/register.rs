@@ -178,6 +178,7 @@ async fn ensure_configuration(
         mappings: Vec::new(),
         password_hash_sync: true,
         password_writeback: false,
+        allow_unlock: false,
         delete_threshold,
     };
     let created: Configuration = client

@@ -393,6 +393,7 @@ mod tests {
                 mappings: Vec::new(),
                 password_hash_sync: phs,
                 password_writeback: false,
+                allow_unlock: false,
                 delete_threshold: 500,
             },
             health: Health::Healthy,

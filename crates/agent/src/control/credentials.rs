@@ -35,6 +35,14 @@ pub struct AgentCredentials {
     /// Configuration id per domain DNS name (lower case).
     #[serde(default)]
     pub configurations: BTreeMap<String, Uuid>,
+    /// The X25519 private key password writeback requests are sealed to (32 bytes, standard base64;
+    /// never logged). Made at registration, or by the daemon for an agent registered before it existed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_secret_string"
+    )]
+    pub writeback_private_key: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for AgentCredentials {
@@ -44,6 +52,10 @@ impl std::fmt::Debug for AgentCredentials {
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field(
+                "writeback_private_key",
+                &self.writeback_private_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("configurations", &self.configurations)
             .finish()
     }
@@ -138,6 +150,27 @@ impl AgentCredentials {
     }
 }
 
+mod opt_secret_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Zeroizing<String>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Zeroizing<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(|o| o.map(Zeroizing::new))
+    }
+}
+
 mod secret_string {
     use serde::{Deserialize, Deserializer, Serializer};
     use zeroize::Zeroizing;
@@ -163,6 +196,7 @@ mod tests {
             client_secret: Zeroizing::new("s3cret-value".into()),
             token_endpoint: "/t/oauth2/v2.0/token".into(),
             configurations: [("corp.example.test".to_string(), Uuid::from_u128(3))].into(),
+            writeback_private_key: Some(Zeroizing::new("d2ItcHJpdmF0ZS1rZXk=".into())),
         }
     }
 
@@ -180,6 +214,11 @@ mod tests {
             Some(Uuid::from_u128(3))
         );
         assert!(!format!("{back:?}").contains("s3cret"));
+        assert!(!format!("{back:?}").contains("d2ItcHJpdmF0ZS1rZXk"));
+        assert_eq!(
+            back.writeback_private_key.as_deref().map(String::as_str),
+            Some("d2ItcHJpdmF0ZS1rZXk=")
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(
             AgentCredentials::load(&path),

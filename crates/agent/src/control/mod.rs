@@ -11,6 +11,8 @@
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
 //! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
 //! - [`updater`] — the release-channel check behind `cloudsync updater run`.
+//! - [`writeback_relay`] — password writeback's relay: the agent's X25519 key, the long poll for
+//!   requests and the answers (the AD side is [`crate::writeback`]).
 //! - [`doctor`] — `agent doctor`: every check of an installed agent, each failure with its fix.
 //! - [`install`] — `agent install` (wizard and unattended), its cmdlets and `agent uninstall`, as
 //!   library steps: sign-in, domains, files, registration, services, verification.
@@ -28,3 +30,4 @@ pub mod service_unit;
 pub mod state_check;
 pub mod tenant_client;
 pub mod updater;
+pub mod writeback_relay;

@@ -65,6 +65,7 @@ pub async fn register_as(
                 client_secret: zeroize::Zeroizing::new(reg.client_secret),
                 token_endpoint: reg.token_endpoint,
                 configurations: Default::default(),
+                writeback_private_key: None,
             }
         }
     };

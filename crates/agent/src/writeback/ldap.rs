@@ -213,7 +213,7 @@ fn finish(
     }
     let upn = user.upn.clone();
     let dn = found.dn;
-    let text = res.text.trim().to_owned();
+    let text = one_line(&res.text);
     Err(match Refusal::classify(res.rc, &text, wrote_password) {
         Refusal::Denied => WritebackError::Denied {
             user: upn,
@@ -242,6 +242,17 @@ fn finish(
             text,
         },
     })
+}
+
+/// AD's diagnostic text on one line (Samba and Windows put a newline before the detail), at most
+/// 500 characters: it is network input and ends up in a JSON answer and the journal.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(500)
+        .collect()
 }
 
 /// `"password"` as UTF-16LE, the form `unicodePwd` takes, in a buffer wiped on drop and allocated
@@ -273,6 +284,17 @@ mod tests {
         assert_eq!(v.capacity(), v.len());
         let v = unicode_pwd(&Secret::new("😀".into()));
         assert_eq!(v.len(), 8, "a surrogate pair is two units");
+    }
+
+    #[test]
+    fn ad_text_is_one_line() {
+        assert_eq!(
+            one_line(
+                "0000001F: SvcErr: DSID-031A126C, problem 5003 (WILL_NOT_PERFORM), data 0\nPassword modification over LDAP must be over an encrypted connection\n"
+            ),
+            "0000001F: SvcErr: DSID-031A126C, problem 5003 (WILL_NOT_PERFORM), data 0 Password modification over LDAP must be over an encrypted connection"
+        );
+        assert_eq!(one_line(&"x".repeat(900)).len(), 500);
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub struct Done {
 }
 
 /// Resets the user's password; see the module docs for the steps.
-#[tracing::instrument(skip_all, err, fields(domain = %domain.dns_name, user = %request.user.upn))]
+#[tracing::instrument(skip_all, err(level = "info"), fields(domain = %domain.dns_name, user = %request.user.upn))]
 pub async fn reset(
     conn: &mut DcConn,
     domain: &Domain,
@@ -153,7 +153,7 @@ pub async fn reset(
 }
 
 /// Unlocks the user (`lockoutTime: 0`) without touching the password; see the module docs.
-#[tracing::instrument(skip_all, err, fields(domain = %domain.dns_name, user = %user.upn))]
+#[tracing::instrument(skip_all, err(level = "info"), fields(domain = %domain.dns_name, user = %user.upn))]
 pub async fn unlock(
     conn: &mut DcConn,
     domain: &Domain,

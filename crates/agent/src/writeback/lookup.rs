@@ -6,12 +6,12 @@
 //! it — or, without an anchor, the UPN). Leaves: a [`FoundUser`] (DN, `userAccountControl`,
 //! `adminCount`, `lockoutTime`, locked or not), or the 33002/33003 refusals.
 //!
-//! Two reads: a subtree search of the domain for the DN (`1.1`: no attributes), then a base read
-//! of the object for its state, because `msDS-User-Account-Control-Computed` (the only lockout
-//! bit that accounts for an expired lockout) is a constructed attribute and AD computes those
-//! reliably only on a base-scope read. Entries are decoded with the non-panicking
-//! [`crate::source::ldap::entry`] parser; referrals (`CN=Configuration` continuation references)
-//! are skipped.
+//! One subtree search of the domain returns the DN and the state, `msDS-User-Account-Control-Computed`
+//! included (a constructed attribute, which AD and Samba compute in subtree searches too; it is the
+//! only lockout bit that accounts for an expired lockout). A first version read the state with a
+//! second, base-scope read: one round trip more per request for nothing. Entries are decoded with
+//! the non-panicking [`crate::source::ldap::entry`] parser; referrals (`CN=Configuration`
+//! continuation references) are skipped.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -20,15 +20,14 @@ use ldap3::Scope;
 use super::error::WritebackError;
 use crate::source::ldap::LdapSourceError;
 use crate::source::ldap::conn::DcConn;
-use crate::source::ldap::entry::parse_entry;
-use crate::source::ldap::range::read_base;
+use crate::source::ldap::entry::{RawEntry, parse_entry};
 
 /// `userAccountControl` ACCOUNTDISABLE.
 pub const UF_ACCOUNTDISABLE: i64 = 0x2;
 /// `msDS-User-Account-Control-Computed` UF_LOCKOUT.
 pub const UF_LOCKOUT: i64 = 0x10;
 
-/// The attributes the base read asks for.
+/// The attributes the search asks for.
 const STATE_ATTRS: [&str; 4] = [
     "userAccountControl",
     "adminCount",
@@ -134,76 +133,68 @@ pub async fn find(
         user: user.upn.clone(),
         source,
     };
-    let dns = search_dns(conn, base_dn, &filter)
-        .await
-        .map_err(|e| match e {
-            LdapSourceError::Server { rc: 32, .. } => WritebackError::NoSuchBase {
-                dns_name: dns_name.to_owned(),
-                base_dn: base_dn.to_owned(),
-            },
-            e => ldap_err(e),
-        })?;
-    let dn = match <[String; 1]>::try_from(dns) {
-        Ok([dn]) => dn,
-        Err(dns) if dns.is_empty() => {
+    let mut found = search(conn, base_dn, &filter).await.map_err(|e| match e {
+        LdapSourceError::Server { rc: 32, .. } => WritebackError::NoSuchBase {
+            dns_name: dns_name.to_owned(),
+            base_dn: base_dn.to_owned(),
+        },
+        e => ldap_err(e),
+    })?;
+    let entry = match found.len() {
+        1 => found.remove(0),
+        0 => {
             return Err(WritebackError::NotFound {
                 user: user.upn.clone(),
                 key,
                 base_dn: base_dn.to_owned(),
             });
         }
-        Err(dns) => {
+        _ => {
             return Err(WritebackError::Several {
                 user: user.upn.clone(),
                 key,
-                dns,
+                dns: found.into_iter().map(|e| e.dn).collect(),
             });
         }
     };
-    let entry = read_base(conn, &dn, &STATE_ATTRS)
-        .await
-        .map_err(ldap_err)?
-        .ok_or_else(|| WritebackError::Gone {
-            user: user.upn.clone(),
-            dn: dn.clone(),
-        })?;
     let lockout_time = entry.integer("lockoutTime").unwrap_or(0);
     let locked_out = match entry.integer("msDS-User-Account-Control-Computed") {
         Some(computed) => computed & UF_LOCKOUT != 0,
         None => lockout_time != 0,
     };
     Ok(FoundUser {
-        dn,
         user_account_control: entry.integer("userAccountControl").unwrap_or(0),
         admin_count: entry.integer("adminCount").unwrap_or(0),
         lockout_time,
         locked_out,
+        dn: entry.dn,
     })
 }
 
-/// The DNs matching `filter` in the subtree of `base_dn` (at most a few: a third match is not read).
-async fn search_dns(
+/// The entries matching `filter` in the subtree of `base_dn`, with [`STATE_ATTRS`] (at most eight
+/// kept: more are only counted as "several").
+async fn search(
     conn: &mut DcConn,
     base_dn: &str,
     filter: &str,
-) -> Result<Vec<String>, LdapSourceError> {
+) -> Result<Vec<RawEntry>, LdapSourceError> {
     let mut stream = conn
         .op()
-        .streaming_search(base_dn, Scope::Subtree, filter, vec!["1.1"])
+        .streaming_search(base_dn, Scope::Subtree, filter, STATE_ATTRS.to_vec())
         .await?;
-    let mut dns = Vec::new();
+    let mut found = Vec::new();
     while let Some(re) = stream.next().await? {
         if re.is_ref() || re.is_intermediate() {
             continue;
         }
         let entry = parse_entry(re.0)?;
-        if dns.len() < 8 {
-            dns.push(entry.dn);
+        if found.len() < 8 {
+            found.push(entry);
         }
     }
     let res = stream.finish().await;
     match res.rc {
-        0 => Ok(dns),
+        0 => Ok(found),
         _ => Err(LdapSourceError::from_result(res)),
     }
 }

@@ -17,6 +17,8 @@
 //! - [`projection`] — journal events to cloud objects: mappings, expressions, scoping, anchors, delete threshold.
 //! - [`push`]    — the push stage: durable outbox, batches, retries, in-order checkpoint.
 //! - [`runtime`] — what runs the stages: the daemon's tasks, the one `sync_once`, the sinks, the status file.
+//! - [`writeback`] — password writeback: cloud resets and unlocks written into AD over LDAP, AD's answers
+//!   mapped to the product's result codes (33001–33009).
 //! - [`control`] — the agent's dealings with the tenant: the one HTTP client, registration, credentials,
 //!   heartbeats and health, restarts; the start-up state check; and `agent install` as library steps.
 //! - [`phs`]     — the pure hashing library: NT hash → salted OrgId string (PBKDF2 kernel, pool, FIPS policy).
@@ -38,3 +40,4 @@ pub mod push;
 pub mod runtime;
 pub mod secret;
 pub mod source;
+pub mod writeback;

@@ -110,6 +110,10 @@ pub enum AgentCommand {
     /// Password hash sync on or off in the tenant's configurations of the installed agent.
     #[command(subcommand)]
     Phs(super::install_cmdlets::PhsCommand),
+    /// Password writeback in the tenant: `enable [--allow-unlock]` or `disable` (the
+    /// `Set-AADCloudSyncPasswordWritebackConfiguration` analogue).
+    #[command(subcommand)]
+    Writeback(super::install_cmdlets::WritebackCommand),
     /// Release the deletes the delete threshold staged (all domains, or one) and push them.
     AllowDeletes {
         #[command(flatten)]
@@ -163,6 +167,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         }
         AgentCommand::Permissions(cmd) => runtime.block_on(super::permissions::run(cmd)),
         AgentCommand::Phs(cmd) => runtime.block_on(super::install_cmdlets::phs(cmd)),
+        AgentCommand::Writeback(cmd) => runtime.block_on(super::install_cmdlets::writeback(cmd)),
         AgentCommand::Doctor { config, json } => doctor(&runtime, &config, json),
         AgentCommand::CheckConfig { config } => {
             let config = load(&config)?;

@@ -16,6 +16,7 @@ use cloudsync_agent::control::install::{
 };
 use cloudsync_agent::source::ldap::AccountForm;
 use cloudsync_api::Environment;
+use uuid::Uuid;
 
 use super::install::{Secrets, binary_of, domain_target, fail, layout_of};
 
@@ -82,6 +83,77 @@ pub enum PhsCommand {
     Enable(InstalledArgs),
     /// Turn it off.
     Disable(InstalledArgs),
+}
+
+/// `agent writeback …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum WritebackCommand {
+    /// Turn password writeback on in every configuration of the installed agent (in the tenant).
+    Enable {
+        #[command(flatten)]
+        installed: InstalledArgs,
+        /// Also let users unlock their account without resetting the password.
+        #[arg(long)]
+        allow_unlock: bool,
+    },
+    /// Turn it off (and unlock without reset with it).
+    Disable(InstalledArgs),
+}
+
+/// `agent writeback enable|disable`: the tenant's switches per configuration, then who can carry
+/// writeback out; the AD rights are `agent permissions set --type password-writeback`.
+pub async fn writeback(cmd: WritebackCommand) -> anyhow::Result<ExitCode> {
+    let (a, enabled, allow_unlock) = match cmd {
+        WritebackCommand::Enable {
+            installed,
+            allow_unlock,
+        } => (installed, true, allow_unlock),
+        WritebackCommand::Disable(a) => (a, false, false),
+    };
+    finish(
+        async {
+            let layout = layout_of(a.prefix.as_deref())?;
+            let creds = cloudsync_agent::control::credentials::AgentCredentials::load(
+                &layout.credentials_file(),
+            )?;
+            let session = installed_session(&layout, &a, &mut Secrets::default()).await?;
+            let onoff = |b: bool| if b { "on" } else { "off" };
+            for (domain, id) in &creds.configurations {
+                let s = session
+                    .set_writeback(
+                        *id,
+                        cloudsync_api::writeback::WritebackSwitches {
+                            enabled,
+                            allow_unlock,
+                        },
+                    )
+                    .await?;
+                println!(
+                    "{domain}: password writeback {}, unlock without reset {} (configuration {id}, revision {}); agents ready: {}",
+                    onoff(s.enabled),
+                    onoff(s.allow_unlock),
+                    s.revision,
+                    if s.ready_agents.is_empty() {
+                        "none yet (the agent registers its writeback key when it runs)".to_string()
+                    } else {
+                        s.ready_agents
+                            .iter()
+                            .map(Uuid::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                );
+            }
+            if enabled {
+                println!(
+                    "The service account needs the writeback rights: cloudsync agent permissions set --type password-writeback --config {} --domain-admin <admin> --domain-admin-password-file -",
+                    layout.config_file().display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        .await,
+    )
 }
 
 /// Signs in as the installed agent's tenant admin.

@@ -289,6 +289,26 @@ pub enum Event {
         /// The source that did the read.
         source: SourceKind,
     },
+    /// A password writeback request from the cloud and the agent's answer (an audit record; never the
+    /// password). Appended after the answer is known, before it is sent; projection ignores it.
+    WritebackAnswered {
+        /// The domain of the user.
+        domain: String,
+        /// The tenant's request id (its idempotency key).
+        request_id: String,
+        /// `reset` or `unlock`, with `+must-change` when the user must change it at next sign-in.
+        kind: String,
+        /// The user's source anchor, as the request named it.
+        anchor: String,
+        /// The user's UPN, as the request named it.
+        user_principal_name: String,
+        /// Who asked: `admin:<upn>` or `self-service:<upn>`.
+        requested_by: String,
+        /// 0, or the real product's 33001–33009.
+        code: u32,
+        /// The answer's text.
+        message: String,
+    },
 }
 
 /// The kinds of [`Event`], for filtering and counting (`cloudsync journal replay --kind`).
@@ -310,11 +330,13 @@ pub enum EventKind {
     ResyncStarted,
     /// [`Event::ResyncCompleted`].
     ResyncCompleted,
+    /// [`Event::WritebackAnswered`].
+    WritebackAnswered,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::ObjectUpserted,
         EventKind::MembersChanged,
         EventKind::ObjectDeleted,
@@ -323,6 +345,7 @@ impl EventKind {
         EventKind::PasswordHashChanged,
         EventKind::ResyncStarted,
         EventKind::ResyncCompleted,
+        EventKind::WritebackAnswered,
     ];
 
     /// The kebab-case name used on the command line and in JSON.
@@ -336,6 +359,7 @@ impl EventKind {
             EventKind::PasswordHashChanged => "password-hash-changed",
             EventKind::ResyncStarted => "resync-started",
             EventKind::ResyncCompleted => "resync-completed",
+            EventKind::WritebackAnswered => "writeback-answered",
         }
     }
 
@@ -358,6 +382,7 @@ impl Event {
             Event::PasswordHashChanged { .. } => EventKind::PasswordHashChanged,
             Event::ResyncStarted { .. } => EventKind::ResyncStarted,
             Event::ResyncCompleted { .. } => EventKind::ResyncCompleted,
+            Event::WritebackAnswered { .. } => EventKind::WritebackAnswered,
         }
     }
 
@@ -371,7 +396,8 @@ impl Event {
             | Event::PasswordChanged { domain, .. }
             | Event::PasswordHashChanged { domain, .. }
             | Event::ResyncStarted { domain, .. }
-            | Event::ResyncCompleted { domain, .. } => domain,
+            | Event::ResyncCompleted { domain, .. }
+            | Event::WritebackAnswered { domain, .. } => domain,
         }
     }
 
@@ -384,7 +410,9 @@ impl Event {
             | Event::ObjectMoved { guid, .. }
             | Event::PasswordChanged { guid, .. }
             | Event::PasswordHashChanged { guid, .. } => Some(*guid),
-            Event::ResyncStarted { .. } | Event::ResyncCompleted { .. } => None,
+            Event::ResyncStarted { .. }
+            | Event::ResyncCompleted { .. }
+            | Event::WritebackAnswered { .. } => None,
         }
     }
 }

@@ -89,6 +89,12 @@ pub async fn register_as(
         .iter()
         .map(|(d, id, _)| (d.clone(), *id))
         .collect();
+    // The key writeback requests are sealed to (kept on an update in place); the daemon registers
+    // its public half.
+    if creds.writeback_private_key.is_none() {
+        creds.writeback_private_key =
+            Some(super::writeback_relay::WritebackKey::generate().to_base64());
+    }
     creds
         .save(&tenant.credentials_file)
         .map_err(TenantError::from)?;

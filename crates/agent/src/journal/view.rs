@@ -125,6 +125,24 @@ fn event_json(event: &Event, reveal_secrets: bool) -> Value {
             json!({ "source": source.as_str(), "reason": reason_json(reason) })
         }
         Event::ResyncCompleted { source, .. } => json!({ "source": source.as_str() }),
+        Event::WritebackAnswered {
+            request_id,
+            kind,
+            anchor,
+            user_principal_name,
+            requested_by,
+            code,
+            message,
+            ..
+        } => json!({
+            "request_id": request_id,
+            "kind": kind,
+            "anchor": anchor,
+            "user_principal_name": user_principal_name,
+            "requested_by": requested_by,
+            "code": code,
+            "message": message,
+        }),
     }
 }
 
@@ -182,6 +200,13 @@ pub fn summary(event: &Event) -> String {
             format!("{} ({why})", source.as_str())
         }
         Event::ResyncCompleted { source, .. } => source.as_str().to_string(),
+        Event::WritebackAnswered {
+            kind,
+            user_principal_name,
+            requested_by,
+            code,
+            ..
+        } => format!("{kind} of {user_principal_name} by {requested_by}: {code}"),
     }
 }
 

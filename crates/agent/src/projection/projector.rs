@@ -210,6 +210,8 @@ impl Projector {
                     }
                 }
             }
+            // An audit record of password writeback: nothing to project.
+            Event::WritebackAnswered { .. } => {}
         }
     }
 

@@ -334,6 +334,18 @@ pub async fn run_all(
             config: push_config,
             status: push_tx,
         };
+        // Password writeback: the tenant hands requests out only for configurations whose writeback
+        // switch is on, so the task always runs with a tenant.
+        if let (Some(tenant), Some(creds)) = (config.tenant.as_ref(), writer.creds.clone()) {
+            let writeback = super::writeback::WritebackTask {
+                config: config.clone(),
+                creds,
+                credentials_file: tenant.credentials_file.clone(),
+                client: push.client.clone(),
+                journal: journal.clone(),
+            };
+            tasks.spawn("writeback", writeback.run(shutdown.clone()));
+        }
         tasks.spawn("projection", projection.run(shutdown.clone()));
         tasks.spawn("push", push.run(shutdown.clone()));
         tasks.spawn("heartbeat", heartbeat.run(shutdown.clone()));

@@ -13,6 +13,8 @@
 //!   [`cloud_config`] — the tenant's per-domain settings (scope, mappings, threshold, PHS and
 //!   writeback switches) fetched, checked and applied without a restart.
 //! - [`metrics_task`] — `GET /metrics` (`[metrics]`), the counters of [`crate::metrics`].
+//! - [`writeback`] — password writeback: the long poll, AD written through [`crate::writeback`], the
+//!   answers journaled and sent.
 //! - [`rebuild`] — `journal rebuild`: a damaged journal re-read from AD.
 //!
 //! Invariant: nothing here imports the tenant crate.
@@ -30,6 +32,7 @@ pub mod rebuild;
 mod settings;
 pub mod status;
 mod sync_once;
+pub mod writeback;
 
 pub use progress::Progress;
 pub use settings::AgentConfig;

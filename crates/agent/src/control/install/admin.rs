@@ -156,6 +156,30 @@ impl AdminSession {
             .await?)
     }
 
+    /// Sets configuration `id`'s writeback switches (`PUT /api/v1/configurations/{id}/writeback`, the
+    /// `Set-AADCloudSyncPasswordWritebackConfiguration` analogue); the answer names the agents ready
+    /// to carry writeback out.
+    pub async fn set_writeback(
+        &self,
+        id: Uuid,
+        switches: cloudsync_api::writeback::WritebackSwitches,
+    ) -> Result<cloudsync_api::writeback::WritebackStatus, InstallError> {
+        let url = self
+            .client
+            .url(&format!("/api/v1/configurations/{id}/writeback"));
+        Ok(self
+            .client
+            .send_json(
+                self.client
+                    .http()
+                    .put(&url)
+                    .bearer_auth(self.token.as_str())
+                    .json(&switches),
+                &url,
+            )
+            .await?)
+    }
+
     /// Sets configuration `id`'s `passwordHashSync` (`PUT` of its spec with the one field changed).
     pub async fn set_password_hash_sync(
         &self,

@@ -633,9 +633,10 @@ mod tests {
         let host: Sid = "S-1-5-21-1-2-3-1105".parse().unwrap();
         let other: Sid = "S-1-5-21-1-2-3-1106".parse().unwrap();
         let sd = membership_with(&host).unwrap();
-        // Windows' form: O:BAD:(A;;0xf01ff;;;<sid>) — checked on the SDDL rendering.
+        // Windows' form O:BAD:(A;;0xf01ff;;;<sid>) — BUILTIN\Administrators the owner, one allow ACE
+        // with every standard and object right (0xf01ff) — checked on the SDDL rendering.
         let sddl = sd.sddl();
-        assert!(sddl.starts_with("O:BA"), "{sddl}");
+        assert!(sddl.starts_with("O:S-1-5-32-544D:"), "{sddl}");
         assert!(sddl.contains("S-1-5-21-1-2-3-1105"), "{sddl}");
         let gmsa = GmsaAccount {
             dn: "CN=g".into(),

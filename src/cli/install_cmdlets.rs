@@ -14,7 +14,6 @@ use cloudsync_agent::control::install::{
     self, AccountChoice, AdminSession, DomainAccount, DomainTarget, InstallError, Layout,
     TenantTarget, admin, domain, files,
 };
-use cloudsync_agent::source::ldap::AccountForm;
 use cloudsync_api::Environment;
 use uuid::Uuid;
 
@@ -276,7 +275,7 @@ pub async fn domain_add(cmd: DomainCommand) -> anyhow::Result<ExitCode> {
             let layout = layout_of(a.prefix.as_deref())?;
             let existing = layout.existing()?;
             let config = install::read_config(&layout)?;
-            let choice = installed_choice(&config)?;
+            let choice = installed_choice(&config, &layout)?;
             let mut secrets = Secrets::default();
             let session = installed_session(&layout, &a, &mut secrets).await?;
             let admin_password =
@@ -401,9 +400,13 @@ pub async fn service_account_set(cmd: ServiceAccountCommand) -> anyhow::Result<E
     )
 }
 
-/// The installed service account's form: a gMSA (joined again in a new domain under the same name),
-/// a regular account the install created, or an existing account and its password.
-fn installed_choice(config: &cloudsync_agent::config::Config) -> anyhow::Result<AccountChoice> {
+/// The installed service account's form, as the install record says it (`serviceAccountType`): a gMSA
+/// (created or joined, or a custom one), a regular account the install created, or an existing account
+/// and its password. A record from before the forms existed means an existing account.
+fn installed_choice(
+    config: &cloudsync_agent::config::Config,
+    layout: &Layout,
+) -> anyhow::Result<AccountChoice> {
     let d =
         config.domains.values().next().ok_or_else(|| {
             InstallError::Setting("the installed configuration has no domain".into())
@@ -412,27 +415,23 @@ fn installed_choice(config: &cloudsync_agent::config::Config) -> anyhow::Result<
         (Some((_, user)), _) | (None, Some((user, _))) => user.to_string(),
         (None, None) => d.bind_dn.clone(),
     };
-    if d.account == AccountForm::Gmsa {
-        return Ok(AccountChoice::CreateGmsa(
-            name.trim_end_matches('$').to_string(),
-            install::account::KdsPolicy::Standard,
-        ));
+    let record: serde_json::Value = std::fs::read(layout.record_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let kind = record["serviceAccountType"].as_str().unwrap_or("existing");
+    if kind == "existing" {
+        let password = d
+            .resolve_password()
+            .context("while reading the service account's password file")?;
+        return Ok(AccountChoice::Existing {
+            account: d.bind_dn.clone(),
+            password: Zeroizing::new(password.expose().to_string()),
+        });
     }
-    let created = d.password_file.as_deref().is_some_and(|f| {
-        f.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("service-account.") && n != "service-account.pw")
-    });
-    if created {
-        return Ok(AccountChoice::CreateRegular(name));
-    }
-    let password = d
-        .resolve_password()
-        .context("while reading the service account's password file")?;
-    Ok(AccountChoice::Existing {
-        account: d.bind_dn.clone(),
-        password: Zeroizing::new(password.expose().to_string()),
-    })
+    // A new domain gets the same form under the same name: the gMSA created (or joined) there, the
+    // custom gMSA found there, the regular account created there.
+    Ok(install::account::choice_of(kind, Some(&name), None)?)
 }
 
 /// The host computer account an earlier install made (its CN), else the default.

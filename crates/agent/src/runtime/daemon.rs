@@ -343,6 +343,7 @@ pub async fn run_all(
                 credentials_file: tenant.credentials_file.clone(),
                 client: push.client.clone(),
                 journal: journal.clone(),
+                conns: Default::default(),
             };
             tasks.spawn("writeback", writeback.run(shutdown.clone()));
         }

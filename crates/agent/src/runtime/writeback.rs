@@ -11,8 +11,9 @@
 //!    33001 "interrupted", since the account may or may not have changed.
 //! 3. Expired, or for a configuration this agent does not serve: answered without touching AD.
 //! 4. Otherwise: marked begun (durably), the sealed password opened, AD written over the domain's own
-//!    connection (the service account, a gMSA included), the answer appended to the journal, recorded
-//!    as answered (durably), then sent.
+//!    connection (the service account, a gMSA included; one bound connection per domain is kept between
+//!    requests while used within a minute), the answer appended to the journal, recorded as answered
+//!    (durably), then sent.
 //!
 //! The record of begun and answered requests is `writeback-requests.json` beside the credentials file
 //! (0600, written by rename); answers older than a day are dropped from it (the tenant's requests expire
@@ -35,12 +36,14 @@ use crate::control::writeback_relay::{self, WritebackKey};
 use crate::event::Event;
 use crate::journal::Journal;
 use crate::secret::Secret;
-use crate::source::ldap::DomainConfig;
-use crate::source::ldap::conn::connect;
+use crate::source::ldap::conn::{DcConn, connect};
+use crate::source::ldap::{DomainConfig, LdapSourceError};
 use crate::writeback::{self, ResetRequest, UserRef, WritebackCode};
 
 /// How long one long poll asks the tenant to hold.
 const POLL_WAIT: Duration = Duration::from_secs(20);
+/// A kept connection is used again only when idle for less than this.
+const IDLE_REUSE: Duration = Duration::from_secs(60);
 /// Answers kept for re-sending.
 const KEEP_ANSWERS: Duration = Duration::from_secs(24 * 3600);
 
@@ -107,6 +110,8 @@ pub struct WritebackTask {
     pub client: Arc<TenantClient>,
     /// The journal the answers are recorded in.
     pub journal: Journal,
+    /// One bound connection per domain, kept between requests (with when it was last used).
+    pub conns: tokio::sync::Mutex<BTreeMap<String, (DcConn, std::time::Instant)>>,
 }
 
 impl WritebackTask {
@@ -179,6 +184,31 @@ impl WritebackTask {
             .save(&self.credentials_file)
             .map_err(|e| e.to_string())?;
         Ok(key)
+    }
+
+    /// A bound connection to `domain`: the one kept from the last request when it was used less than
+    /// [`IDLE_REUSE`] ago (a DC closes idle connections, AD after 15 minutes), else a new bind.
+    async fn conn_for(&self, domain: &DomainConfig) -> Result<DcConn, LdapSourceError> {
+        let kept = self.conns.lock().await.remove(&domain.dns_name);
+        if let Some((conn, used)) = kept {
+            if used.elapsed() < IDLE_REUSE {
+                return Ok(conn);
+            }
+            conn.close().await;
+        }
+        connect(domain).await
+    }
+
+    /// Keeps `conn` for the next request when `healthy`, else closes it.
+    async fn keep_conn(&self, domain: &DomainConfig, conn: DcConn, healthy: bool) {
+        if healthy {
+            self.conns
+                .lock()
+                .await
+                .insert(domain.dns_name.clone(), (conn, std::time::Instant::now()));
+        } else {
+            conn.close().await;
+        }
     }
 
     /// The domain a request's configuration is served by here.
@@ -271,7 +301,7 @@ impl WritebackTask {
                 "this agent serves no domain of the request's configuration",
             );
         };
-        let mut conn = match connect(domain).await {
+        let mut conn = match self.conn_for(domain).await {
             Ok(c) => c,
             Err(e) => {
                 return refuse(
@@ -289,13 +319,13 @@ impl WritebackTask {
             WritebackKind::Unlock => writeback::unlock(&mut conn, &target, &user).await,
             WritebackKind::Reset => {
                 let Some(sealed) = &request.sealed_password else {
-                    conn.close().await;
+                    self.keep_conn(domain, conn, true).await;
                     return refuse(WritebackCode::Other, "a reset without a password");
                 };
                 let password = match key.open(sealed) {
                     Ok(p) => Secret::new(p.as_str().to_owned()),
                     Err(e) => {
-                        conn.close().await;
+                        self.keep_conn(domain, conn, true).await;
                         return refuse(WritebackCode::Other, &e.to_string());
                     }
                 };
@@ -309,7 +339,9 @@ impl WritebackTask {
                 writeback::reset(&mut conn, &target, &reset).await
             }
         };
-        conn.close().await;
+        // A connection that failed is not kept (the next request binds afresh).
+        let healthy = !matches!(&result, Err(e) if e.is_retriable());
+        self.keep_conn(domain, conn, healthy).await;
         let answer = writeback::answer(&result);
         (answer.code.code(), answer.message)
     }

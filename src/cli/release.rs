@@ -39,6 +39,8 @@ pub enum ReleaseCommand {
         out: PathBuf,
     },
     /// Sign a binary for a version; prints the signature (base64) or writes it to --out.
+    // `--version` names the release here, not this program's version.
+    #[command(disable_version_flag = true)]
     Sign {
         /// The private key file from `release keygen`.
         #[arg(long)]
@@ -54,6 +56,7 @@ pub enum ReleaseCommand {
         out: Option<PathBuf>,
     },
     /// Upload and publish a signed binary on a tenant's release channel (Global Administrator).
+    #[command(disable_version_flag = true)]
     Publish(Box<PublishArgs>),
 }
 

@@ -1,7 +1,7 @@
 //! `cloudsync agent units`: the generated `cloudsync-agent.service`, `cloudsync-updater.service` and
 //! `cloudsync-updater.timer` pass `systemd-analyze verify` (systemd's own parser, the oracle for what a
 //! unit means) with no warning; the agent runs this binary on this configuration and writes nothing
-//! but the configuration's state directories; the updater runs `updater run` once, writing nothing.
+//! but the configuration's state directories; the updater runs `updater run` once, writing only beside the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -112,7 +112,11 @@ fn the_generated_unit_is_valid_and_hardened() {
         "{text}"
     );
     assert!(
-        text.contains("\nType=oneshot\n") && !text.contains("ReadWritePaths"),
+        text.contains("\nType=oneshot\n")
+            && text.contains(&format!(
+                "\nReadWritePaths=\"{}\"\n",
+                std::path::Path::new(&bin).parent().unwrap().display()
+            )),
         "{text}"
     );
     let (ok, stderr) = verify_all(&[&service, &timer]);

@@ -1,7 +1,7 @@
 //! `cloudsync updater run` against the real tenant, the agent registered by the real binary: with
 //! nothing published the tenant answers its own build version and the agent (the same build) is up
 //! to date, exit 0; a Global Administrator publishes a newer version → "X is available", exit 2,
-//! and the message says the download is not built yet; an older one published later does not
+//! and the message says why it is not applied (a version without a binary); an older one published later does not
 //! roll the channel back; a Hybrid Identity Administrator may not publish, a non-SemVer version is
 //! refused naming the example; no tenant at the URL → exit 1 naming the tenant.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -61,7 +61,7 @@ async fn the_updater_reports_up_to_date_then_a_published_newer_version() {
         "{out}"
     );
 
-    // A newer version published: exit 2, named, with what is not built yet.
+    // A newer version published: exit 2, named, with why it is not applied.
     let (status, body) = publish(&t, &ga, "99.1.0").await;
     assert_eq!(status, 200, "{body}");
     let (code, out) = updater(&config);
@@ -72,7 +72,8 @@ async fn the_updater_reports_up_to_date_then_a_published_newer_version() {
         )),
         "{out}"
     );
-    assert!(out.contains("not built yet"), "{out}");
+    // Published as a version only (no binary), and no key pinned: reported, not applied.
+    assert!(out.contains("published without a binary"), "{out}");
 
     // An older version published later does not roll the channel back.
     let (status, body) = publish(&t, &ga, "99.0.5").await;

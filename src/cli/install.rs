@@ -92,6 +92,11 @@ pub struct InstallArgs {
     /// Another configuration key to write, e.g. `--set metrics.listen=127.0.0.1:9464` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
+    /// The release signing public key the updater pins (`[updater] public_key`): its base64, or
+    /// the `KEYFILE.pub` file `cloudsync release keygen` wrote. Without it the updater only checks
+    /// and reports (docs/updater.md).
+    #[arg(long, value_name = "BASE64|FILE")]
+    pub release_public_key: Option<String>,
 }
 
 /// Reads secrets from files or stdin; stdin (`-`) can be used once.
@@ -198,6 +203,29 @@ pub fn settings_of(set: &[String]) -> Result<Vec<(Vec<String>, toml::Value)>, In
     set.iter()
         .map(|s| files::parse_setting(s).map_err(InstallError::Setting))
         .collect()
+}
+
+/// The `--set` keys plus `[updater] public_key` from `--release-public-key` (checked here).
+pub fn install_settings(args: &InstallArgs) -> anyhow::Result<Vec<(Vec<String>, toml::Value)>> {
+    let mut settings = settings_of(&args.set)?;
+    if let Some(given) = &args.release_public_key {
+        let path = Path::new(given);
+        let text = if path.is_file() {
+            std::fs::read_to_string(path).with_context(|| {
+                format!("while reading the release public key {}", path.display())
+            })?
+        } else {
+            given.clone()
+        };
+        let key = text.trim().to_owned();
+        cloudsync_agent::control::updater::settings::parse_public_key(&key)
+            .map_err(|e| anyhow::anyhow!("--release-public-key {e}"))?;
+        settings.push((
+            vec!["updater".into(), "public_key".into()],
+            toml::Value::String(key),
+        ));
+    }
+    Ok(settings)
 }
 
 /// `--binary`, else this executable.
@@ -356,7 +384,7 @@ async fn unattended_steps(args: InstallArgs) -> anyhow::Result<ExitCode> {
         account,
         accounts,
         domains,
-        settings: settings_of(&args.set)?,
+        settings: install_settings(&args)?,
         unit_user: args.user.clone(),
         binary: binary_of(&args.binary)?,
     };

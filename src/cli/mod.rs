@@ -16,6 +16,7 @@ pub mod journal;
 pub mod permissions;
 pub mod phs;
 pub mod push;
+pub mod release;
 pub mod tenant;
 pub mod updater;
 pub mod wizard;
@@ -62,9 +63,13 @@ pub enum Command {
     /// Password hash sync diagnostics (OrgId hash of a password).
     #[command(subcommand)]
     Phs(phs::PhsCommand),
-    /// The agent updater: `run` checks the tenant's release channel (docs/updater.md).
+    /// The agent updater: `run` checks the tenant's release channel and applies a signed
+    /// upgrade (docs/updater.md).
     #[command(subcommand)]
     Updater(updater::UpdaterCommand),
+    /// Agent releases: a signing key pair, a signature, publishing to a tenant (docs/updater.md).
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
 }
 
 /// Initialises tracing to stderr.
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Push(cmd) => push::run(cmd),
         Command::Phs(cmd) => phs::run(cmd),
         Command::Updater(cmd) => updater::run(cmd),
+        Command::Release(cmd) => release::run(cmd),
     };
     match result {
         Ok(code) => code,

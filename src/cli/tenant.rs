@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// writeback request's lifetime); 1 to 60.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub writeback_wait_secs: u64,
+    /// The largest agent release binary `PUT /api/v1/releases/{version}` accepts, in MiB.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub release_max_mib: u64,
+    /// How long one agent holds the upgrade slot (staggered upgrades) unless it reports the new
+    /// binary or gives the slot back, in seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub upgrade_slot_secs: u64,
     /// Smart lockout: failed passwords for one account from one address that lock it (Entra: 10).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub lockout_threshold: u32,
@@ -138,6 +145,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             agent_inactive_after_secs: args.agent_inactive_after_secs,
             delete_window_secs: args.delete_window_secs,
             writeback_wait: Duration::from_secs(args.writeback_wait_secs),
+            release_max_bytes: args.release_max_mib * 1024 * 1024,
+            upgrade_slot: Duration::from_secs(args.upgrade_slot_secs),
             lockout: LockoutPolicy {
                 threshold: args.lockout_threshold,
                 duration: Duration::from_secs(args.lockout_duration_secs),

@@ -1,18 +1,20 @@
 //! `cloudsync updater run --config FILE`: asks the tenant's release channel for the newest agent
-//! version and says whether this build is up to date (docs/updater.md). Run daily by
+//! version and, with a release key pinned (`[updater] public_key`), applies it: signature, download,
+//! atomic swap, restart, health check, rollback (docs/updater.md). Run daily by
 //! `cloudsync-updater.timer`.
 //!
-//! Exit codes: `0` up to date; `2` ([`EXIT_UPDATE_AVAILABLE`]) a newer version is available; `1` the
-//! check failed (configuration, not registered, tenant unreachable or refusing). Downloading,
-//! checking the signature of and installing the new version is a later issue's work: today the
-//! message says so and an admin installs it.
+//! Exit codes: `0` up to date or updated; `2` ([`EXIT_UPDATE_AVAILABLE`]) newer but not applied (no
+//! key pinned, or published without a binary); `3` refused (bad signature, truncated or corrupt
+//! download, older version); `4` rolled back; `5` deferred (another agent holds the upgrade slot);
+//! `1` the run failed (configuration, not registered, tenant unreachable or refusing, disk).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use cloudsync_agent::control::credentials::AgentCredentials;
 use cloudsync_agent::control::tenant_client::TenantClient;
-use cloudsync_agent::control::updater::{EXIT_UPDATE_AVAILABLE, UpdateCheck, check};
+use cloudsync_agent::control::updater::apply::{Outcome, Updater};
+use cloudsync_agent::control::updater::{EXIT_UPDATE_AVAILABLE, THIS_VERSION};
 use cloudsync_api::release::ReleaseSource;
 
 use super::config_args::ConfigArgs;
@@ -20,19 +22,19 @@ use super::config_args::ConfigArgs;
 /// `cloudsync updater …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum UpdaterCommand {
-    /// Check the tenant's release channel once: exit 0 up to date, 2 a newer version is available,
-    /// 1 the check failed.
+    /// Check the release channel once and apply a newer signed release: exit 0 up to date or
+    /// updated, 2 available but not applied, 3 refused, 4 rolled back, 5 deferred, 1 failed.
     Run(ConfigArgs),
 }
 
 /// Runs the command.
 pub fn run(cmd: UpdaterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        UpdaterCommand::Run(args) => run_check(&args),
+        UpdaterCommand::Run(args) => run_once(&args),
     }
 }
 
-fn run_check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+fn run_once(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = args.load()?;
     let tenant = config.tenant.as_ref().with_context(|| {
         format!(
@@ -51,11 +53,22 @@ fn run_check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("while starting the runtime")?;
-    let result = runtime
-        .block_on(check(&client))
-        .context("while asking the tenant's release channel")?;
-    Ok(match result {
-        UpdateCheck::UpToDate { current, latest } => {
+    let updater = Updater {
+        client: &client,
+        agent_id: creds.agent_id,
+        config: &config.updater,
+        current: THIS_VERSION.to_owned(),
+    };
+    let outcome = runtime
+        .block_on(updater.run())
+        .context("while updating the agent")?;
+    report(&outcome);
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+fn report(outcome: &Outcome) {
+    match outcome {
+        Outcome::UpToDate { current, latest } => {
             let source = match latest.source {
                 ReleaseSource::Published => "the newest published version",
                 ReleaseSource::TenantBuild => "nothing is published; the tenant's own version",
@@ -65,16 +78,47 @@ fn run_check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
                 "cloudsync {current} is up to date (release channel: {} — {source}).",
                 latest.version
             );
-            ExitCode::SUCCESS
         }
-        UpdateCheck::Available { current, latest } => {
-            tracing::warn!(current = %current, available = %latest.version, "A newer agent version is available.");
+        Outcome::NotApplied {
+            current,
+            offered,
+            why,
+        } => {
+            tracing::warn!(current = %current, available = %offered, reason = %why, "A newer agent version is available but not applied.");
             println!(
-                "cloudsync {} is available (this agent runs {current}). Automatic download, signature \
-                 check and swap are not built yet (a later issue); install it by hand: see docs/updater.md.",
-                latest.version
+                "cloudsync {offered} is available (this agent runs {current}) but not applied: {why}. Install it by hand: see docs/updater.md (exit {EXIT_UPDATE_AVAILABLE})."
             );
-            ExitCode::from(EXIT_UPDATE_AVAILABLE)
         }
-    })
+        Outcome::Refused { offered, refusal } => {
+            tracing::error!(version = %offered, reason = %refusal, "Refused the offered release; the installed binary is unchanged.");
+            println!("Refused cloudsync {offered}: {refusal}. The installed binary is unchanged.");
+        }
+        Outcome::Deferred { offered, waited } => {
+            tracing::warn!(version = %offered, waited_secs = waited.as_secs(), "Another agent holds the upgrade slot; deferred to the next run.");
+            println!(
+                "Deferred cloudsync {offered}: another agent of this tenant is upgrading (waited {} s for the upgrade slot); the next run tries again.",
+                waited.as_secs()
+            );
+        }
+        Outcome::Updated { from, to, binary } => {
+            tracing::info!(from = %from, to = %to, binary = %binary.display(), "The agent was updated.");
+            println!(
+                "Updated cloudsync {from} → {to} ({}; the previous binary is kept as {}.previous); the tenant sees the agent Active on the new binary.",
+                binary.display(),
+                binary.display()
+            );
+        }
+        Outcome::RolledBack {
+            offered,
+            why,
+            previous_healthy,
+        } => {
+            let back = if *previous_healthy {
+                "the previous binary runs again and heartbeats"
+            } else {
+                "the previous binary is back in place but did not heartbeat within the deadline either — check the agent (journalctl -u cloudsync-agent.service)"
+            };
+            println!("ROLLED BACK cloudsync {offered}: {why}; {back}.");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use cloudsync_agent::control::install::{
 use cloudsync_api::environment::ENVIRONMENTS;
 
 use super::install::{
-    InstallArgs, domain_target, fail, layout_of, print_applied, settings_of, tenant_config,
+    InstallArgs, domain_target, fail, install_settings, layout_of, print_applied, tenant_config,
     tenant_of,
 };
 
@@ -187,7 +187,7 @@ fn steps(runtime: &tokio::runtime::Runtime, args: InstallArgs) -> anyhow::Result
         account,
         accounts,
         domains,
-        settings: settings_of(&args.set)?,
+        settings: install_settings(&args)?,
         unit_user: args.user.clone(),
         binary,
     };

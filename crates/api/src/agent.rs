@@ -86,6 +86,11 @@ pub struct HeartbeatRequest {
     /// Agent-side health per configuration served (see the module doc); empty from older agents.
     #[serde(default)]
     pub configurations: Vec<AgentConfigurationHealth>,
+    /// Lower-case hex SHA-256 of the running executable (read once at start from `/proc/self/exe`):
+    /// the updater's health criterion — the tenant sees the swapped-in binary itself running, not
+    /// only a version string. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_sha256: Option<String>,
 }
 
 /// What the agent reports about one configuration in a heartbeat.
@@ -173,4 +178,8 @@ pub struct AgentInfo {
     pub status: AgentStatus,
     /// Last heartbeat (or registration), RFC 3339.
     pub last_seen: String,
+    /// SHA-256 of the executable the last heartbeat came from (absent until an agent that reports
+    /// it heartbeats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_sha256: Option<String>,
 }

@@ -49,6 +49,7 @@ pub async fn register(
         secret_sha256: hex::encode(sha2::Sha256::digest(secret.as_bytes())),
         last_seen: now_rfc3339(),
         writeback_public_key: None,
+        binary_sha256: None,
     };
     put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
     state
@@ -88,6 +89,12 @@ pub async fn heartbeat(
         .ok_or_else(|| ApiError::NotFound(format!("Agent {agent_id} is not registered.")))?;
     agent.version = req.version;
     agent.last_seen = now_rfc3339();
+    if req.binary_sha256.is_some() {
+        agent.binary_sha256 = req.binary_sha256.clone();
+    }
+    state
+        .upgrade_slot
+        .on_heartbeat(agent.id, req.binary_sha256.as_deref());
     put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
     let mut configurations = Vec::new();
     let mut pending_restarts = Vec::new();
@@ -251,6 +258,7 @@ pub fn agent_infos(state: &SharedState) -> Result<Vec<AgentInfo>, StoreError> {
             domains: a.domains,
             status,
             last_seen: a.last_seen,
+            binary_sha256: a.binary_sha256,
         });
     }
     Ok(out)

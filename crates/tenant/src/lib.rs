@@ -32,6 +32,8 @@
 //!   `cloudsync_api::orgid`; an independent PBKDF2 that cross-checks the agent's kernel).
 //! - [`logs`]         — provisioning log search.
 //! - [`release`]      — the release channel (`/api/v1/releases/latest`) the updater asks.
+//! - [`release_binary`] — release binaries: published (signed, bounded, a file each), downloaded.
+//! - [`release_slot`] — the one upgrade slot that staggers agents' restarts.
 //! - [`throttle`], [`admin`] — token-bucket limits and fault injection, and their admin route.
 //! - [`portal`]       — the admin page at `/`.
 //! - [`portal_auth`], [`session`] — the portal's sign-in, sessions, CSRF token and security headers.
@@ -67,6 +69,8 @@ pub mod portal;
 pub mod portal_auth;
 pub mod provisioning;
 pub mod release;
+pub mod release_binary;
+pub mod release_slot;
 pub mod server;
 pub mod session;
 pub mod signin;

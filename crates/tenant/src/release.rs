@@ -4,13 +4,19 @@
 //! tenant's own build version; the published versions in the `meta` tree under
 //! [`PUBLISHED_KEY`] (a JSON array of SemVer strings).
 //!
-//! The channel only names a version: `cloudsync updater run` compares it with its own and reports;
-//! downloading, checking the signature of and swapping in a new binary is a later issue's work.
+//! A version published with its binary ([`super::release_binary`]) is also in that list; its
+//! binary's digest, size and signature are under [`BINARIES_KEY`], and the channel answers them with
+//! the version. The upgrade slot that staggers agents' restarts is [`super::release_slot`].
 
 use axum::Json;
 use axum::extract::State;
 
-use cloudsync_api::release::{PublishRequest, Release, ReleaseSource, is_newer, parse_version};
+use std::collections::BTreeMap;
+
+use cloudsync_api::release::{
+    PublishRequest, Release, ReleaseBinary, ReleaseSource, Version, is_newer, parse_version,
+};
+use serde::{Deserialize, Serialize};
 
 use super::authorize::{AdminsOrAgents, Authorized, GlobalAdmins};
 use super::error::{ApiError, ApiJson};
@@ -19,6 +25,46 @@ use super::store::{StoreError, get_json, put_json};
 
 /// The `meta` key holding the published versions.
 pub const PUBLISHED_KEY: &[u8] = b"release_published";
+
+/// The `meta` key holding the published binaries: a JSON object, version → [`StoredBinary`].
+pub const BINARIES_KEY: &[u8] = b"release_binaries";
+
+/// A published binary's description (the bytes are a file, [`super::release_binary`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredBinary {
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// Standard base64 of the Ed25519 signature.
+    pub signature: String,
+}
+
+/// The published binaries by version.
+pub fn binaries(state: &SharedState) -> Result<BTreeMap<String, StoredBinary>, StoreError> {
+    Ok(get_json(&state.store.meta, "meta", BINARIES_KEY)?.unwrap_or_default())
+}
+
+/// A version from a path or body, or a 400 naming the expected form.
+pub fn version_arg(text: &str) -> Result<Version, ApiError> {
+    parse_version(text).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "version '{text}' is not a semantic version (e.g. 1.4.2): {e}."
+        ))
+    })
+}
+
+/// Adds `version` to the published list (the caller holds the apply lock).
+pub fn add_published(state: &SharedState, version: &Version) -> Result<(), StoreError> {
+    let mut all = published(state)?;
+    let text = version.to_string();
+    if !all.contains(&text) {
+        all.push(text);
+        put_json(&state.store.meta, PUBLISHED_KEY, &all)?;
+    }
+    Ok(())
+}
 
 /// The tenant's own build version, answered while nothing is published.
 pub const TENANT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -37,15 +83,23 @@ fn newest(versions: &[String]) -> Option<String> {
         .map(|v| v.to_string())
 }
 
-fn latest(state: &SharedState) -> Result<Release, StoreError> {
+/// What the channel answers now.
+pub fn latest(state: &SharedState) -> Result<Release, StoreError> {
     Ok(match newest(&published(state)?) {
         Some(version) => Release {
+            binary: binaries(state)?.remove(&version).map(|b| ReleaseBinary {
+                download_url: format!("/api/v1/releases/{version}/binary"),
+                sha256: b.sha256,
+                size: b.size,
+                signature: b.signature,
+            }),
             version,
             source: ReleaseSource::Published,
         },
         None => Release {
             version: TENANT_VERSION.to_string(),
             source: ReleaseSource::TenantBuild,
+            binary: None,
         },
     })
 }
@@ -65,20 +119,10 @@ pub async fn publish(
     Authorized { principal, .. }: Authorized<GlobalAdmins>,
     ApiJson(req): ApiJson<PublishRequest>,
 ) -> Result<Json<Release>, ApiError> {
-    let version = parse_version(&req.version).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "version '{}' is not a semantic version (e.g. 1.4.2): {e}.",
-            req.version
-        ))
-    })?;
+    let version = version_arg(&req.version)?;
     let _guard = state.apply_lock.lock().await;
-    let mut all = published(&state)?;
-    let text = version.to_string();
-    if !all.contains(&text) {
-        all.push(text);
-        put_json(&state.store.meta, PUBLISHED_KEY, &all)?;
-        state.store.flush().await?;
-    }
+    add_published(&state, &version)?;
+    state.store.flush().await?;
     tracing::info!(version = %version, published_by = %principal.id(), "Agent version published.");
     Ok(Json(latest(&state)?))
 }

@@ -22,8 +22,8 @@ use super::store::{Store, StoreError};
 use super::throttle::ThrottleSettings;
 use super::tls::{self, TlsError, TlsMaterial};
 use super::{
-    admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, release, signin,
-    sspr, writeback_agent, writeback_graph, writeback_switch,
+    admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, release,
+    release_binary, release_slot, signin, sspr, writeback_agent, writeback_graph, writeback_switch,
 };
 
 /// Errors starting the server.
@@ -202,6 +202,20 @@ pub fn router(state: SharedState) -> Router {
             "/api/v1/releases/latest",
             get(release::get_latest).put(release::publish),
         )
+        // The binary's body is streamed to a file and bounded by `--release-max-mib`, not by
+        // DefaultBodyLimit (which only the buffering extractors apply).
+        .route(
+            "/api/v1/releases/{version}",
+            axum::routing::put(release_binary::put_binary),
+        )
+        .route(
+            "/api/v1/releases/{version}/binary",
+            get(release_binary::get_binary),
+        )
+        .route(
+            "/api/v1/releases/{version}/upgrade-slot",
+            post(release_slot::acquire).delete(release_slot::give_back),
+        )
         .route(
             "/api/v1/configurations",
             post(provisioning::create).get(provisioning::list),
@@ -302,7 +316,8 @@ pub fn build_state(cfg: &ServeConfig) -> Result<(SharedState, Option<PathBuf>), 
             (seed, Some(path))
         }
     };
-    let state = TenantState::new(store, &seed, cfg.options.clone(), cfg.throttle.clone())?;
+    let mut state = TenantState::new(store, &seed, cfg.options.clone(), cfg.throttle.clone())?;
+    state.release_dir = Some(cfg.state_dir.join("releases"));
     state.store.flush_blocking()?;
     Ok((Arc::new(state), generated))
 }

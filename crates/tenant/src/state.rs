@@ -35,6 +35,10 @@ pub struct TenantOptions {
     /// How long a password reset or unlock waits for the agent's answer (at most
     /// [`MAX_WRITEBACK_WAIT`]); also the request's lifetime in the queue.
     pub writeback_wait: std::time::Duration,
+    /// The largest release binary `PUT /api/v1/releases/{version}` accepts, in bytes.
+    pub release_max_bytes: u64,
+    /// How long an agent holds the upgrade slot unless it reports the new binary or gives it back.
+    pub upgrade_slot: std::time::Duration,
 }
 
 /// The longest bounded wait for a writeback answer (a Graph client's own timeout is 100 s).
@@ -52,6 +56,8 @@ impl Default for TenantOptions {
             scheme: "https".to_owned(),
             lockout: LockoutPolicy::default(),
             writeback_wait: std::time::Duration::from_secs(30),
+            release_max_bytes: cloudsync_api::release::DEFAULT_RELEASE_MAX_BYTES,
+            upgrade_slot: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -79,6 +85,11 @@ pub struct TenantState {
     pub writeback: super::writeback_queue::WritebackQueue,
     /// Self-service verification codes and the stand-in delivery channel (memory only).
     pub sspr: super::sspr_codes::SsprCodes,
+    /// Where release binaries are kept (`<state>/releases`); `None` for an in-memory tenant,
+    /// which refuses binaries.
+    pub release_dir: Option<std::path::PathBuf>,
+    /// The upgrade slot (memory only: a restarted tenant has it free).
+    pub upgrade_slot: super::release_slot::SlotHolder,
 }
 
 /// Shared handle.
@@ -141,6 +152,8 @@ impl TenantState {
             apply_lock: tokio::sync::Mutex::new(()),
             writeback: Default::default(),
             sspr: Default::default(),
+            release_dir: None,
+            upgrade_slot: Default::default(),
         })
     }
 }

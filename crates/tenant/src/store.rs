@@ -34,7 +34,7 @@
 //!   the next open redoes the copy from the start. A format newer than [`FORMAT`] is refused.
 //!
 //! Fields added with `#[serde(default)]` need no new format: `AgentRecord::writeback_public_key`
-//! (the agent's X25519 public key, absent until it registers one) and the configuration's
+//! (the agent's X25519 public key, absent until it registers one), `AgentRecord::binary_sha256` and the configuration's
 //! `allowUnlock` (false when absent). Password writeback requests are never stored: they live in
 //! [`super::writeback_queue`], in memory only.
 //!
@@ -84,6 +84,14 @@ pub enum StoreError {
     UnsupportedFormat {
         /// The stored `meta/format` value.
         found: String,
+    },
+    /// A release binary's file could not be written or read (`<state>/releases`).
+    #[error("release file {path}: {source}")]
+    ReleaseFile {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
     },
 }
 
@@ -168,6 +176,10 @@ pub struct AgentRecord {
     /// it registered one (`PUT /api/v1/agents/{id}/writebackKey`). Absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writeback_public_key: Option<String>,
+    /// SHA-256 of the executable the agent's last heartbeat came from (the updater's health
+    /// criterion, docs/updater.md). Absent until an agent that reports it heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_sha256: Option<String>,
 }
 
 /// A configuration plus the tenant's bookkeeping for it.

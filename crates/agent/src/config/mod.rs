@@ -18,7 +18,7 @@
 //! ```
 //! Environment values override the file: `CLOUDSYNC_AGENT__JOURNAL_DIR=/tmp/j`. A variable with `__` names a
 //! section and key; its section must be one of [`SECTIONS`] (`agent`, `domains`, `tenant`, `projection`,
-//! `push`, `phs`, `fips`, `metrics`) or loading fails naming the variable. Variables without `__` (`CLOUDSYNC_LOG`,
+//! `push`, `phs`, `fips`, `metrics`, `updater`) or loading fails naming the variable. Variables without `__` (`CLOUDSYNC_LOG`,
 //! the CLI flags' own) are not configuration keys. `--set section.key=value` on the command line is the
 //! last layer ([`Override`]).
 //!
@@ -26,8 +26,9 @@
 //! from here to the stages, never back: `[domains.*]` is [`crate::source::ldap::DomainConfig`],
 //! `[tenant]` [`crate::control::tenant_client::TenantConfig`], `[push]` [`crate::push::PushConfig`],
 //! `[projection]` [`crate::projection::config::ProjectionConfig`], `[phs]`
-//! [`crate::source::phs::PhsSettings`], `[fips]` [`crate::phs::FipsSettings`] and `[metrics]`
-//! [`crate::metrics::MetricsConfig`].
+//! [`crate::source::phs::PhsSettings`], `[fips]` [`crate::phs::FipsSettings`], `[metrics]`
+//! [`crate::metrics::MetricsConfig`] and `[updater]`
+//! [`crate::control::updater::settings::UpdaterConfig`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,6 +72,9 @@ pub struct Config {
     /// The Prometheus endpoint (`[metrics]`); on `127.0.0.1:9464` unless `listen = ""`.
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    /// The updater (`[updater]`): the pinned release key, the restart command, deadlines.
+    #[serde(default)]
+    pub updater: crate::control::updater::settings::UpdaterConfig,
 }
 
 /// Why the configuration could not be used.
@@ -204,7 +208,7 @@ impl std::str::FromStr for Override {
 pub const ENVIRONMENT_NAME: &str = "ENVIRONMENTNAME";
 
 /// The file's top-level sections, the only ones the environment may set.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "agent",
     "domains",
     "tenant",
@@ -213,6 +217,7 @@ pub const SECTIONS: [&str; 8] = [
     "phs",
     "fips",
     "metrics",
+    "updater",
 ];
 
 /// The section a nested environment key (`DOMAINS__CORP__URL`, prefix removed) names, lowercased; `None`

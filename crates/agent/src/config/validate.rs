@@ -49,6 +49,9 @@ impl Config {
         if let Some(problem) = self.metrics.problem() {
             push("metrics.listen".into(), &problem);
         }
+        for (key, problem) in self.updater.problems() {
+            push(key, &problem);
+        }
         if let Err(errors) = self.projection.compile() {
             for e in errors {
                 push(e.key, &e.message);

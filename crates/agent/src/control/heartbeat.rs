@@ -34,6 +34,7 @@ pub async fn send_heartbeat(
         version: env!("CARGO_PKG_VERSION").to_string(),
         acknowledged_restarts: acknowledged,
         configurations,
+        binary_sha256: super::executable::running_sha256().await,
     };
     client
         .agent_json(&url, |token| {

@@ -10,7 +10,9 @@
 //!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
 //! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
-//! - [`updater`] — the release-channel check behind `cloudsync updater run`.
+//! - [`updater`] — `cloudsync updater run`: the release channel, the signed download, the atomic
+//!   swap, restart, health check and rollback; [`executable`] — the running binary's SHA-256 that
+//!   heartbeats carry (the updater's health criterion).
 //! - [`writeback_relay`] — password writeback's relay: the agent's X25519 key, the long poll for
 //!   requests and the answers (the AD side is [`crate::writeback`]).
 //! - [`doctor`] — `agent doctor`: every check of an installed agent, each failure with its fix.
@@ -21,6 +23,7 @@
 
 pub mod credentials;
 pub mod doctor;
+pub mod executable;
 pub mod health;
 pub mod heartbeat;
 pub mod install;

@@ -1,10 +1,11 @@
 //! The agent's and the updater's systemd units. Enters: the loaded configuration (its state paths
 //! and shutdown grace), the binary's path, the configuration file's path and the account the
 //! services run as. Leaves: the text of `cloudsync-agent.service`, `cloudsync-updater.service` (a
-//! oneshot `cloudsync updater run`, writing nothing) and `cloudsync-updater.timer` (daily, with a
-//! randomized delay) — [`all_units`]. Both services are hardened (`ProtectSystem=strict` with write
-//! access only to the agent's state — none for the updater —, `NoNewPrivileges`, no capabilities,
-//! private /tmp and devices) and log structured JSON lines to the journal (`--log-json`).
+//! oneshot `cloudsync updater run`, writing only beside the binary) and `cloudsync-updater.timer`
+//! (daily, with a randomized delay) — [`all_units`]. Both services are hardened
+//! (`ProtectSystem=strict` with write access only to the agent's state — for the updater only the
+//! binary's directory —, `NoNewPrivileges`, no capabilities but the updater's one, private /tmp and
+//! devices) and log structured JSON lines to the journal (`--log-json`).
 //!
 //! Paths are written as quoted systemd arguments; a path systemd cannot carry (a newline, a double
 //! quote, a backslash) is refused rather than written wrongly.
@@ -168,30 +169,41 @@ fn checked_user(user: &str) -> Result<&str, UnitError> {
 }
 
 /// The text of `cloudsync-updater.service`: one `cloudsync updater run` (a oneshot the timer
-/// starts), as the agent's user, writing nothing (`ProtectSystem=strict` and no writable path: it
-/// only reads the configuration and the credentials file). Exit code
-/// [`EXIT_UPDATE_AVAILABLE`](crate::control::updater::EXIT_UPDATE_AVAILABLE) counts as success, so
-/// "a newer version is available" does not mark the unit failed; it is in the journal.
+/// starts). It runs as root because it swaps the root-owned binary and restarts the agent's
+/// service (`systemctl restart` over D-Bus), but confined: `ProtectSystem=strict` with the binary's
+/// directory the only writable path, `NoNewPrivileges`, and of all capabilities only
+/// `CAP_DAC_READ_SEARCH` (to read the agent user's 0600 credentials file). Exit codes 2 (available,
+/// not applied) and 5 (deferred: another agent holds the upgrade slot) count as success; 3
+/// (refused) and 4 (rolled back) mark the unit failed, so they show in `systemctl --failed`.
 pub fn updater_unit(options: &UnitOptions) -> Result<String, UnitError> {
-    let user = checked_user(&options.user)?;
+    // The agent's user is checked although the updater does not run as it: a bad one is a bad
+    // install either way.
+    checked_user(&options.user)?;
     let binary = quoted("the binary", &options.binary)?;
     let config_file = quoted("the configuration file", &options.config_file)?;
+    let binary_dir = quoted(
+        "the binary's directory",
+        options.binary.parent().unwrap_or(Path::new("/")),
+    )?;
     let available = crate::control::updater::EXIT_UPDATE_AVAILABLE;
+    let deferred = crate::control::updater::EXIT_DEFERRED;
     Ok(format!(
         "# Written by `cloudsync agent units`; started by {UPDATER_TIMER}.\n\
          [Unit]\n\
-         Description=cloudsync agent updater (asks the tenant's release channel for a newer agent)\n\
+         Description=cloudsync agent updater (applies a newer signed agent from the tenant's release channel)\n\
          After=network-online.target\n\
          Wants=network-online.target\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
-         User={user}\n\
-         Group={user}\n\
          ExecStart={binary} --log-json updater run --config {config_file}\n\
-         SuccessExitStatus={available}\n\
-         TimeoutStartSec=5min\n\
-         {HARDENING}\
+         SuccessExitStatus={available} {deferred}\n\
+         TimeoutStartSec=30min\n\
+         UMask=0077\n\
+         NoNewPrivileges=yes\n\
+         CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n\
+         ProtectSystem=strict\n\
+         ReadWritePaths={binary_dir}\n\
          {SANDBOX}"
     ))
 }
@@ -298,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn the_updater_runs_once_unprivileged_writing_nothing_and_its_timer_starts_it() {
+    fn the_updater_runs_once_writing_only_beside_the_binary_and_its_timer_starts_it() {
         let units = all_units(&config("/var/lib/cloudsync/journal"), &options()).unwrap();
         let names: Vec<&str> = units.iter().map(|(n, _)| *n).collect();
         assert_eq!(
@@ -312,13 +324,19 @@ mod tests {
         let updater = &units[1].1;
         assert!(updater.contains("\nType=oneshot\n"), "{updater}");
         assert!(updater.contains("ExecStart=\"/usr/local/bin/cloudsync\" --log-json updater run --config \"/etc/cloudsync/agent.toml\"\n"), "{updater}");
+        assert!(!updater.contains("\nUser="), "{updater}");
+        assert!(updater.contains("\nProtectSystem=strict\n"), "{updater}");
         assert!(
-            updater.contains("\nUser=cloudsync\n") && updater.contains("\nProtectSystem=strict\n")
+            updater.contains("\nCapabilityBoundingSet=CAP_DAC_READ_SEARCH\n"),
+            "{updater}"
         );
         assert!(updater.contains("\nNoNewPrivileges=yes\n"), "{updater}");
-        assert!(!updater.contains("ReadWritePaths"), "{updater}");
+        assert!(
+            updater.contains("\nReadWritePaths=\"/usr/local/bin\"\n"),
+            "{updater}"
+        );
         assert!(!updater.contains("[Install]"), "{updater}");
-        assert!(updater.contains("\nSuccessExitStatus=2\n"), "{updater}");
+        assert!(updater.contains("\nSuccessExitStatus=2 5\n"), "{updater}");
         let timer = &units[2].1;
         assert!(
             timer.contains("\nUnit=cloudsync-updater.service\n")

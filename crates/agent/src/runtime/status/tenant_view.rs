@@ -168,6 +168,7 @@ mod tests {
             domains: vec![],
             status,
             last_seen: "2026-01-01T00:00:00Z".into(),
+            binary_sha256: None,
         }
     }
 

@@ -1,18 +1,65 @@
-//! The updater's check. Enters: the agent's tenant client (registration credentials) and this
-//! build's version. Leaves: the tenant's release channel answer (`GET /api/v1/releases/latest`)
-//! compared with this build: [`UpdateCheck::UpToDate`] or [`UpdateCheck::Available`].
+//! The updater. Enters: the agent's tenant client (registration credentials), this build's version
+//! and `[updater]`. Leaves: the tenant's release channel answer compared with this build
+//! ([`check`]), and — with a key pinned — the upgrade applied or refused ([`apply::run`]).
 //!
-//! What the updater does not do yet: download the new version, check its signature and swap the
-//! binary. That is the HA/updates issue's work; until then an available version is reported (and
-//! logged) for an admin to install. `cloudsync updater run` is the command; docs/updater.md the guide.
+//! - [`settings`] — `[updater]`: the pinned Ed25519 key, the restart command, deadlines.
+//! - [`fetch`] — the signature check and the streamed, size- and digest-checked download.
+//! - [`swap`] — the atomic swap (`.new` → binary, `.previous` kept) and the rollback.
+//! - [`apply`] — one run: channel, refusals, upgrade slot, swap, restart, health, rollback.
+//! - [`publish`] — an admin publishing a signed release (`cloudsync release publish`).
+//!
+//! `cloudsync updater run` is the command; docs/updater.md the guide (exit codes there and on the
+//! `EXIT_*` constants).
 
 use cloudsync_api::release::{Release, VersionError, is_newer, parse_version};
 
 use super::tenant_client::{TenantClient, TenantError};
 
-/// The exit code of `cloudsync updater run` when the channel offers a newer version (0: up to
-/// date; 1: the check failed).
+pub mod apply;
+pub mod fetch;
+pub mod publish;
+pub mod settings;
+pub mod swap;
+
+/// Exit code: a newer version is available but not applied (no key pinned, or published without
+/// a binary). 0 is "up to date" or "updated"; 1 an error.
 pub const EXIT_UPDATE_AVAILABLE: u8 = 2;
+/// Exit code: the offered release was refused (bad signature, truncated or corrupt download, an
+/// older version); the installed binary is untouched.
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code: the new binary did not report healthy in time and the previous one was put back.
+pub const EXIT_ROLLED_BACK: u8 = 4;
+/// Exit code: another agent holds the tenant's upgrade slot; the next run tries again.
+pub const EXIT_DEFERRED: u8 = 5;
+
+/// Why an offered release is refused (the installed binary is never changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The signature does not verify with the pinned key.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Fewer bytes arrived than the release announces.
+    #[error("truncated download: {got} of {expected} bytes ({why})")]
+    Truncated {
+        /// Announced size.
+        expected: u64,
+        /// Received.
+        got: u64,
+        /// What ended it.
+        why: String,
+    },
+    /// The bytes are not the signed ones.
+    #[error("corrupt download: {0}")]
+    Corrupt(String),
+    /// The channel offers a version older than the running one (never downgrade).
+    #[error("version {offered} is older than the running {running}; the updater never downgrades")]
+    Older {
+        /// The channel's version.
+        offered: String,
+        /// This build.
+        running: String,
+    },
+}
 
 /// This build's version, as `cloudsync --version`, heartbeats and registration report it.
 pub const THIS_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -93,6 +140,7 @@ mod tests {
         Release {
             version: v.into(),
             source: ReleaseSource::Published,
+            binary: None,
         }
     }
 

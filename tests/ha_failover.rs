@@ -50,7 +50,10 @@ impl Daemon {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
             .args(["agent", "run", "--config", config.to_str().unwrap()])
-            .args(["--set", &format!("push.heartbeat_interval_secs={HEARTBEAT_SECS}")])
+            .args([
+                "--set",
+                &format!("push.heartbeat_interval_secs={HEARTBEAT_SECS}"),
+            ])
             .args(["--set", "push.projection_tick_ms=100"])
             // Operations linger in the push window, so a holder stopped in a stream of changes
             // has some to send the moment it continues: its late batches.
@@ -103,7 +106,10 @@ fn agent_id(dir: &Path) -> String {
 async fn lease(t: &TenantFixture, token: &str) -> Option<(String, u64)> {
     let v = t.get_json(token, "/api/v1/configurations").await;
     let l = &v["value"][0]["lease"];
-    Some((l["holderAgentId"].as_str()?.to_owned(), l["epoch"].as_u64()?))
+    Some((
+        l["holderAgentId"].as_str()?.to_owned(),
+        l["epoch"].as_u64()?,
+    ))
 }
 
 /// Polls until `holder` holds the lease; returns its epoch and how long it took.
@@ -141,7 +147,12 @@ async fn converge(dc: &LabDc, t: &TenantFixture, ous: &[String], within: Duratio
             start.elapsed() < within,
             "the tenant still differs from AD after {within:?} ({} differences):\n{}",
             diffs.len(),
-            diffs.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+            diffs
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -149,12 +160,31 @@ async fn converge(dc: &LabDc, t: &TenantFixture, ous: &[String], within: Duratio
 
 /// The backlog the last takeover logged ("Lease taken … backlog=N").
 fn takeover_backlog(log: &str) -> Option<u64> {
+    let log = strip_ansi(log);
     log.lines()
         .rev()
         .find(|l| l.contains("Lease taken"))
         .and_then(|l| l.split("backlog=").nth(1))
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
+}
+
+/// The log without its terminal colour codes (`ESC [ … m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn applied_by(tenant_log: &str, agent: &str) -> usize {
@@ -193,9 +223,14 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"));
     let start = Instant::now();
     while applied_by(&t.log(), &id_a) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(120), "A applied nothing:\n{}", a.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "A applied nothing:\n{}",
+            a.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let batches_before_kill = applied_by(&t.log(), &id_a);
     a.kill();
     let killed = Instant::now();
     let (epoch_b, _) = wait_for_holder(&t, &token, &id_b, Duration::from_secs(60)).await;
@@ -204,7 +239,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     assert!(takeover_1 <= TAKEOVER_BOUND, "takeover took {takeover_1:?}");
     let converged_1 = converge(&dc, &t, &ous, Duration::from_secs(300)).await;
     eprintln!(
-        "ha: SIGKILL mid initial sync: takeover {:.1}s after the kill, B's backlog at takeover {:?} operations, tenant = AD {:.1}s after the takeover",
+        "ha: SIGKILL mid initial sync (after A's batch {batches_before_kill}): takeover {:.1}s after the kill, B's backlog at takeover {:?} operations, tenant = AD {:.1}s after the takeover",
         takeover_1.as_secs_f64(),
         takeover_backlog(&b.log()),
         converged_1.as_secs_f64()
@@ -215,7 +250,11 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     let mut a = Daemon::start(&a.config.clone(), &dir_a.path().join("agent.log"));
     let start = Instant::now();
     while !a.log().contains("Standing by") {
-        assert!(start.elapsed() < Duration::from_secs(60), "A never stood by:\n{}", a.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "A never stood by:\n{}",
+            a.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut history = changes(&mut rng, &dc, &mut w, 4);
@@ -233,7 +272,11 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     b.signal("-CONT");
     let start = Instant::now();
     while !b.log().contains("pushing stops for the configuration") {
-        assert!(start.elapsed() < Duration::from_secs(30), "B never learned it lost the lease:\n{}", b.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "B never learned it lost the lease:\n{}",
+            b.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let converged_2 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;

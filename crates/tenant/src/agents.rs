@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use cloudsync_api::agent::{
     AgentDomains, AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
-    HeldLease,
-    MAX_AGENT_DOMAINS, RegistrationRequest, RegistrationResponse, valid_domain_name,
+    HeldLease, MAX_AGENT_DOMAINS, RegistrationRequest, RegistrationResponse, valid_domain_name,
 };
 use cloudsync_api::auth::Role;
 
@@ -124,8 +123,7 @@ pub async fn heartbeat(
         }
         // Every heartbeat of the holder renews: the record is written each time (a few hundred
         // bytes per configuration per heartbeat).
-        if record.pending_restarts.len() != before || reported || change != LeaseChange::Standby
-        {
+        if record.pending_restarts.len() != before || reported || change != LeaseChange::Standby {
             put_json(&state.store.configs, record.config.id.as_bytes(), &*record)?;
         }
         configurations.push(ConfigurationRef {
@@ -174,8 +172,8 @@ impl Spread {
                 *held.entry(l.holder).or_insert(0) += 1;
             }
         }
-        let active_after = now_ms.div_euclid(1000)
-            - i64::try_from(lease_ms / 1000).unwrap_or(i64::MAX);
+        let active_after =
+            now_ms.div_euclid(1000) - i64::try_from(lease_ms / 1000).unwrap_or(i64::MAX);
         let mut peers = Vec::new();
         for entry in state.store.agents.iter() {
             let (_, bytes) = entry?;

@@ -204,7 +204,10 @@ mod tests {
         assert!(fence(lease.as_ref(), a(), Some(1)).is_some());
         assert!(fence(lease.as_ref(), b(), Some(1)).is_some());
         assert!(fence(lease.as_ref(), b(), Some(2)).is_none());
-        assert!(fence(lease.as_ref(), a(), Some(2)).is_some(), "epoch 2 is b's, not a's");
+        assert!(
+            fence(lease.as_ref(), a(), Some(2)).is_some(),
+            "epoch 2 is b's, not a's"
+        );
     }
 
     #[test]

@@ -151,7 +151,8 @@ impl Pusher {
                     checkpoint = self.acks.checkpoint(),
                     "Lease taken: pushing the outbox backlog under the new epoch."
                 );
-                self.status.send_modify(|s| s.lease_backlog_at_takeover = Some(backlog));
+                self.status
+                    .send_modify(|s| s.lease_backlog_at_takeover = Some(backlog));
             }
         }
         self.held = now;

@@ -12,11 +12,12 @@
 //!   batch whose epoch is not the configuration's current one (or whose sender is not the holder)
 //!   is refused whole with **409 `LeaseLost`**, the current lease in the error body
 //!   ([`crate::error::ODataErrorBody::lease`]); nothing of it is applied. A batch without an epoch
-//!   is accepted only while no lease was ever granted for the configuration (tools and agents that
-//!   never heartbeat).
+//!   (tools, agents that predate leases) is accepted while no lease was ever granted for the
+//!   configuration, or from the current holder (counted under its epoch); from anyone else it is
+//!   refused. Lease-aware agents always send the epoch once a heartbeat granted one.
 //! - Object versions compare as **(epoch, version)**, lexicographically: a newer holder's lower
 //!   journal sequence numbers still win, and an older epoch's operation never overwrites a newer
-//!   epoch's. A batch without an epoch counts as epoch 0.
+//!   epoch's. A batch without an epoch counts as epoch 0 before any lease, else as the holder's.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

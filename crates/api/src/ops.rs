@@ -216,8 +216,8 @@ pub struct OperationBatch {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub reasons: std::collections::BTreeMap<usize, String>,
     /// The sender's lease epoch for the configuration ([`crate::lease`]); every operation's version
-    /// compares as (epoch, version). Absent: epoch 0, accepted only while the configuration never
-    /// had a lease.
+    /// compares as (epoch, version). Absent: accepted only while the configuration never had a
+    /// lease (epoch 0) or from its current holder (its epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
 }

@@ -15,8 +15,10 @@
 //! 3. A free configuration (never leased, or its lease expired) goes to the heartbeating agent with
 //!    the previous epoch + 1 — unless another Active paired agent holds strictly fewer leases; that
 //!    one takes it at its own next heartbeat (spread).
-//! 4. A batch is accepted only with the current epoch from the current holder; without an epoch
-//!    only while the configuration never had a lease.
+//! 4. A batch is accepted only with the current epoch from the current holder. Without an epoch
+//!    (an agent that predates leases) it is accepted while the configuration never had a lease, or
+//!    from the current holder, its operations then counting under the current epoch; from any
+//!    other agent it is refused.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -135,6 +137,7 @@ pub fn fence(lease: Option<&LeaseRecord>, agent: Uuid, epoch: Option<u64>) -> Op
             "The batch carries epoch {e}, but no lease was ever granted for this configuration."
         )),
         (Some(l), Some(e)) if l.epoch == e && l.holder == agent => None,
+        (Some(l), None) if l.holder == agent => None,
         (Some(l), e) => Some(format!(
             "The lease of this configuration is held by agent {} with epoch {}; this batch carries {}. Nothing was applied.",
             l.holder,
@@ -254,12 +257,13 @@ mod tests {
     }
 
     #[test]
-    fn batches_without_an_epoch_only_before_any_lease() {
+    fn batches_without_an_epoch_before_any_lease_or_from_the_holder() {
         assert!(fence(None, a(), None).is_none());
         assert!(fence(None, a(), Some(1)).is_some());
         let mut lease = None;
         on_heartbeat(&mut lease, a(), 0, LEASE, false);
-        assert!(fence(lease.as_ref(), a(), None).is_some());
+        assert!(fence(lease.as_ref(), a(), None).is_none());
+        assert!(fence(lease.as_ref(), b(), None).is_some());
         assert!(fence(lease.as_ref(), a(), Some(1)).is_none());
     }
 

@@ -292,7 +292,11 @@ pub async fn batch(
         now_text: now_rfc3339(),
         delete_window_secs: state.options.delete_window_secs,
         quarantine_after: state.options.quarantine_after_failed_batches,
-        epoch: batch.epoch.unwrap_or(0),
+        // Without an epoch (an agent that predates leases), the holder's current one.
+        epoch: batch
+            .epoch
+            .or(record.lease.map(|l| l.epoch))
+            .unwrap_or(0),
     };
     let response = apply_batch_cut(&state.store, &mut record, &batch, &ctx, cut)?;
     state.store.flush().await?;

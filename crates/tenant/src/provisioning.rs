@@ -293,10 +293,7 @@ pub async fn batch(
         delete_window_secs: state.options.delete_window_secs,
         quarantine_after: state.options.quarantine_after_failed_batches,
         // Without an epoch (an agent that predates leases), the holder's current one.
-        epoch: batch
-            .epoch
-            .or(record.lease.map(|l| l.epoch))
-            .unwrap_or(0),
+        epoch: batch.epoch.or(record.lease.map(|l| l.epoch)).unwrap_or(0),
     };
     let response = apply_batch_cut(&state.store, &mut record, &batch, &ctx, cut)?;
     state.store.flush().await?;

@@ -90,7 +90,7 @@ pub struct TenantState {
     pub throttle: Throttle,
     /// Serialises batch application, so idempotency checks and writes do not interleave.
     pub apply_lock: tokio::sync::Mutex<()>,
-    /// Batches refused with `LeaseLost` since start (the portal shows it).
+    /// Batches refused with `LeaseLost` since start (each refusal's WARN line carries the count).
     pub lease_refusals: std::sync::atomic::AtomicU64,
     /// Failed password checks per account and source address.
     pub lockout: Lockout,

@@ -60,6 +60,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
                 .map(|k| push::synthetic::user_upsert(k, 1, DOMAIN))
                 .collect::<Vec<Operation>>(),
             reasons: Default::default(),
+            epoch: None,
         })
         .collect();
     let ctx = BatchContext {
@@ -68,6 +69,7 @@ async fn in_process_apply_rate(n: u64) -> f64 {
         now_text: "2026-01-01T00:00:00Z".into(),
         delete_window_secs: 120,
         quarantine_after: 3,
+        epoch: 0,
     };
     let t0 = Instant::now();
     for b in &batches {

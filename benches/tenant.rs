@@ -57,6 +57,7 @@ fn make_batch() -> OperationBatch {
         batch_id: Uuid::new_v4(),
         operations,
         reasons: Default::default(),
+        epoch: None,
     }
 }
 
@@ -186,6 +187,7 @@ fn bench(c: &mut Criterion) {
                 now_text: "2026-01-01T00:00:00Z".into(),
                 delete_window_secs: 120,
                 quarantine_after: 3,
+                epoch: 0,
             };
             let r = apply_batch(&store, &mut record, &batch, &ctx).unwrap();
             rt.block_on(store.flush()).unwrap();

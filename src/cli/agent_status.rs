@@ -295,10 +295,25 @@ fn render_tenant(o: &mut String, t: &tenant_view::TenantView) {
         }
         (None, None) => o.push_str("Tenant says: nothing\n"),
     }
+    let me = t.agent.as_ref().map(|a| a.id);
     for c in &t.configurations {
+        let lease = match &c.lease {
+            None => "no lease yet".to_owned(),
+            Some(l) => format!(
+                "lease held by {} (epoch {}) since {}{}",
+                if Some(l.holder_agent_id) == me {
+                    "this agent".to_owned()
+                } else {
+                    format!("agent {}", l.holder_agent_id)
+                },
+                l.epoch,
+                l.since,
+                if l.live { "" } else { ", expired" }
+            ),
+        };
         let _ = writeln!(
             o,
-            "  configuration {} ({}): {}; last sync {}",
+            "  configuration {} ({}): {}; last sync {}; {lease}",
             c.id,
             c.domain,
             c.health,

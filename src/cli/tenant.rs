@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// An agent without a heartbeat for this long shows as Inactive.
     #[arg(long, default_value_t = 3600)]
     pub agent_inactive_after_secs: u64,
+    /// A configuration's lease runs this long after its holder's last heartbeat, in seconds;
+    /// 0 (the default): twice --heartbeat-interval-secs, so another agent takes over within two
+    /// heartbeat intervals of the holder's last one.
+    #[arg(long, default_value_t = 0)]
+    pub lease_secs: u64,
     /// Length of the delete-threshold counting window, in seconds.
     #[arg(long, default_value_t = 120)]
     pub delete_window_secs: u64,
@@ -143,6 +148,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             token_lifetime_secs: args.token_lifetime_secs,
             heartbeat_interval_secs: args.heartbeat_interval_secs,
             agent_inactive_after_secs: args.agent_inactive_after_secs,
+            lease_secs: args.lease_secs,
             delete_window_secs: args.delete_window_secs,
             writeback_wait: Duration::from_secs(args.writeback_wait_secs),
             release_max_bytes: args.release_max_mib * 1024 * 1024,

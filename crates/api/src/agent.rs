@@ -139,6 +139,10 @@ pub struct HeartbeatResponse {
     pub configurations: Vec<ConfigurationRef>,
     /// Restarts the agent has not yet acknowledged.
     pub pending_restarts: Vec<PendingRestart>,
+    /// The lease of every configuration paired with the agent ([`super::lease`]); empty from a
+    /// tenant without leases.
+    #[serde(default)]
+    pub leases: Vec<super::lease::LeaseGrant>,
 }
 
 /// A pointer to a configuration and its current revision.
@@ -182,4 +186,19 @@ pub struct AgentInfo {
     /// it heartbeats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary_sha256: Option<String>,
+    /// The configurations whose lease this agent holds, with epoch and since when.
+    #[serde(default)]
+    pub leases: Vec<HeldLease>,
+}
+
+/// A lease an agent holds, as `GET /api/v1/agents` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldLease {
+    /// The configuration.
+    pub configuration_id: Uuid,
+    /// Its domain.
+    pub domain: String,
+    /// The lease.
+    pub lease: super::lease::LeaseInfo,
 }

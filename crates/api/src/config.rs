@@ -105,6 +105,10 @@ pub struct Configuration {
     /// When the last batch was applied, RFC 3339.
     #[serde(default)]
     pub last_sync: Option<String>,
+    /// Which agent holds the configuration's lease, its epoch and since when ([`crate::lease`]);
+    /// absent before the first grant. Filled by the tenant when it answers, never stored in `spec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::lease::LeaseInfo>,
 }
 
 /// What a restart resets; the same scopes as the Graph synchronization job `restart` call.

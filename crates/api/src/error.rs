@@ -16,6 +16,9 @@ pub struct ODataErrorBody {
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
+    /// `LeaseLost` only: the configuration's current lease (holder and epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::lease::LeaseInfo>,
 }
 
 impl ODataError {
@@ -25,6 +28,7 @@ impl ODataError {
             error: ODataErrorBody {
                 code: code.into(),
                 message: message.into(),
+                lease: None,
             },
         }
     }

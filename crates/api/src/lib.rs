@@ -17,7 +17,8 @@
 //! - `POST /api/v1/agents/{agentId}/heartbeat` — agent token → [`agent::HeartbeatResponse`].
 //! - `GET|POST /api/v1/configurations`, `GET|PUT /api/v1/configurations/{id}` ([`config`]).
 //! - `POST /api/v1/configurations/{id}/restart` — [`config::RestartRequest`].
-//! - `POST /api/v1/configurations/{id}/batches` — [`ops::OperationBatch`] → [`ops::BatchResponse`].
+//! - `POST /api/v1/configurations/{id}/batches` — [`ops::OperationBatch`] → [`ops::BatchResponse`];
+//!   409 `LeaseLost` when the batch's epoch is not the configuration's lease ([`lease`]).
 //! - `GET /api/v1/provisioningLogs` — [`logs::LogQuery`] → [`logs::LogPage`].
 //! - `GET /api/v1/agents/{agentId}` — the agent itself or an admin → [`agent::AgentInfo`].
 //! - `GET|PUT /api/v1/releases/latest` — the release channel ([`release`]).
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod config;
 pub mod environment;
 pub mod error;
+pub mod lease;
 pub mod logs;
 pub mod ops;
 pub mod orgid;

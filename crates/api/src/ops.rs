@@ -1,6 +1,8 @@
 //! Operation batches: what the agent's push stage sends, and the per-operation results it gets back.
 //!
 //! # Semantics the push stage relies on
+//! - **Leases and epochs** ([`crate::lease`]): a batch carries its sender's lease epoch; versions
+//!   compare as (epoch, version), and a batch of a lost lease is refused whole (409 `LeaseLost`).
 //! - Objects are keyed by their **source anchor** (`onPremisesImmutableId`, base64 of the objectGUID by
 //!   default). The tenant assigns each new anchor a cloud object id (GUID) that never changes.
 //! - An upsert carries the **full** set of mapped attributes and a per-object `version` (monotonic, e.g.
@@ -213,6 +215,11 @@ pub struct OperationBatch {
     /// provisioning log shows it. At most [`super::MAX_REASON_CHARS`] characters each.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub reasons: std::collections::BTreeMap<usize, String>,
+    /// The sender's lease epoch for the configuration ([`crate::lease`]); every operation's version
+    /// compares as (epoch, version). Absent: accepted only while the configuration never had a
+    /// lease (epoch 0) or from its current holder (its epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 /// The outcome of one operation.

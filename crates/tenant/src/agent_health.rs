@@ -80,6 +80,7 @@ pub fn record_report(
 /// "Delete threshold exceeded" with the most deletes any agent reports staged.
 pub fn effective(record: &ConfigRecord) -> Configuration {
     let mut config = record.config.clone();
+    config.lease = record.lease.map(|l| l.info(super::state::now_unix_ms()));
     if config.health == Health::Healthy
         && let Some(staged) = record
             .agent_reports

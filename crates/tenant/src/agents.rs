@@ -10,14 +10,15 @@ use uuid::Uuid;
 
 use cloudsync_api::agent::{
     AgentDomains, AgentInfo, AgentStatus, ConfigurationRef, HeartbeatRequest, HeartbeatResponse,
-    MAX_AGENT_DOMAINS, RegistrationRequest, RegistrationResponse, valid_domain_name,
+    HeldLease, MAX_AGENT_DOMAINS, RegistrationRequest, RegistrationResponse, valid_domain_name,
 };
 use cloudsync_api::auth::Role;
 
 use super::agent_health::record_report;
 use super::authorize::{Admins, AdminsOrAgents, Agents, Authorized};
 use super::error::{ApiError, ApiJson};
-use super::state::{SharedState, now_rfc3339, now_unix, parse_unix};
+use super::lease::{LeaseChange, grant_for, on_heartbeat};
+use super::state::{SharedState, now_rfc3339, now_unix, now_unix_ms, parse_unix};
 use super::store::{AgentRecord, ConfigRecord, StoreError, decode, get_json, put_json};
 
 /// `POST /api/v1/agents` (Global or Hybrid Identity Administrator).
@@ -96,10 +97,14 @@ pub async fn heartbeat(
         .upgrade_slot
         .on_heartbeat(agent.id, req.binary_sha256.as_deref());
     put_json(&state.store.agents, agent.id.as_bytes(), &agent)?;
+    let now_ms = now_unix_ms();
+    let lease_ms = state.options.lease_ms();
+    let mut records = all_configs(&state)?;
+    let mut spread = Spread::new(&state, &records, agent.id, now_ms, lease_ms)?;
     let mut configurations = Vec::new();
     let mut pending_restarts = Vec::new();
-    for record in all_configs(&state)? {
-        let mut record = record;
+    let mut leases = Vec::new();
+    for record in &mut records {
         if !agent
             .domains
             .iter()
@@ -115,23 +120,93 @@ pub async fn heartbeat(
             .configurations
             .iter()
             .find(|c| c.configuration_id == record.config.id);
-        let reported = record_report(&mut record, agent.id, report, &agent.last_seen);
-        if record.pending_restarts.len() != before || reported {
-            put_json(&state.store.configs, record.config.id.as_bytes(), &record)?;
+        let reported = record_report(record, agent.id, report, &agent.last_seen);
+        let fewer = spread.fewer_elsewhere(&record.config.spec.domain);
+        let change = on_heartbeat(&mut record.lease, agent.id, now_ms, lease_ms, fewer);
+        if let LeaseChange::Granted { previous } = change {
+            spread.granted();
+            let epoch = record.lease.map_or(0, |l| l.epoch);
+            tracing::info!(configuration = %record.config.id, agent_id = %agent.id, epoch, previous = ?previous, "Lease granted.");
+        }
+        // Every heartbeat of the holder renews: the record is written each time (a few hundred
+        // bytes per configuration per heartbeat).
+        if record.pending_restarts.len() != before || reported || change != LeaseChange::Standby {
+            put_json(&state.store.configs, record.config.id.as_bytes(), &*record)?;
         }
         configurations.push(ConfigurationRef {
             id: record.config.id,
             revision: record.config.revision,
         });
-        pending_restarts.extend(record.pending_restarts);
+        leases.push(grant_for(
+            record.config.id,
+            record.lease.as_ref(),
+            agent.id,
+            now_ms,
+        ));
+        pending_restarts.extend(record.pending_restarts.iter().cloned());
     }
+    // The epoch is durable before the agent learns it.
     state.store.flush().await?;
     Ok(Json(HeartbeatResponse {
         server_time: now_rfc3339(),
         heartbeat_interval_seconds: state.options.heartbeat_interval_secs,
         configurations,
         pending_restarts,
+        leases,
     }))
+}
+
+/// Rule 3 of [`super::lease`]: how many live leases each Active agent holds, to leave a free
+/// configuration to a paired agent that holds fewer than the caller.
+struct Spread {
+    caller: Uuid,
+    held: std::collections::HashMap<Uuid, usize>,
+    /// Other Active agents (a heartbeat within one lease length) and their domains.
+    peers: Vec<(Uuid, Vec<String>)>,
+}
+
+impl Spread {
+    fn new(
+        state: &SharedState,
+        records: &[ConfigRecord],
+        caller: Uuid,
+        now_ms: i64,
+        lease_ms: u64,
+    ) -> Result<Spread, StoreError> {
+        let mut held = std::collections::HashMap::new();
+        for l in records.iter().filter_map(|r| r.lease) {
+            if l.live(now_ms) {
+                *held.entry(l.holder).or_insert(0) += 1;
+            }
+        }
+        let active_after =
+            now_ms.div_euclid(1000) - i64::try_from(lease_ms / 1000).unwrap_or(i64::MAX);
+        let mut peers = Vec::new();
+        for entry in state.store.agents.iter() {
+            let (_, bytes) = entry?;
+            let a: AgentRecord = decode("agents", &bytes)?;
+            if a.id != caller && parse_unix(&a.last_seen) > active_after {
+                peers.push((a.id, a.domains));
+            }
+        }
+        Ok(Spread {
+            caller,
+            held,
+            peers,
+        })
+    }
+
+    fn fewer_elsewhere(&self, domain: &str) -> bool {
+        let mine = self.held.get(&self.caller).copied().unwrap_or(0);
+        self.peers.iter().any(|(id, domains)| {
+            domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+                && self.held.get(id).copied().unwrap_or(0) < mine
+        })
+    }
+
+    fn granted(&mut self) {
+        *self.held.entry(self.caller).or_insert(0) += 1;
+    }
 }
 
 /// `DELETE /api/v1/agents/{id}` (Global or Hybrid Identity Administrator): the uninstaller removes
@@ -241,6 +316,8 @@ pub async fn get_one(
 pub fn agent_infos(state: &SharedState) -> Result<Vec<AgentInfo>, StoreError> {
     let now = now_unix();
     let inactive_after = i64::try_from(state.options.agent_inactive_after_secs).unwrap_or(i64::MAX);
+    let now_ms = now_unix_ms();
+    let configs = all_configs(state)?;
     let mut out = Vec::new();
     for entry in state.store.agents.iter() {
         let (_, bytes) = entry?;
@@ -259,6 +336,17 @@ pub fn agent_infos(state: &SharedState) -> Result<Vec<AgentInfo>, StoreError> {
             status,
             last_seen: a.last_seen,
             binary_sha256: a.binary_sha256,
+            leases: configs
+                .iter()
+                .filter_map(|c| {
+                    let l = c.lease.filter(|l| l.holder == a.id)?;
+                    Some(HeldLease {
+                        configuration_id: c.config.id,
+                        domain: c.config.spec.domain.clone(),
+                        lease: l.info(now_ms),
+                    })
+                })
+                .collect(),
         });
     }
     Ok(out)

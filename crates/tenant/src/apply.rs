@@ -27,6 +27,8 @@ pub struct BatchContext {
     pub delete_window_secs: u64,
     /// Failed batches in a row before quarantine.
     pub quarantine_after: u32,
+    /// The batch's lease epoch (0 without one): versions compare as (epoch, version).
+    pub epoch: u64,
 }
 
 /// A stored password hash with the version that set it.
@@ -34,6 +36,9 @@ pub struct BatchContext {
 pub struct StoredCredential {
     /// Per-object version of the `setPasswordHash` operation.
     pub version: u64,
+    /// Its lease epoch (absent in older records: 0).
+    #[serde(default)]
+    pub epoch: u64,
     /// The `v1;PPH1_MD4,…` string.
     pub credential: String,
 }

@@ -124,11 +124,21 @@ pub(super) fn reserved_attribute(u: &Upsert) -> Option<Outcome> {
 
 /// Refuses a version above [`MAX_VERSION`] or more than [`MAX_VERSION_STEP`] past the
 /// configuration's high-water mark.
-pub(super) fn version_out_of_range(config: &ConfigRecord, version: u64) -> Option<Outcome> {
-    let bound = config
-        .version_high_water
-        .saturating_add(MAX_VERSION_STEP)
-        .min(MAX_VERSION);
+/// The high-water mark counts within its epoch: a newer epoch's first versions are bounded by
+/// [`MAX_VERSION`] alone (they are another agent's sequence numbers).
+pub(super) fn version_out_of_range(
+    config: &ConfigRecord,
+    epoch: u64,
+    version: u64,
+) -> Option<Outcome> {
+    let bound = if epoch > config.version_high_water_epoch {
+        MAX_VERSION
+    } else {
+        config
+            .version_high_water
+            .saturating_add(MAX_VERSION_STEP)
+            .min(MAX_VERSION)
+    };
     (version > bound).then(|| {
         fail(
             OpErrorCode::VersionOutOfRange,
@@ -141,8 +151,16 @@ pub(super) fn version_out_of_range(config: &ConfigRecord, version: u64) -> Optio
 }
 
 /// Raises the configuration's high-water mark after an applied operation.
-pub fn note_version(config: &mut ConfigRecord, version: u64) {
-    config.version_high_water = config.version_high_water.max(version);
+pub fn note_version(config: &mut ConfigRecord, epoch: u64, version: u64) {
+    if super::lease::newer(
+        epoch,
+        version,
+        config.version_high_water_epoch,
+        config.version_high_water,
+    ) {
+        config.version_high_water_epoch = epoch;
+        config.version_high_water = version;
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +175,7 @@ mod tests {
             kind: ObjectKind::User,
             source_anchor: "a".into(),
             version: 1,
+            epoch: 0,
             deleted: false,
             on_premises: Default::default(),
             attributes: Default::default(),

@@ -373,7 +373,7 @@ proptest! {
         let mut config = new_config();
         let mut model = Model::default();
         let mut last: Option<(OperationBatch, Vec<(usize, OpStatus)>)> = None;
-        let ctx = BatchContext { agent_id: Uuid::nil(), now: 1_000, now_text: "2026-01-01T00:00:00Z".into(), delete_window_secs: 120, quarantine_after: u32::MAX };
+        let ctx = BatchContext { agent_id: Uuid::nil(), now: 1_000, now_text: "2026-01-01T00:00:00Z".into(), delete_window_secs: 120, quarantine_after: u32::MAX, epoch: 0 };
         for step in steps {
             match step {
                 Step::Reboot => {
@@ -389,7 +389,7 @@ proptest! {
                     }
                 }
                 Step::Batch(ops) => {
-                    let batch = OperationBatch { batch_id: Uuid::new_v4(), operations: ops.iter().map(to_operation).collect(), reasons: Default::default() };
+                    let batch = OperationBatch { batch_id: Uuid::new_v4(), operations: ops.iter().map(to_operation).collect(), reasons: Default::default(), epoch: None };
                     let got = apply_batch(&store, &mut config, &batch, &ctx).unwrap();
                     let want: Vec<String> = ops.iter().map(|op| model.apply(op)).collect();
                     let got_codes: Vec<String> = got.results.iter().map(|r| match &r.error {
@@ -418,6 +418,7 @@ fn a_cleared_attribute_is_stored_as_absent() {
         now_text: "2026-01-01T00:00:00Z".into(),
         delete_window_secs: 120,
         quarantine_after: u32::MAX,
+        epoch: 0,
     };
     let upsert = |version: u64, extra: serde_json::Value| {
         let mut attributes: BTreeMap<cloudsync_api::ops::AttrName, serde_json::Value> = [
@@ -439,6 +440,7 @@ fn a_cleared_attribute_is_stored_as_absent() {
                 attributes,
             })],
             reasons: Default::default(),
+            epoch: None,
         }
     };
     let stored = |store: &Store| -> StoredObject {

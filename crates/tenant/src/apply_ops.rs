@@ -15,6 +15,7 @@ use super::apply_guard::{
     foreign, held_elsewhere, note_version, object_by_anchor, own_live, reserved_attribute,
     version_out_of_range,
 };
+use super::lease::newer;
 use super::store::{
     ConfigRecord, Store, StoreError, StoredObject, anchor_key, get_json, pair_key, put_json,
     uuid_value,
@@ -27,7 +28,7 @@ pub(super) fn apply_one(
     ctx: &BatchContext,
 ) -> Result<Outcome, StoreError> {
     if let Some(version) = op.version()
-        && let Some(refused) = version_out_of_range(config, version)
+        && let Some(refused) = version_out_of_range(config, ctx.epoch, version)
     {
         return Ok(refused);
     }
@@ -50,10 +51,10 @@ pub(super) fn apply_one(
             source_anchor,
             version,
             credential,
-        } => set_password_hash(store, config, source_anchor, *version, credential),
+        } => set_password_hash(store, config, source_anchor, *version, credential, ctx),
     }?;
     if let (Outcome::Done(OpStatus::Success, ..), Some(version)) = (&outcome, op.version()) {
-        note_version(config, version);
+        note_version(config, ctx.epoch, version);
     }
     Ok(outcome)
 }
@@ -109,7 +110,7 @@ fn upsert(
                 ),
             ));
         }
-        if u.version <= o.version {
+        if !newer(ctx.epoch, u.version, o.epoch, o.version) {
             return Ok(Outcome::Done(
                 OpStatus::Skipped,
                 Some(o.id),
@@ -157,6 +158,7 @@ fn upsert(
         kind: u.kind,
         source_anchor: u.source_anchor.clone(),
         version: u.version,
+        epoch: ctx.epoch,
         deleted: false,
         on_premises: u.on_premises.clone(),
         // The upsert is the full set: what it leaves out, or sends as null / [], is absent now.
@@ -208,7 +210,7 @@ fn delete(
             ),
         ));
     }
-    if object.deleted || version <= object.version {
+    if object.deleted || !newer(ctx.epoch, version, object.epoch, object.version) {
         return Ok(Outcome::Done(
             OpStatus::Skipped,
             Some(object.id),
@@ -247,6 +249,7 @@ fn delete(
     store.credentials.remove(object.id.as_bytes())?;
     object.deleted = true;
     object.version = version;
+    object.epoch = ctx.epoch;
     object.last_sync = ctx.now_text.clone();
     put_json(&store.objects, object.id.as_bytes(), &object)?;
     Ok(Outcome::Done(
@@ -321,6 +324,7 @@ fn set_password_hash(
     anchor: &str,
     version: u64,
     credential: &str,
+    ctx: &BatchContext,
 ) -> Result<Outcome, StoreError> {
     if !config.config.spec.password_hash_sync {
         return Ok(fail(
@@ -340,7 +344,7 @@ fn set_password_hash(
     };
     if let Some(old) =
         get_json::<StoredCredential>(&store.credentials, "credentials", user.id.as_bytes())?
-        && version <= old.version
+        && !newer(ctx.epoch, version, old.epoch, old.version)
     {
         return Ok(Outcome::Done(
             OpStatus::Skipped,
@@ -350,6 +354,7 @@ fn set_password_hash(
     }
     let stored = StoredCredential {
         version,
+        epoch: ctx.epoch,
         credential: credential.to_owned(),
     };
     put_json(&store.credentials, user.id.as_bytes(), &stored)?;

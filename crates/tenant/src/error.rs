@@ -30,6 +30,15 @@ pub enum ApiError {
     /// The request conflicts with the tenant's state. 409.
     #[error("{0}")]
     Conflict(String),
+    /// A batch whose epoch is not the configuration's current lease ([`super::lease`]). 409
+    /// `LeaseLost`, the current lease in the body.
+    #[error("{message}")]
+    LeaseLost {
+        /// What was refused and why.
+        message: String,
+        /// The configuration's current lease, if any.
+        lease: Option<cloudsync_api::lease::LeaseInfo>,
+    },
     /// The body or the batch is too large. 413.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -56,7 +65,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::LeaseLost { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +82,7 @@ impl ApiError {
             ApiError::NotFound(_) => "Request_ResourceNotFound",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::LeaseLost { .. } => "LeaseLost",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable => "ServiceUnavailable",
@@ -91,7 +101,11 @@ impl ApiError {
 
     /// The OData body.
     pub fn body(&self) -> ODataError {
-        ODataError::new(self.code(), self.to_string())
+        let mut body = ODataError::new(self.code(), self.to_string());
+        if let ApiError::LeaseLost { lease, .. } = self {
+            body.error.lease = lease.clone();
+        }
+        body
     }
 }
 

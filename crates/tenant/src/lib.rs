@@ -20,6 +20,7 @@
 //! - [`auth`]         — token endpoint, OpenID configuration, the [`auth::Principal`] extractor.
 //! - [`authorize`]    — [`authorize::Authorized`]: the role check as an extractor, before the body.
 //! - [`agents`]       — registration, heartbeats, agent status.
+//! - [`lease`]        — a lease per configuration: grant, renewal, expiry, epochs, the batch fence.
 //! - [`agent_health`] — agent-reported staged deletes folded into a configuration's health.
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds);
@@ -62,6 +63,7 @@ pub mod graph_batch;
 pub mod graph_query;
 pub mod h2_drain;
 pub mod identity;
+pub mod lease;
 pub mod lockout;
 pub mod logs;
 pub mod orgid;

@@ -1,7 +1,7 @@
 //! The admin portal at `/`: a server-rendered page an admin reads like the admin center.
 //!
 //! It shows agents (host, version, environment, Active/Inactive, last seen), configurations (health,
-//! password hash sync, the password-writeback switch, delete threshold, last sync), object counts,
+//! password hash sync, the password-writeback switch, delete threshold, last sync, the lease: holder, epoch, since when), object counts,
 //! and the recent provisioning log with a search box by object id (`/?objectId=…`). Everything
 //! here needs a portal session of a Global or Hybrid Identity Administrator
 //! ([`super::portal_auth`]): without one, `GET /` redirects to the sign-in page and shows no data.
@@ -136,10 +136,10 @@ pub async fn page(
     }
     h.push_str("</tbody></table></section>");
 
-    h.push_str("<section id=\"configurations\"><h2>Configurations</h2><table><thead><tr><th>Domain</th><th>Health</th><th>Password hash sync</th><th>Password writeback</th><th>Allow users to unlock accounts without resetting their password</th><th>Writeback agent</th><th>Delete threshold</th><th>Last sync</th></tr></thead><tbody>");
+    h.push_str("<section id=\"configurations\"><h2>Configurations</h2><table><thead><tr><th>Domain</th><th>Health</th><th>Password hash sync</th><th>Password writeback</th><th>Allow users to unlock accounts without resetting their password</th><th>Writeback agent</th><th>Delete threshold</th><th>Last sync</th><th>Lease</th></tr></thead><tbody>");
     let configs = all_configs(&state)?;
     if configs.is_empty() {
-        h.push_str("<tr><td colspan=\"8\">No configurations.</td></tr>");
+        h.push_str("<tr><td colspan=\"9\">No configurations.</td></tr>");
     }
     let hosts: HashMap<Uuid, String> = agent_infos(&state)?
         .into_iter()
@@ -177,7 +177,7 @@ pub async fn page(
         };
         let _ = write!(
             h,
-            "<tr class=\"configuration\"><td>{domain}</td><td class=\"health\">{health}</td><td>{phs}</td><td>{wb}</td><td>{unlock}</td><td class=\"writeback-agent\">{agent_cell}</td><td>{thr}</td><td>{last}</td></tr>",
+            "<tr class=\"configuration\"><td>{domain}</td><td class=\"health\">{health}</td><td>{phs}</td><td>{wb}</td><td>{unlock}</td><td class=\"writeback-agent\">{agent_cell}</td><td>{thr}</td><td>{last}</td><td class=\"lease\">{lease}</td></tr>",
             domain = esc(&cfg.spec.domain),
             health = health_text(&cfg.health),
             phs = on_off(cfg.spec.password_hash_sync),
@@ -189,6 +189,16 @@ pub async fn page(
             unlock = switch("/portal/unlock", "unlock", cfg.spec.allow_unlock),
             thr = cfg.spec.delete_threshold,
             last = esc(cfg.last_sync.as_deref().unwrap_or("never")),
+            lease = cfg.lease.as_ref().map_or_else(
+                || "None yet".to_owned(),
+                |l| format!(
+                    "{} (epoch {}) since {}{}",
+                    esc(hosts.get(&l.holder_agent_id).map_or("?", String::as_str)),
+                    l.epoch,
+                    esc(&l.since),
+                    if l.live { "" } else { ", expired" }
+                )
+            ),
         );
     }
     h.push_str("</tbody></table></section>");

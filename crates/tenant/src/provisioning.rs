@@ -19,7 +19,8 @@ use super::apply::{BatchContext, ThrottleCut, apply_batch_cut};
 use super::auth::Principal;
 use super::authorize::{Admins, AdminsOrAgents, Agents, Authorized};
 use super::error::{ApiError, ApiJson};
-use super::state::{SharedState, now_rfc3339, now_unix};
+use super::lease::fence;
+use super::state::{SharedState, now_rfc3339, now_unix, now_unix_ms};
 use super::store::{AgentRecord, ConfigRecord, get_json, put_json};
 use super::throttle::Budget;
 
@@ -253,6 +254,26 @@ pub async fn batch(
     }
     // Reload under the lock: health and counters may have changed since the check above.
     let mut record = load(&state, id)?;
+    // The fence: only the lease holder's current epoch writes (`super::lease`, rule 4).
+    if let Some(message) = fence(record.lease.as_ref(), principal.id(), batch.epoch) {
+        let refusals = state
+            .lease_refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        tracing::warn!(
+            agent_id = %principal.id(),
+            epoch = ?batch.epoch,
+            holder = ?record.lease.map(|l| l.holder),
+            current_epoch = ?record.lease.map(|l| l.epoch),
+            operations = batch.operations.len(),
+            refusals,
+            "Batch refused: LeaseLost."
+        );
+        return Err(ApiError::LeaseLost {
+            message,
+            lease: record.lease.map(|l| l.info(now_unix_ms())),
+        });
+    }
     // Apply what the write budget covers; the rest gets per-item `Throttled` (see `api::ops`).
     let cost = u64::try_from(batch.operations.len()).unwrap_or(u64::MAX);
     let grant = state
@@ -271,6 +292,8 @@ pub async fn batch(
         now_text: now_rfc3339(),
         delete_window_secs: state.options.delete_window_secs,
         quarantine_after: state.options.quarantine_after_failed_batches,
+        // Without an epoch (an agent that predates leases), the holder's current one.
+        epoch: batch.epoch.or(record.lease.map(|l| l.epoch)).unwrap_or(0),
     };
     let response = apply_batch_cut(&state.store, &mut record, &batch, &ctx, cut)?;
     state.store.flush().await?;
@@ -281,7 +304,12 @@ pub async fn batch(
             retry_after = cut.retry_after_seconds,
             "Batch applied in part; the rest is throttled."
         ),
-        None => tracing::info!(operations = batch.operations.len(), "Batch applied."),
+        None => tracing::info!(
+            operations = batch.operations.len(),
+            epoch = ?batch.epoch,
+            agent_id = %principal.id(),
+            "Batch applied."
+        ),
     }
     Ok(Json(response))
 }

@@ -24,6 +24,9 @@ pub struct TenantOptions {
     pub heartbeat_interval_secs: u64,
     /// An agent without a heartbeat for this long shows as Inactive.
     pub agent_inactive_after_secs: u64,
+    /// A configuration's lease runs this long after its holder's last heartbeat; 0: twice the
+    /// heartbeat interval ([`TenantOptions::lease_ms`]).
+    pub lease_secs: u64,
     /// Length of the delete-threshold counting window, in seconds.
     pub delete_window_secs: u64,
     /// Batches in a row that fail entirely before a configuration is quarantined.
@@ -41,6 +44,21 @@ pub struct TenantOptions {
     pub upgrade_slot: std::time::Duration,
 }
 
+impl TenantOptions {
+    /// The lease length in milliseconds: `lease_secs`, or by default twice the heartbeat interval
+    /// — a holder's heartbeat may be up to one interval late, and, since a standby heartbeats again
+    /// right when the lease runs out, another agent takes over within two intervals of the
+    /// holder's last heartbeat.
+    pub fn lease_ms(&self) -> u64 {
+        let secs = if self.lease_secs == 0 {
+            self.heartbeat_interval_secs.saturating_mul(2)
+        } else {
+            self.lease_secs
+        };
+        secs.max(1).saturating_mul(1000)
+    }
+}
+
 /// The longest bounded wait for a writeback answer (a Graph client's own timeout is 100 s).
 pub const MAX_WRITEBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -51,6 +69,7 @@ impl Default for TenantOptions {
             token_lifetime_secs: 3600,
             heartbeat_interval_secs: 600,
             agent_inactive_after_secs: 3600,
+            lease_secs: 0,
             delete_window_secs: 120,
             quarantine_after_failed_batches: 3,
             scheme: "https".to_owned(),
@@ -77,6 +96,8 @@ pub struct TenantState {
     pub throttle: Throttle,
     /// Serialises batch application, so idempotency checks and writes do not interleave.
     pub apply_lock: tokio::sync::Mutex<()>,
+    /// Batches refused with `LeaseLost` since start (each refusal's WARN line carries the count).
+    pub lease_refusals: std::sync::atomic::AtomicU64,
     /// Failed password checks per account and source address.
     pub lockout: Lockout,
     /// Portal sign-in sessions.
@@ -150,12 +171,19 @@ impl TenantState {
             options,
             throttle: Throttle::new(throttle),
             apply_lock: tokio::sync::Mutex::new(()),
+            lease_refusals: Default::default(),
             writeback: Default::default(),
             sspr: Default::default(),
             release_dir: None,
             upgrade_slot: Default::default(),
         })
     }
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_unix_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 /// Current Unix time in seconds.

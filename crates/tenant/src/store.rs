@@ -34,8 +34,10 @@
 //!   the next open redoes the copy from the start. A format newer than [`FORMAT`] is refused.
 //!
 //! Fields added with `#[serde(default)]` need no new format: `AgentRecord::writeback_public_key`
-//! (the agent's X25519 public key, absent until it registers one), `AgentRecord::binary_sha256` and the configuration's
-//! `allowUnlock` (false when absent). Password writeback requests are never stored: they live in
+//! (the agent's X25519 public key, absent until it registers one), `AgentRecord::binary_sha256`, the
+//! configuration's `allowUnlock` (false when absent), and the lease fields ([`super::lease`]): a
+//! configuration's `lease` (absent: never leased) and `versionHighWaterEpoch`, an object's and a stored
+//! credential's `epoch` (absent: 0, "written before leases", which every lease epoch ≥ 1 beats). Password writeback requests are never stored: they live in
 //! [`super::writeback_queue`], in memory only.
 //!
 //! Deleted objects stay in `objects` as tombstones (`deleted: true`) so that a replayed older upsert is
@@ -112,8 +114,12 @@ pub struct StoredObject {
     pub kind: ObjectKind,
     /// Source anchor (`onPremisesImmutableId`).
     pub source_anchor: String,
-    /// Highest version applied (upsert or delete).
+    /// Highest version applied (upsert or delete), within [`Self::epoch`].
     pub version: u64,
+    /// The lease epoch of the batch that wrote `version` ([`super::lease`]); versions compare as
+    /// (epoch, version). 0 for objects written before leases existed or without a lease.
+    #[serde(default)]
+    pub epoch: u64,
     /// Tombstone flag.
     #[serde(default)]
     pub deleted: bool,
@@ -211,6 +217,14 @@ pub struct ConfigRecord {
     /// Version bound); 0 before the first.
     #[serde(default)]
     pub version_high_water: u64,
+    /// The epoch of [`Self::version_high_water`]: the bound applies within this epoch; a newer
+    /// epoch's versions start afresh (they are another agent's journal sequence numbers).
+    #[serde(default)]
+    pub version_high_water_epoch: u64,
+    /// The configuration's lease ([`super::lease`]); absent before the first grant, kept (with
+    /// its epoch) after it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<super::lease::LeaseRecord>,
 }
 
 impl ConfigRecord {
@@ -224,6 +238,7 @@ impl ConfigRecord {
                 spec,
                 health: Health::Healthy,
                 last_sync: None,
+                lease: None,
             },
             delete_window_start: 0,
             delete_window_count: 0,
@@ -232,6 +247,8 @@ impl ConfigRecord {
             pending_restarts: Vec::new(),
             agent_reports: Default::default(),
             version_high_water: 0,
+            version_high_water_epoch: 0,
+            lease: None,
         }
     }
 }

@@ -63,6 +63,7 @@ mod tests {
             kind: ObjectKind::User,
             source_anchor: anchor.into(),
             version: 1,
+            epoch: 0,
             deleted: false,
             on_premises: OnPremisesIdentity::default(),
             attributes: Default::default(),

@@ -70,6 +70,8 @@ pub struct HeartbeatTask {
     pub configurations: Option<mpsc::Sender<BTreeMap<String, Configuration>>>,
     /// The revision in force per configuration (from the settings accepted so far).
     pub revisions: BTreeMap<Uuid, u64>,
+    /// The leases each answer grants, for the push stage ([`super::lease`]).
+    pub leases: Arc<super::lease::Leases>,
 }
 
 impl HeartbeatTask {
@@ -94,6 +96,10 @@ impl HeartbeatTask {
                     every = every.min(Duration::from_secs(
                         answer.heartbeat_interval_seconds.max(1),
                     ));
+                    // A standby beats again right after the holder's lease would run out.
+                    if let Some(expiry) = self.leases.update(&answer.leases) {
+                        every = every.min(expiry.max(Duration::from_millis(200)));
+                    }
                     for r in answer.pending_restarts {
                         if handed_over.contains(&r.id) {
                             continue;
@@ -221,6 +227,7 @@ mod tests {
             releases,
             configurations: None,
             revisions: BTreeMap::new(),
+            leases: Default::default(),
         };
         let cancel = CancellationToken::new();
         let running = tokio::spawn(task.run(cancel.clone()));

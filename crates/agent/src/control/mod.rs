@@ -8,6 +8,7 @@
 //! - [`register`] — the installer flow (`agent register`); [`credentials`] — the file it writes.
 //! - [`heartbeat`] — the heartbeat call and the daemon's heartbeat task; [`health`] — what a
 //!   heartbeat says; [`restarts`] — carrying out the restarts heartbeats hand over.
+//! - [`lease`] — the configurations this agent holds the lease of, and their epochs (from heartbeats).
 //! - [`state_check`] — the start-up refusal of group- or world-accessible state.
 //! - [`service_unit`] — the hardened systemd unit that runs the agent (`agent units`).
 //! - [`updater`] — `cloudsync updater run`: the release channel, the signed download, the atomic
@@ -27,6 +28,7 @@ pub mod executable;
 pub mod health;
 pub mod heartbeat;
 pub mod install;
+pub mod lease;
 pub mod register;
 pub mod restarts;
 pub mod service_unit;

@@ -124,6 +124,8 @@ pub struct Batch {
     pub body: Vec<u8>,
     /// Whole-batch send attempts so far.
     pub attempts: u32,
+    /// The lease epoch stamped in `body` (`None`: no lease, the agent never heartbeat).
+    pub epoch: Option<u64>,
 }
 
 impl Batch {
@@ -141,10 +143,23 @@ impl Batch {
 /// A deterministic batch id: a UUIDv8 over SHA-256 of the configuration id and, per item, its
 /// outbox sequences and per-operation attempt count. The same items after a restart give the same
 /// id (the tenant then returns its stored results); a per-operation retry gives a new one.
+///
+/// Under a lease the epoch is hashed too: two agents' outbox sequences both start at 1, so without
+/// it the new holder's first batch could carry the old holder's id and get the old holder's stored
+/// results as a "replay", with nothing applied.
 pub fn batch_id(configuration: Uuid, items: &[Item]) -> Uuid {
+    batch_id_in(configuration, items, None)
+}
+
+/// [`batch_id`] under a lease epoch.
+pub fn batch_id_in(configuration: Uuid, items: &[Item], epoch: Option<u64>) -> Uuid {
     let mut h = Sha256::new();
     h.update(b"cloudsync-batch-v1");
     h.update(configuration.as_bytes());
+    if let Some(epoch) = epoch {
+        h.update(b"epoch");
+        h.update(epoch.to_be_bytes());
+    }
     for item in items {
         h.update((item.seqs.len() as u64).to_be_bytes());
         for s in &item.seqs {
@@ -222,6 +237,18 @@ impl Pending {
         in_flight: &HashMap<String, usize>,
         now: Instant,
     ) -> Option<(Uuid, Vec<Item>)> {
+        self.assemble_where(limits, in_flight, now, &|_| true)
+    }
+
+    /// [`Self::assemble`] over the items of the configurations `allowed` lets through (those whose
+    /// lease this agent holds); the others wait in place.
+    pub fn assemble_where(
+        &mut self,
+        limits: Limits,
+        in_flight: &HashMap<String, usize>,
+        now: Instant,
+        allowed: &dyn Fn(Uuid) -> bool,
+    ) -> Option<(Uuid, Vec<Item>)> {
         let mut blocked: HashSet<String> = HashSet::new();
         let mut blocked_except_upserts: HashSet<String> = HashSet::new();
         let mut batch: Vec<Item> = Vec::new();
@@ -237,6 +264,7 @@ impl Pending {
             let upsert = matches!(item.op, Operation::Upsert(_));
             let skip = item.not_before.is_some_and(|t| t > now)
                 || configuration.is_some_and(|c| c != item.configuration)
+                || !allowed(item.configuration)
                 || keys.iter().any(|k| {
                     in_flight.contains_key(*k)
                         || blocked.contains(*k)
@@ -309,8 +337,18 @@ fn coalesce_target(
 
 /// Builds the wire batch and its body for items going to `configuration`.
 pub fn build(configuration: Uuid, items: Vec<Item>) -> Result<Batch, serde_json::Error> {
-    let id = batch_id(configuration, &items);
+    build_in(configuration, items, None)
+}
+
+/// [`build`] under a lease epoch, stamped in the body and hashed into the id.
+pub fn build_in(
+    configuration: Uuid,
+    items: Vec<Item>,
+    epoch: Option<u64>,
+) -> Result<Batch, serde_json::Error> {
+    let id = batch_id_in(configuration, &items, epoch);
     let wire = OperationBatch {
+        epoch,
         batch_id: id,
         operations: items.iter().map(|i| i.op.clone()).collect(),
         reasons: items
@@ -330,6 +368,7 @@ pub fn build(configuration: Uuid, items: Vec<Item>) -> Result<Batch, serde_json:
         items,
         body,
         attempts: 0,
+        epoch,
     })
 }
 

@@ -75,6 +75,12 @@ impl CallError {
         matches!(self, CallError::Status { status: 413, .. })
     }
 
+    /// True for 409 `LeaseLost`: the batch's epoch is not the configuration's lease
+    /// ([`cloudsync_api::lease`]).
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, CallError::Status { status: 409, code, .. } if code == "LeaseLost")
+    }
+
     /// True for 429 (throttled).
     pub fn is_throttled(&self) -> bool {
         matches!(self, CallError::Status { status: 429, .. })

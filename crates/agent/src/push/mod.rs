@@ -59,6 +59,13 @@
 //! 9. Shutdown (cancellation): no new batches; in-flight batches get up to `shutdown_grace`; then the
 //!    loop stops with the checkpoint exactly at the last acknowledged prefix.
 //!
+//! 10. Under leases ([`crate::control::lease`], [`run_leased`]): only configurations this agent
+//!     holds are batched, each batch carries the epoch in its body and in its id; a `LeaseLost`
+//!     answer puts the batch's operations back and stops that configuration until a heartbeat
+//!     grants it again; a whole-batch retry built under another epoch is taken apart and rebuilt.
+//!     A standby's operations wait in the outbox, and the new holder pushes them all under its
+//!     new epoch (they win over the old holder's: versions compare as (epoch, seq)).
+//!
 //! Quarantine of the whole configuration is described in [`quarantine`].
 
 pub mod ack;
@@ -127,7 +134,22 @@ pub async fn run(
     cancel: CancellationToken,
     status: watch::Sender<PushStatus>,
 ) -> Result<PushSummary, PushError> {
+    run_leased(outbox, client, cfg, cancel, status, None).await
+}
+
+/// [`run`] under leases: only the configurations `leases` says this agent holds are pushed, each
+/// batch stamped with the epoch (see [`crate::control::lease`]); `None` is [`run`].
+#[tracing::instrument(skip_all)]
+pub async fn run_leased(
+    outbox: Arc<Outbox>,
+    client: Arc<TenantClient>,
+    cfg: PushConfig,
+    cancel: CancellationToken,
+    status: watch::Sender<PushStatus>,
+    leases: Option<Arc<crate::control::lease::Leases>>,
+) -> Result<PushSummary, PushError> {
     pusher::Pusher::new(outbox, client, cfg, status)?
+        .with_leases(leases)
         .run(cancel)
         .await
 }

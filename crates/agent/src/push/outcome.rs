@@ -45,6 +45,19 @@ impl Pusher {
                 self.release(&batch);
                 self.apply_results(batch, response);
             }
+            Err(e) if e.is_lease_lost() => {
+                // Another agent holds the configuration now: nothing of the batch was applied,
+                // and nothing more goes until a heartbeat grants the lease again.
+                tracing::warn!(configuration = %batch.configuration, batch_id = %batch.id, epoch = ?batch.epoch, error = %e, "Lease lost: the tenant refused the batch; pushing stops for the configuration.");
+                self.status.send_modify(|s| s.lease_lost += 1);
+                if let Some(l) = &self.leases {
+                    l.lost(batch.configuration);
+                }
+                self.release(&batch);
+                for item in batch.items {
+                    self.pending.requeue(item);
+                }
+            }
             Err(e) if e.is_too_large() && batch.len() > 1 => {
                 let half = (batch.len() / 2).max(1);
                 tracing::warn!(batch_id = %batch.id, ops = batch.len(), next_max = half, "Tenant refused the batch as too large; splitting.");

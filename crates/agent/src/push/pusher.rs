@@ -19,6 +19,7 @@ use super::outbox::{Outbox, QuarantinedObject};
 use super::pacer::Pacer;
 use super::quarantine::{FailureStreak, PushStatus};
 use super::{PushConfig, PushError, PushSummary};
+use crate::control::lease::{LeaseState, Leases};
 use crate::control::tenant_client::TenantClient;
 
 /// What a send task hands back.
@@ -49,6 +50,13 @@ pub(super) struct Pusher {
     pub(super) max_ops_override: Option<usize>,
     /// When the tenant quarantined a configuration: the next configuration probe.
     pub(super) tenant_probe_at: Option<(uuid::Uuid, Instant)>,
+    /// The leases this agent holds (`None`: no leases, e.g. the synthetic driver; every
+    /// configuration is pushed without an epoch).
+    pub(super) leases: Option<Arc<Leases>>,
+    /// Fires when a lease changes.
+    pub(super) lease_changes: Option<watch::Receiver<u64>>,
+    /// The epoch each held configuration had at the last look (takeovers are logged once).
+    pub(super) held: HashMap<uuid::Uuid, u64>,
 }
 
 impl Pusher {
@@ -92,8 +100,63 @@ impl Pusher {
             quarantined_anchors,
             max_ops_override: None,
             tenant_probe_at: None,
+            leases: None,
+            lease_changes: None,
+            held: HashMap::new(),
             cfg,
         })
+    }
+
+    /// Pushes only the configurations whose lease `leases` says this agent holds, stamping its
+    /// epoch ([`crate::control::lease`]).
+    pub(super) fn with_leases(mut self, leases: Option<Arc<Leases>>) -> Pusher {
+        self.lease_changes = leases.as_ref().map(|l| l.subscribe());
+        self.leases = leases;
+        self
+    }
+
+    /// The epoch to stamp on `configuration`'s batches: `Some(None)` without leases, `None` while
+    /// another agent holds the lease (nothing may go).
+    pub(super) fn epoch_for(&self, configuration: uuid::Uuid) -> Option<Option<u64>> {
+        match &self.leases {
+            None => Some(None),
+            Some(l) => l.epoch(configuration).map(Some),
+        }
+    }
+
+    /// After a lease change: logs every configuration newly held (a takeover) with the backlog
+    /// this agent is about to push under the new epoch — how far behind the tenant it was.
+    fn lease_changed(&mut self) -> Result<(), PushError> {
+        let Some(leases) = &self.leases else {
+            return Ok(());
+        };
+        let now: HashMap<uuid::Uuid, u64> = leases
+            .snapshot()
+            .into_iter()
+            .filter_map(|(c, s)| match s {
+                LeaseState::Held { epoch } => Some((c, epoch)),
+                LeaseState::Standby { .. } => None,
+            })
+            .collect();
+        for (configuration, epoch) in &now {
+            if self.held.get(configuration) != Some(epoch) {
+                let backlog = self
+                    .outbox
+                    .last_seq()?
+                    .saturating_sub(self.acks.checkpoint());
+                tracing::info!(
+                    configuration = %configuration,
+                    epoch,
+                    backlog,
+                    checkpoint = self.acks.checkpoint(),
+                    "Lease taken: pushing the outbox backlog under the new epoch."
+                );
+                self.status
+                    .send_modify(|s| s.lease_backlog_at_takeover = Some(backlog));
+            }
+        }
+        self.held = now;
+        Ok(())
     }
 
     fn limits(&self) -> Limits {
@@ -187,6 +250,15 @@ impl Pusher {
             // Lowest positions first, so the checkpoint can move as early as possible.
             if !self.retry_batches.is_empty() {
                 let batch = self.retry_batches.remove(0);
+                if self.epoch_for(batch.configuration) != Some(batch.epoch) {
+                    // Built under a lease this agent no longer holds (or another epoch): its
+                    // operations go back to pending, to be sent under the current epoch.
+                    self.release(&batch);
+                    for item in batch.items {
+                        self.pending.requeue(item);
+                    }
+                    continue;
+                }
                 if let Some(w) = self.pace(batch.len(), now) {
                     self.retry_batches.insert(0, batch);
                     return Ok(Some(w));
@@ -217,12 +289,17 @@ impl Pusher {
             if let Some(w) = self.pace(want, now) {
                 return Ok(Some(w));
             }
+            let leases = self.leases.clone();
+            let allowed = |c| leases.as_ref().is_none_or(|l| l.epoch(c).is_some());
             let Some((configuration, items)) =
-                self.pending.assemble(limits, &self.in_flight_keys, now)
+                self.pending
+                    .assemble_where(limits, &self.in_flight_keys, now, &allowed)
             else {
                 break;
             };
-            let batch = batcher::build(configuration, items).map_err(PushError::Encode)?;
+            let epoch = self.epoch_for(configuration).flatten();
+            let batch =
+                batcher::build_in(configuration, items, epoch).map_err(PushError::Encode)?;
             self.reserve(&batch);
             self.spawn(batch);
         }
@@ -271,6 +348,7 @@ impl Pusher {
     /// or, with `stop_when_drained`, when everything enqueued has been acknowledged.
     pub(super) async fn run(mut self, cancel: CancellationToken) -> Result<PushSummary, PushError> {
         let mut deadline: Option<Instant> = None;
+        self.lease_changed()?;
         loop {
             let now = Instant::now();
             let wake = if deadline.is_none() {
@@ -310,6 +388,7 @@ impl Pusher {
                     }
                 }
                 () = self.outbox.wait_for_new(), if deadline.is_none() => {}
+                () = lease_change(&mut self.lease_changes), if deadline.is_none() => self.lease_changed()?,
                 () = cancel.cancelled(), if deadline.is_none() => {
                     tracing::info!(in_flight = self.tasks.len(), "Push stage stopping: no new batches; waiting for those in flight.");
                     deadline = Some(super::retry::deadline_after(Instant::now(), self.cfg.shutdown_grace));
@@ -323,5 +402,17 @@ impl Pusher {
             checkpoint: self.persisted,
             status,
         })
+    }
+}
+
+/// Waits for a lease change; forever without leases (or once the heartbeat task is gone).
+async fn lease_change(rx: &mut Option<watch::Receiver<u64>>) {
+    let gone = match rx {
+        Some(r) => r.changed().await.is_err(),
+        None => true,
+    };
+    if gone {
+        *rx = None;
+        std::future::pending::<()>().await;
     }
 }

@@ -69,6 +69,11 @@ pub struct PushStatus {
     pub throttled: u64,
     /// Set while the configuration is quarantined.
     pub quarantine: Option<QuarantineReason>,
+    /// Batches the tenant refused with `LeaseLost` (another agent holds the configuration).
+    pub lease_lost: u64,
+    /// The outbox backlog (operations not yet acknowledged) when this agent last took a lease
+    /// over: how far behind the tenant the standby was.
+    pub lease_backlog_at_takeover: Option<u64>,
 }
 
 /// Quarantine thresholds.

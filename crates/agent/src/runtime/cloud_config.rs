@@ -398,6 +398,7 @@ mod tests {
             },
             health: Health::Healthy,
             last_sync: None,
+            lease: None,
         }
     }
 

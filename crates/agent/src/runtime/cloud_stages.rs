@@ -94,6 +94,10 @@ pub struct CloudStages {
     pub interactive: bool,
     /// The tenant's per-domain settings in force ([`super::cloud_config`]).
     pub cloud: Arc<CloudSettings>,
+    /// The leases `agent sync-once`'s heartbeat learned ([`crate::control::lease`]).
+    pub leases: Arc<crate::control::lease::Leases>,
+    /// Whether a heartbeat answer carried leases (then the push stage obeys them).
+    pub leased: std::sync::atomic::AtomicBool,
 }
 
 /// The tenant configuration of every configured domain (lower-case DNS name → id): the domain's
@@ -139,6 +143,8 @@ impl CloudStages {
             push: config.push.clone(),
             interactive: false,
             cloud,
+            leases: Default::default(),
+            leased: Default::default(),
         })
     }
 
@@ -201,7 +207,13 @@ impl CloudStages {
         &self,
     ) -> Result<cloudsync_api::agent::HeartbeatResponse, CloudStagesError> {
         let health = crate::control::health::heartbeat_reports(self.runner.store(), &self.domains);
-        Ok(send_heartbeat(&self.client, &self.creds, Vec::new(), health).await?)
+        let answer = send_heartbeat(&self.client, &self.creds, Vec::new(), health).await?;
+        if !answer.leases.is_empty() {
+            self.leases.update(&answer.leases);
+            self.leased
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(answer)
     }
 
     /// Pushes until every enqueued operation is acknowledged, or `cancel` fires.
@@ -231,7 +243,19 @@ impl CloudStages {
                 progress.update(watched.borrow().ops_acknowledged);
             }
         };
-        let pushed = push::run(self.outbox.clone(), self.client.clone(), cfg, cancel, tx);
+        // After a heartbeat that granted leases, only held configurations go, under their epoch.
+        let leases = self
+            .leased
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| self.leases.clone());
+        let pushed = push::run_leased(
+            self.outbox.clone(),
+            self.client.clone(),
+            cfg,
+            cancel,
+            tx,
+            leases,
+        );
         // `run` owns the sender: when it returns, `changed` fails and the watcher ends with it.
         let (summary, ()) = tokio::join!(pushed, shown);
         let summary = summary?;

@@ -202,18 +202,21 @@ pub struct PushTask {
     pub config: PushConfig,
     /// Where the stage publishes its status (for the status file).
     pub status: watch::Sender<PushStatus>,
+    /// The leases the heartbeat task learns; only held configurations are pushed.
+    pub leases: Option<Arc<crate::control::lease::Leases>>,
 }
 
 impl PushTask {
     /// Pushes until `cancel` fires (in-flight batches get `shutdown_grace`). An error that stops
     /// the stage cancels `cancel` itself: the agent shuts down.
     pub async fn run(self, cancel: CancellationToken) {
-        match push::run(
+        match push::run_leased(
             self.outbox,
             self.client,
             self.config,
             cancel.clone(),
             self.status,
+            self.leases,
         )
         .await
         {
@@ -304,6 +307,8 @@ pub async fn run_all(
         scraped.outbox = Some(outbox.clone());
         scraped.push = Some(push_rx.clone());
         writer.push = Some(push_rx);
+        // Which configurations this agent holds: the heartbeats learn it, the push stage obeys it.
+        let leases = Arc::new(crate::control::lease::Leases::default());
         let heartbeat = HeartbeatTask {
             client: client.clone(),
             creds,
@@ -316,6 +321,7 @@ pub async fn run_all(
             releases: release_tx,
             configurations: Some(configs_tx),
             revisions: cloud.revisions(),
+            leases: leases.clone(),
         };
         let projection = ProjectionTask {
             runner,
@@ -333,6 +339,7 @@ pub async fn run_all(
             client,
             config: push_config,
             status: push_tx,
+            leases: Some(leases),
         };
         // Password writeback: the tenant hands requests out only for configurations whose writeback
         // switch is on, so the task always runs with a tenant.

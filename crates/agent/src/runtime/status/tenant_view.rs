@@ -1,7 +1,8 @@
 //! What the tenant says about this agent, for `agent status`. Enters: `[tenant]` and the
 //! registration (credentials file). Leaves: a [`TenantView`] — the agent's record as the portal
 //! shows it (`GET /api/v1/agents/{id}`: Active/Inactive, host, version, environment, last seen) and
-//! each configuration it serves (`GET /api/v1/configurations`, agent-scoped: health, last sync) —
+//! each configuration it serves (`GET /api/v1/configurations`, agent-scoped: health, last sync, the
+//! lease: holder, epoch, since when) —
 //! or, when the tenant cannot be asked, why; and the [`Attention`] items that follow from it.
 //!
 //! Only reads: no heartbeat is sent (that would make the agent look Active when its daemon is not).
@@ -46,6 +47,9 @@ pub struct TenantConfiguration {
     pub health_detail: Health,
     /// When the tenant last applied a batch of it, RFC 3339.
     pub last_sync: Option<String>,
+    /// Which agent holds its lease, the epoch and since when ([`cloudsync_api::lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<cloudsync_api::lease::LeaseInfo>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +75,7 @@ async fn ask(client: &TenantClient, agent_id: Uuid) -> Result<TenantView, Tenant
             health: c.health.label().to_string(),
             health_detail: c.health,
             last_sync: c.last_sync,
+            lease: c.lease,
         })
         .collect();
     Ok(TenantView {
@@ -169,6 +174,7 @@ mod tests {
             status,
             last_seen: "2026-01-01T00:00:00Z".into(),
             binary_sha256: None,
+            leases: vec![],
         }
     }
 

@@ -1,0 +1,324 @@
+//! High availability: two `agent run` daemons for one domain (one configuration) against the lab DC
+//! and the real tenant, the tenant's heartbeat interval 2 s (lease 4 s, its default of twice the
+//! interval). The lease holder is SIGKILLed in the middle of the initial sync, then a holder is
+//! SIGSTOPped in a stream of AD changes and SIGCONTed after the takeover (its late batches are
+//! refused with `LeaseLost`, none of them applied), then a holder is SIGKILLed in a stream of AD
+//! changes. Each time the standby takes over within two heartbeat intervals (plus slack for a
+//! loaded 2-core machine) and afterwards the tenant equals AD in full (the differential test's
+//! oracle: every mapped attribute, every member). Figures are printed (`--nocapture`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/agent_run.rs"]
+mod agent_run;
+#[allow(unused_imports)]
+mod common;
+#[path = "common/diff_changes.rs"]
+mod diff_changes;
+#[path = "common/diff_oracle.rs"]
+mod diff_oracle;
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::LabDc;
+use diff_changes::{World, random_change, seed_world};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+use tenant_fixture::{HIA, TenantFixture};
+
+const HEARTBEAT_SECS: u64 = 2;
+/// Takeover bound: two heartbeat intervals, plus slack for process start-up and a busy machine.
+const TAKEOVER_BOUND: Duration = Duration::from_secs(2 * HEARTBEAT_SECS + 4);
+
+/// One `agent run`, killed on drop.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    config: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, log: &Path) -> Daemon {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+            .args(["agent", "run", "--config", config.to_str().unwrap()])
+            .args([
+                "--set",
+                &format!("push.heartbeat_interval_secs={HEARTBEAT_SECS}"),
+            ])
+            .args(["--set", "push.projection_tick_ms=100"])
+            // Operations linger in the push window, so a holder stopped in a stream of changes
+            // has some to send the moment it continues: its late batches.
+            .args(["--set", "push.linger_ms=2000"])
+            .args(["--set", "domains.corp.poll_interval_secs=1"])
+            .env("CLOUDSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            log: log.to_owned(),
+            config: config.to_owned(),
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    }
+
+    fn kill(&mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_id(dir: &Path) -> String {
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("credentials.json")).unwrap()).unwrap();
+    creds["agentId"].as_str().unwrap().to_owned()
+}
+
+/// The configuration's lease: (holder, epoch).
+async fn lease(t: &TenantFixture, token: &str) -> Option<(String, u64)> {
+    let v = t.get_json(token, "/api/v1/configurations").await;
+    let l = &v["value"][0]["lease"];
+    Some((
+        l["holderAgentId"].as_str()?.to_owned(),
+        l["epoch"].as_u64()?,
+    ))
+}
+
+/// Polls until `holder` holds the lease; returns its epoch and how long it took.
+async fn wait_for_holder(
+    t: &TenantFixture,
+    token: &str,
+    holder: &str,
+    within: Duration,
+) -> (u64, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some((h, epoch)) = lease(t, token).await
+            && h == holder
+        {
+            return (epoch, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < within,
+            "{holder} did not get the lease within {within:?}; lease: {:?}",
+            lease(t, token).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until the tenant equals AD in full; returns how long it took.
+async fn converge(dc: &LabDc, t: &TenantFixture, ous: &[String], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let diffs = diff_oracle::compare(dc, t, ous).await;
+        if diffs.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "the tenant still differs from AD after {within:?} ({} differences):\n{}",
+            diffs.len(),
+            diffs
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The backlog the last takeover logged ("Lease taken … backlog=N").
+fn takeover_backlog(log: &str) -> Option<u64> {
+    let log = strip_ansi(log);
+    log.lines()
+        .rev()
+        .find(|l| l.contains("Lease taken"))
+        .and_then(|l| l.split("backlog=").nth(1))
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The log without its terminal colour codes (`ESC [ … m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn applied_by(tenant_log: &str, agent: &str) -> usize {
+    tenant_log
+        .lines()
+        .filter(|l| l.contains("Batch applied.") && l.contains(agent))
+        .count()
+}
+
+fn changes(rng: &mut StdRng, dc: &LabDc, w: &mut World, n: usize) -> Vec<String> {
+    (0..n).map(|_| random_change(rng, dc, w)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equals_ad() {
+    cloudsync_private_fs::restrict_umask();
+    let dc = LabDc::start();
+    let t = TenantFixture::start_with(&["--heartbeat-interval-secs", "2"]);
+    let mut w = seed_world(&dc);
+    // The seeded bulk (1000 users, their groups) makes the initial sync long enough to die in.
+    let mut ous = w.ous.clone();
+    ous.push(dc.ou_dn("SyncUsers"));
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config_a = agent_run::write_config(&dc, &t, dir_a.path(), &ous);
+    let config_b = agent_run::write_config(&dc, &t, dir_b.path(), &ous);
+    agent_run::register(&config_a);
+    agent_run::register(&config_b);
+    let (id_a, id_b) = (agent_id(dir_a.path()), agent_id(dir_b.path()));
+    let token = t.user_token(HIA).await;
+    let mut rng = StdRng::seed_from_u64(15);
+
+    // 1. A holds the lease and starts the initial sync; B stands by. SIGKILL A once its first
+    //    batch is applied.
+    let mut a = Daemon::start(&config_a, &dir_a.path().join("agent.log"));
+    let (epoch_a, _) = wait_for_holder(&t, &token, &id_a, Duration::from_secs(60)).await;
+    let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"));
+    let start = Instant::now();
+    while applied_by(&t.log(), &id_a) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "A applied nothing:\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let batches_before_kill = applied_by(&t.log(), &id_a);
+    a.kill();
+    let killed = Instant::now();
+    let (epoch_b, _) = wait_for_holder(&t, &token, &id_b, Duration::from_secs(60)).await;
+    let takeover_1 = killed.elapsed();
+    assert!(epoch_b > epoch_a, "epoch {epoch_b} after {epoch_a}");
+    assert!(takeover_1 <= TAKEOVER_BOUND, "takeover took {takeover_1:?}");
+    let converged_1 = converge(&dc, &t, &ous, Duration::from_secs(300)).await;
+    eprintln!(
+        "ha: SIGKILL mid initial sync (after A's batch {batches_before_kill}): takeover {:.1}s after the kill, B's backlog at takeover {:?} operations, tenant = AD {:.1}s after the takeover",
+        takeover_1.as_secs_f64(),
+        takeover_backlog(&b.log()),
+        converged_1.as_secs_f64()
+    );
+
+    // 2. A comes back (same state) and stands by. In a stream of AD changes B is SIGSTOPped (a
+    //    partition), A takes over, B is SIGCONTed: its late batches are refused, none applied.
+    let mut a = Daemon::start(&a.config.clone(), &dir_a.path().join("agent.log"));
+    let start = Instant::now();
+    while !a.log().contains("Standing by") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "A never stood by:\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut history = changes(&mut rng, &dc, &mut w, 4);
+    // B's feed reads them (1 s poll) and its operations linger in the push window (2 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.signal("-STOP");
+    let stopped = Instant::now();
+    let (epoch_a2, _) = wait_for_holder(&t, &token, &id_a, Duration::from_secs(60)).await;
+    let takeover_2 = stopped.elapsed();
+    assert!(epoch_a2 > epoch_b);
+    assert!(takeover_2 <= TAKEOVER_BOUND, "takeover took {takeover_2:?}");
+    history.extend(changes(&mut rng, &dc, &mut w, 3));
+    let applied_before = applied_by(&t.log(), &id_b);
+    let refused_before = t.log().matches("Batch refused: LeaseLost.").count();
+    b.signal("-CONT");
+    let start = Instant::now();
+    while !b.log().contains("pushing stops for the configuration") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "B never learned it lost the lease:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let converged_2 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    let tenant_log = t.log();
+    let refused = tenant_log.matches("Batch refused: LeaseLost.").count() - refused_before;
+    assert_eq!(
+        applied_by(&tenant_log, &id_b),
+        applied_before,
+        "nothing B sent after the takeover is applied"
+    );
+    assert!(
+        refused > 0,
+        "B's late batches reach the tenant and are refused:\n{}",
+        b.log()
+    );
+    assert!(b.log().contains("Lease lost"), "{}", b.log());
+    eprintln!(
+        "ha: SIGSTOP in a stream: takeover {:.1}s after the stop, A's backlog at takeover {:?}, B's late batches refused: {refused}, tenant = AD {:.1}s after SIGCONT",
+        takeover_2.as_secs_f64(),
+        takeover_backlog(&a.log()),
+        converged_2.as_secs_f64()
+    );
+
+    // 3. In a stream of AD changes the holder (A) is SIGKILLed; B (standby again) takes over.
+    history.extend(changes(&mut rng, &dc, &mut w, 3));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill();
+    let killed = Instant::now();
+    history.extend(changes(&mut rng, &dc, &mut w, 3));
+    let (epoch_b3, _) = wait_for_holder(&t, &token, &id_b, Duration::from_secs(60)).await;
+    let takeover_3 = killed.elapsed();
+    assert!(epoch_b3 > epoch_a2);
+    assert!(takeover_3 <= TAKEOVER_BOUND, "takeover took {takeover_3:?}");
+    history.extend(changes(&mut rng, &dc, &mut w, 3));
+    let converged_3 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    eprintln!(
+        "ha: SIGKILL in a stream: takeover {:.1}s after the kill, B's backlog at takeover {:?}, tenant = AD {:.1}s after the takeover; epochs {epoch_a} → {epoch_b} → {epoch_a2} → {epoch_b3}; changes: {}",
+        takeover_3.as_secs_f64(),
+        takeover_backlog(&b.log()),
+        converged_3.as_secs_f64(),
+        history.join("; ")
+    );
+    // The tenant's log names every refusal; none of B's batches were applied while A held it.
+    assert!(!t.log().contains("panicked"), "{}", t.log());
+}

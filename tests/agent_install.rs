@@ -8,7 +8,8 @@
 //! - the install: exit 0, "successfully verified", the files and their modes, no secret in the
 //!   configuration, the units written and the commands printed (no systemd here), the agent Active
 //!   in the tenant;
-//! - re-install keeps the agent id; `phs disable|enable` flips the tenant configuration;
+//! - re-install keeps the agent id and pins the release key (`--release-public-key`; a malformed key
+//!   refused); `phs disable|enable` flips the tenant configuration;
 //!   `permissions check --type password-hash-sync` passes for the installed account; uninstall removes the
 //!   registration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -312,12 +313,47 @@ async fn unattended_install_update_cmdlets_and_uninstall() {
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["status"], "Active", "{list:?}");
 
-    // Re-install: updated in place, the same agent.
+    // Re-install: updated in place, the same agent; this time pinning the release key the updater
+    // checks signatures with (`--release-public-key`, a `release keygen` public key file). A key that
+    // is not one is refused before anything changes.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("release.key");
     let (code, out) = run(
-        &setup.install(&dc, &t, HIA.0, &dc.dns_domain, &dc.admin_upn),
-        HIA.1,
+        &[
+            "release".to_string(),
+            "keygen".into(),
+            "--out".into(),
+            key.display().to_string(),
+        ],
+        "",
     );
     assert_eq!(code, Some(0), "{out}");
+    let public_file = keys.path().join("release.key.pub");
+    let public = std::fs::read_to_string(&public_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut bad = setup.install(&dc, &t, HIA.0, &dc.dns_domain, &dc.admin_upn);
+    bad.extend(["--release-public-key".into(), "bm90LWEta2V5".into()]);
+    let (code, out) = run(&bad, HIA.1);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("--release-public-key"), "{out}");
+    let mut args = setup.install(&dc, &t, HIA.0, &dc.dns_domain, &dc.admin_upn);
+    args.extend([
+        "--release-public-key".into(),
+        public_file.display().to_string(),
+    ]);
+    let (code, out) = run(&args, HIA.1);
+    assert_eq!(code, Some(0), "{out}");
+    let installed: toml::Table = std::fs::read_to_string(pfx.join("etc/cloudsync/agent.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        installed["updater"]["public_key"].as_str(),
+        Some(public.as_str()),
+        "the key pinned in the configuration"
+    );
     assert!(
         out.contains(&format!("Updated agent {id} in place")),
         "{out}"

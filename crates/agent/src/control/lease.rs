@@ -92,6 +92,14 @@ impl Leases {
                         epoch: g.lease.as_ref().map_or(0, |l| l.epoch),
                     }
                 };
+                match &new {
+                    LeaseState::Held { epoch } => {
+                        crate::metrics::lease(&g.configuration_id.to_string(), true, *epoch);
+                    }
+                    LeaseState::Standby { epoch, .. } => {
+                        crate::metrics::lease(&g.configuration_id.to_string(), false, *epoch);
+                    }
+                }
                 let old = states.insert(g.configuration_id, new.clone());
                 if old.as_ref() == Some(&new) {
                     continue;
@@ -131,6 +139,7 @@ impl Leases {
             },
         );
         if matches!(was, Some(LeaseState::Held { .. })) {
+            crate::metrics::lease(&configuration.to_string(), false, 0);
             self.generation.send_modify(|g| *g += 1);
         }
     }
@@ -183,5 +192,31 @@ mod tests {
         leases.update(&[grant(1, true, 7, 5)]);
         leases.lost(Uuid::from_u128(1));
         assert_eq!(leases.epoch(Uuid::from_u128(1)), None);
+    }
+
+    #[test]
+    fn the_lease_is_exported_as_a_metric_with_one_state_at_a_time() {
+        let leases = Leases::default();
+        let id = Uuid::from_u128(0xfeed).to_string();
+        let series = |state: &str| {
+            let text = crate::metrics::metrics().encode().unwrap();
+            text.lines()
+                .find(|l| {
+                    l.starts_with("cloudsync_lease_epoch{")
+                        && l.contains(&id)
+                        && l.contains(&format!("state=\"{state}\""))
+                })
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+        };
+        leases.update(&[grant(0xfeed, true, 7, 6)]);
+        assert_eq!(series("held").as_deref(), Some("6"));
+        assert_eq!(series("standby"), None);
+        leases.update(&[grant(0xfeed, false, 8, 7)]);
+        assert_eq!(
+            series("held"),
+            None,
+            "no stale held series after the takeover"
+        );
+        assert_eq!(series("standby").as_deref(), Some("7"));
     }
 }

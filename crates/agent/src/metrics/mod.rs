@@ -96,6 +96,9 @@ pub struct Metrics {
     pub push_throttled: Counter,
     /// `cloudsync_push_retries_total` (scrape time): operations re-sent and batch calls retried.
     pub push_retries: Counter,
+    /// `cloudsync_lease_epoch{configuration, state="held"|"standby"}`: the lease epoch this agent holds
+    /// a configuration under (held), or the holder's (standby); the other state's series is removed.
+    pub lease_epoch: Family<Labels, Gauge>,
 }
 
 /// The process's metrics and the registry that exposes them.
@@ -165,6 +168,11 @@ impl Global {
             m.bind_failures.clone(),
         );
         r.register(
+            "lease_epoch",
+            "Per configuration: the lease epoch this agent holds it under (state=held) or the holder's (state=standby)",
+            m.lease_epoch.clone(),
+        );
+        r.register(
             "domain_last_sync_timestamp_seconds",
             "Unix time of the last successful feed pass, by domain",
             m.last_sync.clone(),
@@ -184,6 +192,27 @@ impl Global {
 pub fn metrics() -> &'static Global {
     static GLOBAL: OnceLock<Global> = OnceLock::new();
     GLOBAL.get_or_init(Global::new)
+}
+
+/// The lease of `configuration` as this agent sees it: held under `epoch`, or standing by while
+/// another agent holds it under `epoch` (0: never leased).
+pub fn lease(configuration: &str, held: bool, epoch: u64) {
+    let family = &metrics().m.lease_epoch;
+    let (now, other) = if held {
+        ("held", "standby")
+    } else {
+        ("standby", "held")
+    };
+    family.remove(&vec![
+        ("configuration", configuration.to_owned()),
+        ("state", other.to_owned()),
+    ]);
+    family
+        .get_or_create(&vec![
+            ("configuration", configuration.to_owned()),
+            ("state", now.to_owned()),
+        ])
+        .set(i64::try_from(epoch).unwrap_or(i64::MAX));
 }
 
 /// One label pair.

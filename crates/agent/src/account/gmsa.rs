@@ -139,18 +139,13 @@ pub async fn read(
         });
     };
     let entry = SearchEntry::construct(entry);
-    let value = entry
-        .bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(ATTRIBUTE))
-        .and_then(|(_, v)| v.first());
-    let Some(blob) = value else {
+    let Some(blob) = super::binary_value(&entry, ATTRIBUTE) else {
         return Err(GmsaError::NotAllowed {
             gmsa: gmsa_dn.to_string(),
             computer: computer_bind.to_string(),
         });
     };
-    let blob = zeroize::Zeroizing::new(blob.clone());
+    let blob = zeroize::Zeroizing::new(blob);
     ManagedPassword::decode(&blob).map_err(|source| GmsaError::Blob {
         gmsa: gmsa_dn.to_string(),
         source,

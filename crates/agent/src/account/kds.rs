@@ -39,6 +39,7 @@ use super::kds_params::{
     PRIVATE_KEY_LENGTH, PUBLIC_KEY_LENGTH, ROOT_KEY_LEN, SECRET_AGREEMENT_ALGORITHM, TICKS_PER_SEC,
     from_nt_time, nt_time,
 };
+use super::{binary_value, text_value};
 use crate::source::ldap::conn::DcConn;
 
 /// Below the configuration NC.
@@ -433,23 +434,6 @@ fn root_key(entry: &SearchEntry) -> Result<RootKey, KdsError> {
         dn: entry.dn.clone(),
         id,
     })
-}
-
-fn text_value(entry: &SearchEntry, name: &str) -> Option<String> {
-    entry
-        .attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first().cloned())
-}
-
-fn binary_value(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
-    entry
-        .bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first().cloned())
-        .or_else(|| text_value(entry, name).map(String::into_bytes))
 }
 
 fn ldap_err(what: &str) -> impl FnOnce(LdapError) -> KdsError + '_ {

@@ -23,3 +23,25 @@ pub mod kds_params;
 pub mod permissions;
 pub mod provision;
 pub mod security_descriptor;
+
+use ldap3::SearchEntry;
+
+/// The first value of `name` in an ldap3 entry, as bytes (ldap3 files values that are not UTF-8
+/// under `bin_attrs`, the rest under `attrs`); the attribute name compared case-insensitively.
+pub(crate) fn binary_value(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
+    entry
+        .bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.first().cloned())
+        .or_else(|| text_value(entry, name).map(String::into_bytes))
+}
+
+/// The first text value of `name` in an ldap3 entry.
+pub(crate) fn text_value(entry: &SearchEntry, name: &str) -> Option<String> {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.first().cloned())
+}

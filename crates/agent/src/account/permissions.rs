@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use ldap3::controls::RawControl;
 use ldap3::{Mod, Scope, SearchEntry};
 
+use super::binary_value;
 use super::security_descriptor::{
     AccessAce, CONTAINER_INHERIT, Guid, INHERIT_ONLY, SdError, SecurityDescriptor, Sid,
 };
@@ -386,21 +387,6 @@ async fn find_account(
         account.to_string(),
         base.to_string(),
     ))
-}
-
-fn binary_value(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
-    entry
-        .bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first().cloned())
-        .or_else(|| {
-            entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.first().map(|s| s.as_bytes().to_vec()))
-        })
 }
 
 /// The DACL-only descriptor of `target` and its bytes as served.

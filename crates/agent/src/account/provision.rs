@@ -23,6 +23,7 @@ use ldap3::{Mod, Scope, SearchEntry};
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 
+use super::binary_value;
 use super::security_descriptor::{AccessAce, Acl, SdError, SecurityDescriptor, Sid};
 use crate::secret::Secret;
 use crate::source::ldap::conn::{DcConn, connect_with};
@@ -222,23 +223,6 @@ fn check(what: String, r: ldap3::LdapResult) -> Result<(), ProvisionError> {
     }
 }
 
-fn binary(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
-    entry
-        .bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first().cloned())
-        .or_else(|| text(entry, name).map(String::into_bytes))
-}
-
-fn text(entry: &SearchEntry, name: &str) -> Option<String> {
-    entry
-        .attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first().cloned())
-}
-
 /// One object by `sAMAccountName` under `base`: its entry, or `None`.
 async fn by_sam(
     admin: &mut DcConn,
@@ -263,7 +247,7 @@ async fn by_sam(
 }
 
 fn sid_of(entry: &SearchEntry) -> Result<Sid, ProvisionError> {
-    let raw = binary(entry, "objectSid").unwrap_or_default();
+    let raw = binary_value(entry, "objectSid").unwrap_or_default();
     Sid::from_bytes(&raw).map_err(|e| ProvisionError::Descriptor(entry.dn.clone(), e))
 }
 
@@ -467,7 +451,7 @@ pub async fn find_gmsa(
             wanted: "group managed service account",
         });
     }
-    let membership = match binary(&entry, "msDS-GroupMSAMembership") {
+    let membership = match binary_value(&entry, "msDS-GroupMSAMembership") {
         Some(raw) => Some(
             SecurityDescriptor::parse(&raw)
                 .map_err(|e| ProvisionError::Descriptor(entry.dn.clone(), e))?,

@@ -9,8 +9,7 @@
 //! A file readable by group or others is refused: it holds the client secret.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -128,18 +127,7 @@ impl AgentCredentials {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             cloudsync_private_fs::create_private_dir(dir).map_err(io)?;
         }
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        file.write_all(&json).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        cloudsync_private_fs::write_atomic(path, &json, 0o600).map_err(io)
     }
 
     /// The configuration a domain pushes to.

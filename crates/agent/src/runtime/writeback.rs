@@ -81,20 +81,7 @@ impl Record {
         let oldest = unix_now().saturating_sub(KEEP_ANSWERS.as_secs());
         self.answered.retain(|_, (_, _, at)| *at >= oldest);
         let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
+        cloudsync_private_fs::write_atomic(path, &bytes, 0o600)
     }
 }
 

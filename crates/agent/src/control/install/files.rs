@@ -4,8 +4,7 @@
 //! each written to a temporary file with its final mode and renamed, so no reader ever sees a
 //! half-written file or a secret with a wider mode. The modes are in [`super::layout`].
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::InstallError;
@@ -255,24 +254,12 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), InstallError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(io)
 }
 
-/// Writes `bytes` to `path` with `mode` through a temporary file created with that mode, then renames.
+/// Writes `bytes` to `path` with `mode`, atomically ([`cloudsync_private_fs::write_atomic`]).
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
-    let io = |source| InstallError::Io {
+    cloudsync_private_fs::write_atomic(path, bytes, mode).map_err(|source| InstallError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("install-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 #[cfg(test)]

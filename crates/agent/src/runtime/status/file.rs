@@ -2,8 +2,6 @@
 //! atomically with mode 0600, how `agent status` reads it, and the lock probe that decides between
 //! the file and the databases.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,17 +53,7 @@ pub fn write(path: &Path, report: &AgentStatusReport) -> Result<(), StatusError>
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let tmp = path.with_extension("json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&body).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    cloudsync_private_fs::write_atomic(path, &body, 0o600).map_err(io)
 }
 
 /// Reads the daemon's report from `path`.

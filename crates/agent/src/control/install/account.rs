@@ -188,10 +188,11 @@ pub fn regular_password_file(layout: &Layout, dns_name: &str) -> PathBuf {
     ))
 }
 
+/// The password an earlier install kept in `path`, if any.
 fn known(path: &std::path::Path) -> Option<Secret> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).ok()?);
-    let line = text.lines().next()?.trim_end();
-    (!line.is_empty()).then(|| Secret::new(line.to_string()))
+    crate::source::ldap::first_line(path)
+        .ok()
+        .filter(|s| !s.expose().is_empty())
 }
 
 fn prov(domain: &str) -> impl FnOnce(ProvisionError) -> InstallError + '_ {

@@ -44,4 +44,4 @@ mod settings;
 pub mod usn_poll;
 
 pub use error::{BindFailure, LdapSourceError};
-pub use settings::{AccountForm, BindCredential, BindMethod, DomainConfig, SyncMode};
+pub use settings::{AccountForm, BindCredential, BindMethod, DomainConfig, SyncMode, first_line};

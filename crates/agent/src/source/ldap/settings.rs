@@ -144,6 +144,15 @@ fn default_page_size() -> u32 {
     500
 }
 
+/// A secret file's first line (the password files' format: one line, 0600), read through a
+/// zeroizing buffer.
+pub fn first_line(path: &Path) -> Result<Secret, std::io::Error> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+    Ok(Secret::new(
+        text.lines().next().unwrap_or_default().to_string(),
+    ))
+}
+
 impl DomainConfig {
     /// The NC head: `base_dn`, or `DC=corp,DC=example,DC=test` from `dns_name`.
     pub fn base(&self) -> String {
@@ -164,11 +173,7 @@ impl DomainConfig {
         if let Some(p) = &self.password {
             return Ok(p.clone());
         }
-        let path = self.password_file.as_deref().unwrap_or(Path::new(""));
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
-        Ok(Secret::new(
-            text.lines().next().unwrap_or_default().to_string(),
-        ))
+        first_line(self.password_file.as_deref().unwrap_or(Path::new("")))
     }
 
     /// This domain's connection settings bound as `bind_dn` with `password` (simple bind) instead of
@@ -190,11 +195,7 @@ impl DomainConfig {
 
     /// The host computer account's password (`host_password_file`'s first line), for the gMSA form.
     pub fn host_password(&self) -> Result<Secret, std::io::Error> {
-        let path = self.host_password_file.as_deref().unwrap_or(Path::new(""));
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
-        Ok(Secret::new(
-            text.lines().next().unwrap_or_default().to_string(),
-        ))
+        first_line(self.host_password_file.as_deref().unwrap_or(Path::new("")))
     }
 
     /// What the configured bind presents: the password for `simple`, its NT hash for `ntlm`. For a

@@ -216,7 +216,9 @@ pub async fn provision_domain(
             source,
         })?;
     let out = provision_with(&mut dc, &admin_cfg, choice, host_name, layout).await;
-    if let Ok(account) = &out {
+    // Rights are granted only to an account the install made or joined; an existing account keeps
+    // the rights it has (`agent permissions set` grants them).
+    if let (Ok(account), true) = (&out, choice.is_made()) {
         let bind_dn = account
             .keys
             .get("bind_dn")

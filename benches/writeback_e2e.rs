@@ -8,6 +8,8 @@
 //! `WRITEBACK_E2E_RESETS=N` changes the number of resets (default 100).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../tests/common/agent_run.rs"]
+mod agent_run;
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
 mod common;
@@ -16,47 +18,17 @@ mod tenant_fixture;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{LabDc, TEMPLATE_USERS, unicode_pwd_base64};
 use serde_json::json;
-use tenant_fixture::{GA, TENANT_ID, TenantFixture};
+use tenant_fixture::{GA, TenantFixture};
 
+/// The binary with a secret on stdin; it must succeed.
 fn run(args: &[&str], stdin: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args(args)
-        .env("CLOUDSYNC_LOG", "warn")
-        .env_remove("ENVIRONMENTNAME")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
+    let (code, out) = agent_run::agent_stdin(args, stdin, "warn");
+    assert_eq!(code, Some(0), "{args:?}: {out}");
 }
 
 fn ldapmodify(dc: &LabDc, n: usize) -> f64 {
@@ -111,43 +83,19 @@ fn main() {
     let p = prefix.to_str().unwrap();
     let svc = tmp.path().join("svc.pw");
     std::fs::write(&svc, format!("{}\n", dc.svc_password)).unwrap();
-    let da = tmp.path().join("da.pw");
-    std::fs::write(&da, format!("{}\n", dc.admin_password)).unwrap();
-    run(
+    let (code, out) = agent_run::install(
+        &dc,
+        &t,
+        &prefix,
+        GA,
         &[
-            "agent",
-            "install",
-            "--unattended",
-            "--accept-license",
-            "--prefix",
-            p,
-            "--tenant-url",
-            &t.url,
-            "--tenant-ca-file",
-            t.dir.path().join("ca.pem").to_str().unwrap(),
-            "--tenant-id",
-            TENANT_ID,
-            "--admin-upn",
-            GA.0,
-            "--admin-password-file",
-            "-",
             "--service-account",
             &dc.svc_upn,
             "--service-account-password-file",
             svc.to_str().unwrap(),
-            "--domain",
-            &format!("{}={}", dc.dns_domain, dc.ldaps_url),
-            "--dc-ca-file",
-            dc.ca_file.to_str().unwrap(),
-            "--domain-admin",
-            &dc.admin_upn,
-            "--domain-admin-password-file",
-            da.to_str().unwrap(),
-            "--set",
-            "metrics.listen=127.0.0.1:0",
         ],
-        GA.1,
     );
+    assert_eq!(code, Some(0), "{out}");
     let config = prefix.join("etc/cloudsync/agent.toml");
     run(
         &["agent", "sync-once", "--config", config.to_str().unwrap()],
@@ -167,15 +115,8 @@ fn main() {
         ],
         GA.1,
     );
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-            .args(["agent", "run", "--config", config.to_str().unwrap()])
-            .env("CLOUDSYNC_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let log = tmp.path().join("daemon.log");
+    let _daemon = agent_run::Daemon::start(&config, &[], &log);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (rate, mut latencies) = rt.block_on(async {
         let ga = t.user_token(GA).await;

@@ -21,41 +21,14 @@ mod common;
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use agent_run::agent_stdin;
 use cloudsync_agent::account::gmsa_blob::ManagedPassword;
 use common::lab::LabDc;
-use tenant_fixture::{HIA, TENANT_ID, TenantFixture, signin};
-
-fn run(args: &[String], stdin: &str, log: &str) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args(args)
-        .env("CLOUDSYNC_LOG", log)
-        .env_remove("ENVIRONMENTNAME")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
+use tenant_fixture::{HIA, TenantFixture, signin};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
@@ -63,10 +36,6 @@ fn mode(p: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// One agent host: its prefix and the files its install reads secrets from.
@@ -98,55 +67,25 @@ impl Host {
         self.prefix.join("var/lib/cloudsync")
     }
 
-    /// `agent install --unattended` with `account` (the service-account flags); the admin password on
-    /// stdin.
+    /// `agent install --unattended` with `account` (the service-account flags), in scope
+    /// `OU=SyncUsers`, PHS on ([`agent_run::install`]).
     fn install(&self, dc: &LabDc, t: &TenantFixture, account: &[&str]) -> (Option<i32>, String) {
-        let mut args = strings(&[
-            "agent",
-            "install",
-            "--unattended",
-            "--accept-license",
-            "--prefix",
-            self.prefix.to_str().unwrap(),
-            "--tenant-url",
-            &t.url,
-            "--tenant-ca-file",
-            t.dir.path().join("ca.pem").to_str().unwrap(),
-            "--tenant-id",
-            TENANT_ID,
-            "--admin-upn",
-            HIA.0,
-            "--admin-password-file",
-            "-",
-            "--domain",
-            &format!("{}={}", dc.dns_domain, dc.ldaps_url),
-            "--dc-ca-file",
-            dc.ca_file.to_str().unwrap(),
-            "--domain-admin",
-            &dc.admin_upn,
-            "--domain-admin-password-file",
-            &self.secret("da.pw", &dc.admin_password),
-            "--set",
-            &format!("projection.scope.ous=[\"OU=SyncUsers,{}\"]", dc.base_dn),
-            "--set",
-            "phs.enabled=true",
-            "--set",
-            "metrics.listen=127.0.0.1:0",
-        ]);
-        args.extend(strings(account));
-        run(&args, HIA.1, "warn")
+        let scope = format!("projection.scope.ous=[\"OU=SyncUsers,{}\"]", dc.base_dn);
+        let mut extra = vec!["--set", &scope, "--set", "phs.enabled=true"];
+        extra.extend_from_slice(account);
+        agent_run::install(dc, t, &self.prefix, HIA, &extra)
     }
 
     fn sync_once(&self) -> String {
-        let (code, out) = run(
-            &strings(&[
+        let (code, out) = agent_stdin(
+            &[
                 "agent",
                 "sync-once",
                 "--config",
                 self.config().to_str().unwrap(),
                 "--push-timeout-secs",
                 "120",
-            ]),
+            ],
             "",
             "debug",
         );
@@ -274,8 +213,8 @@ async fn create_gmsa_then_sync_and_sign_in_with_no_account_password_anywhere() {
     let gmsa_hex = hex(gmsa_hash.expose());
 
     // The rights were granted: the agent's own check, as the gMSA.
-    let (code, out) = run(
-        &strings(&[
+    let (code, out) = agent_stdin(
+        &[
             "agent",
             "permissions",
             "check",
@@ -283,7 +222,7 @@ async fn create_gmsa_then_sync_and_sign_in_with_no_account_password_anywhere() {
             "password-hash-sync",
             "--config",
             config.to_str().unwrap(),
-        ]),
+        ],
         "",
         "warn",
     );

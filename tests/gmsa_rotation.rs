@@ -22,15 +22,13 @@ mod common;
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cloudsync_agent::account::gmsa_blob::ManagedPassword;
 use cloudsync_agent::nt_hash::NtHash;
 use common::lab::{LabDc, LabOptions, unicode_pwd_base64};
-use tenant_fixture::{HIA, TENANT_ID, TenantFixture, signin};
+use tenant_fixture::{HIA, TenantFixture, signin};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
@@ -110,41 +108,6 @@ fn samba_serves_and_accepts_around_a_change_as_documented() {
     assert!(!accepts(&p0.current));
 }
 
-/// `cloudsync agent run` under libfaketime (the same offset file; monotonic clock faked as well).
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &Path, clock: &FakeClock, log: &Path) -> Daemon {
-        let log = std::fs::File::create(log).unwrap();
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-                .args(["agent", "run", "--config", config.to_str().unwrap()])
-                .env("CLOUDSYNC_LOG", "info")
-                .env("LD_PRELOAD", LIBFAKETIME)
-                .env("FAKETIME_TIMESTAMP_FILE", &clock.0)
-                .env("FAKETIME_CACHE_DURATION", "1")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The user as the tenant's Graph API returns it (`None`: not there).
 async fn graph_user(t: &TenantFixture, upn: &str) -> Option<serde_json::Value> {
     let token = t.user_token(HIA).await;
@@ -211,61 +174,26 @@ async fn the_agent_rides_across_a_password_change_without_a_refused_bind() {
         ],
     );
     let prefix = tmp.path().join("agent");
-    let da = tmp.path().join("da.pw");
-    std::fs::write(&da, format!("{}\n", dc.admin_password)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args([
-            "agent",
-            "install",
-            "--unattended",
-            "--accept-license",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .args(["--tenant-url", &t.url, "--tenant-ca-file"])
-        .arg(t.dir.path().join("ca.pem"))
-        .args(["--tenant-id", TENANT_ID, "--admin-upn", HIA.0])
-        .args([
-            "--admin-password-file",
-            "-",
+    let scope = format!("projection.scope.ous=[\"OU=SyncUsers,{}\"]", dc.base_dn);
+    let (code, out) = agent_run::install(
+        &dc,
+        &t,
+        &prefix,
+        HIA,
+        &[
             "--service-account-type",
             "create-gmsa",
-        ])
-        .args(["--host-account", "ROTAGENT", "--domain"])
-        .arg(format!("{}={}", dc.dns_domain, dc.ldaps_url))
-        .arg("--dc-ca-file")
-        .arg(&dc.ca_file)
-        .args([
-            "--domain-admin",
-            &dc.admin_upn,
-            "--domain-admin-password-file",
-        ])
-        .arg(&da)
-        .args([
+            "--host-account",
+            "ROTAGENT",
             "--set",
-            &format!("projection.scope.ous=[\"OU=SyncUsers,{}\"]", dc.base_dn),
-        ])
-        .args(["--set", "phs.enabled=true", "--set", "phs.interval_secs=10"])
-        .args(["--set", "metrics.listen=127.0.0.1:0"])
-        .env("CLOUDSYNC_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(HIA.1.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+            &scope,
+            "--set",
+            "phs.enabled=true",
+            "--set",
+            "phs.interval_secs=10",
+        ],
     );
-    assert!(o.status.success(), "{out}");
+    assert_eq!(code, Some(0), "{out}");
     let config = prefix.join("etc/cloudsync/agent.toml");
     let host_file = prefix
         .join("var/lib/cloudsync")
@@ -290,7 +218,17 @@ async fn the_agent_rides_across_a_password_change_without_a_refused_bind() {
     // Six minutes before the change (outside the window) the agent starts and syncs everything.
     clock.set(n0 - 360);
     let log = tmp.path().join("daemon.log");
-    let _daemon = Daemon::start(&config, &clock, &log);
+    // The daemon on the same fake clock, its monotonic clock faked too, so its schedule moves with
+    // the DC's.
+    let _daemon = agent_run::Daemon::start(
+        &config,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", ft.as_str()),
+            ("FAKETIME_CACHE_DURATION", "1"),
+        ],
+        &log,
+    );
     let upn3 = format!("user00003@{}", dc.dns_domain);
     let upn4 = format!("user00004@{}", dc.dns_domain);
     eventually(

@@ -14,87 +14,23 @@
 //!   in any file under the agent's prefix or in its log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/agent_run.rs"]
+mod agent_run;
 #[allow(unused_imports)]
 mod common;
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use agent_run::{Daemon, agent_stdin};
 use common::lab::LabDc;
 use serde_json::{Value, json};
-use tenant_fixture::{DOMAIN, GA, TENANT_ID, TenantFixture, signin};
+use tenant_fixture::{DOMAIN, GA, TenantFixture, signin};
 
 const METHOD: &str = "28c10230-6103-485e-b985-444c60001490";
-
-fn run(args: &[&str], stdin: &str) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args(args)
-        .env("CLOUDSYNC_LOG", "warn")
-        .env_remove("ENVIRONMENTNAME")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-                .args(["agent", "run", "--config", config.to_str().unwrap()])
-                .env("CLOUDSYNC_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// `ldapwhoami` as `upn` with `password` (from a 0600 file): whether AD accepts it, and its error text.
 fn ad_binds(dc: &LabDc, dir: &Path, upn: &str, password: &str) -> (bool, String) {
@@ -201,50 +137,25 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
     let prefix = tmp.path().join("agent");
     let svc = tmp.path().join("svc.pw");
     std::fs::write(&svc, format!("{}\n", dc.svc_password)).unwrap();
-    let da = tmp.path().join("da.pw");
-    std::fs::write(&da, format!("{}\n", dc.admin_password)).unwrap();
     let p = prefix.to_str().unwrap();
     let scope = format!("projection.scope.ous=[\"OU=SyncUsers,{}\"]", dc.base_dn);
-    let (code, out) = run(
+    let (code, out) = agent_run::install(
+        &dc,
+        &t,
+        &prefix,
+        GA,
         &[
-            "agent",
-            "install",
-            "--unattended",
-            "--accept-license",
-            "--prefix",
-            p,
-            "--tenant-url",
-            &t.url,
-            "--tenant-ca-file",
-            t.dir.path().join("ca.pem").to_str().unwrap(),
-            "--tenant-id",
-            TENANT_ID,
-            "--admin-upn",
-            GA.0,
-            "--admin-password-file",
-            "-",
             "--service-account",
             &dc.svc_upn,
             "--service-account-password-file",
             svc.to_str().unwrap(),
-            "--domain",
-            &format!("{}={}", dc.dns_domain, dc.ldaps_url),
-            "--dc-ca-file",
-            dc.ca_file.to_str().unwrap(),
-            "--domain-admin",
-            &dc.admin_upn,
-            "--domain-admin-password-file",
-            da.to_str().unwrap(),
             "--set",
             &scope,
             "--set",
             "phs.enabled=true",
             "--set",
             "phs.interval_secs=10",
-            "--set",
-            "metrics.listen=127.0.0.1:0",
         ],
-        GA.1,
     );
     assert_eq!(code, Some(0), "{out}");
     let config = prefix.join("etc/cloudsync/agent.toml");
@@ -255,7 +166,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
         dc.user_dn(7),
         dc.user_dn(8)
     ));
-    let (code, out) = run(
+    let (code, out) = agent_stdin(
         &[
             "agent",
             "writeback",
@@ -269,6 +180,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
             "-",
         ],
         GA.1,
+        "warn",
     );
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -276,7 +188,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
         "{out}"
     );
     let log = tmp.path().join("daemon.log");
-    let mut daemon = Daemon::start(&config, &log);
+    let mut daemon = Daemon::start(&config, &[], &log);
     let e = Env {
         ga: t.user_token(GA).await,
         t,
@@ -409,7 +321,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
     );
 
     // 5. Writeback switched off: the tenant refuses; AD is untouched.
-    let (code, out) = run(
+    let (code, out) = agent_stdin(
         &[
             "agent",
             "writeback",
@@ -422,6 +334,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
             "-",
         ],
         GA.1,
+        "warn",
     );
     assert_eq!(code, Some(0), "{out}");
     let (status, body) = e.patch(&upn(4), "Wb-Off-4!aA", false).await;
@@ -429,7 +342,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
     assert!(ad_binds(&dc, dir, &upn(4), "Init!Pass00004").0);
 
     // 6. The agent stopped: the caller gets the timeout; nothing is applied later.
-    let (code, out) = run(
+    let (code, out) = agent_stdin(
         &[
             "agent",
             "writeback",
@@ -442,13 +355,27 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
             "-",
         ],
         GA.1,
+        "warn",
     );
     assert_eq!(code, Some(0), "{out}");
     daemon.stop();
     let (status, body) = e.patch(&upn(5), "Wb-Late-5!aA", false).await;
     assert_eq!(status, 504, "{body}");
-    let mut daemon = Daemon::start(&config, &log);
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Once the restarted agent answers a new request, it has polled the tenant: the timed-out one
+    // would have come with it (requests are handed out together), and it did not.
+    let mut daemon = Daemon::start(&config, &[], &log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = e.patch(&upn(6), "Wb-After-6!aA", false).await;
+        if status == 204 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && (status == 503 || status == 504),
+            "the restarted agent never answered: {status} {body}"
+        );
+    }
+    assert!(ad_binds(&dc, dir, &upn(6), "Wb-After-6!aA").0);
     assert!(
         ad_binds(&dc, dir, &upn(5), "Init!Pass00005").0,
         "nothing applied after the timeout"
@@ -456,7 +383,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
     daemon.stop();
 
     // The journal: one answered event per request that reached the agent, with its code.
-    let (code, out) = run(
+    let (code, out) = agent_stdin(
         &[
             "journal",
             "replay",
@@ -466,6 +393,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
             "writeback-answered",
         ],
         "",
+        "warn",
     );
     assert_eq!(code, Some(0), "{out}");
     for (who, code) in [
@@ -489,6 +417,7 @@ async fn cloud_resets_and_unlocks_are_written_into_ad_with_the_products_answers(
         "Wb-Disabled-7!aA",
         "Wb-Protected-8!aA",
         "Wb-Late-5!aA",
+        "Wb-After-6!aA",
     ];
     let mut stack: Vec<PathBuf> = vec![prefix.clone()];
     while let Some(d) = stack.pop() {

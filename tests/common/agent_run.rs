@@ -1,14 +1,17 @@
 //! Helpers for the end-to-end tests that run the real `cloudsync` binary against a lab DC and the real
-//! tenant: the agent's configuration, `agent register` / `sync-once`, ldapsearch as the oracle's reader,
-//! Graph paging and the tenant's sign-in check.
+//! tenant: the agent's configuration, `agent register` / `sync-once`, `agent install --unattended`
+//! ([`install`]), the binary with a secret on stdin ([`agent_stdin`]), the daemon ([`Daemon`]), ldapsearch
+//! as the oracle's reader, Graph paging and the tenant's sign-in check.
 //!
 //! Use with `mod common;`, `#[path = "common/tenant.rs"] mod tenant_fixture;` and
 //! `#[path = "common/agent_run.rs"] mod agent_run;` in the test crate.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
@@ -24,6 +27,121 @@ pub fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
+}
+
+/// Runs the binary with `args` and `stdin` piped in (a secret never goes on argv), `CLOUDSYNC_LOG=log`,
+/// `ENVIRONMENTNAME` removed: the exit code and stdout + stderr.
+pub fn agent_stdin(args: &[&str], stdin: &str, log: &str) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args(args)
+        .env("CLOUDSYNC_LOG", log)
+        .env_remove("ENVIRONMENTNAME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), text(&o))
+}
+
+/// `agent install --unattended` into `prefix` against `dc` and `t`, signed in as `admin` (its password
+/// on stdin), the domain administrator's password from a 0600 file under `prefix`'s parent; `extra`
+/// adds the service-account flags and `--set` keys.
+pub fn install(
+    dc: &LabDc,
+    t: &TenantFixture,
+    prefix: &Path,
+    admin: (&str, &str),
+    extra: &[&str],
+) -> (Option<i32>, String) {
+    let secrets = prefix.with_extension("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let da = secrets.join("da.pw");
+    std::fs::write(&da, format!("{}\n", dc.admin_password)).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&da, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ca = t.dir.path().join("ca.pem");
+    let domain = format!("{}={}", dc.dns_domain, dc.ldaps_url);
+    let mut args = vec![
+        "agent",
+        "install",
+        "--unattended",
+        "--accept-license",
+        "--prefix",
+        prefix.to_str().unwrap(),
+        "--tenant-url",
+        &t.url,
+        "--tenant-ca-file",
+        ca.to_str().unwrap(),
+        "--tenant-id",
+        TENANT_ID,
+        "--admin-upn",
+        admin.0,
+        "--admin-password-file",
+        "-",
+        "--domain",
+        &domain,
+        "--dc-ca-file",
+        dc.ca_file.to_str().unwrap(),
+        "--domain-admin",
+        &dc.admin_upn,
+        "--domain-admin-password-file",
+        da.to_str().unwrap(),
+        "--set",
+        "metrics.listen=127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    agent_stdin(&args, admin.1, "warn")
+}
+
+/// `agent run --config` as a daemon with extra environment, its stderr appended to `log`; stopped on
+/// drop (SIGTERM as a service manager sends it, a kill after 20 s).
+pub struct Daemon(Child);
+
+impl Daemon {
+    /// Starts it.
+    pub fn start(config: &Path, env: &[(&str, &str)], log: &Path) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
+        cmd.args(["agent", "run", "--config", config.to_str().unwrap()])
+            .env("CLOUDSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon(cmd.spawn().unwrap())
+    }
+
+    /// SIGTERM, wait (polled) up to 20 s, then kill.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// stdout and stderr of a finished process.

@@ -30,8 +30,8 @@ use crate::account::gmsa::{self, Held};
 use crate::account::permissions::{self, PermissionType};
 use crate::account::provision::{self, KeptAccount, ProvisionError};
 use crate::secret::Secret;
-use crate::source::ldap::conn::{DcConn, connect, connect_with};
-use crate::source::ldap::{BindCredential, DomainConfig};
+use crate::source::ldap::DomainConfig;
+use crate::source::ldap::conn::{DcConn, connect, connect_with_hashes};
 
 /// The admin's answer to "Configure Service Account".
 #[derive(Debug, Clone)]
@@ -421,20 +421,15 @@ async fn prove_gmsa(
     let held = Held::new(read, now);
     let mut as_gmsa = admin_cfg.clone();
     as_gmsa.bind_dn = bind_dn.to_string();
-    let mut last = None;
-    for hash in held.hashes(now) {
-        match connect_with(&as_gmsa, &BindCredential::NtHash(hash.clone())).await {
-            Ok(c) => {
-                c.close().await;
-                return Ok(());
-            }
-            Err(e) => last = Some(e),
+    match connect_with_hashes(&as_gmsa, held.hashes(now).into_iter().cloned()).await {
+        Ok(c) => {
+            c.close().await;
+            Ok(())
         }
+        Err(e) => Err(InstallError::Account(format!(
+            "{dns}: the gMSA {bind_dn} could not sign in with the password the DC served: {e}"
+        ))),
     }
-    Err(InstallError::Account(format!(
-        "{dns}: the gMSA {bind_dn} could not sign in with the password the DC served: {}",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
 }
 
 async fn prove_password(

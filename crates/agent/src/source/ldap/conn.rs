@@ -114,17 +114,31 @@ async fn connect_as_gmsa(cfg: &DomainConfig) -> Result<DcConn, LdapSourceError> 
         let hashes = gmsa::hashes(cfg, force)
             .await
             .map_err(|e| LdapSourceError::Gmsa(Box::new(e)))?;
-        for hash in hashes {
-            match connect_with(cfg, &BindCredential::NtHash(hash)).await {
-                Err(e @ LdapSourceError::Bind { .. }) => refused = Some(e),
-                other => return other,
-            }
+        match connect_with_hashes(cfg, hashes).await {
+            Err(e @ LdapSourceError::Bind { .. }) => refused = Some(e),
+            other => return other,
         }
         if !force {
             tracing::warn!(domain = %cfg.dns_name, "the DC refused the held gMSA password: reading it again");
         }
     }
     Err(refused.unwrap_or_else(|| LdapSourceError::Protocol("no gMSA password to present".into())))
+}
+
+/// Binds with each NT hash in turn (NTLM) until one is accepted; a refusal of all of them is the last
+/// refusal, any other error ends the tries at once.
+pub async fn connect_with_hashes(
+    cfg: &DomainConfig,
+    hashes: impl IntoIterator<Item = crate::nt_hash::NtHash>,
+) -> Result<DcConn, LdapSourceError> {
+    let mut refused = None;
+    for hash in hashes {
+        match connect_with(cfg, &BindCredential::NtHash(hash)).await {
+            Err(e @ LdapSourceError::Bind { .. }) => refused = Some(e),
+            other => return other,
+        }
+    }
+    Err(refused.unwrap_or_else(|| LdapSourceError::Protocol("no NT hash to present".into())))
 }
 
 /// Connects and binds with `credential` (e.g. a gMSA's NT hash) instead of the configured one.

@@ -6,6 +6,11 @@
 //! changes. Each time the standby takes over within two heartbeat intervals (plus slack for a
 //! loaded 2-core machine) and afterwards the tenant equals AD in full (the differential test's
 //! oracle: every mapped attribute, every member). Figures are printed (`--nocapture`).
+//!
+//! A second test freezes the standby while the holder pushes an attribute change and a new user,
+//! then freezes the holder while AD takes both back: what the new holder's feed sees then is an
+//! unchanged object and the tombstone of one it never knew, so only its takeover image and the
+//! tenant's `imageComplete` sweep bring the tenant back to AD.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/agent_run.rs"]
@@ -24,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::LabDc;
-use diff_changes::{World, random_change, seed_world};
+use diff_changes::{Kind, Slot, World, random_change, seed_world};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -158,13 +163,13 @@ async fn converge(dc: &LabDc, t: &TenantFixture, ous: &[String], within: Duratio
     }
 }
 
-/// The backlog the last takeover logged ("Lease taken … backlog=N").
-fn takeover_backlog(log: &str) -> Option<u64> {
+/// The size of the last takeover image logged ("Takeover image enqueued … operations=N").
+fn takeover_image(log: &str) -> Option<u64> {
     let log = strip_ansi(log);
     log.lines()
         .rev()
-        .find(|l| l.contains("Lease taken"))
-        .and_then(|l| l.split("backlog=").nth(1))
+        .find(|l| l.contains("Takeover image enqueued"))
+        .and_then(|l| l.split("operations=").nth(1))
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
 }
@@ -239,9 +244,9 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     assert!(takeover_1 <= TAKEOVER_BOUND, "takeover took {takeover_1:?}");
     let converged_1 = converge(&dc, &t, &ous, Duration::from_secs(300)).await;
     eprintln!(
-        "ha: SIGKILL mid initial sync (after A's batch {batches_before_kill}): takeover {:.1}s after the kill, B's backlog at takeover {:?} operations, tenant = AD {:.1}s after the takeover",
+        "ha: SIGKILL mid initial sync (after A's batch {batches_before_kill}): takeover {:.1}s after the kill, B's takeover image {:?} operations, tenant = AD {:.1}s after the takeover",
         takeover_1.as_secs_f64(),
-        takeover_backlog(&b.log()),
+        takeover_image(&b.log()),
         converged_1.as_secs_f64()
     );
 
@@ -294,9 +299,9 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     );
     assert!(b.log().contains("Lease lost"), "{}", b.log());
     eprintln!(
-        "ha: SIGSTOP in a stream: takeover {:.1}s after the stop, A's backlog at takeover {:?}, B's late batches refused: {refused}, tenant = AD {:.1}s after SIGCONT",
+        "ha: SIGSTOP in a stream: takeover {:.1}s after the stop, A's takeover image {:?} operations, B's late batches refused: {refused}, tenant = AD {:.1}s after SIGCONT",
         takeover_2.as_secs_f64(),
-        takeover_backlog(&a.log()),
+        takeover_image(&a.log()),
         converged_2.as_secs_f64()
     );
 
@@ -313,12 +318,112 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     history.extend(changes(&mut rng, &dc, &mut w, 3));
     let converged_3 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
     eprintln!(
-        "ha: SIGKILL in a stream: takeover {:.1}s after the kill, B's backlog at takeover {:?}, tenant = AD {:.1}s after the takeover; epochs {epoch_a} → {epoch_b} → {epoch_a2} → {epoch_b3}; changes: {}",
+        "ha: SIGKILL in a stream: takeover {:.1}s after the kill, B's takeover image {:?} operations, tenant = AD {:.1}s after the takeover; epochs {epoch_a} → {epoch_b} → {epoch_a2} → {epoch_b3}; changes: {}",
         takeover_3.as_secs_f64(),
-        takeover_backlog(&b.log()),
+        takeover_image(&b.log()),
         converged_3.as_secs_f64(),
         history.join("; ")
     );
     // The tenant's log names every refusal; none of B's batches were applied while A held it.
     assert!(!t.log().contains("panicked"), "{}", t.log());
+}
+
+/// Waits until `log()` contains `needle`.
+async fn wait_for_log(what: &str, log: impl Fn() -> String, needle: &str, within: Duration) {
+    let start = Instant::now();
+    while !log().contains(needle) {
+        assert!(
+            start.elapsed() < within,
+            "{what}: no {needle:?} within {within:?}:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
+    cloudsync_private_fs::restrict_umask();
+    let dc = LabDc::start();
+    let t = TenantFixture::start_with(&["--heartbeat-interval-secs", "2"]);
+    let mut w = seed_world(&dc);
+    let ous = w.ous.clone();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config_a = agent_run::write_config(&dc, &t, dir_a.path(), &ous);
+    let config_b = agent_run::write_config(&dc, &t, dir_b.path(), &ous);
+    agent_run::register(&config_a);
+    agent_run::register(&config_b);
+    let (id_a, id_b) = (agent_id(dir_a.path()), agent_id(dir_b.path()));
+    let token = t.user_token(HIA).await;
+
+    // A holds the lease and syncs; B reads and projects the domain as a standby, then freezes.
+    let a = Daemon::start(&config_a, &dir_a.path().join("agent.log"));
+    wait_for_holder(&t, &token, &id_a, Duration::from_secs(60)).await;
+    converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"));
+    let (b_log, within) = (|| b.log(), Duration::from_secs(60));
+    wait_for_log("B", b_log, "Standing by", within).await;
+    wait_for_log("B", b_log, "Projected journal events.", within).await;
+    b.signal("-STOP");
+
+    // A pushes an attribute change and a new user.
+    let user = w.slots[1].dn();
+    assert!(w.slots[1].kind == Kind::User && w.in_scope(&w.slots[1]));
+    let title = dc.attr_values(&user, "title");
+    dc.ldif_admin(&format!(
+        "dn: {user}\nchangetype: modify\nreplace: title\ntitle: Pushed then taken back\n-\n"
+    ));
+    let n = w.next();
+    let sam = format!("haimg{n}");
+    let fresh = Slot {
+        kind: Kind::User,
+        upn: format!("{sam}@{}", w.dns),
+        cn: sam.clone(),
+        sam,
+        parent: w.ous[0].clone(),
+        exists: true,
+        password: format!("Ha!Image{n}x"),
+    };
+    dc.ldif_admin(&w.add_ldif(&fresh));
+    w.slots.push(fresh);
+    converge(&dc, &t, &ous, Duration::from_secs(60)).await;
+
+    // A freezes (it still holds the lease until it runs out); AD takes both back.
+    a.signal("-STOP");
+    let revert = match title.first() {
+        Some(v) => format!("replace: title\ntitle: {v}"),
+        None => "delete: title".to_owned(),
+    };
+    dc.ldif_admin(&format!("dn: {user}\nchangetype: modify\n{revert}\n-\n"));
+    let gone = w.slots.last_mut().unwrap();
+    dc.ldif_admin(&format!("dn: {}\nchangetype: delete\n", gone.dn()));
+    gone.exists = false;
+
+    // B resumes, takes over, and brings the tenant back to AD.
+    b.signal("-CONT");
+    let resumed = Instant::now();
+    let (epoch_b, took) = wait_for_holder(&t, &token, &id_b, Duration::from_secs(60)).await;
+    let converged = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    let log = strip_ansi(&b.log());
+    assert!(
+        log.contains("Takeover image enqueued"),
+        "B re-sent its image:\n{log}"
+    );
+    let swept = t
+        .log()
+        .matches("Not in the new lease holder's image: deleted.")
+        .count();
+    assert_eq!(
+        swept,
+        1,
+        "exactly the user AD deleted is swept:\n{}",
+        t.log()
+    );
+    eprintln!(
+        "ha: takeover image: B held epoch {epoch_b} {:.1}s after resuming; tenant = AD {:.1}s later ({:.1}s after resuming); {swept} object swept",
+        took.as_secs_f64(),
+        converged.as_secs_f64(),
+        resumed.elapsed().as_secs_f64()
+    );
+    a.signal("-CONT");
 }

@@ -373,6 +373,9 @@ impl Cloud {
                         "hash for an unknown user"
                     );
                 }
+                Operation::ImageComplete { .. } => {
+                    panic!("imageComplete comes only from a takeover image, never from events")
+                }
             }
         }
     }

@@ -85,7 +85,8 @@ const CONTACT_ATTRS: &[&str] = &[
 const GROUP_ATTRS: &[&str] = &["description", "displayName", "mail"];
 
 impl World {
-    fn next(&mut self) -> u32 {
+    /// A fresh number for a unique value.
+    pub fn next(&mut self) -> u32 {
         self.n += 1;
         self.n
     }
@@ -115,7 +116,8 @@ impl World {
         s.exists && self.ous.contains(&s.parent)
     }
 
-    fn add_ldif(&self, s: &Slot) -> String {
+    /// The LDIF that creates slot `s`.
+    pub fn add_ldif(&self, s: &Slot) -> String {
         let dn = s.dn();
         match s.kind {
             Kind::User => format!(

@@ -43,6 +43,15 @@
 //!   fits is refused whole with 429 and `Retry-After`. The stored results of a partially throttled
 //!   batch are what a replay of its id returns, so the throttled operations must be resent under a
 //!   NEW batch id, not before `retryAfterSeconds` (counted from when the answer arrived).
+//! - **Image complete** (takeover by a new lease holder, [`Operation::ImageComplete`]): after a new
+//!   holder has re-sent its whole view under its epoch — every object it holds in the cloud as an
+//!   upsert, every membership link as `addMember`, every held password hash — it sends
+//!   `imageComplete`. The tenant then deletes the configuration's live objects written under an
+//!   older epoch (except the `keep` anchors: objects the holder keeps in the cloud but could not
+//!   re-send, e.g. held back by a mapping error) and removes the membership links last asserted
+//!   under an older epoch. Those are writes of a previous holder that the new one's view no longer
+//!   contains (e.g. an object created and deleted in AD while the holders changed). The deletes go
+//!   through the delete threshold like any other. Only valid in a batch with an epoch, alone.
 
 use std::collections::BTreeMap;
 
@@ -165,7 +174,21 @@ pub enum Operation {
         /// `v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;`
         credential: String,
     },
+    /// The sender's full image under its epoch is complete: older-epoch objects and links of the
+    /// configuration are removed (see the module doc, Image complete).
+    #[serde(rename_all = "camelCase")]
+    ImageComplete {
+        /// The version of the deletes it causes (the same sequence as upserts).
+        version: u64,
+        /// Anchors of objects the sender keeps in the cloud without having re-sent them; at most
+        /// [`MAX_IMAGE_KEEP`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keep: Vec<String>,
+    },
 }
+
+/// The most `keep` anchors an [`Operation::ImageComplete`] may carry.
+pub const MAX_IMAGE_KEEP: usize = 10_000;
 
 impl Operation {
     /// The action name used in provisioning logs.
@@ -176,6 +199,7 @@ impl Operation {
             Operation::AddMember { .. } => "addMember",
             Operation::RemoveMember { .. } => "removeMember",
             Operation::SetPasswordHash { .. } => "setPasswordHash",
+            Operation::ImageComplete { .. } => "imageComplete",
         }
     }
 
@@ -183,14 +207,15 @@ impl Operation {
     pub fn version(&self) -> Option<u64> {
         match self {
             Operation::Upsert(u) => Some(u.version),
-            Operation::Delete { version, .. } | Operation::SetPasswordHash { version, .. } => {
-                Some(*version)
-            }
+            Operation::Delete { version, .. }
+            | Operation::SetPasswordHash { version, .. }
+            | Operation::ImageComplete { version, .. } => Some(*version),
             Operation::AddMember { .. } | Operation::RemoveMember { .. } => None,
         }
     }
 
-    /// The source anchor the operation is about (the group's, for membership operations).
+    /// The source anchor the operation is about (the group's, for membership operations; empty for
+    /// [`Operation::ImageComplete`], which is about the whole configuration).
     pub fn source_anchor(&self) -> &str {
         match self {
             Operation::Upsert(u) => &u.source_anchor,
@@ -198,6 +223,7 @@ impl Operation {
             Operation::AddMember { group_anchor, .. } => group_anchor,
             Operation::RemoveMember { group_anchor, .. } => group_anchor,
             Operation::SetPasswordHash { source_anchor, .. } => source_anchor,
+            Operation::ImageComplete { .. } => "",
         }
     }
 }

@@ -88,6 +88,7 @@ pub fn apply_batch_cut(
     roll_delete_window(config, ctx);
     let mut results = Vec::with_capacity(batch.operations.len());
     let mut permanent_failures = 0usize;
+    let mut swept = Vec::new();
     for (index, op) in batch.operations.iter().enumerate() {
         let outcome = if let Some(cut) = cut.filter(|c| index >= c.fits) {
             Outcome::Failed(None, OpError::throttled(cut.retry_after_seconds))
@@ -99,8 +100,29 @@ pub fn apply_batch_cut(
                 ),
             )
         } else {
-            super::apply_ops::apply_one(store, config, op, ctx)?
+            super::apply_ops::apply_one(store, config, op, ctx, &mut swept)?
         };
+        // Objects an `imageComplete` deleted: one log entry each, before the operation's own.
+        for (id, anchor) in swept.drain(..) {
+            let entry = LogEntry {
+                seq: store.next_id()?,
+                time: ctx.now_text.clone(),
+                agent_id: ctx.agent_id,
+                configuration_id: config.config.id,
+                batch_id: batch.batch_id,
+                object_id: Some(id),
+                source_anchor: anchor,
+                action: "delete".to_owned(),
+                result: OpStatus::Success,
+                error_code: None,
+                message: format!(
+                    "Not in the image of the new lease holder (epoch {}): deleted.",
+                    ctx.epoch
+                ),
+                reason: Some("ImageComplete".to_owned()),
+            };
+            put_json(&store.logs, &entry.seq.to_be_bytes(), &entry)?;
+        }
         let (status, object_id, error, message) = match outcome {
             Outcome::Done(status, id, message) => (status, id, None, message.to_owned()),
             Outcome::Failed(id, error) => {

@@ -21,11 +21,14 @@ use super::store::{
     uuid_value,
 };
 
+/// Applies one operation. `swept` receives the objects an `imageComplete` deleted (cloud id,
+/// anchor), for the provisioning log.
 pub(super) fn apply_one(
     store: &Store,
     config: &mut ConfigRecord,
     op: &Operation,
     ctx: &BatchContext,
+    swept: &mut Vec<(Uuid, String)>,
 ) -> Result<Outcome, StoreError> {
     if let Some(version) = op.version()
         && let Some(refused) = version_out_of_range(config, ctx.epoch, version)
@@ -42,16 +45,29 @@ pub(super) fn apply_one(
         Operation::AddMember {
             group_anchor,
             member_anchor,
-        } => membership(store, config.config.id, group_anchor, member_anchor, true),
+        } => membership(
+            store,
+            config.config.id,
+            group_anchor,
+            member_anchor,
+            Some(ctx.epoch),
+        ),
         Operation::RemoveMember {
             group_anchor,
             member_anchor,
-        } => membership(store, config.config.id, group_anchor, member_anchor, false),
+        } => membership(store, config.config.id, group_anchor, member_anchor, None),
         Operation::SetPasswordHash {
             source_anchor,
             version,
             credential,
         } => set_password_hash(store, config, source_anchor, *version, credential, ctx),
+        Operation::ImageComplete { version, keep } => super::apply_image::image_complete(
+            store, config, *version, keep, ctx,
+        )
+        .map(|(outcome, removed)| {
+            swept.extend(removed.objects);
+            outcome
+        }),
     }?;
     if let (Outcome::Done(OpStatus::Success, ..), Some(version)) = (&outcome, op.version()) {
         note_version(config, ctx.epoch, version);
@@ -183,7 +199,7 @@ fn upsert(
     Ok(Outcome::Done(OpStatus::Success, Some(id), message))
 }
 
-fn delete(
+pub(super) fn delete(
     store: &Store,
     config: &mut ConfigRecord,
     kind: ObjectKind,
@@ -275,13 +291,23 @@ fn remove_memberships(store: &Store, id: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The lease epoch a membership link was last asserted under: the `members` value, 8 bytes
+/// big-endian; empty (links written before leases) or malformed is 0.
+pub(super) fn link_epoch(value: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(value).map_or(0, u64::from_be_bytes)
+}
+
+/// Adds (`add_epoch` = the batch's epoch) or removes (`None`) a membership link. Adding a link that
+/// is already there changes nothing but the epoch it was last asserted under (which
+/// [`super::apply_image`] compares).
 fn membership(
     store: &Store,
     config_id: Uuid,
     group_anchor: &str,
     member_anchor: &str,
-    add: bool,
+    add_epoch: Option<u64>,
 ) -> Result<Outcome, StoreError> {
+    let add = add_epoch.is_some();
     let group = match own_live(store, config_id, group_anchor, Some(ObjectKind::Group))? {
         Ok(g) => g,
         Err(outcome) => return Ok(outcome),
@@ -291,16 +317,21 @@ fn membership(
         Err(outcome) => return Ok(outcome),
     };
     let key = pair_key(group.id, member.id);
-    let present = store.members.contains_key(key)?;
-    if present == add {
+    let present = store.members.get(key)?;
+    if let (Some(old), Some(epoch)) = (&present, add_epoch)
+        && link_epoch(old) < epoch
+    {
+        store.members.insert(key, &epoch.to_be_bytes())?;
+    }
+    if present.is_some() == add {
         return Ok(Outcome::Done(
             OpStatus::Skipped,
             Some(group.id),
             "Membership already in the wanted state.",
         ));
     }
-    if add {
-        store.members.insert(key, &[])?;
+    if let Some(epoch) = add_epoch {
+        store.members.insert(key, &epoch.to_be_bytes())?;
         store.member_of.insert(pair_key(member.id, group.id), &[])?;
         Ok(Outcome::Done(
             OpStatus::Success,

@@ -54,6 +54,7 @@ pub mod agent_health;
 pub mod agents;
 pub mod apply;
 pub mod apply_guard;
+mod apply_image;
 pub mod apply_ops;
 pub mod auth;
 pub mod authorize;

@@ -10,7 +10,7 @@
 //! | `objects` | 16-byte object id | [`StoredObject`] |
 //! | `config_anchors` | 16-byte owning configuration id ‖ source anchor (UTF-8) | 16-byte object id |
 //! | `upns` | lower-cased userPrincipalName | 16-byte object id |
-//! | `members` | group id ‖ member id (32 bytes) | empty |
+//! | `members` | group id ‖ member id (32 bytes) | the lease epoch the link was last asserted under, u64 big-endian (empty: 0, written before leases) |
 //! | `member_of` | member id ‖ group id (32 bytes) | empty |
 //! | `credentials` | 16-byte object id | `{version, credential}`: the `v1;PPH1_MD4,…` string (salted PBKDF2, never an NT hash) |
 //! | `agents` | 16-byte agent id | [`AgentRecord`] |

@@ -3,9 +3,10 @@
 //! stage's `LeaseLost` refusals. Leaves: per configuration, the epoch to stamp on batches (only
 //! while held), a generation counter the push stage watches, and log lines for every change.
 //!
-//! A standby keeps its feeds, projection and outbox running; only the push stage holds back the
-//! configurations it does not hold. On a grant with a new epoch the push stage sends its whole
-//! outbox backlog under that epoch (see `ARCHITECTURE.md`, "The lease and fencing contract").
+//! A standby keeps its feeds and projection running; the push stage sends only the configurations it
+//! holds (in the daemon it acknowledges a standby's operations unsent). On a grant with a new epoch
+//! that another agent held before, `runtime::takeover` enqueues this agent's full image of the
+//! configuration and `imageComplete` (see `ARCHITECTURE.md`, "The lease and fencing contract").
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -149,6 +150,18 @@ impl Leases {
         self.states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Waits for a lease change; forever without leases (or once the heartbeat task is gone).
+pub async fn changed(rx: &mut Option<watch::Receiver<u64>>) {
+    let gone = match rx {
+        Some(r) => r.changed().await.is_err(),
+        None => true,
+    };
+    if gone {
+        *rx = None;
+        std::future::pending::<()>().await;
     }
 }
 

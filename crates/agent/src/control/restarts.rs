@@ -34,6 +34,9 @@ pub struct ResyncRequests {
     done: Mutex<Vec<Uuid>>,
     wakers: Mutex<BTreeMap<String, Arc<Notify>>>,
     any_done: Notify,
+    /// Per domain: passes started and passes completed, counted by the feed (a takeover waits
+    /// for a pass that started after it, see `runtime::takeover`).
+    passes: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 impl ResyncRequests {
@@ -85,6 +88,35 @@ impl ResyncRequests {
                 .or_default()
                 .extend(ids);
         }
+    }
+
+    /// The feed of `domain` starts a pass; returns the pass's number (1, 2, …).
+    pub fn pass_started(&self, domain: &str) -> u64 {
+        let mut passes = lock(&self.passes);
+        let p = passes.entry(domain.to_ascii_lowercase()).or_default();
+        p.0 += 1;
+        p.0
+    }
+
+    /// The feed of `domain` completed pass `number` (its events are in the journal). A failed pass
+    /// is not reported.
+    pub fn pass_completed(&self, domain: &str, number: u64) {
+        let mut passes = lock(&self.passes);
+        let p = passes.entry(domain.to_ascii_lowercase()).or_default();
+        p.1 = p.1.max(number);
+    }
+
+    /// (the number of the last pass started, of the last pass completed) of `domain`'s feed.
+    pub fn passes(&self, domain: &str) -> (u64, u64) {
+        lock(&self.passes)
+            .get(&domain.to_ascii_lowercase())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Asks `domain`'s feed for a pass now (a delta read, from its stored checkpoint).
+    pub fn read_now(&self, domain: &str) {
+        self.waker(domain).notify_one();
     }
 
     /// Restarts whose full read completed since the last call.

@@ -23,6 +23,7 @@ pub mod cloud;
 pub mod config;
 pub mod dn;
 pub mod expr;
+pub mod image;
 pub mod mapping;
 mod membership;
 pub mod ops;

@@ -129,6 +129,7 @@ fn short(op: &Operation) -> String {
             version,
             ..
         } => format!("hash {source_anchor} v{version}"),
+        Operation::ImageComplete { version, .. } => format!("image complete v{version}"),
     }
 }
 
@@ -634,4 +635,79 @@ fn the_latest_hash_follows_every_re_entry_into_the_cloud() {
     };
     r.feed(del);
     assert!(r.p.state().hashes.is_empty());
+}
+
+#[test]
+fn a_takeover_image_resends_what_is_in_the_cloud_and_changes_nothing() {
+    use super::image::NotReady;
+    let mut r = Run::new(ProjectionConfig::default());
+    assert!(matches!(r.p.image(D), Err(NotReady::Unknown(_))));
+    r.feed(Event::ResyncStarted {
+        domain: D.into(),
+        source: SourceKind::LdapDirSync,
+        reason: ResyncReason::Initial,
+    });
+    r.feed(user(1, "CN=A,DC=corp,DC=example,DC=test", &[]));
+    assert!(
+        matches!(r.p.image(D), Err(NotReady::Reading(_))),
+        "an image in the middle of the initial read would miss the rest"
+    );
+    r.feed(user(2, "CN=B,DC=corp,DC=example,DC=test", &[]));
+    r.feed(group(
+        3,
+        "CN=G,DC=corp,DC=example,DC=test",
+        &["CN=A,DC=corp,DC=example,DC=test"],
+    ));
+    r.feed(Event::PasswordHashChanged {
+        domain: D.into(),
+        guid: g(1),
+        org_id_hash: "v1;PPH1_MD4,00,1000,11;".into(),
+    });
+    // A critical system object is never in the cloud, so never in the image.
+    r.feed(user(
+        4,
+        "CN=K,DC=corp,DC=example,DC=test",
+        &[("isCriticalSystemObject", "TRUE")],
+    ));
+    r.feed(Event::ResyncCompleted {
+        domain: D.into(),
+        source: SourceKind::LdapDirSync,
+    });
+    let before = r.p.state().clone();
+    let image = r.p.image("CORP.Example.Test").unwrap();
+    let ops: Vec<Operation> = image.ops.iter().map(|p| p.op.clone()).collect();
+    assert_eq!(
+        shorts(&ops),
+        vec![
+            format!("upsert user {}", b64(1)),
+            format!("upsert user {}", b64(2)),
+            format!("upsert group {}", b64(3)),
+            format!("add {} {}", b64(3), b64(1)),
+            format!("hash {} v5", b64(1)),
+        ]
+    );
+    assert_eq!(image.version, r.seq);
+    assert!(image.keep.is_empty());
+    assert!(ops.iter().all(|o| match o {
+        Operation::Upsert(u) => u.version == r.seq,
+        _ => true,
+    }));
+    assert_eq!(
+        r.p.state(),
+        &before,
+        "the image changes nothing in the state"
+    );
+    // Fingerprints untouched: an unchanged object still sends nothing, a change still sends.
+    assert!(
+        r.feed(user(2, "CN=B,DC=corp,DC=example,DC=test", &[]))
+            .is_empty()
+    );
+    assert_eq!(
+        shorts(&r.feed(user(
+            2,
+            "CN=B,DC=corp,DC=example,DC=test",
+            &[("displayName", "Bee")]
+        ))),
+        vec![format!("upsert user {}", b64(2))]
+    );
 }

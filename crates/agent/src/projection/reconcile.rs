@@ -237,7 +237,7 @@ impl Projector {
         }
     }
 
-    fn build_upsert(
+    pub(super) fn build_upsert(
         &self,
         id: ObjId,
         seq: u64,

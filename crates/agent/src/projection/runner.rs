@@ -229,6 +229,16 @@ impl<S: OpSink> Runner<S> {
         self.projector.state()
     }
 
+    /// The projector (for a takeover image, [`crate::projection::image`]).
+    pub fn projector(&self) -> &Projector {
+        &self.projector
+    }
+
+    /// The sink projection writes to.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
     /// The store (provisioning log, staged deletes).
     pub fn store(&self) -> &ProjectionStore {
         &self.store

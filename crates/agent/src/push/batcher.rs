@@ -97,7 +97,17 @@ pub fn op_keys(op: &Operation) -> Vec<&str> {
             group_anchor,
             member_anchor,
         } => vec![group_anchor.as_str(), member_anchor.as_str()],
+        // About the whole configuration: ordered by the barrier in the push loop instead.
+        Operation::ImageComplete { .. } => Vec::new(),
     }
+}
+
+/// Whether `item` may be batched now as far as order across objects goes: every operation may,
+/// except `imageComplete`, which waits until everything before it is acknowledged (its position is
+/// `first_unacked`, the lowest sequence not yet acknowledged), so the tenant's sweep sees the whole
+/// takeover image applied. (Order per object is the batcher's own rule.)
+pub fn may_send(item: &Item, first_unacked: u64) -> bool {
+    !matches!(item.op, Operation::ImageComplete { .. }) || item.position() == first_unacked
 }
 
 /// Limits of one batch.
@@ -195,6 +205,13 @@ impl Pending {
         self.items.push_back(item);
     }
 
+    /// Removes and returns every item `f` picks, in order.
+    pub fn take_where(&mut self, f: impl Fn(&Item) -> bool) -> Vec<Item> {
+        let (taken, kept): (Vec<Item>, Vec<Item>) = self.items.drain(..).partition(|i| f(i));
+        self.items = kept.into();
+        taken
+    }
+
     /// Puts an item back at its order position (a retry).
     pub fn requeue(&mut self, item: Item) {
         let pos = self
@@ -240,14 +257,15 @@ impl Pending {
         self.assemble_where(limits, in_flight, now, &|_| true)
     }
 
-    /// [`Self::assemble`] over the items of the configurations `allowed` lets through (those whose
-    /// lease this agent holds); the others wait in place.
+    /// [`Self::assemble`] over the items `allowed` lets through (those of configurations whose
+    /// lease this agent holds; an `imageComplete` only once everything before it is acknowledged);
+    /// the others wait in place.
     pub fn assemble_where(
         &mut self,
         limits: Limits,
         in_flight: &HashMap<String, usize>,
         now: Instant,
-        allowed: &dyn Fn(Uuid) -> bool,
+        allowed: &dyn Fn(&Item) -> bool,
     ) -> Option<(Uuid, Vec<Item>)> {
         let mut blocked: HashSet<String> = HashSet::new();
         let mut blocked_except_upserts: HashSet<String> = HashSet::new();
@@ -264,7 +282,7 @@ impl Pending {
             let upsert = matches!(item.op, Operation::Upsert(_));
             let skip = item.not_before.is_some_and(|t| t > now)
                 || configuration.is_some_and(|c| c != item.configuration)
-                || !allowed(item.configuration)
+                || !allowed(item)
                 || keys.iter().any(|k| {
                     in_flight.contains_key(*k)
                         || blocked.contains(*k)

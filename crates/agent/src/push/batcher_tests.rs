@@ -251,3 +251,50 @@ fn reasons_travel_by_operation_index_and_survive_coalescing_cut_to_the_limit() {
         cloudsync_api::MAX_REASON_CHARS
     );
 }
+
+#[test]
+fn image_complete_waits_until_everything_before_it_is_acknowledged_and_later_ops_overtake() {
+    let now = Instant::now();
+    let complete = Operation::ImageComplete {
+        version: 9,
+        keep: vec![],
+    };
+    let mut p = pending(
+        vec![
+            upsert("a", 1),
+            upsert("b", 2),
+            complete.clone(),
+            upsert("c", 4),
+        ],
+        now,
+    );
+    // Nothing acknowledged yet (the lowest unacknowledged sequence is 1): the image's upserts go,
+    // and so does the later upsert; imageComplete waits in place.
+    let (_, items) = p
+        .assemble_where(WIDE, &HashMap::new(), now, &|i| may_send(i, 1))
+        .unwrap();
+    let seqs: Vec<u64> = items.iter().map(Item::position).collect();
+    assert_eq!(seqs, vec![1, 2, 4]);
+    assert!(
+        p.assemble_where(WIDE, &HashMap::new(), now, &|i| may_send(i, 1))
+            .is_none()
+    );
+    // Sequences 1 and 2 acknowledged (4 may still be in flight): it goes.
+    let (_, items) = p
+        .assemble_where(WIDE, &HashMap::new(), now, &|i| may_send(i, 3))
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].op, complete);
+}
+
+#[test]
+fn take_where_removes_the_picked_items_in_order() {
+    let now = Instant::now();
+    let mut p = pending(vec![upsert("a", 1), upsert("b", 2), upsert("c", 3)], now);
+    let taken = p.take_where(|i| i.position() != 2);
+    assert_eq!(
+        taken.iter().map(Item::position).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(p.len(), 1);
+}

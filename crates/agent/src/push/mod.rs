@@ -13,7 +13,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `ops` | outbox sequence, u64 big-endian (1, 2, …) | envelope, below |
-//! | `meta` | `next_seq` · `push_checkpoint` · `cursor/<producer>` | u64 big-endian each |
+//! | `meta` | `next_seq` · `push_checkpoint` · `cursor/<producer>` · `lease_epoch/<configuration id>` (the epoch of this agent's last takeover, [`Outbox::enqueue_takeover`]) | u64 big-endian each |
 //! | `provisioning_log` | sled `generate_id`, u64 big-endian | JSON [`QuarantinedObject`] |
 //! | `quarantined` | source anchor (UTF-8) | JSON [`QuarantinedObject`] (the latest refusal) |
 //!
@@ -63,8 +63,11 @@
 //!     holds are batched, each batch carries the epoch in its body and in its id; a `LeaseLost`
 //!     answer puts the batch's operations back and stops that configuration until a heartbeat
 //!     grants it again; a whole-batch retry built under another epoch is taken apart and rebuilt.
-//!     A standby's operations wait in the outbox, and the new holder pushes them all under its
-//!     new epoch (they win over the old holder's: versions compare as (epoch, seq)).
+//!     In the daemon a standby's operations (configurations another agent holds) are acknowledged
+//!     without being sent, so its outbox stays bounded; on a takeover projection enqueues this
+//!     agent's full image of the configuration and an `imageComplete` (`runtime::takeover`), which
+//!     goes only once everything before it is acknowledged. `agent sync-once` keeps them waiting
+//!     instead (it makes no image).
 //!
 //! Quarantine of the whole configuration is described in [`quarantine`].
 
@@ -134,11 +137,13 @@ pub async fn run(
     cancel: CancellationToken,
     status: watch::Sender<PushStatus>,
 ) -> Result<PushSummary, PushError> {
-    run_leased(outbox, client, cfg, cancel, status, None).await
+    run_leased(outbox, client, cfg, cancel, status, None, false).await
 }
 
 /// [`run`] under leases: only the configurations `leases` says this agent holds are pushed, each
-/// batch stamped with the epoch (see [`crate::control::lease`]); `None` is [`run`].
+/// batch stamped with the epoch (see [`crate::control::lease`]); `None` is [`run`]. With
+/// `standby_discards` (the daemon, whose projection re-sends an image on a takeover) the operations
+/// of configurations another agent holds are acknowledged without being sent; without it they wait.
 #[tracing::instrument(skip_all)]
 pub async fn run_leased(
     outbox: Arc<Outbox>,
@@ -147,9 +152,10 @@ pub async fn run_leased(
     cancel: CancellationToken,
     status: watch::Sender<PushStatus>,
     leases: Option<Arc<crate::control::lease::Leases>>,
+    standby_discards: bool,
 ) -> Result<PushSummary, PushError> {
     pusher::Pusher::new(outbox, client, cfg, status)?
-        .with_leases(leases)
+        .with_leases(leases, standby_discards)
         .run(cancel)
         .await
 }

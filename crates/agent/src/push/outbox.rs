@@ -19,6 +19,7 @@ use super::envelope::{self, EnvelopeError};
 const CHECKPOINT_KEY: &[u8] = b"push_checkpoint";
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
 const CURSOR_PREFIX: &str = "cursor/";
+const LEASE_EPOCH_PREFIX: &str = "lease_epoch/";
 /// How long [`Outbox::open`] waits for a just-dropped handle to release the database lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -198,6 +199,37 @@ impl Outbox {
         ops: Vec<OutboxOp>,
         producer_cursor: Option<(&str, u64)>,
     ) -> Result<Option<(u64, u64)>, OutboxError> {
+        self.enqueue_with(ops, producer_cursor, None).await
+    }
+
+    /// The lease epoch under which this agent last took `configuration` over (its takeover image
+    /// enqueued, or none needed): `runtime::takeover` compares it with the epoch it holds.
+    pub fn lease_epoch(&self, configuration: uuid::Uuid) -> Result<Option<u64>, OutboxError> {
+        let key = format!("{LEASE_EPOCH_PREFIX}{configuration}");
+        self.meta
+            .get(key.as_bytes())?
+            .map(|v| u64_value("meta", &v))
+            .transpose()
+    }
+
+    /// Appends `ops` (a takeover image, or nothing) and records `epoch` as `configuration`'s
+    /// [`Outbox::lease_epoch`], in ONE atomic write, then flushes.
+    pub async fn enqueue_takeover(
+        &self,
+        ops: Vec<OutboxOp>,
+        configuration: uuid::Uuid,
+        epoch: u64,
+    ) -> Result<Option<(u64, u64)>, OutboxError> {
+        self.enqueue_with(ops, None, Some((configuration, epoch)))
+            .await
+    }
+
+    async fn enqueue_with(
+        &self,
+        ops: Vec<OutboxOp>,
+        producer_cursor: Option<(&str, u64)>,
+        lease_epoch: Option<(uuid::Uuid, u64)>,
+    ) -> Result<Option<(u64, u64)>, OutboxError> {
         self.check_poison()?;
         let mut encoded = Vec::with_capacity(ops.len());
         for op in &ops {
@@ -218,6 +250,10 @@ impl Outbox {
                     if let Some((name, cursor)) = producer_cursor {
                         let key = format!("{CURSOR_PREFIX}{name}");
                         meta_tx.insert(key.as_bytes(), &cursor.to_be_bytes())?;
+                    }
+                    if let Some((configuration, epoch)) = lease_epoch {
+                        let key = format!("{LEASE_EPOCH_PREFIX}{configuration}");
+                        meta_tx.insert(key.as_bytes(), &epoch.to_be_bytes())?;
                     }
                     Ok::<(), ConflictableTransactionError<OutboxError>>(())
                 });

@@ -57,6 +57,8 @@ pub(super) struct Pusher {
     pub(super) lease_changes: Option<watch::Receiver<u64>>,
     /// The epoch each held configuration had at the last look (takeovers are logged once).
     pub(super) held: HashMap<uuid::Uuid, u64>,
+    /// Whether a standby's operations are acknowledged without sending ([`Self::discard_standby`]).
+    pub(super) standby_discards: bool,
 }
 
 impl Pusher {
@@ -103,13 +105,19 @@ impl Pusher {
             leases: None,
             lease_changes: None,
             held: HashMap::new(),
+            standby_discards: false,
             cfg,
         })
     }
 
     /// Pushes only the configurations whose lease `leases` says this agent holds, stamping its
     /// epoch ([`crate::control::lease`]).
-    pub(super) fn with_leases(mut self, leases: Option<Arc<Leases>>) -> Pusher {
+    pub(super) fn with_leases(
+        mut self,
+        leases: Option<Arc<Leases>>,
+        standby_discards: bool,
+    ) -> Pusher {
+        self.standby_discards = standby_discards;
         self.lease_changes = leases.as_ref().map(|l| l.subscribe());
         self.leases = leases;
         self
@@ -149,7 +157,7 @@ impl Pusher {
                     epoch,
                     backlog,
                     checkpoint = self.acks.checkpoint(),
-                    "Lease taken: pushing the outbox backlog under the new epoch."
+                    "Lease taken: pushing under the new epoch; projection re-sends this agent's image of the configuration."
                 );
                 self.status
                     .send_modify(|s| s.lease_backlog_at_takeover = Some(backlog));
@@ -192,6 +200,46 @@ impl Pusher {
             self.pending.push_new(item);
         }
         Ok(())
+    }
+
+    /// A standby's operations: those of configurations another agent holds are acknowledged here
+    /// without being sent, so the outbox stays bounded while this agent stands by. Nothing is lost:
+    /// on a takeover, projection re-sends this agent's whole view of the configuration (the image,
+    /// `runtime::takeover`), which an operation held back here would only have preceded.
+    /// Returns how many operations went.
+    fn discard_standby(&mut self) -> u64 {
+        let Some(leases) = self.leases.as_ref().filter(|_| self.standby_discards) else {
+            return 0;
+        };
+        let standby: std::collections::HashSet<uuid::Uuid> = leases
+            .snapshot()
+            .into_iter()
+            .filter_map(|(c, s)| match s {
+                LeaseState::Standby {
+                    holder: Some(_), ..
+                } => Some(c),
+                _ => None,
+            })
+            .collect();
+        if standby.is_empty() {
+            return 0;
+        }
+        let taken = self
+            .pending
+            .take_where(|i| standby.contains(&i.configuration));
+        if taken.is_empty() {
+            return 0;
+        }
+        let n = taken.iter().map(|i| i.seqs.len() as u64).sum::<u64>();
+        for item in &taken {
+            self.acks.done(&item.seqs);
+        }
+        tracing::debug!(
+            operations = n,
+            "Standing by: operations of configurations another agent holds acknowledged without sending."
+        );
+        self.status.send_modify(|s| s.standby_discarded += n);
+        n
     }
 
     fn reserve(&mut self, batch: &Batch) {
@@ -290,7 +338,15 @@ impl Pusher {
                 return Ok(Some(w));
             }
             let leases = self.leases.clone();
-            let allowed = |c| leases.as_ref().is_none_or(|l| l.epoch(c).is_some());
+            // An `imageComplete` goes only when every operation before it is acknowledged: the
+            // tenant's sweep must see the whole image applied.
+            let first_unacked = self.acks.checkpoint().saturating_add(1);
+            let allowed = |item: &Item| {
+                leases
+                    .as_ref()
+                    .is_none_or(|l| l.epoch(item.configuration).is_some())
+                    && batcher::may_send(item, first_unacked)
+            };
             let Some((configuration, items)) =
                 self.pending
                     .assemble_where(limits, &self.in_flight_keys, now, &allowed)
@@ -353,6 +409,12 @@ impl Pusher {
             let now = Instant::now();
             let wake = if deadline.is_none() {
                 self.refill()?;
+                // The window refills after a standby's operations are set aside, and the
+                // checkpoint moves past them (pruning them from the outbox).
+                while self.discard_standby() > 0 {
+                    self.checkpoint().await?;
+                    self.refill()?;
+                }
                 if self.cfg.stop_when_drained && self.drained()? {
                     break;
                 }
@@ -388,7 +450,7 @@ impl Pusher {
                     }
                 }
                 () = self.outbox.wait_for_new(), if deadline.is_none() => {}
-                () = lease_change(&mut self.lease_changes), if deadline.is_none() => self.lease_changed()?,
+                () = crate::control::lease::changed(&mut self.lease_changes), if deadline.is_none() => self.lease_changed()?,
                 () = cancel.cancelled(), if deadline.is_none() => {
                     tracing::info!(in_flight = self.tasks.len(), "Push stage stopping: no new batches; waiting for those in flight.");
                     deadline = Some(super::retry::deadline_after(Instant::now(), self.cfg.shutdown_grace));
@@ -402,17 +464,5 @@ impl Pusher {
             checkpoint: self.persisted,
             status,
         })
-    }
-}
-
-/// Waits for a lease change; forever without leases (or once the heartbeat task is gone).
-async fn lease_change(rx: &mut Option<watch::Receiver<u64>>) {
-    let gone = match rx {
-        Some(r) => r.changed().await.is_err(),
-        None => true,
-    };
-    if gone {
-        *rx = None;
-        std::future::pending::<()>().await;
     }
 }

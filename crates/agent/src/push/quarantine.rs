@@ -74,6 +74,9 @@ pub struct PushStatus {
     /// The outbox backlog (operations not yet acknowledged) when this agent last took a lease
     /// over: how far behind the tenant the standby was.
     pub lease_backlog_at_takeover: Option<u64>,
+    /// Operations of configurations another agent holds, acknowledged here without being sent (a
+    /// standby's; the image on a takeover replaces them, see [`crate::control::lease`]).
+    pub standby_discarded: u64,
 }
 
 /// Quarantine thresholds.

@@ -255,6 +255,8 @@ impl CloudStages {
             cancel,
             tx,
             leases,
+            // `sync-once` makes no takeover image, so a standby's operations wait for one.
+            false,
         );
         // `run` owns the sender: when it returns, `changed` fails and the watcher ends with it.
         let (summary, ()) = tokio::join!(pushed, shown);

@@ -87,6 +87,8 @@ pub struct ProjectionTask {
     pub configurations: mpsc::Receiver<BTreeMap<String, Configuration>>,
     /// Full re-reads for the domains whose scope or mappings changed.
     pub resyncs: Arc<ResyncRequests>,
+    /// Takeover images, when leases are in force ([`super::takeover`]).
+    pub takeovers: Option<super::takeover::Takeovers>,
 }
 
 /// Puts the tenant's configurations in force in `runner` and asks for the re-reads they need.
@@ -125,7 +127,9 @@ impl ProjectionTask {
             cloud,
             mut configurations,
             resyncs,
+            mut takeovers,
         } = self;
+        let mut lease_changes = takeovers.as_ref().map(|t| t.subscribe());
         let mut unreleased: Vec<Release> = Vec::new();
         loop {
             loop {
@@ -159,9 +163,15 @@ impl ProjectionTask {
                     }
                 }
             }
+            if let Some(t) = takeovers.as_mut()
+                && let Err(e) = t.step(&runner).await
+            {
+                tracing::warn!(error = %e, "Takeover image not enqueued; retrying on the next tick.");
+            }
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(tick) => {}
+                () = crate::control::lease::changed(&mut lease_changes) => {}
                 Some(r) = releases.recv() => unreleased.push(r),
                 Some(configs) = configurations.recv() => {
                     apply_configurations(&mut runner, &cloud, &resyncs, &configs);
@@ -217,6 +227,7 @@ impl PushTask {
             cancel.clone(),
             self.status,
             self.leases,
+            true,
         )
         .await
         {
@@ -309,6 +320,7 @@ pub async fn run_all(
         writer.push = Some(push_rx);
         // Which configurations this agent holds: the heartbeats learn it, the push stage obeys it.
         let leases = Arc::new(crate::control::lease::Leases::default());
+        let domains_by_config = domains.clone();
         let heartbeat = HeartbeatTask {
             client: client.clone(),
             creds,
@@ -333,6 +345,11 @@ pub async fn run_all(
             cloud,
             configurations: configs_rx,
             resyncs: resyncs.clone(),
+            takeovers: Some(super::takeover::Takeovers::new(
+                leases.clone(),
+                resyncs.clone(),
+                &domains_by_config,
+            )),
         };
         let push = PushTask {
             outbox,

@@ -277,6 +277,7 @@ impl<S: EventSink> FeedTask<S> {
             if resync.is_some() {
                 tracing::info!(domain = %domain, restarts = ?requested, "A restart asked for a full re-read of the domain; this pass ignores the stored checkpoint.");
             }
+            let pass_number = resyncs.pass_started(&domain);
             let pass = async {
                 let dc = match conn.as_mut() {
                     Some(dc) => dc,
@@ -293,7 +294,10 @@ impl<S: EventSink> FeedTask<S> {
             };
             // A full read that did not complete is asked for again; a completed one is acknowledged.
             match &outcome {
-                Some(Ok(_)) => resyncs.finished(requested),
+                Some(Ok(_)) => {
+                    resyncs.pass_completed(&domain, pass_number);
+                    resyncs.finished(requested);
+                }
                 _ => resyncs.failed(&domain, requested),
             }
             let delay = match outcome {

@@ -32,6 +32,7 @@ pub mod rebuild;
 mod settings;
 pub mod status;
 mod sync_once;
+pub mod takeover;
 pub mod writeback;
 
 pub use progress::Progress;

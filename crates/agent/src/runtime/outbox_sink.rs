@@ -39,6 +39,42 @@ impl OutboxSink {
     }
 }
 
+impl OutboxSink {
+    /// Enqueues a takeover image for `configuration` (operations from projection's image, then
+    /// `complete`, normally an `imageComplete`) and records `epoch` as taken over, in one write.
+    pub async fn enqueue_takeover(
+        &self,
+        configuration: Uuid,
+        epoch: u64,
+        image: Vec<ProjectedOp>,
+        complete: Option<cloudsync_api::ops::Operation>,
+    ) -> Result<usize, OutboxError> {
+        let origin = image.iter().map(|p| p.origin_seq).max().unwrap_or(0);
+        let mut ops: Vec<OutboxOp> = image
+            .into_iter()
+            .map(|p| OutboxOp {
+                configuration_id: configuration,
+                operation: p.op,
+                origin_seq: p.origin_seq,
+                reason: p.reason.map(|r| r.to_string()),
+            })
+            .collect();
+        if let Some(op) = complete {
+            ops.push(OutboxOp {
+                configuration_id: configuration,
+                operation: op,
+                origin_seq: origin,
+                reason: Some("LeaseTakeover: image complete".into()),
+            });
+        }
+        let n = ops.len();
+        self.outbox
+            .enqueue_takeover(ops, configuration, epoch)
+            .await?;
+        Ok(n)
+    }
+}
+
 fn sink_error(e: OutboxError) -> SinkError {
     SinkError {
         retriable: e.is_retriable(),

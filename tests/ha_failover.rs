@@ -163,15 +163,23 @@ async fn converge(dc: &LabDc, t: &TenantFixture, ous: &[String], within: Duratio
     }
 }
 
-/// The size of the last takeover image logged ("Takeover image enqueued … operations=N").
-fn takeover_image(log: &str) -> Option<u64> {
+/// The last takeover image logged ("Takeover image enqueued … operations=N … waited_ms=W"): its
+/// size, and how long the new holder waited from the grant for a fresh read (how far behind it was).
+fn takeover_image(log: &str) -> Option<(u64, u64)> {
     let log = strip_ansi(log);
-    log.lines()
+    let line = log
+        .lines()
         .rev()
-        .find(|l| l.contains("Takeover image enqueued"))
-        .and_then(|l| l.split("operations=").nth(1))
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
+        .find(|l| l.contains("Takeover image enqueued"))?;
+    let field = |name: &str| -> Option<u64> {
+        line.split(&format!("{name}="))
+            .nth(1)?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((field("operations")?, field("waited_ms")?))
 }
 
 /// The log without its terminal colour codes (`ESC [ … m`).
@@ -243,8 +251,13 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     assert!(epoch_b > epoch_a, "epoch {epoch_b} after {epoch_a}");
     assert!(takeover_1 <= TAKEOVER_BOUND, "takeover took {takeover_1:?}");
     let converged_1 = converge(&dc, &t, &ous, Duration::from_secs(300)).await;
+    assert!(
+        takeover_image(&b.log()).is_some(),
+        "B stood by from the start, so it re-sends its image:\n{}",
+        b.log()
+    );
     eprintln!(
-        "ha: SIGKILL mid initial sync (after A's batch {batches_before_kill}): takeover {:.1}s after the kill, B's takeover image {:?} operations, tenant = AD {:.1}s after the takeover",
+        "ha: SIGKILL mid initial sync (after A's batch {batches_before_kill}): takeover {:.1}s after the kill, B's takeover image (operations, waited ms) {:?}, tenant = AD {:.1}s after the takeover",
         takeover_1.as_secs_f64(),
         takeover_image(&b.log()),
         converged_1.as_secs_f64()
@@ -299,7 +312,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     );
     assert!(b.log().contains("Lease lost"), "{}", b.log());
     eprintln!(
-        "ha: SIGSTOP in a stream: takeover {:.1}s after the stop, A's takeover image {:?} operations, B's late batches refused: {refused}, tenant = AD {:.1}s after SIGCONT",
+        "ha: SIGSTOP in a stream: takeover {:.1}s after the stop, A's takeover image (operations, waited ms) {:?}, B's late batches refused: {refused}, tenant = AD {:.1}s after SIGCONT",
         takeover_2.as_secs_f64(),
         takeover_image(&a.log()),
         converged_2.as_secs_f64()
@@ -318,7 +331,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     history.extend(changes(&mut rng, &dc, &mut w, 3));
     let converged_3 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
     eprintln!(
-        "ha: SIGKILL in a stream: takeover {:.1}s after the kill, B's takeover image {:?} operations, tenant = AD {:.1}s after the takeover; epochs {epoch_a} → {epoch_b} → {epoch_a2} → {epoch_b3}; changes: {}",
+        "ha: SIGKILL in a stream: takeover {:.1}s after the kill, B's takeover image (operations, waited ms) {:?}, tenant = AD {:.1}s after the takeover; epochs {epoch_a} → {epoch_b} → {epoch_a2} → {epoch_b3}; changes: {}",
         takeover_3.as_secs_f64(),
         takeover_image(&b.log()),
         converged_3.as_secs_f64(),

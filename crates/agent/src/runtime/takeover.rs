@@ -57,6 +57,8 @@ struct Waiting {
     passes: BTreeMap<String, u64>,
     /// The last reason logged, so each is logged once.
     logged: Option<String>,
+    /// When this agent saw the grant.
+    since: std::time::Instant,
 }
 
 /// The takeovers of one agent process.
@@ -164,6 +166,7 @@ impl Takeovers {
                     epoch,
                     passes,
                     logged: None,
+                    since: std::time::Instant::now(),
                 }
             });
             let unread = waiting
@@ -221,10 +224,13 @@ impl Takeovers {
                     .count(),
                 ops.len(),
             );
+            let waited_ms = waiting.since.elapsed().as_millis() as u64;
             let operations = sink
                 .enqueue_takeover(configuration, epoch, ops, complete)
                 .await?;
-            tracing::info!(configuration = %configuration, epoch, objects = upserts, operations = others, "Takeover image enqueued: every object, membership and password hash this agent holds for the configuration, then imageComplete.");
+            // `waited_ms`: from the grant to the image, i.e. how far behind AD this standby was
+            // (a feed pass and projection's catching up).
+            tracing::info!(configuration = %configuration, epoch, objects = upserts, operations = others, waited_ms, "Takeover image enqueued: every object, membership and password hash this agent holds for the configuration, then imageComplete.");
             self.waiting.remove(&configuration);
             done.push(Step::Enqueued {
                 configuration,

@@ -21,191 +21,22 @@ mod common;
 mod diff_changes;
 #[path = "common/diff_oracle.rs"]
 mod diff_oracle;
+#[path = "common/ha.rs"]
+mod ha;
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::LabDc;
 use diff_changes::{Kind, Slot, World, random_change, seed_world};
+use ha::{
+    Daemon, TAKEOVER_BOUND, agent_id, applied_by, converge, strip_ansi, takeover_image,
+    wait_for_holder,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde_json::Value;
 use tenant_fixture::{HIA, TenantFixture};
-
-const HEARTBEAT_SECS: u64 = 2;
-/// Takeover bound: two heartbeat intervals, plus slack for process start-up and a busy machine.
-const TAKEOVER_BOUND: Duration = Duration::from_secs(2 * HEARTBEAT_SECS + 4);
-
-/// One `agent run`, killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    config: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-            .args(["agent", "run", "--config", config.to_str().unwrap()])
-            .args([
-                "--set",
-                &format!("push.heartbeat_interval_secs={HEARTBEAT_SECS}"),
-            ])
-            .args(["--set", "push.projection_tick_ms=100"])
-            // Operations linger in the push window, so a holder stopped in a stream of changes
-            // has some to send the moment it continues: its late batches.
-            .args(["--set", "push.linger_ms=2000"])
-            .args(["--set", "domains.corp.poll_interval_secs=1"])
-            .env("CLOUDSYNC_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            log: log.to_owned(),
-            config: config.to_owned(),
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill {sig}");
-    }
-
-    fn kill(&mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent_id(dir: &Path) -> String {
-    let creds: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("credentials.json")).unwrap()).unwrap();
-    creds["agentId"].as_str().unwrap().to_owned()
-}
-
-/// The configuration's lease: (holder, epoch).
-async fn lease(t: &TenantFixture, token: &str) -> Option<(String, u64)> {
-    let v = t.get_json(token, "/api/v1/configurations").await;
-    let l = &v["value"][0]["lease"];
-    Some((
-        l["holderAgentId"].as_str()?.to_owned(),
-        l["epoch"].as_u64()?,
-    ))
-}
-
-/// Polls until `holder` holds the lease; returns its epoch and how long it took.
-async fn wait_for_holder(
-    t: &TenantFixture,
-    token: &str,
-    holder: &str,
-    within: Duration,
-) -> (u64, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some((h, epoch)) = lease(t, token).await
-            && h == holder
-        {
-            return (epoch, start.elapsed());
-        }
-        assert!(
-            start.elapsed() < within,
-            "{holder} did not get the lease within {within:?}; lease: {:?}",
-            lease(t, token).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Polls until the tenant equals AD in full; returns how long it took.
-async fn converge(dc: &LabDc, t: &TenantFixture, ous: &[String], within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let diffs = diff_oracle::compare(dc, t, ous).await;
-        if diffs.is_empty() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "the tenant still differs from AD after {within:?} ({} differences):\n{}",
-            diffs.len(),
-            diffs
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// The last takeover image logged ("Takeover image enqueued … operations=N … waited_ms=W"): its
-/// size, and how long the new holder waited from the grant for a fresh read (how far behind it was).
-fn takeover_image(log: &str) -> Option<(u64, u64)> {
-    let log = strip_ansi(log);
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("Takeover image enqueued"))?;
-    let field = |name: &str| -> Option<u64> {
-        line.split(&format!("{name}="))
-            .nth(1)?
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((field("operations")?, field("waited_ms")?))
-}
-
-/// The log without its terminal colour codes (`ESC [ … m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn applied_by(tenant_log: &str, agent: &str) -> usize {
-    tenant_log
-        .lines()
-        .filter(|l| l.contains("Batch applied.") && l.contains(agent))
-        .count()
-}
 
 fn changes(rng: &mut StdRng, dc: &LabDc, w: &mut World, n: usize) -> Vec<String> {
     (0..n).map(|_| random_change(rng, dc, w)).collect()
@@ -231,9 +62,9 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
 
     // 1. A holds the lease and starts the initial sync; B stands by. SIGKILL A once its first
     //    batch is applied.
-    let mut a = Daemon::start(&config_a, &dir_a.path().join("agent.log"));
+    let mut a = Daemon::start(&config_a, &dir_a.path().join("agent.log"), &["corp"]);
     let (epoch_a, _) = wait_for_holder(&t, &token, &id_a, Duration::from_secs(60)).await;
-    let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"));
+    let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"), &["corp"]);
     let start = Instant::now();
     while applied_by(&t.log(), &id_a) == 0 {
         assert!(
@@ -250,7 +81,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     let takeover_1 = killed.elapsed();
     assert!(epoch_b > epoch_a, "epoch {epoch_b} after {epoch_a}");
     assert!(takeover_1 <= TAKEOVER_BOUND, "takeover took {takeover_1:?}");
-    let converged_1 = converge(&dc, &t, &ous, Duration::from_secs(300)).await;
+    let converged_1 = converge(&[(&dc, ous.as_slice())], &t, Duration::from_secs(300)).await;
     assert!(
         takeover_image(&b.log()).is_some(),
         "B stood by from the start, so it re-sends its image:\n{}",
@@ -265,7 +96,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
 
     // 2. A comes back (same state) and stands by. In a stream of AD changes B is SIGSTOPped (a
     //    partition), A takes over, B is SIGCONTed: its late batches are refused, none applied.
-    let mut a = Daemon::start(&a.config.clone(), &dir_a.path().join("agent.log"));
+    let mut a = a.restart();
     let start = Instant::now();
     while !a.log().contains("Standing by") {
         assert!(
@@ -297,7 +128,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let converged_2 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    let converged_2 = converge(&[(&dc, ous.as_slice())], &t, Duration::from_secs(120)).await;
     let tenant_log = t.log();
     let refused = tenant_log.matches("Batch refused: LeaseLost.").count() - refused_before;
     assert_eq!(
@@ -329,7 +160,7 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     assert!(epoch_b3 > epoch_a2);
     assert!(takeover_3 <= TAKEOVER_BOUND, "takeover took {takeover_3:?}");
     history.extend(changes(&mut rng, &dc, &mut w, 3));
-    let converged_3 = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    let converged_3 = converge(&[(&dc, ous.as_slice())], &t, Duration::from_secs(120)).await;
     eprintln!(
         "ha: SIGKILL in a stream: takeover {:.1}s after the kill, B's takeover image (operations, waited ms) {:?}, tenant = AD {:.1}s after the takeover; epochs {epoch_a} → {epoch_b} → {epoch_a2} → {epoch_b3}; changes: {}",
         takeover_3.as_secs_f64(),
@@ -341,19 +172,6 @@ async fn the_standby_takes_over_a_dead_or_partitioned_holder_and_the_tenant_equa
     assert!(!t.log().contains("panicked"), "{}", t.log());
 }
 
-/// Waits until `log()` contains `needle`.
-async fn wait_for_log(what: &str, log: impl Fn() -> String, needle: &str, within: Duration) {
-    let start = Instant::now();
-    while !log().contains(needle) {
-        assert!(
-            start.elapsed() < within,
-            "{what}: no {needle:?} within {within:?}:\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
     cloudsync_private_fs::restrict_umask();
@@ -361,6 +179,7 @@ async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
     let t = TenantFixture::start_with(&["--heartbeat-interval-secs", "2"]);
     let mut w = seed_world(&dc);
     let ous = w.ous.clone();
+    let scope = [(&dc, ous.as_slice())];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config_a = agent_run::write_config(&dc, &t, dir_a.path(), &ous);
     let config_b = agent_run::write_config(&dc, &t, dir_b.path(), &ous);
@@ -370,13 +189,13 @@ async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
     let token = t.user_token(HIA).await;
 
     // A holds the lease and syncs; B reads and projects the domain as a standby, then freezes.
-    let a = Daemon::start(&config_a, &dir_a.path().join("agent.log"));
+    let a = Daemon::start(&config_a, &dir_a.path().join("agent.log"), &["corp"]);
     wait_for_holder(&t, &token, &id_a, Duration::from_secs(60)).await;
-    converge(&dc, &t, &ous, Duration::from_secs(120)).await;
-    let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"));
-    let (b_log, within) = (|| b.log(), Duration::from_secs(60));
-    wait_for_log("B", b_log, "Standing by", within).await;
-    wait_for_log("B", b_log, "Projected journal events.", within).await;
+    converge(&scope, &t, Duration::from_secs(120)).await;
+    let b = Daemon::start(&config_b, &dir_b.path().join("agent.log"), &["corp"]);
+    b.wait_for_log("Standing by", Duration::from_secs(60)).await;
+    b.wait_for_log("Projected journal events.", Duration::from_secs(60))
+        .await;
     b.signal("-STOP");
 
     // A pushes an attribute change and a new user.
@@ -399,7 +218,7 @@ async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
     };
     dc.ldif_admin(&w.add_ldif(&fresh));
     w.slots.push(fresh);
-    converge(&dc, &t, &ous, Duration::from_secs(60)).await;
+    converge(&scope, &t, Duration::from_secs(60)).await;
 
     // A freezes (it still holds the lease until it runs out); AD takes both back.
     a.signal("-STOP");
@@ -416,7 +235,7 @@ async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
     b.signal("-CONT");
     let resumed = Instant::now();
     let (epoch_b, took) = wait_for_holder(&t, &token, &id_b, Duration::from_secs(60)).await;
-    let converged = converge(&dc, &t, &ous, Duration::from_secs(120)).await;
+    let converged = converge(&scope, &t, Duration::from_secs(120)).await;
     let log = strip_ansi(&b.log());
     assert!(
         log.contains("Takeover image enqueued"),
@@ -433,10 +252,11 @@ async fn a_takeover_image_undoes_what_the_old_holder_pushed_and_ad_took_back() {
         t.log()
     );
     eprintln!(
-        "ha: takeover image: B held epoch {epoch_b} {:.1}s after resuming; tenant = AD {:.1}s later ({:.1}s after resuming); {swept} object swept",
+        "ha: takeover image: B held epoch {epoch_b} {:.1}s after resuming; tenant = AD {:.1}s later ({:.1}s after resuming); {swept} object swept; image (operations, waited ms) {:?}",
         took.as_secs_f64(),
         converged.as_secs_f64(),
-        resumed.elapsed().as_secs_f64()
+        resumed.elapsed().as_secs_f64(),
+        takeover_image(&b.log())
     );
     a.signal("-CONT");
 }

@@ -116,6 +116,103 @@ fn two_dcs_run_side_by_side_with_the_seeded_directory() {
     assert_eq!(b.search_count("(title=only-on-a)"), 0);
 }
 
+/// A DC of another realm: its own names, the same seed under its own base DN, the service account
+/// with its rights (a DirSync search), and a template of its own next to the default realm's.
+#[test]
+fn a_dc_of_another_realm_has_its_names_and_the_same_seed() {
+    let dc = LabDc::start_realm(lab::LabRealm::new("EAST.EXAMPLE.TEST", "EAST"));
+    assert_eq!(dc.base_dn, "DC=east,DC=example,DC=test");
+    assert_eq!(
+        (
+            dc.realm.as_str(),
+            dc.dns_domain.as_str(),
+            dc.netbios_domain.as_str()
+        ),
+        ("EAST.EXAMPLE.TEST", "east.example.test", "EAST")
+    );
+    assert_eq!(dc.svc_upn, "svc-sync@east.example.test");
+    assert_eq!(dc.admin_upn, "Administrator@east.example.test");
+    let template = dc.dir.parent().unwrap().parent().unwrap();
+    assert!(
+        std::fs::read_dir(template).unwrap().flatten().any(|e| e
+            .file_name()
+            .to_string_lossy()
+            .ends_with("-east.example.test")),
+        "no EAST template in {}",
+        template.display()
+    );
+    runtime().block_on(async {
+        let mut ldap = bind(&dc, &dc.svc_upn, &dc.svc_password).await;
+        let person = "(&(objectCategory=person)(objectClass=user))";
+        assert_eq!(
+            count(&mut ldap, &dc.ou_dn("SyncUsers"), person).await,
+            SYNC_USERS_ACCOUNTS
+        );
+        assert_eq!(
+            count(&mut ldap, &dc.ou_dn("Staff"), person).await,
+            lab::STAFF_USERS
+        );
+        let (entries, _) = ldap
+            .search(
+                &dc.user_dn(42),
+                Scope::Base,
+                "(objectClass=user)",
+                vec!["userPrincipalName"],
+            )
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let upn = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap());
+        assert_eq!(
+            upn.attrs["userPrincipalName"],
+            ["user00042@east.example.test"]
+        );
+        // The replication right on this domain's NC: a DirSync search as the service account
+        // (the request value as in the test of the default realm's rights).
+        let dirsync = RawControl {
+            ctype: DIRSYNC_OID.into(),
+            crit: true,
+            val: Some(vec![
+                0x30, 0x0a, 0x02, 0x01, 0x00, 0x02, 0x03, 0x10, 0x00, 0x00, 0x04, 0x00,
+            ]),
+        };
+        let (entries, _) = ldap
+            .with_controls(dirsync)
+            .search(
+                &dc.base_dn,
+                Scope::Subtree,
+                "(objectClass=user)",
+                vec!["sAMAccountName"],
+            )
+            .await
+            .unwrap()
+            .success()
+            .expect("DirSync as svc-sync of EAST");
+        assert!(
+            entries.len() > lab::TEMPLATE_USERS,
+            "{} entries",
+            entries.len()
+        );
+        ldap.unbind().await.unwrap();
+    });
+    // The seeded passwords follow the same pattern.
+    let out = std::process::Command::new("ldapwhoami")
+        .env("LDAPTLS_CACERT", &dc.ca_file)
+        .env("LDAPTLS_REQCERT", "demand")
+        .args([
+            "-x",
+            "-H",
+            &dc.ldaps_url,
+            "-D",
+            "staff003@east.example.test",
+        ])
+        .args(["-w", &lab::seeded_password("staff003")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn group_members_follow_the_documented_layout() {
     let dc = LabDc::start();

@@ -155,24 +155,49 @@ pub fn text(o: &Output) -> String {
 
 /// Writes the agent's configuration (LDAPS as the sync service account, PHS on, OU scope `ous`).
 pub fn write_config(dc: &LabDc, t: &TenantFixture, dir: &Path, ous: &[String]) -> PathBuf {
+    write_config_domains(&[("corp", dc)], t, dir, ous)
+}
+
+/// [`write_config`] for an agent serving several domains: one `[domains.<key>]` per `(key, DC)`; the
+/// OU scope `ous` is one list for all of them (an OU selects only its own domain's objects).
+pub fn write_config_domains(
+    domains: &[(&str, &LabDc)],
+    t: &TenantFixture,
+    dir: &Path,
+    ous: &[String],
+) -> PathBuf {
     let path = dir.join("agent.toml");
     let ous: Vec<String> = ous.iter().map(|o| format!("{o:?}")).collect();
-    std::fs::write(
-        &path,
-        format!(
-            r#"
+    let mut text = format!(
+        r#"
 [metrics]
 listen = "127.0.0.1:0"
 [agent]
 journal_dir = "{journal}"
-[domains.corp]
+"#,
+        journal = dir.join("journal").display(),
+    );
+    for (key, dc) in domains {
+        text.push_str(&format!(
+            r#"[domains.{key}]
 dns_name = "{dns}"
 url = "{url}"
 ca_file = "{ca}"
 bind_dn = "{svc}"
 password = "{pw}"
 notifications = false
-[tenant]
+"#,
+            dns = dc.dns_domain,
+            url = dc.ldaps_url,
+            ca = dc.ca_file.display(),
+            // The sync service account, as in production: lab.sh grants it read on
+            // CN=Deleted Objects so DirSync shows it tombstones (docs/lab.md).
+            svc = dc.svc_upn,
+            pw = dc.svc_password,
+        ));
+    }
+    text.push_str(&format!(
+        r#"[tenant]
 url = "{turl}"
 ca_file = "{tca}"
 tenant_id = "{TENANT_ID}"
@@ -182,21 +207,12 @@ ous = [{ous}]
 [phs]
 enabled = true
 "#,
-            journal = dir.join("journal").display(),
-            dns = dc.dns_domain,
-            url = dc.ldaps_url,
-            ca = dc.ca_file.display(),
-            // The sync service account, as in production: lab.sh grants it read on
-            // CN=Deleted Objects so DirSync shows it tombstones (docs/lab.md).
-            svc = dc.svc_upn,
-            pw = dc.svc_password,
-            turl = t.url,
-            tca = t.dir.path().join("ca.pem").display(),
-            creds = dir.join("credentials.json").display(),
-            ous = ous.join(", "),
-        ),
-    )
-    .unwrap();
+        turl = t.url,
+        tca = t.dir.path().join("ca.pem").display(),
+        creds = dir.join("credentials.json").display(),
+        ous = ous.join(", "),
+    ));
+    std::fs::write(&path, text).unwrap();
     path
 }
 

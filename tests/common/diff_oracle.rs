@@ -184,13 +184,16 @@ fn norm(v: Option<&Value>) -> Value {
     }
 }
 
-/// AD's synced objects in `ous`: anchor → (kind, DN, entry).
-fn ad_objects(dc: &LabDc, ous: &[String]) -> BTreeMap<String, (&'static str, String, Entry)> {
+/// One synced AD object: its kind, DN, entry and the DNS name of its domain.
+type AdObject = (&'static str, String, Entry, String);
+
+/// AD's synced objects in `ous`: anchor → object.
+fn ad_objects(dc: &LabDc, ous: &[String]) -> BTreeMap<String, AdObject> {
     let mut out = BTreeMap::new();
     for ou in ous {
         for (dn, e) in ad_search(dc, ou, SYNCED, &["*", "objectGUID", "objectSid"]) {
             let anchor = first(&e, "objectGUID").unwrap().to_owned();
-            out.insert(anchor, (kind_of(&e), dn, e));
+            out.insert(anchor, (kind_of(&e), dn, e, dc.dns_domain.clone()));
         }
     }
     out
@@ -200,10 +203,10 @@ fn ad_objects(dc: &LabDc, ous: &[String]) -> BTreeMap<String, (&'static str, Str
 pub fn enabled_users(dc: &LabDc, ous: &[String]) -> BTreeSet<String> {
     ad_objects(dc, ous)
         .into_values()
-        .filter(|(k, _, e)| {
+        .filter(|(k, _, e, _)| {
             *k == "users" && int(e, "userAccountControl").is_none_or(|u| u & 2 == 0)
         })
-        .filter_map(|(_, _, e)| first(&e, "userPrincipalName").map(str::to_ascii_lowercase))
+        .filter_map(|(_, _, e, _)| first(&e, "userPrincipalName").map(str::to_ascii_lowercase))
         .collect()
 }
 
@@ -222,10 +225,19 @@ pub async fn user_status(t: &TenantFixture, upn: &str) -> u16 {
 
 /// Every difference between the tenant's Graph view and AD's objects in `ous`, one line each.
 pub async fn compare(dc: &LabDc, t: &TenantFixture, ous: &[String]) -> Vec<String> {
-    let ad = ad_objects(dc, ous);
+    compare_domains(&[(dc, ous)], t).await
+}
+
+/// [`compare`] for a tenant that several domains sync to: the cloud must hold exactly the union of
+/// every domain's objects in its `ous`, each as its own domain's mappings give it.
+pub async fn compare_domains(domains: &[(&LabDc, &[String])], t: &TenantFixture) -> Vec<String> {
+    let mut ad = BTreeMap::new();
+    for (dc, ous) in domains {
+        ad.extend(ad_objects(dc, ous));
+    }
     let anchor_by_dn: BTreeMap<String, String> = ad
         .iter()
-        .map(|(a, (_, dn, _))| (dn.to_ascii_lowercase(), a.clone()))
+        .map(|(a, (_, dn, _, _))| (dn.to_ascii_lowercase(), a.clone()))
         .collect();
     let token = t.user_token(GA).await;
     let mut diffs = Vec::new();
@@ -253,9 +265,9 @@ pub async fn compare(dc: &LabDc, t: &TenantFixture, ous: &[String]) -> Vec<Strin
     };
     for (kind, cloud) in &clouds {
         let kind = *kind;
-        let want: BTreeMap<&String, &(&str, String, Entry)> =
-            ad.iter().filter(|(_, (k, _, _))| *k == kind).collect();
-        for (anchor, (_, dn, _)) in &want {
+        let want: BTreeMap<&String, &AdObject> =
+            ad.iter().filter(|(_, (k, _, _, _))| *k == kind).collect();
+        for (anchor, (_, dn, _, _)) in &want {
             if !cloud.contains_key(*anchor) {
                 diffs.push(format!(
                     "{kind}: {dn} ({anchor}) is in scope but not in the cloud"
@@ -263,14 +275,14 @@ pub async fn compare(dc: &LabDc, t: &TenantFixture, ous: &[String]) -> Vec<Strin
             }
         }
         for (anchor, o) in cloud {
-            let Some((_, dn, e)) = want.get(anchor) else {
+            let Some((_, dn, e, domain)) = want.get(anchor) else {
                 diffs.push(format!(
                     "{kind}: the cloud has {} ({anchor}), which is not in scope in AD",
                     o["onPremisesDistinguishedName"]
                 ));
                 continue;
             };
-            let exp = expected(dn, e, kind, &dc.dns_domain);
+            let exp = expected(dn, e, kind, domain);
             let props = o.as_object().unwrap();
             let names: BTreeSet<&str> = exp
                 .keys()

@@ -13,10 +13,16 @@
 //! running DC whose address, URLs, DNs, credentials and CA file are fields of [`LabDc`]; it is stopped
 //! and its directory removed on drop (also when the test panics).
 //!
+//! Another domain: `LabDc::start_realm(LabRealm::new("EAST.EXAMPLE.TEST", "EAST"))` (or
+//! [`LabOptions::realm`]) is a DC of the domain `east.example.test`, NetBIOS `EAST`, with the same
+//! seed under `DC=east,DC=example,DC=test`; tests with several domains start one DC per realm.
+//!
 //! Places on disk:
-//! - `<cache>/template-<hash>/` — the template DC, stopped; `<hash>` covers `scripts/lab.sh` and the
-//!   seed size, so editing the script builds a new one. `<cache>` is `$CLOUDSYNC_LAB_CACHE`, else
-//!   `<repo>/target/lab`. Built under the lock file `<cache>/template.lock` by exactly one process.
+//! - `<cache>/template-<hash>/` — the template DC, stopped; `<hash>` covers `scripts/lab.sh`, the
+//!   seed size and `samba --version`, so editing the script builds a new one. `<cache>` is
+//!   `$CLOUDSYNC_LAB_CACHE`, else `<repo>/target/lab`. Built under the lock file
+//!   `<cache>/template.lock` by exactly one process. Another realm's template is
+//!   `<cache>/template-<hash>-<dns domain>/`, built the same way the first time a test asks for it.
 //! - `<cache>/run/127.0.0.N/` — the clone a test runs on.
 //! - `<locks>/127.0.0.N.lock` — one exclusive lock per address (`$CLOUDSYNC_LAB_LOCKS`, else
 //!   `/tmp/cloudsync-lab-locks`, machine-wide so that worktrees and `cargo nextest` processes share
@@ -49,6 +55,46 @@ pub const CONTACTS: usize = 5;
 /// inetOrgPersons `inet01..inet02` in `OU=SyncUsers`.
 pub const INET_ORG_PERSONS: usize = 2;
 
+/// An AD domain other than the default `CORP.EXAMPLE.TEST` (NetBIOS `CORP`); each realm has a template
+/// of its own (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabRealm {
+    /// Kerberos realm, upper case, e.g. `EAST.EXAMPLE.TEST`; its lower case is the DNS domain and
+    /// gives the base DN (`DC=east,DC=example,DC=test`).
+    pub realm: String,
+    /// NetBIOS domain name, e.g. `EAST` (1 to 15 letters, digits or `-`).
+    pub netbios: String,
+}
+
+impl LabRealm {
+    /// A realm and its NetBIOS name; panics on a name `lab.sh provision` would not take.
+    pub fn new(realm: &str, netbios: &str) -> LabRealm {
+        let labels_ok = realm
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(
+            labels_ok && realm.contains('.'),
+            "lab: {realm:?} is not a realm (dot-separated labels of letters, digits, '-')"
+        );
+        assert!(
+            (1..=15).contains(&netbios.len())
+                && netbios
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "lab: {netbios:?} is not a NetBIOS domain name (1 to 15 letters, digits, '-')"
+        );
+        LabRealm {
+            realm: realm.to_ascii_uppercase(),
+            netbios: netbios.to_ascii_uppercase(),
+        }
+    }
+
+    /// The DNS domain, e.g. `east.example.test`.
+    pub fn dns_domain(&self) -> String {
+        self.realm.to_ascii_lowercase()
+    }
+}
+
 /// Knobs for [`LabDc::start_with`].
 #[derive(Debug, Clone, Default)]
 pub struct LabOptions {
@@ -57,6 +103,9 @@ pub struct LabOptions {
     /// Run Samba under libfaketime, its clock offset read from this file (`+0`, `+86400`, …; re-read
     /// every second): `lab.sh start` with `LAB_FAKETIME_FILE`. For gMSA password rotations.
     pub faketime_file: Option<PathBuf>,
+    /// A DC of this domain instead of the default `CORP.EXAMPLE.TEST`, cloned from that realm's
+    /// template (built on first use, ~30 s).
+    pub realm: Option<LabRealm>,
 }
 
 /// A running lab DC; see the module docs. All fields are plain data for building client configs.
@@ -104,10 +153,18 @@ impl LabDc {
         LabDc::start_with(LabOptions::default())
     }
 
+    /// A DC of another domain ([`LabOptions::realm`]), otherwise as [`LabDc::start`].
+    pub fn start_realm(realm: LabRealm) -> LabDc {
+        LabDc::start_with(LabOptions {
+            realm: Some(realm),
+            ..LabOptions::default()
+        })
+    }
+
     /// [`LabDc::start`] with options.
     pub fn start_with(options: LabOptions) -> LabDc {
         tools::require_lab_prerequisites();
-        let template = template::ensure_template();
+        let template = template::ensure_template(options.realm.as_ref());
         let lease = lease::IpLease::acquire();
         let t0 = Instant::now();
         let dir = template::run_dir(lease.ip);
@@ -123,6 +180,9 @@ impl LabDc {
             &[("LAB_IP", ip.as_str())],
         );
         let mut dc = LabDc::describe(dir, lease, options);
+        if let Some(r) = &dc.options.realm {
+            assert_eq!(dc.realm, r.realm, "the clone is not of the realm asked for");
+        }
         dc.start_again();
         eprintln!(
             "lab: DC {} on {} cloned and started in {:.2}s.",

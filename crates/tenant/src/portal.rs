@@ -1,7 +1,8 @@
 //! The admin portal at `/`: a server-rendered page an admin reads like the admin center.
 //!
-//! It shows agents (host, version, environment, Active/Inactive, last seen), configurations (health,
-//! password hash sync, the password-writeback switch, delete threshold, last sync, the lease: holder, epoch, since when), object counts,
+//! It shows agents (host, version, environment, Active/Inactive, last seen, the leases each holds,
+//! its id), configurations (health, password hash sync, the password-writeback switch, delete
+//! threshold, last sync, the lease: holder's host and id, epoch, since when), object counts,
 //! and the recent provisioning log with a search box by object id (`/?objectId=…`). Everything
 //! here needs a portal session of a Global or Hybrid Identity Administrator
 //! ([`super::portal_auth`]): without one, `GET /` redirects to the sign-in page and shows no data.
@@ -116,22 +117,42 @@ pub async fn page(
         c.get(&ObjectKind::Contact).unwrap_or(&0),
     );
 
-    h.push_str("<section id=\"agents\"><h2>Agents</h2><table><thead><tr><th>Host</th><th>Version</th><th>Environment</th><th>Status</th><th>Last seen</th></tr></thead><tbody>");
+    h.push_str("<section id=\"agents\"><h2>Agents</h2><table><thead><tr><th>Host</th><th>Version</th><th>Environment</th><th>Status</th><th>Last seen</th><th>Leases held</th><th>Agent id</th></tr></thead><tbody>");
     let agents = agent_infos(&state)?;
     if agents.is_empty() {
-        h.push_str("<tr><td colspan=\"5\">No agents registered.</td></tr>");
+        h.push_str("<tr><td colspan=\"7\">No agents registered.</td></tr>");
     }
     for a in agents {
         let status = format!("{:?}", a.status);
+        // Which configurations it pushes: several agents may run on one host, so the id tells
+        // them apart (the configurations' lease cells name it too).
+        let held = if a.leases.is_empty() {
+            "None".to_owned()
+        } else {
+            a.leases
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} (epoch {}) since {}{}",
+                        esc(&l.domain),
+                        l.lease.epoch,
+                        esc(&l.lease.since),
+                        if l.lease.live { "" } else { ", expired" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let _ = write!(
             h,
-            "<tr class=\"agent\"><td>{}</td><td>{}</td><td>{}</td><td class=\"status-{}\">{}</td><td>{}</td></tr>",
+            "<tr class=\"agent\"><td>{}</td><td>{}</td><td>{}</td><td class=\"status-{}\">{}</td><td>{}</td><td class=\"leases\">{held}</td><td class=\"agent-id\"><code>{}</code></td></tr>",
             esc(&a.host_name),
             esc(&a.version),
             a.environment,
             status.to_lowercase(),
             status,
-            esc(&a.last_seen)
+            esc(&a.last_seen),
+            a.id
         );
     }
     h.push_str("</tbody></table></section>");
@@ -192,8 +213,9 @@ pub async fn page(
             lease = cfg.lease.as_ref().map_or_else(
                 || "None yet".to_owned(),
                 |l| format!(
-                    "{} (epoch {}) since {}{}",
+                    "{} <code class=\"holder\">{}</code> (epoch {}) since {}{}",
                     esc(hosts.get(&l.holder_agent_id).map_or("?", String::as_str)),
+                    l.holder_agent_id,
                     l.epoch,
                     esc(&l.since),
                     if l.live { "" } else { ", expired" }

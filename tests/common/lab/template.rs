@@ -1,27 +1,33 @@
 //! The template DC: provisioned and seeded once, stopped, then only ever copied.
 //!
 //! Build protocol (any number of threads and processes may race here):
-//! 1. take the exclusive lock `<cache>/template.lock` (blocking);
-//! 2. if `<cache>/template-<hash>/.ready` exists and the directory database still has the fingerprint
+//! 1. take the exclusive lock `<cache>/template.lock` (blocking; one lock for every realm);
+//! 2. if `<cache>/template-<hash>[-<realm>]/.ready` exists and the directory database still has the fingerprint
 //!    recorded there (sizes and modification times of `private/sam.ldb*`), the template is complete: done.
 //!    A template someone started or changed in place (a test must only ever use clones) is rebuilt;
 //! 3. otherwise remove whatever a crashed builder left, lease an address, `provision`, `start`,
 //!    `seed`, `stop`, and write `.ready` last;
-//! 4. remove templates of other hashes (older versions of the script or of Samba).
+//! 4. remove templates of other hashes (older versions of the script or of Samba), every realm's;
+//!    the other realms' templates of this hash stay.
+//!
+//! One template per realm: the default realm's is `template-<hash>` (as before realms existed), another
+//! realm's `template-<hash>-<realm in lower case>` (e.g. `template-…-east.example.test`), provisioned
+//! with `LAB_REALM` / `LAB_DOMAIN` and seeded alike (the seed derives its DNs and UPNs from the realm).
 //!
 //! The hash covers `scripts/lab.sh`, the seed size and `samba --version`: a template provisioned by one
 //! Samba release is never cloned for another (4.17 and 4.22 domains differ: functional level, KDS root
 //! key, `ldap server require strong auth` semantics).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 use super::lease::{self, IpLease};
-use super::{TEMPLATE_USERS, tools};
+use super::{LabRealm, TEMPLATE_USERS, tools};
 
 const READY_MARK: &str = ".ready";
 
@@ -41,17 +47,35 @@ pub(super) fn run_dir(ip: std::net::Ipv4Addr) -> PathBuf {
     cache_dir().join("run").join(ip.to_string())
 }
 
-/// The directory of the complete template, building it first if needed.
-pub(super) fn ensure_template() -> PathBuf {
-    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-    TEMPLATE.get_or_init(build_or_reuse).clone()
+/// The directory of the complete template of `realm` (`None`: the default realm), building it
+/// first if needed.
+pub(super) fn ensure_template(realm: Option<&LabRealm>) -> PathBuf {
+    // Per realm, once per process; the file lock below orders the processes.
+    static TEMPLATES: Mutex<BTreeMap<Option<String>, PathBuf>> = Mutex::new(BTreeMap::new());
+    let key = realm.map(LabRealm::dns_domain);
+    let mut templates = TEMPLATES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    templates
+        .entry(key)
+        .or_insert_with(|| build_or_reuse(realm))
+        .clone()
 }
 
-fn build_or_reuse() -> PathBuf {
+/// `template-<hash>` for the default realm, `template-<hash>-<dns domain>` for another.
+fn template_name(hash: &str, realm: Option<&LabRealm>) -> String {
+    match realm {
+        None => format!("template-{hash}"),
+        Some(r) => format!("template-{hash}-{}", r.dns_domain()),
+    }
+}
+
+fn build_or_reuse(realm: Option<&LabRealm>) -> PathBuf {
     let cache = cache_dir();
     fs::create_dir_all(&cache)
         .unwrap_or_else(|e| panic!("lab: cannot create {}: {e}", cache.display()));
-    let name = format!("template-{}", template_hash());
+    let hash = template_hash();
+    let name = template_name(&hash, realm);
     let dir = cache.join(&name);
     let lock_path = cache.join("template.lock");
     let lock = File::create(&lock_path)
@@ -71,17 +95,17 @@ fn build_or_reuse() -> PathBuf {
         );
     }
     discard(&dir);
-    build(&dir);
+    build(&dir, realm);
     // A cache shared through $CLOUDSYNC_LAB_CACHE may serve worktrees with other script versions.
     if std::env::var_os("CLOUDSYNC_LAB_CACHE").is_none() {
-        remove_other_templates(&cache, &name);
+        remove_other_templates(&cache, &hash);
     }
     dir // `lock` is released here
 }
 
-fn build(dir: &std::path::Path) {
+fn build(dir: &std::path::Path, realm: Option<&LabRealm>) {
     eprintln!(
-        "lab: building the template DC in {} (about 30 s, once per script version).",
+        "lab: building the template DC in {} (about 30 s, once per script version and realm).",
         dir.display()
     );
     let mut lease = IpLease::acquire();
@@ -89,7 +113,12 @@ fn build(dir: &std::path::Path) {
     let path = dir.to_string_lossy();
     let users = TEMPLATE_USERS.to_string();
     let t0 = Instant::now();
-    tools::lab_sh(&["provision", &path], &[("LAB_IP", &ip)]);
+    let mut knobs = vec![("LAB_IP", ip.as_str())];
+    if let Some(r) = realm {
+        knobs.push(("LAB_REALM", r.realm.as_str()));
+        knobs.push(("LAB_DOMAIN", r.netbios.as_str()));
+    }
+    tools::lab_sh(&["provision", &path], &knobs);
     let provisioned = t0.elapsed();
     lease.record_user(dir);
     tools::lab_sh(&["start", &path], &[]);
@@ -177,18 +206,31 @@ pub(super) fn samba_version() -> String {
         .clone()
 }
 
-fn remove_other_templates(cache: &std::path::Path, keep: &str) {
+/// Removes the templates whose hash is not `hash` (every realm's); the other realms' templates of
+/// `hash` stay.
+fn remove_other_templates(cache: &std::path::Path, hash: &str) {
     let Ok(entries) = fs::read_dir(cache) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("template-") && name != keep && entry.path().is_dir() {
+        if is_outdated(&name, hash) && entry.path().is_dir() {
             discard(&entry.path());
             eprintln!("lab: removed the outdated {name}.");
         }
     }
+}
+
+/// Whether the cache entry `name` is a template of another hash than `hash` (any realm).
+fn is_outdated(name: &str, hash: &str) -> bool {
+    let Some(rest) = name.strip_prefix("template-") else {
+        return false;
+    };
+    let of_hash = rest
+        .strip_prefix(hash)
+        .is_some_and(|realm| realm.is_empty() || realm.starts_with('-'));
+    !of_hash
 }
 
 /// Stops (if it runs) and removes a template directory.

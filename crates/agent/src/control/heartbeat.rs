@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -43,9 +44,9 @@ pub async fn send_heartbeat(
         .await
 }
 
-/// The daemon's heartbeat task: a heartbeat every `every` (or the tenant's shorter interval), at
-/// once when `beat_now` or a finished re-read wakes it. Each carries the staged deletes and the
-/// finished restarts, and hands new restarts over.
+/// The daemon's heartbeat task: a heartbeat every `every` (or the tenant's shorter interval),
+/// counted from the start of the previous one, at once when `beat_now` or a finished re-read wakes
+/// it. Each carries the staged deletes and the finished restarts, and hands new restarts over.
 pub struct HeartbeatTask {
     /// The agent's client.
     pub client: Arc<TenantClient>,
@@ -84,21 +85,27 @@ impl HeartbeatTask {
                 self.restarts.part_done(id);
             }
             let acks = self.restarts.to_acknowledge();
+            let started = Instant::now();
             let health = super::health::heartbeat_reports(&self.staged, &self.domains);
             let sent = tokio::select! {
                 () = cancel.cancelled() => break,
                 r = send_heartbeat(&self.client, &self.creds, acks.clone(), health) => r,
             };
             let mut every = self.every;
+            let mut standby_wake: Option<Instant> = None;
             match sent {
                 Ok(answer) => {
                     self.restarts.acknowledged(&acks);
                     every = every.min(Duration::from_secs(
                         answer.heartbeat_interval_seconds.max(1),
                     ));
-                    // A standby beats again right after the holder's lease would run out.
+                    // A standby beats again right after the holder's lease would run out
+                    // (counted from the answer, as the tenant counts `expiresInMs`).
                     if let Some(expiry) = self.leases.update(&answer.leases) {
-                        every = every.min(expiry.max(Duration::from_millis(200)));
+                        standby_wake = Some(after(
+                            Instant::now(),
+                            expiry.max(Duration::from_millis(200)),
+                        ));
                     }
                     for r in answer.pending_restarts {
                         if handed_over.contains(&r.id) {
@@ -123,9 +130,13 @@ impl HeartbeatTask {
                 }
                 Err(e) => tracing::warn!(error = %e, "Heartbeat failed."),
             }
+            // Due `every` after this heartbeat started, not after its answer: a slow answer (the
+            // tenant's apply lock, its flush, a loaded machine) must not stretch the time between
+            // a holder's renewals towards the lease length (twice the interval).
+            let due = standby_wake.map_or(after(started, every), |w| w.min(after(started, every)));
             tokio::select! {
                 () = cancel.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep_until(due) => {}
                 () = self.beat_now.notified() => {}
                 () = self.resyncs.wait_done() => {}
             }
@@ -183,63 +194,13 @@ impl HeartbeatTask {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::control::tenant_client::{Credentials, TlsOptions};
-
-    /// A tenant that accepts connections and never answers: the heartbeat task must still stop as
-    /// soon as it is cancelled (before, it sat in the call until the request timeout, 60 s here).
-    #[tokio::test]
-    async fn cancellation_ends_a_heartbeat_waiting_for_a_silent_tenant() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("listener");
-        let addr = listener.local_addr().expect("address");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client = TenantClient::new(
-            Credentials {
-                base_url: format!("http://{addr}"),
-                token_endpoint: "/t/oauth2/v2.0/token".into(),
-                client_id: "c".into(),
-                client_secret: zeroize::Zeroizing::new("s".into()),
-                scope: "api://x/.default".into(),
-            },
-            &TlsOptions::default(),
-            Duration::from_secs(60),
-        )
-        .expect("client");
-        let creds: AgentCredentials = serde_json::from_value(serde_json::json!({
-            "agentId": Uuid::nil(), "tenantId": Uuid::nil(), "clientId": "c", "clientSecret": "s",
-            "tokenEndpoint": "/t/oauth2/v2.0/token", "configurations": {}
-        }))
-        .expect("credentials");
-        let (releases, _rx) = mpsc::channel(1);
-        let task = HeartbeatTask {
-            client: Arc::new(client),
-            creds,
-            staged: ProjectionStore::open(&dir.path().join("projection")).expect("store"),
-            domains: BTreeMap::new(),
-            every: Duration::from_secs(600),
-            beat_now: Arc::new(Notify::new()),
-            restarts: Arc::new(RestartTracker::default()),
-            resyncs: ResyncRequests::new(),
-            releases,
-            configurations: None,
-            revisions: BTreeMap::new(),
-            leases: Default::default(),
-        };
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(task.run(cancel.clone()));
-        // The token request is in flight once the tenant has accepted its connection.
-        let (_silent, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
-            .await
-            .expect("the heartbeat connects")
-            .expect("accept");
-        cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(5), running)
-            .await
-            .expect("the heartbeat task stops promptly after cancellation")
-            .expect("no panic");
-    }
+/// `at + d`, or a year after `at` when that overflows (`heartbeat_interval_secs` is the user's number).
+fn after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(at)
 }
+
+#[cfg(test)]
+#[path = "heartbeat_tests.rs"]
+mod tests;

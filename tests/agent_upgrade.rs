@@ -435,11 +435,14 @@ async fn agents_of_one_tenant_upgrade_one_at_a_time() {
     let (key, public) = keygen(work.path(), "release.key");
     let a = Rig::new(&t, Some(&public), "");
     let b = Rig::new(&t, Some(&public), "");
-    // A's restart takes 6 s before the agent starts: A holds the slot at least that long.
+    // A's restart waits until the test opens a gate: A holds the slot until then, however slowly
+    // B's updater downloads on a loaded machine (a fixed 6 s sleep lost that race at load 18).
+    let gate = a.path("restart.gate");
     std::fs::write(
         a.path("slow-restart.sh"),
         format!(
-            "#!/bin/sh\nsleep 6\nexec /bin/sh {}\n",
+            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.1; done\nexec /bin/sh {}\n",
+            gate.display(),
             a.path("restart.sh").display()
         ),
     )
@@ -493,7 +496,20 @@ async fn agents_of_one_tenant_upgrade_one_at_a_time() {
     );
     assert!(b.binary() == b.original);
     // B, waiting: it gets the slot only once A's new binary heartbeats, then upgrades.
+    // The gate opens once B has downloaded the release (it asks for the slot next), so B waits.
+    let staged = b.path("bin/cloudsync.new");
+    let size = new_bytes.len() as u64;
+    let opener = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(120);
+        while std::fs::metadata(&staged).map_or(true, |m| m.len() < size) && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(&gate, b"").unwrap();
+    });
     let (code, out) = b.updater(&["updater.slot_wait_secs=60"]);
+    opener.join().unwrap();
     let b_done = Instant::now();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("waiting for the upgrade slot"), "{out}");

@@ -12,6 +12,8 @@
 //!
 //! # Files, one role each
 //! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
+//! - [`routes`]       — every route as one row (who may call it, isolation, body, query), the router
+//!   built from the table; [`route_guard`] — the row's checks before its handler, URI limits.
 //! - [`h2_drain`]     — HTTP/2 request bodies answered early are read to the end first (no reset).
 //! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
 //! - [`state`]        — the shared state and fixed tunables.
@@ -74,6 +76,8 @@ pub mod provisioning;
 pub mod release;
 pub mod release_binary;
 pub mod release_slot;
+pub mod route_guard;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod signin;

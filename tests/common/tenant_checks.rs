@@ -112,6 +112,31 @@ impl Req {
         self
     }
 
+    /// Sends `text` verbatim with `content_type` (e.g. a release binary).
+    pub fn raw(mut self, content_type: &'static str, text: impl Into<String>) -> Req {
+        self.body = ReqBody::Raw {
+            content_type,
+            text: text.into(),
+        };
+        self
+    }
+
+    /// The same request to another path (or absolute URL).
+    pub fn with_path(mut self, path: impl Into<String>) -> Req {
+        self.path = path.into();
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &reqwest::Method {
+        &self.method
+    }
+
+    /// The path (or absolute URL) as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Sends `text` verbatim as `application/x-www-form-urlencoded`.
     pub fn form(mut self, text: impl Into<String>) -> Req {
         self.body = ReqBody::Raw {

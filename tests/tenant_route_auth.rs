@@ -267,3 +267,47 @@ async fn every_route_refuses_every_wrong_caller_and_input_and_changes_nothing() 
         failures.join("\n")
     );
 }
+
+/// An answer given before the body was read (401/403 before the body, 413 at the limit or for a
+/// route that takes none) reaches an HTTP/1.1 client whole: the unread rest of the body is read and
+/// discarded first (bounded), instead of the connection being closed under a client still sending
+/// (a reset, which clients report instead of the answer). Plain HTTP, where the reset comes fastest.
+#[tokio::test]
+async fn early_answers_to_large_bodies_reach_http1_clients() {
+    let t = TenantFixture::start_with(&["--http"]);
+    let admin = t.user_token(GA).await;
+    let big = oversized_json();
+    let mut failures = Vec::new();
+    for round in 0..10 {
+        for (name, req, status) in [
+            (
+                "no token",
+                Req::post("/api/v1/configurations").raw_json(big.clone()),
+                401,
+            ),
+            (
+                "over the limit",
+                Req::post("/api/v1/configurations")
+                    .auth(&admin)
+                    .raw_json(big.clone()),
+                413,
+            ),
+            (
+                "a body to a route that takes none",
+                Req::get("/api/v1/agents")
+                    .auth(&admin)
+                    .raw_json(big.clone()),
+                413,
+            ),
+        ] {
+            match t.send_result(&req).await {
+                Ok(got) if got == status => {}
+                Ok(got) => {
+                    failures.push(format!("round {round}, {name}: {got}, expected {status}"))
+                }
+                Err(e) => failures.push(format!("round {round}, {name}: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -208,6 +208,22 @@ impl TenantFixture {
             .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
     }
 
+    /// Sends `req`; its status, or the transport error's chain as text.
+    pub async fn send_result(&self, req: &Req) -> Result<u16, String> {
+        match self.build(&self.client, req).send().await {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(e) => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                Err(text)
+            }
+        }
+    }
+
     /// Sends `req` and asserts an OData error with `status`; returns the error body. Failures name
     /// `name`, the method and the path.
     pub async fn expect_error(&self, name: &str, req: &Req, status: u16) -> Value {

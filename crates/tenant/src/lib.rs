@@ -14,7 +14,7 @@
 //! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
 //! - [`routes`]       — every route as one row (who may call it, isolation, body, query), the router
 //!   built from the table; [`route_guard`] — the row's checks before its handler, URI limits.
-//! - [`h2_drain`]     — HTTP/2 request bodies answered early are read to the end first (no reset).
+//! - [`body_drain`]   — request bodies answered early are read to the end first (no reset).
 //! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
 //! - [`state`]        — the shared state and fixed tunables.
 //! - [`identity`]     — tenant id/domain/environment, seeded admin users.
@@ -60,11 +60,11 @@ mod apply_image;
 pub mod apply_ops;
 pub mod auth;
 pub mod authorize;
+pub mod body_drain;
 pub mod error;
 pub mod graph;
 pub mod graph_batch;
 pub mod graph_query;
-pub mod h2_drain;
 pub mod identity;
 pub mod lease;
 pub mod lockout;

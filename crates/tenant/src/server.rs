@@ -1,5 +1,5 @@
 //! The HTTP(S) server: the router (its routes are the rows of [`super::routes::ROUTES`]), middleware
-//! (URI and body limits, faults, HTTP/2 body drain), binding and the address file.
+//! (URI and body limits, faults, the drain of bodies answered early), binding and the address file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,7 +150,7 @@ async fn close_store(state: SharedState) {
 }
 
 /// Builds the router over a state: the rows of [`super::routes::ROUTES`] (each behind its guard),
-/// the 404 and 405 fallbacks, then the layers every request passes: the HTTP/2 drain, the body
+/// the 404 and 405 fallbacks, then the layers every request passes: the body drain, the body
 /// limit, the URI limits and the injected faults (outermost first).
 pub fn router(state: SharedState) -> Router {
     super::routes::build(&state)
@@ -161,7 +161,7 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), faults))
         .layer(axum::middleware::from_fn(super::route_guard::uri_limits))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(super::h2_drain::drain))
+        .layer(axum::middleware::from_fn(super::body_drain::drain))
         .with_state(state)
 }
 

@@ -36,9 +36,10 @@ mod route_cases;
 
 use std::collections::BTreeMap;
 
+use cloudsync_api::auth::Role;
 use cloudsync_tenant::routes::{Access, ROUTES, RouteSpec, Verb};
 use route_cases::{
-    allowed, anonymous_cases, check, cut, limit_cases, portal_cases, role_cases, row_name, run,
+    anonymous_cases, check, cut, limit_cases, portal_cases, role_cases, row_name, run,
 };
 use route_recipes::{recipe, world};
 use serde_json::{Value, json};
@@ -220,7 +221,8 @@ async fn every_route_refuses_every_wrong_caller_and_input_and_changes_nothing() 
         failures.push(format!("state changed: {d}"));
     }
 
-    // Each row's allowed caller gets past the checks (so the refusals above are the checks').
+    // Every principal a row allows gets past the checks (so the refusals above are the checks',
+    // and the table promises no role its handler refuses). Deletes last.
     let mut rows: Vec<&RouteSpec> = ROUTES
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(_)))
@@ -232,24 +234,32 @@ async fn every_route_refuses_every_wrong_caller_and_input_and_changes_nothing() 
             continue;
         };
         let rc = recipe(&w, r).unwrap();
-        let response = t
-            .send(&rc.req.clone().auth(allowed(&w, roles, r.isolation)))
-            .await;
-        let status = response.status().as_u16();
-        allowed_statuses.push(format!("{} {status}", row_name(r)));
-        if status == 401 || status == 403 {
-            let text = response.text().await.unwrap_or_default();
-            failures.push(format!(
-                "{}: the allowed caller got {status}: {}",
-                row_name(r),
-                cut(&text, 300)
-            ));
+        let principals = [
+            (Role::GlobalAdministrator, "GA", &w.ga),
+            (Role::HybridIdentityAdministrator, "HIA", &w.hia),
+            (Role::Agent, "agent", &w.a.token),
+        ];
+        for (role, who, token) in principals {
+            if !roles.contains(&role) {
+                continue;
+            }
+            let response = t.send(&rc.req.clone().auth(token)).await;
+            let status = response.status().as_u16();
+            allowed_statuses.push(format!("{} as {who}: {status}", row_name(r)));
+            if status == 401 || status == 403 {
+                let text = response.text().await.unwrap_or_default();
+                failures.push(format!(
+                    "{} as {who}, which the row allows: {status}: {}",
+                    row_name(r),
+                    cut(&text, 300)
+                ));
+            }
         }
     }
 
     let total: usize = per_row.values().sum();
     eprintln!(
-        "{} rows, {} checks (+{} list/$batch filter checks, {} allowed-caller checks):",
+        "{} rows, {} checks (+{} list/$batch filter checks, {} allowed-principal checks):",
         ROUTES.len(),
         total + 2,
         3,
@@ -258,7 +268,7 @@ async fn every_route_refuses_every_wrong_caller_and_input_and_changes_nothing() 
     for (row, n) in &per_row {
         eprintln!("  {n:>3}  {row}");
     }
-    eprintln!("allowed callers: {}", allowed_statuses.join("; "));
+    eprintln!("allowed principals: {}", allowed_statuses.join("; "));
     assert!(
         failures.is_empty(),
         "{} of {} checks failed:\n{}",

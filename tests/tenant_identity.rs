@@ -507,37 +507,6 @@ async fn roles_are_checked_before_the_body_is_parsed() {
     .await;
 }
 
-/// The claims of a token (its middle part), to re-sign altered copies with [`mint`].
-fn claims_of(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-/// Signs `claims` with the tenant's HS256 key (RFC 7515 JWS), as a token mis-issued by the tenant
-/// itself would be signed.
-fn mint(key: &[u8], claims: &Value) -> String {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use hmac::{KeyInit, Mac};
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
-    );
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-    mac.update(input.as_bytes());
-    format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
-}
-
 /// Issue 18 item 7: an oversized body over HTTP/2 gets the same 413 as over HTTP/1.1 (and a body
 /// sent without a token its 401), not a reset stream. hyper's own client tolerates the reset that
 /// follows an early answer (RFC 9113 8.1); curl 7.88, the probe's client, reports "Stream error in

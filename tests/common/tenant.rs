@@ -43,6 +43,9 @@ user_principal_name = "bob@contoso.onmicrosoft.com"
 password = "Bob-Passw0rd!"
 "#;
 
+/// The tenant's state on disk: tree (or `<releases directory>`) → its (key, value) entries.
+pub type StateDump = std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 /// A running tenant process.
 pub struct TenantFixture {
     child: Option<Child>,
@@ -133,18 +136,60 @@ impl TenantFixture {
         self.spawn();
     }
 
-    /// The tenant's HS256 signing key, read from its state while the process is stopped (sled
-    /// locks the database), then the tenant is started again over the same state.
-    pub fn signing_key(&mut self) -> Vec<u8> {
+    /// Stops the tenant, runs `f` on its state directory, then starts it again over the same state
+    /// (sled locks the database while the tenant runs). In-memory state (portal sessions, lockouts,
+    /// writeback requests, run-time fault settings) does not survive this.
+    pub fn while_stopped<R>(&mut self, f: impl FnOnce(&std::path::Path) -> R) -> R {
         self.kill();
         // Opened here with the binary's umask, so the files sled writes stay private and the tenant,
         // which refuses group/world-readable state, starts again over them.
         cloudsync_private_fs::restrict_umask();
-        let store = cloudsync_tenant::store::Store::open(&self.path("state").join("db")).unwrap();
-        let key = store.meta.get("signing_key").unwrap().unwrap().to_vec();
-        drop(store);
+        let result = f(&self.path("state"));
         self.spawn();
-        key
+        result
+    }
+
+    /// The tenant's HS256 signing key, read from its state while the process is stopped, then the
+    /// tenant is started again over the same state.
+    pub fn signing_key(&mut self) -> Vec<u8> {
+        self.while_stopped(|state| {
+            let store = cloudsync_tenant::store::Store::open(&state.join("db")).unwrap();
+            let key = store.meta.get("signing_key").unwrap().unwrap().to_vec();
+            drop(store);
+            key
+        })
+    }
+
+    /// Everything the tenant keeps on disk, read while it is stopped: every sled tree's entries and
+    /// every file under `releases/` (name → bytes). Equal dumps mean nothing was changed.
+    pub fn state_dump(&mut self) -> StateDump {
+        self.while_stopped(|state| {
+            let mut dump = std::collections::BTreeMap::new();
+            let db = sled::open(state.join("db")).unwrap();
+            for name in db.tree_names() {
+                let tree = db.open_tree(&name).unwrap();
+                let entries = tree
+                    .iter()
+                    .map(|e| {
+                        let (k, v) = e.unwrap();
+                        (k.to_vec(), v.to_vec())
+                    })
+                    .collect();
+                dump.insert(String::from_utf8_lossy(&name).into_owned(), entries);
+            }
+            drop(db);
+            let mut files = Vec::new();
+            if let Ok(dir) = std::fs::read_dir(state.join("releases")) {
+                for entry in dir {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    files.push((name.into_bytes(), std::fs::read(&path).unwrap_or_default()));
+                }
+            }
+            files.sort();
+            dump.insert("<releases directory>".into(), files);
+            dump
+        })
     }
 
     fn kill(&mut self) {
@@ -360,6 +405,38 @@ pub async fn signin(t: &TenantFixture, upn: &str, password: &str) -> u16 {
 
 pub fn batch(ops: Vec<Value>) -> Value {
     json!({"batchId": uuid::Uuid::new_v4(), "operations": ops})
+}
+
+/// The claims of a token (its middle part), to re-sign altered copies with [`mint`].
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Signs `claims` with an HS256 key (RFC 7515 JWS): with the tenant's own key
+/// ([`TenantFixture::signing_key`]) as a token mis-issued by the tenant itself would be signed,
+/// with another key as a forgery.
+pub fn mint(key: &[u8], claims: &Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{KeyInit, Mac};
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// A JSON body just over the tenant's 8 MiB limit.

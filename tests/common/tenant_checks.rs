@@ -112,6 +112,31 @@ impl Req {
         self
     }
 
+    /// Sends `text` verbatim with `content_type` (e.g. a release binary).
+    pub fn raw(mut self, content_type: &'static str, text: impl Into<String>) -> Req {
+        self.body = ReqBody::Raw {
+            content_type,
+            text: text.into(),
+        };
+        self
+    }
+
+    /// The same request to another path (or absolute URL).
+    pub fn with_path(mut self, path: impl Into<String>) -> Req {
+        self.path = path.into();
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &reqwest::Method {
+        &self.method
+    }
+
+    /// The path (or absolute URL) as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Sends `text` verbatim as `application/x-www-form-urlencoded`.
     pub fn form(mut self, text: impl Into<String>) -> Req {
         self.body = ReqBody::Raw {
@@ -181,6 +206,22 @@ impl TenantFixture {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, req.path))
+    }
+
+    /// Sends `req`; its status, or the transport error's chain as text.
+    pub async fn send_result(&self, req: &Req) -> Result<u16, String> {
+        match self.build(&self.client, req).send().await {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(e) => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                Err(text)
+            }
+        }
     }
 
     /// Sends `req` and asserts an OData error with `status`; returns the error body. Failures name

@@ -368,7 +368,14 @@ pub async fn openid_configuration(
     .into_response())
 }
 
-/// `GET /{tenant}/discovery/v2.0/keys`: empty, because tokens are HS256 and opaque to clients.
-pub async fn jwks() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "keys": [] }))
+/// `GET /{tenant}/discovery/v2.0/keys`: empty, because tokens are HS256 and opaque to clients; 404
+/// for another tenant, as discovery answers.
+pub async fn jwks(
+    State(state): State<SharedState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.identity.matches(&tenant) {
+        return Err(ApiError::NotFound(format!("Tenant '{tenant}' not found.")));
+    }
+    Ok(Json(serde_json::json!({ "keys": [] })))
 }

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The body or the batch is too large. 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request path or query string is too long. 414.
+    #[error("{0}")]
+    UriTooLong(String),
     /// The write or read budget is spent; retry after the given seconds. 429.
     #[error("Too many requests; retry after {retry_after} s.")]
     TooManyRequests {
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::LeaseLost { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::LeaseLost { .. } => "LeaseLost",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UriTooLong(_) => "RequestUriTooLong",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable => "ServiceUnavailable",
             ApiError::Store(_) => "InternalServerError",

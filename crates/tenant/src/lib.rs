@@ -12,7 +12,9 @@
 //!
 //! # Files, one role each
 //! - [`server`]       — router, middleware (body limit, injected faults), binding, address file.
-//! - [`h2_drain`]     — HTTP/2 request bodies answered early are read to the end first (no reset).
+//! - [`routes`]       — every route as one row (who may call it, isolation, body, query), the router
+//!   built from the table; [`route_guard`] — the row's checks before its handler, URI limits.
+//! - [`body_drain`]   — request bodies answered early are read to the end first (no reset).
 //! - [`tls`]          — private CA + CA:FALSE server certificate (rcgen), kept under the state dir.
 //! - [`state`]        — the shared state and fixed tunables.
 //! - [`identity`]     — tenant id/domain/environment, seeded admin users.
@@ -58,11 +60,11 @@ mod apply_image;
 pub mod apply_ops;
 pub mod auth;
 pub mod authorize;
+pub mod body_drain;
 pub mod error;
 pub mod graph;
 pub mod graph_batch;
 pub mod graph_query;
-pub mod h2_drain;
 pub mod identity;
 pub mod lease;
 pub mod lockout;
@@ -74,6 +76,8 @@ pub mod provisioning;
 pub mod release;
 pub mod release_binary;
 pub mod release_slot;
+pub mod route_guard;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod signin;

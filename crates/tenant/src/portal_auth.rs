@@ -19,17 +19,15 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::auth::ADMINS;
 use super::error::ApiError;
 use super::lockout::{ClientAddr, LOCKED_MESSAGE, Refusal};
-use super::portal::{self, esc};
+use super::portal::esc;
 use super::session::Session;
 use super::state::SharedState;
 
@@ -38,19 +36,9 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; form-action 'self';
 
 const STYLE: &str = include_str!("portal.css");
 
-/// The portal's routes, each response carrying the security headers.
-pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/", get(portal::page))
-        .route("/portal/signin", get(signin_page).post(signin))
-        .route("/portal/signout", post(signout))
-        .route("/portal/writeback", post(portal::set_writeback))
-        .route("/portal/unlock", post(portal::set_unlock))
-        .route("/portal/portal.css", get(style))
-        .layer(axum::middleware::map_response(security_headers))
-}
-
-async fn security_headers(mut response: Response) -> Response {
+/// Adds the portal's security headers (module doc) to a response of a portal route
+/// ([`super::routes`] puts it on every portal row).
+pub async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
@@ -63,7 +51,8 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-async fn style() -> impl IntoResponse {
+/// `GET /portal/portal.css`.
+pub async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
 }
 

@@ -202,7 +202,8 @@ pub async fn restart(
     ))
 }
 
-/// `POST /api/v1/configurations/{id}/batches` (agents serving the configuration's domain).
+/// `POST /api/v1/configurations/{id}/batches` (agents serving the configuration's domain; another
+/// agent gets 404, as for a configuration that does not exist).
 #[tracing::instrument(skip_all, fields(configuration = %id, batch_id = %batch.batch_id))]
 pub async fn batch(
     State(state): State<SharedState>,
@@ -232,14 +233,16 @@ pub async fn batch(
     let domain = load(&state, id)?.config.spec.domain;
     let agent: AgentRecord = get_json(&state.store.agents, "agents", principal.id().as_bytes())?
         .ok_or_else(|| ApiError::Forbidden("The calling agent is no longer registered.".into()))?;
+    // Another domain's configuration is 404 to an agent, as the configuration's GET answers: the
+    // refusal neither confirms that the id exists nor names its domain.
     if !agent
         .domains
         .iter()
         .any(|d| d.eq_ignore_ascii_case(&domain))
     {
-        return Err(ApiError::Forbidden(format!(
-            "Agent {} does not serve domain {domain}; it may only push to configurations of its domains.",
-            agent.id
+        tracing::warn!(agent_id = %agent.id, configuration = %id, "Batch refused: the agent does not serve the configuration's domain.");
+        return Err(ApiError::NotFound(format!(
+            "Configuration {id} does not exist."
         )));
     }
     let _guard = state.apply_lock.lock().await;

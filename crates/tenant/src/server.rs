@@ -1,5 +1,5 @@
-//! The HTTP(S) server: routes, middleware (body limit, faults, HTTP/2 body drain), binding and the
-//! address file.
+//! The HTTP(S) server: the router (its routes are the rows of [`super::routes::ROUTES`]), middleware
+//! (URI and body limits, faults, the drain of bodies answered early), binding and the address file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +11,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 
 use cloudsync_api::MAX_BODY_BYTES;
 
@@ -21,10 +20,6 @@ use super::state::{SharedState, TenantOptions, TenantState};
 use super::store::{Store, StoreError};
 use super::throttle::ThrottleSettings;
 use super::tls::{self, TlsError, TlsMaterial};
-use super::{
-    admin, agents, auth, graph, graph_batch, logs, portal_auth, provisioning, release,
-    release_binary, release_slot, signin, sspr, writeback_agent, writeback_graph, writeback_switch,
-};
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -154,110 +149,19 @@ async fn close_store(state: SharedState) {
     }
 }
 
-/// Builds the router over a state.
+/// Builds the router over a state: the rows of [`super::routes::ROUTES`] (each behind its guard),
+/// the 404 and 405 fallbacks, then the layers every request passes: the body drain, the body
+/// limit, the URI limits and the injected faults (outermost first).
 pub fn router(state: SharedState) -> Router {
-    Router::new()
-        .merge(portal_auth::routes())
-        .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(auth::openid_configuration),
-        )
-        .route("/{tenant}/discovery/v2.0/keys", get(auth::jwks))
-        .route("/{tenant}/signin", post(signin::signin))
-        .route(
-            "/{tenant}/sspr/verificationCode",
-            post(sspr::verification_code),
-        )
-        .route("/{tenant}/sspr/resetPassword", post(sspr::reset_password))
-        .route("/{tenant}/sspr/unlock", post(sspr::unlock))
-        .route("/api/v1/sspr/channel", get(sspr::channel))
-        .route(
-            "/api/v1/agents/{id}/writebackKey",
-            axum::routing::put(writeback_agent::put_key),
-        )
-        .route(
-            "/api/v1/agents/{id}/writeback/requests",
-            get(writeback_agent::poll),
-        )
-        .route(
-            "/api/v1/agents/{id}/writeback/requests/{request_id}/answer",
-            post(writeback_agent::answer),
-        )
-        .route(
-            "/api/v1/configurations/{id}/writeback",
-            get(writeback_switch::get).put(writeback_switch::put),
-        )
-        .route("/api/v1/agents", post(agents::register).get(agents::list))
-        .route(
-            "/api/v1/agents/{id}",
-            get(agents::get_one).delete(agents::delete),
-        )
-        .route("/api/v1/agents/{id}/heartbeat", post(agents::heartbeat))
-        .route(
-            "/api/v1/agents/{id}/domains",
-            axum::routing::put(agents::set_domains),
-        )
-        .route(
-            "/api/v1/releases/latest",
-            get(release::get_latest).put(release::publish),
-        )
-        // The binary's body is streamed to a file and bounded by `--release-max-mib`, not by
-        // DefaultBodyLimit (which only the buffering extractors apply).
-        .route(
-            "/api/v1/releases/{version}",
-            axum::routing::put(release_binary::put_binary),
-        )
-        .route(
-            "/api/v1/releases/{version}/binary",
-            get(release_binary::get_binary),
-        )
-        .route(
-            "/api/v1/releases/{version}/upgrade-slot",
-            post(release_slot::acquire).delete(release_slot::give_back),
-        )
-        .route(
-            "/api/v1/configurations",
-            post(provisioning::create).get(provisioning::list),
-        )
-        .route(
-            "/api/v1/configurations/{id}",
-            get(provisioning::get).put(provisioning::update),
-        )
-        .route(
-            "/api/v1/configurations/{id}/restart",
-            post(provisioning::restart),
-        )
-        .route(
-            "/api/v1/configurations/{id}/batches",
-            post(provisioning::batch),
-        )
-        .route("/api/v1/provisioningLogs", get(logs::list))
-        .route(
-            "/admin/faults",
-            get(admin::get_faults).put(admin::put_faults),
-        )
-        .route("/v1.0/$batch", post(graph_batch::batch))
-        .route(
-            "/v1.0/users/{id}",
-            get(graph::get).patch(writeback_graph::patch_user),
-        )
-        .route(
-            "/v1.0/users/{id}/authentication/methods/{method}/resetPassword",
-            post(writeback_graph::reset_password),
-        )
-        .route(
-            "/v1.0/users/{id}/authentication/operations/{operation}",
-            get(writeback_graph::operation),
-        )
-        .route("/v1.0/{*path}", get(graph::get))
+    super::routes::build(&state)
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("The method is not allowed on this resource.".into())
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), faults))
+        .layer(axum::middleware::from_fn(super::route_guard::uri_limits))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(super::h2_drain::drain))
+        .layer(axum::middleware::from_fn(super::body_drain::drain))
         .with_state(state)
 }
 

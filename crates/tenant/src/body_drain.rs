@@ -1,13 +1,15 @@
-//! HTTP/2 requests answered before their body was read to the end (a 401 or 403 before the body,
-//! a 413 at the body limit) have the rest of the body read and discarded before the answer goes
-//! out.
+//! Requests answered before their body was read to the end (a 401 or 403 before the body, a 413
+//! for a declared length over the route's limit or at the body limit) have the rest of the body
+//! read and discarded before the answer goes out, over HTTP/2 and HTTP/1.1.
 //!
 //! Enters: every request, with the handler's response. Leaves: the same response, sent after the
-//! unread rest of an HTTP/2 request body has arrived. Without this, hyper answers and then resets
-//! the stream while the client is still sending (RST_STREAM), and clients such as curl 7.88 report
-//! the reset ("Stream error in the HTTP/2 framing layer") instead of the answer. The discard is
-//! bounded by [`DRAIN_MAX_BYTES`] and [`DRAIN_TIMEOUT`]; past either, the answer goes out and the
-//! stream is reset as before. HTTP/1.1 is left to hyper, which answers and closes.
+//! unread rest of the request body has arrived. Without this, hyper answers and then, over HTTP/2,
+//! resets the stream while the client is still sending (RST_STREAM: curl 7.88 reports "Stream error
+//! in the HTTP/2 framing layer" instead of the answer) or, over HTTP/1.1, closes the connection
+//! under it (reqwest reports "error writing a body to connection: Broken pipe" instead of the 401
+//! or 413: `tests/tenant_route_auth.rs`, `early_answers_to_large_bodies_reach_http1_clients`). The
+//! discard is bounded by [`DRAIN_MAX_BYTES`] and [`DRAIN_TIMEOUT`]; past either, the answer goes
+//! out and the stream is reset (the connection closed) as before.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,6 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::http::Version;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -64,7 +65,7 @@ impl HttpBody for SharedBody {
 
 /// The middleware (see the module doc).
 pub async fn drain(req: Request, next: Next) -> Response {
-    if req.version() != Version::HTTP_2 || req.body().is_end_stream() {
+    if req.body().is_end_stream() {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -81,7 +82,7 @@ pub async fn drain(req: Request, next: Next) -> Response {
         if !matches!(discarded, Ok(true)) {
             tracing::info!(
                 status = response.status().as_u16(),
-                "Request body too long to discard; the HTTP/2 stream is reset after the answer."
+                "Request body too long to discard; the stream is reset (the connection closed) after the answer."
             );
         }
     }

@@ -202,14 +202,19 @@ impl Takeovers {
             };
             let version = images.iter().map(|i| i.version).max().unwrap_or(0);
             let mut keep: Vec<String> = images.iter().flat_map(|i| i.keep.clone()).collect();
-            // Deletes the delete threshold staged: the admin decides about them, not the sweep.
-            if let Ok(staged) = runner.store().staged() {
-                keep.extend(
+            // Deletes the delete threshold staged: the admin decides about them, not the sweep. Without
+            // that list the sweep could delete them, so an unreadable store means: next tick.
+            match runner.store().staged() {
+                Ok(staged) => keep.extend(
                     staged
                         .into_iter()
                         .filter(|s| domains.iter().any(|d| d.eq_ignore_ascii_case(&s.domain)))
                         .map(|s| s.operation.source_anchor().to_string()),
-                );
+                ),
+                Err(e) => {
+                    tracing::warn!(configuration = %configuration, error = %e, "Takeover image not made yet: the staged deletes could not be read; retrying on the next tick.");
+                    continue;
+                }
             }
             let complete = if keep.len() <= MAX_IMAGE_KEEP {
                 Some(Operation::ImageComplete { version, keep })

@@ -25,6 +25,7 @@
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds);
 //!   the model-based test of those rules in `apply_model_tests.rs`.
+//! - [`bench`]        — the apply rate in process (`cloudsync bench`'s push limit, `benches/`).
 //! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
 //! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
 //!   the migration from format 1.
@@ -57,6 +58,7 @@ pub mod apply_guard;
 pub mod apply_ops;
 pub mod auth;
 pub mod authorize;
+pub mod bench;
 pub mod error;
 pub mod graph;
 pub mod graph_batch;

@@ -1,9 +1,10 @@
-//! The generator's determinism, counts and distributions.
+//! The generator's determinism, counts and distributions, and the stage list's rules.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::delta::delta_round;
 use super::directory::Directory;
+use super::run::Stages;
 use super::spec::{BIG_GROUP_MEMBERS, Rng, SizeClass, Spec};
 use crate::event::{Event, ObjectClass, ResyncReason};
 use crate::journal::{MAX_PAYLOAD, codec};
@@ -299,4 +300,25 @@ fn log_uniform_stays_in_bounds_and_covers_them() {
     let below_100 = draws.iter().filter(|d| **d < 100).count() as f64 / 20_000.0;
     // log-uniform: P(x < 100) = ln(100/31) / ln(501/31) ≈ 0.42.
     assert!((0.36..0.48).contains(&below_100), "{below_100}");
+}
+
+#[test]
+fn stages_need_what_they_read() {
+    assert_eq!(
+        Stages::parse("journal,phs,projection,push,tenant").unwrap(),
+        Stages::all()
+    );
+    assert_eq!(
+        Stages::parse("journal, phs").unwrap().names(),
+        ["journal", "phs"]
+    );
+    for bad in [
+        "phs",
+        "journal,push",
+        "journal,projection,tenant",
+        "journal,nope",
+        "",
+    ] {
+        assert!(Stages::parse(bad).is_err(), "{bad}");
+    }
 }

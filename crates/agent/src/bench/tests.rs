@@ -233,8 +233,14 @@ fn a_small_directory_caps_the_largest_group_at_its_users() {
 fn the_all_staff_image_of_250_000_members_fits_one_journal_event() {
     let d = dir(300_000, 5);
     let event = d.group(0, 1);
-    let bytes = encoded(&event).len();
+    let envelope = encoded(&event);
+    let bytes = envelope.len();
     assert!(bytes < MAX_PAYLOAD, "{bytes} bytes");
+    assert_eq!(
+        codec::decode_event(1, &envelope).unwrap().event,
+        event,
+        "it reads back"
+    );
     assert!(
         bytes > 10 << 20,
         "250,000 DNs of realistic length: {bytes} bytes"

@@ -109,7 +109,7 @@ fn bench_2000_objects_reaches_the_tenant_as_the_directory_rule_says() {
     assert!(report["end_to_end"]["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(report["delta"]["objects"], N / 100);
     assert_eq!(report["delta"]["verified"], true);
-    for store in ["journal", "outbox", "projection"] {
+    for store in ["journal", "outbox", "projection", "tenant"] {
         assert!(
             report["storage"][store]["bytes"].as_u64().unwrap() > 0,
             "{store}"

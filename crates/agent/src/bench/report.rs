@@ -117,6 +117,8 @@ pub struct Storage {
     pub outbox: Option<StoreSize>,
     /// Projection's store (snapshot, provisioning log) after projecting.
     pub projection: Option<StoreSize>,
+    /// The tenant's state directory after the run (`tenant serve --state`).
+    pub tenant: Option<StoreSize>,
 }
 
 /// One store's size.
@@ -238,6 +240,7 @@ impl BenchReport {
             ("journal", &self.storage.journal),
             ("outbox", &self.storage.outbox),
             ("projection", &self.storage.projection),
+            ("tenant", &self.storage.tenant),
         ] {
             if let Some(size) = size {
                 out.push_str(&format!(

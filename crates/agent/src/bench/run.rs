@@ -327,10 +327,12 @@ pub async fn run(
         e.tenant_peak_rss_bytes = cloud.tenant.pid().map_or(0, measure::peak_rss_of);
     }
     drop(stages);
+    let state = cloud.tenant.dir.join("state");
     cloud
         .tenant
         .stop()
         .map_err(BenchError::io("stopping the local tenant"))?;
+    run.report.storage.tenant = Some(store_size(&state, synced, None));
     Ok(run.report)
 }
 

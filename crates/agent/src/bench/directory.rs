@@ -192,7 +192,7 @@ impl Directory {
         if r.chance(900) {
             a.push(text("mail", format!("{sam}@{DOMAIN}")));
             a.push(text("mailNickname", sam.as_str()));
-            a.push(proxy_addresses(&mut r, &sam, &p));
+            a.push(names::proxy_addresses(&mut r, &sam, p.given, p.surname));
         }
         if r.chance(600) {
             let manager = r.below(self.counts.users);
@@ -366,34 +366,6 @@ fn contact_of(r: &mut Rng, c: u64) -> (String, &'static str, &'static str) {
     let region = super::spec::REGIONS[r.below(3) as usize];
     let dn = format!("CN={given} {surname} {c:06},OU=Contacts,OU={region},{BASE_DN}");
     (dn, given, surname)
-}
-
-/// `proxyAddresses` of a mailbox: the primary SMTP address, and for most an alias, often the
-/// legacy X500 address of a migrated mailbox, a few with many aliases (up to 12 values).
-fn proxy_addresses(r: &mut Rng, sam: &str, p: &Person) -> Attribute {
-    let mut values = vec![format!("SMTP:{sam}@{DOMAIN}")];
-    let extra = match r.below(100) {
-        0..=29 => 0,
-        30..=69 => 1,
-        70..=89 => 2 + r.below(3),
-        _ => 5 + r.below(7),
-    };
-    for k in 0..extra {
-        values.push(match k {
-            0 => format!(
-                "smtp:{}.{}{}@{DOMAIN}",
-                p.given.to_lowercase(),
-                p.surname.to_lowercase(),
-                &sam[sam.len() - 7..]
-            ),
-            1 => format!("{}{}-{sam}", names::X500_PREFIX, names::hex32(r)),
-            _ => format!("smtp:{sam}.{k}@contoso.mail.onmicrosoft.com"),
-        });
-    }
-    Attribute {
-        name: "proxyAddresses".into(),
-        values: values.into_iter().map(String::into_bytes).collect(),
-    }
 }
 
 /// The initial read as a stream: `ResyncStarted`, the OUs (parents first), users, contacts,

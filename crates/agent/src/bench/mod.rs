@@ -23,6 +23,7 @@
 //! - [`setup`]     — the run's layout, the tenant's seed, the agent's configuration.
 //! - [`tenant_process`] — `cloudsync tenant serve` as a child process (shared with `tests/`).
 //! - [`graph`]     — reading the tenant back as an administrator.
+//! - [`options`]   — the stages and options of a run.
 //! - [`run`], `cloud_run.rs` — one run, stage by stage; [`report`] — what it reports.
 //! - [`error`]     — [`BenchError`].
 
@@ -34,6 +35,7 @@ pub mod graph;
 pub mod limits;
 pub mod measure;
 pub mod names;
+pub mod options;
 pub mod report;
 pub mod run;
 pub mod setup;
@@ -45,6 +47,7 @@ pub mod tenant_process;
 mod tests;
 
 pub use error::BenchError;
+pub use options::{BenchOptions, Stages};
 pub use report::BenchReport;
-pub use run::{BenchOptions, Stages, run};
+pub use run::run;
 pub use stages::InProcessApply;

@@ -1,8 +1,8 @@
 //! The word lists and value formats the synthetic directory draws from: names, titles, places,
 //! AD timestamps, SIDs and GUIDs. Sizes follow what AD holds for real accounts (docs/bench.md).
 
-use super::spec::{Rng, stream};
-use crate::event::Guid;
+use super::spec::{DOMAIN, Rng, stream};
+use crate::event::{Attribute, Guid};
 
 /// Given names (ASCII, so the derived account names need no escaping).
 pub const GIVEN: [&str; 32] = [
@@ -161,4 +161,32 @@ pub fn phone(r: &mut Rng, prefix: &str) -> String {
 /// 32 lowercase hex digits (an Exchange recipient id).
 pub fn hex32(r: &mut Rng) -> String {
     format!("{:016x}{:016x}", r.next_u64(), r.next_u64())
+}
+
+/// `proxyAddresses` of a mailbox: the primary SMTP address, and for most an alias, often the
+/// legacy X500 address of a migrated mailbox, a few with many aliases (up to 12 values).
+pub fn proxy_addresses(r: &mut Rng, sam: &str, given: &str, surname: &str) -> Attribute {
+    let mut values = vec![format!("SMTP:{sam}@{DOMAIN}")];
+    let extra = match r.below(100) {
+        0..=29 => 0,
+        30..=69 => 1,
+        70..=89 => 2 + r.below(3),
+        _ => 5 + r.below(7),
+    };
+    for k in 0..extra {
+        values.push(match k {
+            0 => format!(
+                "smtp:{}.{}{}@{DOMAIN}",
+                given.to_lowercase(),
+                surname.to_lowercase(),
+                &sam[sam.len() - 7..]
+            ),
+            1 => format!("{}{}-{sam}", X500_PREFIX, hex32(r)),
+            _ => format!("smtp:{sam}.{k}@contoso.mail.onmicrosoft.com"),
+        });
+    }
+    Attribute {
+        name: "proxyAddresses".into(),
+        values: values.into_iter().map(String::into_bytes).collect(),
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::delta::delta_round;
 use super::directory::Directory;
-use super::run::Stages;
+use super::options::Stages;
 use super::spec::{BIG_GROUP_MEMBERS, Rng, SizeClass, Spec};
 use crate::event::{Event, ObjectClass, ResyncReason};
 use crate::journal::{MAX_PAYLOAD, codec};

@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use cloudsync_agent::bench::limits::raw_sled_inserts;
 use cloudsync_agent::event::{Attribute, Event, Guid, ObjectClass};
 use cloudsync_agent::journal::{Journal, JournalOptions, codec};
 
@@ -88,22 +89,9 @@ fn journal_concurrent_round(events: &[Event], threads: usize) -> f64 {
 
 fn raw_round(entries: &[(Vec<u8>, Vec<u8>)]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(64 * 1024 * 1024)
-        .open()
-        .unwrap();
-    let tree = db.open_tree("journal").unwrap();
-    let start = Instant::now();
-    for chunk in entries.chunks(BATCH) {
-        for (k, v) in chunk {
-            tree.insert(k.as_slice(), v.as_slice()).unwrap();
-        }
-        db.flush().unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(tree.len(), entries.len());
-    entries.len() as f64 / secs
+    let done = raw_sled_inserts(dir.path(), 64 * 1024 * 1024, entries.chunks(BATCH)).unwrap();
+    assert_eq!(done.entries, entries.len() as u64);
+    done.rate()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -16,6 +16,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use cloudsync_agent::bench::limits::{COMPRESSIONS_PER_HASH, compress_chain};
 use cloudsync_agent::nt_hash::NtHash;
 use cloudsync_agent::phs::HashPool;
 use cloudsync_agent::phs::kernel::{self, HmacKey};
@@ -23,20 +24,8 @@ use cloudsync_agent::phs::orgid::hmac_key;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
-use sha2::block_api::compress256;
 
 const ITER: u32 = 1000;
-const COMPRESSIONS_PER_HASH: u64 = 2 * ITER as u64;
-
-fn compress_chain(n: u64) -> [u32; 8] {
-    let mut state = [0x6a09e667u32, 1, 2, 3, 4, 5, 6, 7];
-    let mut block = [0u8; 64];
-    for _ in 0..n {
-        compress256(&mut state, std::slice::from_ref(&block));
-        block[..4].copy_from_slice(&state[0].to_be_bytes());
-    }
-    state
-}
 
 fn keys() -> (HmacKey, HmacKey) {
     (

@@ -131,14 +131,7 @@ fn cpu_ns() -> u64 {
 }
 
 fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    cloudsync_agent::bench::measure::peak_rss_bytes() / 1024
 }
 
 struct Flat(Vec<(String, Value)>);

@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use cloudsync_agent::control::tenant_client::{Credentials, TenantClient, TlsOptions};
 use cloudsync_agent::push::{self, Outbox, PushConfig, PushStatus};
-use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{Operation, OperationBatch};
-use cloudsync_tenant::apply::{BatchContext, apply_batch};
-use cloudsync_tenant::store::{ConfigRecord, Store};
+use cloudsync_tenant::store::Store;
 use cloudsync_tenant::throttle::BucketSettings;
 use cloudsync_tenant::{ServeConfig, TenantOptions, ThrottleSettings};
 use serde_json::{Value, json};
@@ -38,20 +36,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// The tenant's own apply rate: batches of 500 fresh user upserts applied and flushed in process,
 /// exactly as the server does per request, minus HTTP, TLS, JSON and authentication.
-async fn in_process_apply_rate(n: u64) -> f64 {
+fn in_process_apply_rate(n: u64) -> f64 {
     let store = Store::temporary().unwrap();
-    let mut record = ConfigRecord::new(
-        Uuid::new_v4(),
-        ConfigurationSpec {
-            domain: "corp.example.com".into(),
-            scope: Scope::default(),
-            mappings: vec![],
-            password_hash_sync: false,
-            password_writeback: false,
-            allow_unlock: false,
-            delete_threshold: 0,
-        },
-    );
     let batches: Vec<OperationBatch> = (0..n)
         .step_by(500)
         .map(|start| OperationBatch {
@@ -63,20 +49,9 @@ async fn in_process_apply_rate(n: u64) -> f64 {
             epoch: None,
         })
         .collect();
-    let ctx = BatchContext {
-        agent_id: Uuid::nil(),
-        now: 0,
-        now_text: "2026-01-01T00:00:00Z".into(),
-        delete_window_secs: 120,
-        quarantine_after: 3,
-        epoch: 0,
-    };
-    let t0 = Instant::now();
-    for b in &batches {
-        apply_batch(&store, &mut record, b, &ctx).unwrap();
-        store.flush().await.unwrap();
-    }
-    n as f64 / t0.elapsed().as_secs_f64()
+    let mut record = cloudsync_tenant::bench::config_record();
+    let (ops, elapsed) = cloudsync_tenant::bench::apply_all(&store, &mut record, batches).unwrap();
+    ops as f64 / elapsed.as_secs_f64()
 }
 
 struct Tenant {
@@ -197,7 +172,7 @@ fn main() {
         println!("unthrottled, {n} ops of 500-op batches over HTTPS, {repeat} alternating runs:");
         let mut ratios = Vec::new();
         for run in 1..=repeat {
-            let apply = in_process_apply_rate(n).await;
+            let apply = in_process_apply_rate(n);
             let t = tenant(ThrottleSettings::default()).await;
             let cfg = PushConfig { stop_when_drained: true, ..PushConfig::default() };
             let (push, elapsed, status) = push_rate(&t, n, cfg).await;

@@ -10,10 +10,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{ObjectKind, OnPremisesIdentity, Operation, OperationBatch, Upsert};
-use cloudsync_tenant::apply::{BatchContext, apply_batch};
-use cloudsync_tenant::store::{ConfigRecord, Store};
+use cloudsync_tenant::apply::apply_batch;
+use cloudsync_tenant::store::Store;
 use cloudsync_tenant::{ServeConfig, TenantOptions, ThrottleSettings};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -59,21 +58,6 @@ fn make_batch() -> OperationBatch {
         reasons: Default::default(),
         epoch: None,
     }
-}
-
-fn config_record() -> ConfigRecord {
-    ConfigRecord::new(
-        Uuid::new_v4(),
-        ConfigurationSpec {
-            domain: "corp.example.com".into(),
-            scope: Scope::default(),
-            mappings: vec![],
-            password_hash_sync: true,
-            password_writeback: false,
-            allow_unlock: false,
-            delete_threshold: 500,
-        },
-    )
 }
 
 struct Remote {
@@ -177,18 +161,11 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(10));
 
     let store = Store::temporary().unwrap();
-    let mut record = config_record();
+    let mut record = cloudsync_tenant::bench::config_record();
     group.bench_function("in_process", |b| {
         b.iter(|| {
             let batch = make_batch();
-            let ctx = BatchContext {
-                agent_id: Uuid::nil(),
-                now: 0,
-                now_text: "2026-01-01T00:00:00Z".into(),
-                delete_window_secs: 120,
-                quarantine_after: 3,
-                epoch: 0,
-            };
+            let ctx = cloudsync_tenant::bench::batch_context();
             let r = apply_batch(&store, &mut record, &batch, &ctx).unwrap();
             rt.block_on(store.flush()).unwrap();
             assert_eq!(r.results.len(), OPS);

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 pub mod agent;
 pub mod agent_status;
 pub mod agent_units;
+pub mod bench;
 pub mod config_args;
 pub mod install;
 pub mod install_cmdlets;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Agent releases: a signing key pair, a signature, publishing to a tenant (docs/updater.md).
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// The throughput harness: a synthetic directory through journal, password hash sync,
+    /// projection and push to a local tenant process, each stage next to its limit (docs/bench.md).
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Initialises tracing to stderr.
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Phs(cmd) => phs::run(cmd),
         Command::Updater(cmd) => updater::run(cmd),
         Command::Release(cmd) => release::run(cmd),
+        Command::Bench(args) => bench::run(*args),
     };
     match result {
         Ok(code) => code,

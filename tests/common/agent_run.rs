@@ -329,14 +329,5 @@ pub fn one(e: &Entry, name: &str) -> Value {
 
 /// Every page of a Graph collection.
 pub async fn graph_all(t: &TenantFixture, token: &str, first: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut next = Some(t.at(first));
-    while let Some(url) = next {
-        let r = t.client.get(&url).bearer_auth(token).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{url}");
-        let page: Value = r.json().await.unwrap();
-        out.extend(page["value"].as_array().unwrap().iter().cloned());
-        next = page["@odata.nextLink"].as_str().map(str::to_owned);
-    }
-    out
+    t.graph_all(token, first).await
 }

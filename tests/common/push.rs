@@ -12,14 +12,12 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cloudsync_agent::bench::tenant_process::spawn_serve;
 use cloudsync_agent::control::tenant_client::{Credentials, TenantClient, TlsOptions};
 use cloudsync_api::logs::{LogEntry, LogPage};
 use cloudsync_api::ops::OpStatus;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
-
-#[path = "tenant_serve.rs"]
-mod serve;
 
 /// The seeded tenant id.
 pub const TENANT_ID: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
@@ -90,14 +88,15 @@ impl PushTenant {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let (child, url) = serve::spawn_tenant(
-            self.dir.path(),
-            &self.listen,
-            &self.extra,
-            &[],
-            log,
-            &log_path,
-        );
+        let exe = Path::new(env!("CARGO_BIN_EXE_cloudsync"));
+        let (dir, listen) = (self.dir.path(), &self.listen);
+        let (child, url) = spawn_serve(exe, dir, listen, &self.extra, &[], log, &log_path)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            });
         self.child = Some(child);
         let ca = std::fs::read(self.path("ca.pem")).unwrap();
         self.http = reqwest::Client::builder()

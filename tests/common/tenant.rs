@@ -4,15 +4,15 @@
 //! Use from an integration test with `#[path = "common/tenant.rs"] mod tenant_fixture;`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
+
+use cloudsync_agent::bench::tenant_process::spawn_serve;
 
 use serde_json::{Value, json};
 
 #[path = "tenant_checks.rs"]
 mod checks;
-#[path = "tenant_serve.rs"]
-mod serve;
 #[allow(unused_imports)]
 pub use checks::*;
 
@@ -101,6 +101,21 @@ impl TenantFixture {
         fixture
     }
 
+    /// Starts a tenant over the directory another run left (its `seed.toml`, state and CA), e.g.
+    /// the one `cloudsync bench --state-dir` keeps.
+    pub fn over(dir: tempfile::TempDir) -> TenantFixture {
+        let mut fixture = TenantFixture {
+            child: None,
+            url: String::new(),
+            client: reqwest::Client::new(),
+            dir,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+        };
+        fixture.spawn();
+        fixture
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -108,14 +123,10 @@ impl TenantFixture {
     fn spawn(&mut self) {
         let log_path = self.path("tenant.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let (child, url) = serve::spawn_tenant(
-            self.dir.path(),
-            "127.0.0.1:0",
-            &self.extra_args,
-            &self.env,
-            log,
-            &log_path,
-        );
+        let exe = Path::new(env!("CARGO_BIN_EXE_cloudsync"));
+        let (dir, extra, env) = (self.dir.path(), &self.extra_args, &self.env);
+        let (child, url) = spawn_serve(exe, dir, "127.0.0.1:0", extra, env, log, &log_path)
+            .unwrap_or_else(|e| panic!("{e}:\n{}", self.log()));
         self.child = Some(child);
         let http = url.starts_with("http://");
         self.client = if http {
@@ -220,6 +231,26 @@ impl TenantFixture {
             .json()
             .await
             .unwrap()
+    }
+
+    /// Every page of a Graph collection, from `first` (a path below the base URL).
+    pub async fn graph_all(&self, token: &str, first: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut next = Some(self.at(first));
+        while let Some(url) = next {
+            let r = self
+                .client
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let page: Value = r.json().await.unwrap();
+            out.extend(page["value"].as_array().unwrap().iter().cloned());
+            next = page["@odata.nextLink"].as_str().map(str::to_owned);
+        }
+        out
     }
 
     /// A password-grant token.

@@ -25,8 +25,11 @@
 //! - [`metrics`] — the process's Prometheus counters (a leaf; served by `runtime::metrics_task`).
 //! - [`nt_hash`] — the zeroizing NT hash, shared by the readers that obtain it and `phs`, which hashes it.
 //! - [`secret`]  — a string that never prints (bind passwords).
+//! - [`bench`]   — the throughput harness of `cloudsync bench`: a seeded synthetic directory through the
+//!   real stages to a local tenant process, each stage measured next to its limit.
 
 pub mod account;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod event;

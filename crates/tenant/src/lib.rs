@@ -27,6 +27,7 @@
 //! - [`provisioning`] — configurations, restarts, the batch endpoint.
 //! - [`apply`], [`apply_ops`] — applying a batch; per-operation rules (versions, anchors, thresholds);
 //!   the model-based test of those rules in `apply_model_tests.rs`.
+//! - [`bench`]        — the apply rate in process (`cloudsync bench`'s push limit, `benches/`).
 //! - [`apply_guard`]  — confinement to the calling configuration's objects, reserved names, version bound.
 //! - [`store`]        — the sled trees and their on-disk format; `store_format` — its version and
 //!   the migration from format 1.
@@ -60,6 +61,7 @@ mod apply_image;
 pub mod apply_ops;
 pub mod auth;
 pub mod authorize;
+pub mod bench;
 pub mod body_drain;
 pub mod error;
 pub mod graph;

@@ -10,12 +10,24 @@ use crate::event::{Event, SourceKind};
 pub const MAGIC: [u8; 4] = *b"CSJR";
 /// The envelope header length.
 pub const HEADER_LEN: usize = 16;
-/// The largest payload one record may have (16 MiB); also the bincode decode limit, so a corrupt length
-/// prefix inside a payload cannot make the decoder allocate more.
+/// The largest payload one record may have (16 MiB).
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
-/// The one bincode configuration of the journal: `standard()` (varint, little-endian) with a size limit.
+/// The bincode limit when a payload is decoded, so a corrupt length prefix inside one cannot make
+/// the decoder allocate without bound. bincode counts the memory a decode *claims*, not the bytes
+/// it reads: 8 for every varint (most are one byte on disk), 24 for each element of a container
+/// while it is decoded. So a payload under [`MAX_PAYLOAD`] can claim several times its size — a
+/// group of 250,000 members with 63-byte DNs is a 16.0 MB event that claims 17.8 MB — and a decode
+/// limit equal to the write limit refused to read back records the journal had accepted (found by
+/// `cloudsync bench --objects 300000`). 32 bytes claimed per byte read bounds every record the
+/// writer accepts.
+pub const DECODE_LIMIT: usize = 32 * MAX_PAYLOAD;
+/// The one bincode configuration of the journal: `standard()` (varint, little-endian) with a size
+/// limit. Encoding is checked against [`MAX_PAYLOAD`] by length; decoding uses [`BINCODE_DECODE`].
 pub const BINCODE: Configuration<LittleEndian, Varint, Limit<MAX_PAYLOAD>> =
     bincode::config::standard().with_limit::<MAX_PAYLOAD>();
+/// [`BINCODE`] with the decode limit [`DECODE_LIMIT`].
+pub const BINCODE_DECODE: Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>> =
+    bincode::config::standard().with_limit::<DECODE_LIMIT>();
 
 /// What kind of value an envelope holds (byte 6 of the header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +204,7 @@ pub fn open<T: serde::de::DeserializeOwned>(
             bytes[6], expected as u8
         ));
     }
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(payload, BINCODE)
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(payload, BINCODE_DECODE)
         .map_err(|e| format!("payload does not decode: {e}"))?;
     if used != payload.len() {
         return Err(format!("{} trailing payload bytes", payload.len() - used));

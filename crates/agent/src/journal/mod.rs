@@ -26,7 +26,7 @@
 //!     reserved: u8 = 0,
 //!     payload_len: u32,          // at most MAX_PAYLOAD (16 MiB)
 //!     crc32c: u32,               // CRC32C (Castagnoli) of bytes 0..12 followed by the payload
-//!     payload: [u8; payload_len] // bincode 2, config::standard() with a 16 MiB limit
+//!     payload: [u8; payload_len] // bincode 2, config::standard(); decoded with codec::DECODE_LIMIT
 //! }
 //! ```
 //!

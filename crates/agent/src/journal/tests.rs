@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::codec;
 use super::*;
-use crate::event::{Guid, ObjectClass};
+use crate::event::{Attribute, Guid, ObjectClass};
 
 fn upsert(n: u64) -> Event {
     Event::ObjectUpserted {
@@ -441,6 +441,37 @@ fn oversized_records_are_refused_before_anything_is_written() {
     ));
     assert_eq!(j.last_seq(), None);
     assert_eq!(j.append(vec![upsert(1)], None).unwrap().first_seq, Some(1));
+}
+
+/// Found by `cloudsync bench --objects 300000`: a group of 250,000 members (~60-byte DNs) is a
+/// 15 MiB event the journal accepted, and then could not read back ("payload does not decode:
+/// LimitExceeded"): bincode's limit counts the memory a decode claims (24 bytes per `Vec` header
+/// besides the bytes), which is larger than the encoded payload.
+#[test]
+fn every_record_the_journal_accepts_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(dir.path());
+    let member =
+        |i: usize| format!("CN=schmidt{i:07},OU=Support,OU=S012,OU=EMEA,DC=contoso,DC=com");
+    let group = Event::ObjectUpserted {
+        domain: "contoso.com".into(),
+        guid: Guid([7; 16]),
+        usn: 1,
+        dn: "CN=All Staff,OU=Groups,OU=EMEA,DC=contoso,DC=com".into(),
+        class: ObjectClass::Group,
+        attributes: vec![Attribute {
+            name: "member".into(),
+            values: (0..250_000).map(|i| member(i).into_bytes()).collect(),
+        }],
+        full_image: true,
+    };
+    let size = codec::encode_event(1, 0, &group).unwrap().1.len();
+    assert!(size > 12 << 20 && size < MAX_PAYLOAD, "{size}");
+    j.append(vec![group.clone()], None).unwrap();
+    let back: Vec<Record> = j.read(1).collect::<Result<_, _>>().unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].event, group);
+    assert!(j.verify().unwrap().is_ok());
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The stage drivers: each feeds one real component the synthetic directory the way its real
 //! producer does, and times it. The journal gets the initial read through its [`EventSink`] in
 //! DirSync pages with the cookie; password hashes come off the [`HashPool`] and are appended as
-//! `source::phs::cycle` appends them (one append per cycle, with the MS-DRSR cookie); the outbox's
+//! `source::phs::cycle` appends them (page by page as they are hashed, then the MS-DRSR cookie); the outbox's
 //! operations are handed to the tenant's in-process apply in the pusher's batch size. Projection
 //! and push run through `runtime::cloud_stages` itself (see [`super::run`]).
 
@@ -122,9 +122,9 @@ pub fn raw_sled_limit(
     }
 }
 
-/// Hashes the NT hash of each of `users` on `pool` and appends one `PasswordHashChanged` per user
-/// with the MS-DRSR checkpoint, as one PHS cycle does: a hashing task per page of [`PAGE`]
-/// accounts (started as pages arrive), then one append of the whole cycle.
+/// Hashes the NT hash of each of `users` on `pool` and appends one `PasswordHashChanged` per user,
+/// as one PHS cycle does: a hashing task per page of [`PAGE`] accounts (started as pages arrive),
+/// each page appended as soon as it is hashed, then the MS-DRSR checkpoint.
 pub async fn hash_passwords(
     journal: &Journal,
     pool: &Arc<HashPool>,
@@ -134,40 +134,54 @@ pub async fn hash_passwords(
     progress: &Progress,
 ) -> Result<(u64, Timed), BenchError> {
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    let mut tasks = std::collections::VecDeque::new();
+    let mut hashed = 0u64;
     loop {
         let page: Vec<u64> = users.take(PAGE).collect();
-        if page.is_empty() {
-            break;
+        let last = page.is_empty();
+        if !last {
+            let nts = page.iter().map(|u| directory.nt_hash(*u, delta)).collect();
+            let pool = Arc::clone(pool);
+            tasks.push_back((page, tokio::spawn(async move { pool.hash_all(nts).await })));
         }
-        let nts = page.iter().map(|u| directory.nt_hash(*u, delta)).collect();
-        let pool = Arc::clone(pool);
-        tasks.push((page, tokio::spawn(async move { pool.hash_all(nts).await })));
-    }
-    let mut events = Vec::new();
-    for (page, task) in tasks {
-        let hashes = task.await.map_err(|_| crate::phs::PhsError::PoolClosed)??;
-        events.extend(
-            page.iter()
+        // Keep the pool busy with a few pages in flight (replication outruns hashing), append the
+        // oldest as it completes.
+        while tasks.len() > 2 * pool_width(pool) || (last && !tasks.is_empty()) {
+            let Some((page, task)) = tasks.pop_front() else {
+                break;
+            };
+            let hashes = task.await.map_err(|_| crate::phs::PhsError::PoolClosed)??;
+            let events: Vec<Event> = page
+                .iter()
                 .zip(hashes)
                 .map(|(u, h)| Event::PasswordHashChanged {
                     domain: DOMAIN.into(),
                     guid: user_guid(directory, *u),
                     org_id_hash: h.to_string(),
-                }),
-        );
-        progress.update(events.len() as u64);
+                })
+                .collect();
+            hashed += events.len() as u64;
+            EventSink::append(journal, events, None).await?;
+            progress.update(hashed);
+        }
+        if last {
+            break;
+        }
     }
-    let hashed = events.len() as u64;
     let checkpoint = SourceCheckpoint {
         domain: DOMAIN.into(),
         source: SourceKind::Drsr,
         data: cookie(u64::MAX - u64::from(delta)),
     };
-    EventSink::append(journal, events, Some(checkpoint)).await?;
+    EventSink::append(journal, Vec::new(), Some(checkpoint)).await?;
     progress.finish_at(hashed);
     let wall = started.elapsed();
     Ok((hashed, Timed { own: wall, wall }))
+}
+
+/// Pages hashed at once by `pool` (its threads).
+fn pool_width(pool: &HashPool) -> usize {
+    pool.threads().max(1)
 }
 
 fn user_guid(directory: &Directory, u: u64) -> Guid {

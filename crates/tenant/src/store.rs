@@ -284,6 +284,11 @@ pub struct Store {
     pub logs: sled::Tree,
 }
 
+/// sled's page cache for the tenant's store (sled's default is 1 GiB per database). The hot set is
+/// the objects a batch touches and their anchors; a directory of millions of objects does not need
+/// them all resident.
+pub const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     ///
@@ -292,7 +297,12 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = open_waiting_for_lock(
             std::time::Duration::from_secs(2),
-            || sled::open(dir),
+            || {
+                sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(CACHE_BYTES)
+                    .open()
+            },
             |e| matches!(e, sled::Error::Io(e) if is_lock_conflict(e)),
         )?;
         Self::from_db(db)

@@ -168,7 +168,8 @@ impl Run<'_> {
             (0, Timed::default())
         };
         let in_journal = Instant::now();
-        let projected = cs.project_all().await?;
+        // As the daemon projects a delta: no snapshot at the end (`agent sync-once` writes one).
+        let projected = cs.project_pending().await?;
         let projection = in_journal.elapsed();
         drain(cs).await?;
         let done = Instant::now();

@@ -141,6 +141,11 @@ fn u64_value(tree: &'static str, v: &[u8]) -> Result<u64, OutboxError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// sled's page cache for the outbox (its default is 1 GiB per database, which an initial sync of a
+/// large directory fills with operations it reads once: `docs/bench.md` § Where the memory goes).
+/// The pusher reads the oldest window, the producer appends at the end: a small cache holds both.
+pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 impl Outbox {
     /// Opens (or creates) the outbox database in `dir`. sled releases the file lock of a dropped
     /// handle asynchronously, so a lock conflict is retried for up to [`LOCK_WAIT`] (blocking the
@@ -148,7 +153,12 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         // 0700 even without the binary's umask: operations carry salted password hashes.
         cloudsync_private_fs::create_private_dir(dir).map_err(sled::Error::Io)?;
-        let open = || sled::Config::new().path(dir).open();
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+        };
         let db = match open_waiting_for_lock(LOCK_WAIT, open, is_sled_lock_conflict) {
             Ok(db) => db,
             Err(sled::Error::Io(e)) if is_lock_conflict(&e) => {

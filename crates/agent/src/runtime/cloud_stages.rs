@@ -24,7 +24,7 @@ use crate::projection::store::{ProjectionStore, StoreError};
 use crate::push::{self, Outbox, OutboxError, PushError, PushStatus, PushSummary};
 
 /// Events projected per `run_once` call.
-pub const PROJECTION_CHUNK: usize = 20_000;
+pub const PROJECTION_CHUNK: usize = 2_000;
 
 /// Why the cloud stages could not open or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -168,8 +168,21 @@ impl CloudStages {
         rereads
     }
 
-    /// Projects every journal event not yet projected; returns the summed report.
+    /// Projects every journal event not yet projected and writes projection's snapshot (what a
+    /// one-shot `agent sync-once` leaves for the next start); returns the summed report.
     pub async fn project_all(&mut self) -> Result<RunReport, CloudStagesError> {
+        let total = self.project_pending().await?;
+        if total.events > 0 {
+            self.runner.snapshot()?;
+        }
+        Ok(total)
+    }
+
+    /// Projects every journal event not yet projected as the daemon does: a snapshot only each
+    /// [`crate::projection::runner::Runner::snapshot_every`] events, none at the end (the snapshot
+    /// is the whole state, so writing one after a small delta costs in proportion to the
+    /// directory). Returns the summed report.
+    pub async fn project_pending(&mut self) -> Result<RunReport, CloudStagesError> {
         let mut total = RunReport::default();
         let progress = Progress::stage(
             "projection",
@@ -195,9 +208,6 @@ impl CloudStages {
             }
         }
         progress.finish_at(total.events);
-        if total.events > 0 {
-            self.runner.snapshot()?;
-        }
         Ok(total)
     }
 

@@ -38,6 +38,20 @@ impl State {
         Ok(bincode::serde::encode_to_vec(self, CONFIG)?)
     }
 
+    /// Writes [`State::to_bytes`]'s bytes to `w` as they are produced, without holding them (a
+    /// million objects' state is a few hundred MiB); returns the bytes written.
+    pub fn encode_into(&self, w: &mut impl std::io::Write) -> Result<usize, StateError> {
+        Ok(bincode::serde::encode_into_std_write(self, w, CONFIG)?)
+    }
+
+    /// Reads one state in [`State::to_bytes`]'s form from `r` (exactly its bytes, nothing after
+    /// them) and rebuilds the indexes.
+    pub fn decode_from(r: &mut impl std::io::Read) -> Result<State, StateError> {
+        let mut state: State = bincode::serde::decode_from_std_read(r, CONFIG)?;
+        state.rebuild_index()?;
+        Ok(state)
+    }
+
     /// Decodes [`State::to_bytes`] and rebuilds the indexes.
     pub fn from_bytes(bytes: &[u8]) -> Result<State, StateError> {
         let (mut state, used): (State, usize) = bincode::serde::decode_from_slice(bytes, CONFIG)?;

@@ -225,6 +225,18 @@ impl Pending {
         self.items.iter().filter_map(|i| i.not_before).min()
     }
 
+    /// The earliest instant after `now` at which a waiting item becomes due: when to look again
+    /// if nothing could be batched now. Not [`Pending::next_due`]: an item due already can be held
+    /// behind an earlier one of the same object that is not (retries get jittered delays), and
+    /// waking at the past instant would wake nothing — the push stage slept an hour so.
+    pub fn next_due_after(&self, now: Instant) -> Option<Instant> {
+        self.items
+            .iter()
+            .filter_map(|i| i.not_before)
+            .filter(|t| *t > now)
+            .min()
+    }
+
     /// Makes every waiting item due now (after a quarantine is cleared).
     pub fn make_due(&mut self, now: Instant) {
         for item in &mut self.items {

@@ -298,3 +298,31 @@ fn take_where_removes_the_picked_items_in_order() {
     );
     assert_eq!(p.len(), 1);
 }
+
+/// A retry that is due but held behind an earlier retry of the same object that is not: nothing
+/// can go now, and the time to look again is the held-back item's, not the due one's (which lies in
+/// the past and woke nothing: a partially throttled batch stalled the push stage for an hour).
+#[test]
+fn the_next_wake_is_the_earliest_future_due_time_not_a_past_one() {
+    let now = Instant::now();
+    let mut p = pending(vec![add("g", "a"), add("g", "b")], now);
+    let mut first = p.items.pop_front().unwrap();
+    let mut second = p.items.pop_front().unwrap();
+    first.not_before = Some(now + Duration::from_millis(1_300));
+    second.not_before = Some(now - Duration::from_millis(200));
+    p.requeue(second);
+    p.requeue(first);
+    assert!(p.assemble(WIDE, &HashMap::new(), now).is_none());
+    assert!(
+        p.next_due().is_some_and(|t| t <= now),
+        "the overall earliest is past"
+    );
+    assert_eq!(
+        p.next_due_after(now),
+        Some(now + Duration::from_millis(1_300))
+    );
+    let (_, items) = p
+        .assemble(WIDE, &HashMap::new(), now + Duration::from_millis(1_300))
+        .unwrap();
+    assert_eq!(items.len(), 2);
+}

@@ -359,7 +359,9 @@ impl Pusher {
             self.reserve(&batch);
             self.spawn(batch);
         }
-        let due = self.pending.next_due().filter(|t| *t > now);
+        // The earliest item still waiting: an item already due may sit behind it (same object),
+        // so the earliest due time overall could lie in the past and wake nothing.
+        let due = self.pending.next_due_after(now);
         Ok(match (wake, due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -109,6 +109,10 @@ fn bench_2000_objects_reaches_the_tenant_as_the_directory_rule_says() {
     assert!(report["end_to_end"]["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(report["delta"]["objects"], N / 100);
     assert_eq!(report["delta"]["verified"], true);
+    assert!(
+        report["throttle"].is_null(),
+        "unthrottled: no budget figures"
+    );
     for store in ["journal", "outbox", "projection", "tenant"] {
         assert!(
             report["storage"][store]["bytes"].as_u64().unwrap() > 0,
@@ -159,4 +163,66 @@ fn bench_2000_objects_reaches_the_tenant_as_the_directory_rule_says() {
         let members = t.graph_all(&token, &path).await;
         assert_eq!(members.len() as u64, want.all_staff_after_delta);
     });
+}
+
+/// Against a write budget the tenant enforces, everything still arrives, and what the tenant
+/// acknowledged never exceeds what its bucket allows in the push's time (capacity + refill × time).
+#[test]
+fn bench_against_a_write_budget_stays_under_the_ceiling_and_loses_nothing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args([
+            "bench",
+            "--objects",
+            "200",
+            "--stages",
+            "journal,projection,push,tenant",
+            "--churn",
+            "0",
+            "--write-capacity",
+            "100",
+            "--write-refill-per-second",
+            "400",
+            "--json",
+        ])
+        .env("CLOUDSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cloudsync bench failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let t = &report["throttle"];
+    eprintln!("{t}");
+    let ops = t["operations"].as_u64().unwrap();
+    let push = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "push")
+        .unwrap();
+    assert_eq!(push["items"].as_u64(), Some(ops));
+    assert_eq!(t["capacity"].as_f64(), Some(100.0));
+    assert_eq!(t["refill_per_second"].as_f64(), Some(400.0));
+    // The budget was exercised: more operations than the burst.
+    assert!(ops > 100, "{t}");
+    let ceiling = 100.0 + 400.0 * t["seconds"].as_f64().unwrap();
+    assert!(
+        (ops as f64) <= ceiling,
+        "{ops} acknowledged, ceiling {ceiling}"
+    );
+    assert_eq!(report["tenant"]["matches_directory"], true);
+    // Bad budgets are refused before anything runs.
+    let refused = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args([
+            "bench",
+            "--objects",
+            "200",
+            "--write-capacity",
+            "0",
+            "--write-refill-per-second",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--write-capacity"));
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use cloudsync_agent::bench::{BenchOptions, InProcessApply, Stages};
+use cloudsync_agent::bench::{BenchOptions, InProcessApply, Stages, WriteBudget};
 use cloudsync_api::ops::OperationBatch;
 use cloudsync_tenant::store::Store;
 
@@ -35,6 +35,15 @@ pub struct BenchArgs {
     /// removed at the end.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Give the tenant a write budget: the bucket's capacity (burst) in operations, as `tenant serve
+    /// --write-capacity` (the realistic profile: 7,000); the agent paces itself to the refill rate
+    /// (`[push] write_rate_limit`). The report then compares the push with the budget.
+    #[arg(long, requires = "write_refill_per_second")]
+    pub write_capacity: Option<f64>,
+    /// With `--write-capacity`: operations refilled per second, the sustained ceiling (the realistic
+    /// profile: 23.33, i.e. 7,000 per 5 minutes).
+    #[arg(long, requires = "write_capacity")]
+    pub write_refill_per_second: Option<f64>,
 }
 
 /// The tenant crate's in-process apply, into a store opened the way `tenant serve` opens its own.
@@ -61,6 +70,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "--churn is a percentage: 0 to 100"
     );
     let stages = Stages::parse(&args.stages)?;
+    let write_budget = match (args.write_capacity, args.write_refill_per_second) {
+        (Some(capacity), Some(refill_per_second)) => {
+            anyhow::ensure!(
+                (1.0..=1e9).contains(&capacity),
+                "--write-capacity is a number of operations: 1 to 1,000,000,000"
+            );
+            anyhow::ensure!(
+                refill_per_second.is_finite()
+                    && refill_per_second > 0.0
+                    && refill_per_second <= 1e9,
+                "--write-refill-per-second is operations per second: above 0, at most 1,000,000,000"
+            );
+            anyhow::ensure!(
+                stages.push,
+                "--write-capacity needs the push stage (the budget is the tenant's)"
+            );
+            Some(WriteBudget {
+                capacity,
+                refill_per_second,
+            })
+        }
+        _ => None,
+    };
     let (state_dir, temporary) = match &args.state_dir {
         Some(dir) => (dir.clone(), false),
         None => (
@@ -80,6 +112,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         state_dir: state_dir.clone(),
         tenant_exe: std::env::current_exe().context("while locating the cloudsync executable")?,
         interactive: true,
+        write_budget,
     };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let result = runtime.block_on(cloudsync_agent::bench::run(&options, &TenantApply));

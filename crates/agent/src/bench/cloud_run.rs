@@ -10,7 +10,7 @@ use super::delta::delta_round;
 use super::error::BenchError;
 use super::graph::GraphReader;
 use super::measure;
-use super::report::{DeltaFigures, EndToEnd, Limit, TenantCheck};
+use super::report::{DeltaFigures, EndToEnd, Limit, TenantCheck, ThrottleFigures};
 use super::run::{Run, per, remove, stage};
 use super::stages::{self, InProcessApply, OutboxBatches, Timed};
 use crate::push::PushStatus;
@@ -81,6 +81,21 @@ impl Run<'_> {
         let rss = measure::peak_rss_bytes();
         let synced = self.directory.counts.synced();
         let t = Timed { own: wall, wall };
+        if let Some(budget) = self.opts.write_budget {
+            let seconds = wall.as_secs_f64();
+            let operations = status.ops_acknowledged;
+            let ceiling = budget.ceiling(seconds);
+            self.report.throttle = Some(ThrottleFigures {
+                capacity: budget.capacity,
+                refill_per_second: budget.refill_per_second,
+                seconds,
+                operations,
+                ceiling_operations: ceiling,
+                ratio_to_ceiling: operations as f64 / ceiling.max(1.0),
+                ratio_to_refill: operations as f64 / (budget.refill_per_second * seconds).max(1e-9),
+                throttled_answers: status.throttled,
+            });
+        }
         let figures = stage(
             "push",
             "operations",

@@ -47,7 +47,7 @@ pub mod tenant_process;
 mod tests;
 
 pub use error::BenchError;
-pub use options::{BenchOptions, Stages};
+pub use options::{BenchOptions, Stages, WriteBudget};
 pub use report::BenchReport;
 pub use run::run;
 pub use stages::InProcessApply;

@@ -110,4 +110,33 @@ pub struct BenchOptions {
     pub tenant_exe: PathBuf,
     /// Draw progress bars on a terminal (log lines otherwise).
     pub interactive: bool,
+    /// The tenant's write budget (`--write-capacity`, `--write-refill-per-second`); `None`: unthrottled.
+    pub write_budget: Option<WriteBudget>,
+}
+
+/// A token bucket of writes the tenant process enforces (`tenant serve --write-capacity C
+/// --write-refill-per-second R`): it starts full, each operation costs one token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteBudget {
+    /// Operations the bucket holds (the burst).
+    pub capacity: f64,
+    /// Operations refilled per second (the sustained ceiling).
+    pub refill_per_second: f64,
+}
+
+impl WriteBudget {
+    /// The most operations the tenant can accept in `seconds` from a full bucket.
+    pub fn ceiling(&self, seconds: f64) -> f64 {
+        self.capacity + self.refill_per_second * seconds
+    }
+
+    /// The tenant's flags for this budget.
+    pub fn serve_args(&self) -> Vec<String> {
+        vec![
+            "--write-capacity".into(),
+            self.capacity.to_string(),
+            "--write-refill-per-second".into(),
+            self.refill_per_second.to_string(),
+        ]
+    }
 }

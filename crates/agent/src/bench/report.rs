@@ -43,6 +43,30 @@ pub struct BenchReport {
     pub tenant: Option<TenantCheck>,
     /// The delta round (with `push` and `--churn` > 0).
     pub delta: Option<DeltaFigures>,
+    /// The push stage against the tenant's write budget (with `--write-capacity`).
+    pub throttle: Option<ThrottleFigures>,
+}
+
+/// The push stage against a write budget: how close to the ceiling it went, and whether above.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleFigures {
+    /// The bucket's capacity (burst), in operations.
+    pub capacity: f64,
+    /// Its refill, operations per second: the sustained ceiling.
+    pub refill_per_second: f64,
+    /// The push stage's wall time.
+    pub seconds: f64,
+    /// Operations the tenant acknowledged in it.
+    pub operations: u64,
+    /// The most the bucket let through in that time: capacity + refill × seconds.
+    pub ceiling_operations: f64,
+    /// `operations / ceiling_operations`.
+    pub ratio_to_ceiling: f64,
+    /// The push's rate over the refill rate: `operations / seconds / refill` (above 1 only by
+    /// spending the burst; the agent paces itself to the refill, so close to 1 is the goal).
+    pub ratio_to_refill: f64,
+    /// Answers the tenant throttled (429 or per-item `Throttled`): pushes above the ceiling.
+    pub throttled_answers: u64,
 }
 
 /// The synthetic directory.
@@ -275,6 +299,19 @@ impl BenchReport {
                     "DOES NOT match the directory"
                 },
                 t.seconds
+            ));
+        }
+        if let Some(t) = &self.throttle {
+            out.push_str(&format!(
+                "write budget {:.0} + {:.2}/s: {} operations in {:.1} s = {:.4} of the ceiling ({:.0}), {:.4} of the refill rate; {} throttled answers\n",
+                t.capacity,
+                t.refill_per_second,
+                t.operations,
+                t.seconds,
+                t.ratio_to_ceiling,
+                t.ceiling_operations,
+                t.ratio_to_refill,
+                t.throttled_answers
             ));
         }
         if let Some(x) = &self.delta {

@@ -145,6 +145,7 @@ fn new_report(opts: &BenchOptions, directory: &Directory) -> BenchReport {
         end_to_end: None,
         tenant: None,
         delta: None,
+        throttle: None,
     }
 }
 
@@ -165,9 +166,22 @@ pub async fn run(
     let cloud = match opts.stages.projection {
         true => {
             let password = admin_password();
-            let tenant =
-                TenantProcess::start(&opts.tenant_exe, &layout.tenant(), &tenant_seed(&password))?;
-            let config = agent_config(&layout, &tenant.url, &tenant.ca_file())?;
+            let budget = opts
+                .write_budget
+                .map(|b| b.serve_args())
+                .unwrap_or_default();
+            let tenant = TenantProcess::start(
+                &opts.tenant_exe,
+                &layout.tenant(),
+                &tenant_seed(&password),
+                &budget,
+            )?;
+            let config = agent_config(
+                &layout,
+                &tenant.url,
+                &tenant.ca_file(),
+                opts.write_budget.map(|b| b.refill_per_second),
+            )?;
             crate::control::register::register(&config, ADMIN_UPN, &password).await?;
             Some(Cloud {
                 tenant,

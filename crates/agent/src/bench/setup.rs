@@ -70,11 +70,17 @@ fn toml_path(path: &Path) -> String {
 
 /// The agent's configuration: the layout's stores, the synthetic domain, the tenant at `url`
 /// trusted through `ca_file`. Everything else is the product's default.
+/// With `write_rate_limit`, the push stage paces itself to that many operations per second (`[push]
+/// write_rate_limit`, what an administrator sets to the tenant's documented write limit).
 pub fn agent_config(
     layout: &Layout,
     url: &str,
     ca_file: &Path,
+    write_rate_limit: Option<f64>,
 ) -> Result<Config, crate::config::ConfigError> {
+    let push = write_rate_limit
+        .map(|r| format!("\n[push]\nwrite_rate_limit = {r}\n"))
+        .unwrap_or_default();
     let text = format!(
         r#"
 [agent]
@@ -93,7 +99,7 @@ url = {url}
 ca_file = {ca}
 tenant_id = "{TENANT_DOMAIN}"
 credentials_file = {credentials}
-"#,
+{push}"#,
         journal = toml_path(&layout.journal()),
         url = toml::Value::String(url.to_string()),
         ca = toml_path(ca_file),

@@ -101,13 +101,18 @@ pub struct TenantProcess {
 
 impl TenantProcess {
     /// Writes `seed` to `dir/seed.toml` (0600: it holds the admin's password) and starts the tenant
-    /// over `dir`, logging to `dir/tenant.log`.
-    pub fn start(exe: &Path, dir: &Path, seed: &str) -> Result<TenantProcess, SpawnError> {
+    /// over `dir` with the `extra` flags of `tenant serve`, logging to `dir/tenant.log`.
+    pub fn start(
+        exe: &Path,
+        dir: &Path,
+        seed: &str,
+        extra: &[String],
+    ) -> Result<TenantProcess, SpawnError> {
         cloudsync_private_fs::create_private_dir(dir)?;
         cloudsync_private_fs::write_atomic(&dir.join("seed.toml"), seed.as_bytes(), 0o600)?;
         let log_path = dir.join("tenant.log");
         let log = File::create(&log_path)?;
-        let (child, url) = spawn_serve(exe, dir, "127.0.0.1:0", &[], &[], log, &log_path)?;
+        let (child, url) = spawn_serve(exe, dir, "127.0.0.1:0", extra, &[], log, &log_path)?;
         Ok(TenantProcess {
             child: Some(child),
             url,

@@ -1,9 +1,10 @@
-//! `benches/lab_latency.rs` run small against the lab DC and a tenant process: 30 seeded users, 3
-//! `title` changes and 3 password resets (no pause before each). Checks what can fail without timing
+//! `benches/lab_latency.rs` run small against the lab DC and a tenant process: 30 seeded users, 2
+//! `title` changes and 2 password resets (no pause before each). Checks what can fail without timing
 //! anything: the initial sync completes (Graph lists every seeded user, they sign in with their AD
 //! passwords), every change becomes visible within its deadline, Samba's notification for each changed
-//! entry reaches the bench's own watcher, and the agent's log gives the DirSync and PHS figures the
-//! report is built from.
+//! entry reaches the bench's own watcher, and the agent's log gives the DirSync and PHS figures and
+//! its own notification of each change (the feed polls only every 120 s, so a change visible within
+//! 60 s was woken by one) that the report is built from.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/agent_run.rs"]
@@ -23,7 +24,7 @@ mod tenant_fixture;
 fn every_change_reaches_the_tenant_and_every_notification_the_watcher() {
     let opts = lat_harness::Options {
         users: 30,
-        changes: 3,
+        changes: 2,
         spread_ms: 0,
         timeout_secs: 60,
         sync_timeout_secs: 120,
@@ -48,7 +49,7 @@ fn every_change_reaches_the_tenant_and_every_notification_the_watcher() {
     assert!(s.phs_hashes >= 30, "{s:?}");
     assert_eq!(report.series.len(), 2);
     for series in &report.series {
-        assert_eq!(series.samples.len(), 3, "{}", series.kind);
+        assert_eq!(series.samples.len(), 2, "{}", series.kind);
         assert_eq!(
             series.failures(),
             0,
@@ -62,8 +63,14 @@ fn every_change_reaches_the_tenant_and_every_notification_the_watcher() {
             series.kind,
             series.samples
         );
+        assert!(
+            series.samples.iter().all(|x| x.agent_notified.is_some()),
+            "{}: the agent's log shows no notification: {:?}",
+            series.kind,
+            series.samples
+        );
     }
     assert!(report.ok());
     let json = report.json();
-    assert_eq!(json["series"][1]["latency"]["samples"], 3);
+    assert_eq!(json["series"][1]["latency"]["samples"], 2);
 }

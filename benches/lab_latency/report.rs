@@ -194,9 +194,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether every change became visible and the tenant held every seeded user.
+    /// Whether the initial sync completed (Graph listed every seeded user, they signed in) and every
+    /// change became visible.
     pub fn ok(&self) -> bool {
-        self.series.iter().all(|s| s.failures() == 0) && self.seeding.graph_complete_seconds > 0.0
+        self.seeding.graph_complete_seconds > 0.0
+            && self.seeding.signin_complete_seconds > 0.0
+            && !self.series.is_empty()
+            && self.series.iter().all(|s| s.failures() == 0)
     }
 
     /// The JSON form (`schema` `cloudsync-lab-latency`, version 1).

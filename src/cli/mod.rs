@@ -76,10 +76,26 @@ pub enum Command {
     Bench(Box<bench::BenchArgs>),
 }
 
+/// The log filter for `filter` (EnvFilter syntax; `info` when it does not parse). Unless `filter`
+/// names `ldap3`, the LDAP library logs errors only: its connection driver warns "socket receive
+/// error: Connection reset by peer" when a DC resets a connection the agent is done with (seen from
+/// `agent doctor` on Samba), and every failure that matters reaches the agent as an error it reports
+/// with its own context. `CLOUDSYNC_LOG=info,ldap3=warn` shows them again.
+pub fn log_filter(filter: &str) -> tracing_subscriber::EnvFilter {
+    let parsed = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if filter.contains("ldap3") {
+        return parsed;
+    }
+    match "ldap3=error".parse() {
+        Ok(directive) => parsed.add_directive(directive),
+        Err(_) => parsed,
+    }
+}
+
 /// Initialises tracing to stderr.
 pub fn init_tracing(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -148,7 +164,20 @@ fn render_chain(err: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::render_chain;
+    use super::{log_filter, render_chain};
+
+    #[test]
+    fn the_ldap_library_logs_errors_only_unless_the_filter_names_it() {
+        let quiet = log_filter("warn").to_string();
+        assert!(quiet.contains("ldap3=error"), "{quiet}");
+        let asked = log_filter("info,ldap3=debug").to_string();
+        assert!(
+            asked.contains("ldap3=debug") && !asked.contains("ldap3=error"),
+            "{asked}"
+        );
+        let bad = log_filter("no such=filter=").to_string();
+        assert!(bad.contains("ldap3=error"), "{bad}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("refusing to start: {0}")]

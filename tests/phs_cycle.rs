@@ -52,12 +52,16 @@ fn hash_events(journal: &Journal, from: u64) -> Vec<([u8; 16], String)> {
         .collect()
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// A lab DC, a runtime, and a journal in a temporary directory with FIPS mode off.
+struct Setup {
+    dc: LabDc,
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    fips_off: std::path::PathBuf,
+    journal: Journal,
 }
 
-#[test]
-fn cycles_journal_only_salted_strings_and_follow_resets() {
+fn setup() -> Setup {
     lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
     let dc = LabDc::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -69,6 +73,28 @@ fn cycles_journal_only_salted_strings_and_follow_resets() {
     let fips_off = dir.path().join("fips_enabled");
     std::fs::write(&fips_off, "0\n").unwrap();
     let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
+    Setup {
+        dc,
+        rt,
+        dir,
+        fips_off,
+        journal,
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn cycles_journal_only_salted_strings_and_follow_resets() {
+    let Setup {
+        dc,
+        rt,
+        dir,
+        fips_off,
+        journal,
+    } = setup();
     let cycle = PhsCycle::new(
         journal.clone(),
         HashPool::with_all_cores().unwrap(),
@@ -224,17 +250,13 @@ impl EventSink for Recording {
 /// append of a whole cycle held ~10 KB per hash: 9.9 GB at 900,000 accounts).
 #[test]
 fn a_cycle_appends_page_by_page_and_the_cookie_last() {
-    lab::check_prerequisites(std::env::var_os("PATH").as_deref()).unwrap();
-    let dc = LabDc::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fips_off = dir.path().join("fips_enabled");
-    std::fs::write(&fips_off, "0\n").unwrap();
-    let journal = Journal::open(&dir.path().join("journal"), JournalOptions::default()).unwrap();
+    let Setup {
+        dc,
+        rt,
+        dir: _dir,
+        fips_off,
+        journal,
+    } = setup();
     let appends = std::sync::Arc::default();
     let page = 100;
     let cycle = PhsCycle::new(

@@ -262,3 +262,46 @@ async fn journal_replay_shows_the_provisioning_log_next_to_the_events() {
         "{text}"
     );
 }
+
+/// A chunk stops once its events produced `max_chunk_ops` operations (memory: a group's full image
+/// makes one per member) and says there is more; chunked or not, the outbox gets the same
+/// operations in the same order (the unbounded run is the oracle).
+#[tokio::test]
+async fn a_chunk_stops_at_the_operation_bound_and_changes_nothing_else() {
+    let events: Vec<Event> = (1..=300).map(|n| user(n, "In")).collect();
+    let whole = tempfile::tempdir().unwrap();
+    let oracle = MemOutbox::default();
+    let journal = journal_with(whole.path(), events.clone());
+    let mut r = runner(whole.path(), &journal, &oracle, 10_000);
+    let all = r.run_once(1000).await.unwrap();
+    assert!(!all.more);
+    assert_eq!(all.events, 300);
+
+    let chunked = tempfile::tempdir().unwrap();
+    let outbox = MemOutbox::default();
+    let journal = journal_with(chunked.path(), events);
+    let mut r = runner(chunked.path(), &journal, &outbox, 10_000);
+    r.max_chunk_ops = 50;
+    let mut calls = 0;
+    loop {
+        let before = outbox.ops().len();
+        let rep = r.run_once(1000).await.unwrap();
+        calls += 1;
+        let produced = outbox.ops().len() - before;
+        if rep.more {
+            // At the bound, by at most one event's operations.
+            assert!((50..50 + 3).contains(&produced), "{produced}");
+            assert!(rep.events < 300);
+        } else {
+            assert!(produced < 50);
+            break;
+        }
+    }
+    assert!(calls >= 300 / 50, "{calls} calls");
+    assert_eq!(outbox.ops(), oracle.ops());
+    assert_eq!(
+        outbox.0.lock().unwrap().1,
+        oracle.0.lock().unwrap().1,
+        "the same cursor"
+    );
+}

@@ -88,6 +88,9 @@ pub struct RunReport {
     pub exceeded: Vec<String>,
     /// The journal sequence projection has reached.
     pub cursor: u64,
+    /// The call stopped at [`Runner::max_chunk_ops`] before `max_events`: more may be waiting even
+    /// though fewer events than asked were projected.
+    pub more: bool,
 }
 
 /// Drives projection.
@@ -98,6 +101,10 @@ pub struct Runner<S: OpSink> {
     projector: Projector,
     /// Write a snapshot after this many projected events (and at the end of a run that passed it).
     pub snapshot_every: u64,
+    /// Stop a [`Runner::run_once`] call once its events produced this many operations: a chunk is
+    /// held in memory and written to the outbox at once, and a group's full image makes one
+    /// operation per member (a chunk of group events at 1,000,000 objects held ~2 GB).
+    pub max_chunk_ops: usize,
     since_snapshot: u64,
     /// Domains to re-read because the configuration differs from the snapshot's, with why.
     reread: Vec<(String, String)>,
@@ -186,6 +193,7 @@ impl<S: OpSink> Runner<S> {
             sink,
             projector,
             snapshot_every: 50_000,
+            max_chunk_ops: 20_000,
             since_snapshot: 0,
             reread,
         })
@@ -252,22 +260,29 @@ impl<S: OpSink> Runner<S> {
             .saturating_sub(self.projector.state().last_seq)
     }
 
-    /// Projects up to `max_events` journal events after the cursor: gates deletes, stages what the
+    /// Projects up to `max_events` journal events after the cursor — fewer once they produced
+    /// [`Runner::max_chunk_ops`] operations (`RunReport::more`) — gates deletes, stages what the
     /// threshold holds back, enqueues the rest with the new cursor, records the provisioning log.
     #[tracing::instrument(skip_all, err)]
     pub async fn run_once(&mut self, max_events: usize) -> Result<RunReport, RunnerError> {
         let from = self.projector.state().last_seq + 1;
         let mut out = Output::default();
         let mut events = 0u64;
+        let mut more = false;
         for rec in self.journal.read(from).take(max_events) {
             let rec = rec?;
             self.projector.apply(rec.seq, &rec.event, &mut out);
             events += 1;
+            if out.ops.len() >= self.max_chunk_ops {
+                more = true;
+                break;
+            }
         }
         let cursor = self.projector.state().last_seq;
         let mut report = RunReport {
             events,
             cursor,
+            more,
             ..RunReport::default()
         };
         if events == 0 {

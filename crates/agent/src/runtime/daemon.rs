@@ -147,7 +147,7 @@ impl ProjectionTask {
                             beat_now.notify_one();
                             status_wake.notify_one();
                         }
-                        if r.events < PROJECTION_CHUNK as u64 {
+                        if r.events < PROJECTION_CHUNK as u64 && !r.more {
                             break;
                         }
                     }

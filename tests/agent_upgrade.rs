@@ -496,23 +496,36 @@ async fn agents_of_one_tenant_upgrade_one_at_a_time() {
     );
     assert!(b.binary() == b.original);
     // B, waiting: it gets the slot only once A's new binary heartbeats, then upgrades.
-    // The gate opens once B has downloaded the release (it asks for the slot next), so B waits.
-    let staged = b.path("bin/cloudsync.new");
-    let size = new_bytes.len() as u64;
-    let opener = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_secs(120);
-        while std::fs::metadata(&staged).map_or(true, |m| m.len() < size) && Instant::now() < until
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        std::fs::write(&gate, b"").unwrap();
-    });
-    let (code, out) = b.updater(&["updater.slot_wait_secs=60"]);
-    opener.join().unwrap();
+    // The gate opens once B has said it waits for the slot (its log, read as it is written).
+    let b_log = b.path("updater-b.log");
+    let log_file = std::fs::File::create(&b_log).unwrap();
+    let b_config = b.config();
+    let mut b_run = Command::new(b.path("bin/cloudsync"))
+        .args(["updater", "run", "--config", &b_config])
+        .args(["--set", "updater.slot_wait_secs=60"])
+        .env("CLOUDSYNC_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&b_log)
+        .unwrap_or_default()
+        .contains("waiting for the upgrade slot")
+    {
+        assert!(
+            Instant::now() < until,
+            "B never waited for the slot:\n{}",
+            std::fs::read_to_string(&b_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&gate, b"").unwrap();
+    let status = b_run.wait().unwrap();
     let b_done = Instant::now();
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("waiting for the upgrade slot"), "{out}");
+    let out = std::fs::read_to_string(&b_log).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
     let (a_code, a_out, a_done) = a_run.join().unwrap();
     assert_eq!(a_code, Some(0), "{a_out}");
     assert!(a_done < b_done, "B finished before A");

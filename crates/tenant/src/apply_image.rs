@@ -120,7 +120,6 @@ mod tests {
 
     use serde_json::json;
 
-    use cloudsync_api::config::{ConfigurationSpec, Scope};
     use cloudsync_api::ops::{ObjectKind, OpErrorCode, Operation, OperationBatch, Upsert};
 
     use super::super::apply::apply_batch;
@@ -163,18 +162,7 @@ mod tests {
         fn new(delete_threshold: u32) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&dir.path().join("db")).unwrap();
-            let config = ConfigRecord::new(
-                Uuid::new_v4(),
-                ConfigurationSpec {
-                    domain: "corp.example.com".into(),
-                    scope: Scope::default(),
-                    mappings: vec![],
-                    password_hash_sync: true,
-                    password_writeback: false,
-                    allow_unlock: false,
-                    delete_threshold,
-                },
-            );
+            let config = crate::bench::config_record_with(delete_threshold);
             Fixture {
                 _dir: dir,
                 store,

@@ -8,7 +8,6 @@ use proptest::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
-use cloudsync_api::config::{ConfigurationSpec, Scope};
 use cloudsync_api::ops::{
     ObjectKind, OnPremisesIdentity, OpStatus, Operation, OperationBatch, Upsert,
 };
@@ -284,18 +283,7 @@ fn to_operation(op: &Op) -> Operation {
 }
 
 fn new_config() -> ConfigRecord {
-    ConfigRecord::new(
-        Uuid::new_v4(),
-        ConfigurationSpec {
-            domain: "corp.example.com".into(),
-            scope: Scope::default(),
-            mappings: vec![],
-            password_hash_sync: true,
-            password_writeback: false,
-            allow_unlock: false,
-            delete_threshold: 0,
-        },
-    )
+    crate::bench::config_record_with(0)
 }
 
 /// Checks the store's live objects, UPN index, memberships and hashes against the model.

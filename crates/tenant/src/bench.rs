@@ -14,6 +14,11 @@ use super::store::{ConfigRecord, Store, StoreError};
 
 /// A configuration as registration creates one: password hash sync on, delete threshold 500.
 pub fn config_record() -> ConfigRecord {
+    config_record_with(500)
+}
+
+/// [`config_record`] with another delete threshold (0: none), for tests.
+pub fn config_record_with(delete_threshold: u32) -> ConfigRecord {
     ConfigRecord::new(
         Uuid::new_v4(),
         ConfigurationSpec {
@@ -23,7 +28,7 @@ pub fn config_record() -> ConfigRecord {
             password_hash_sync: true,
             password_writeback: false,
             allow_unlock: false,
-            delete_threshold: 500,
+            delete_threshold,
         },
     )
 }

@@ -530,7 +530,7 @@ mod tests {
             Some((state.clone(), Some(meta.clone())))
         );
         let good = std::fs::read(&file).unwrap();
-        // Every single flipped bit is caught by the checksum (none reaches the decoder).
+        // A flipped bit in any byte is caught by the checksum (nothing reaches the decoder).
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x10;

@@ -61,6 +61,18 @@ pub fn install(
     admin: (&str, &str),
     extra: &[&str],
 ) -> (Option<i32>, String) {
+    install_logged(dc, t, prefix, admin, extra, "warn")
+}
+
+/// [`install`] with `CLOUDSYNC_LOG=log` (its log is in the returned text).
+pub fn install_logged(
+    dc: &LabDc,
+    t: &TenantFixture,
+    prefix: &Path,
+    admin: (&str, &str),
+    extra: &[&str],
+    log: &str,
+) -> (Option<i32>, String) {
     let secrets = prefix.with_extension("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
     let da = secrets.join("da.pw");
@@ -98,7 +110,7 @@ pub fn install(
         "metrics.listen=127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    agent_stdin(&args, admin.1, "warn")
+    agent_stdin(&args, admin.1, log)
 }
 
 /// `agent run --config` as a daemon with extra environment, its stderr appended to `log`; stopped on

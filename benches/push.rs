@@ -64,7 +64,7 @@ struct Tenant {
 async fn tenant(throttle: ThrottleSettings) -> Tenant {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.toml");
-    std::fs::write(&seed, format!("domain = \"{DOMAIN}\"\n[[users]]\nuser_principal_name = \"ga@{DOMAIN}\"\npassword = \"pw\"\nroles = [\"GlobalAdministrator\"]\n")).unwrap();
+    cloudsync_private_fs::write_atomic(&seed, format!("domain = \"{DOMAIN}\"\n[[users]]\nuser_principal_name = \"ga@{DOMAIN}\"\npassword = \"pw\"\nroles = [\"GlobalAdministrator\"]\n").as_bytes(), 0o600).unwrap();
     let running = cloudsync_tenant::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         http: false,

@@ -71,7 +71,7 @@ struct Remote {
 async fn remote(http: bool) -> Remote {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.toml");
-    std::fs::write(&seed, "domain = \"contoso.onmicrosoft.com\"\n[[users]]\nuser_principal_name = \"ga@contoso.onmicrosoft.com\"\npassword = \"pw\"\nroles = [\"GlobalAdministrator\"]\n").unwrap();
+    cloudsync_private_fs::write_atomic(&seed, "domain = \"contoso.onmicrosoft.com\"\n[[users]]\nuser_principal_name = \"ga@contoso.onmicrosoft.com\"\npassword = \"pw\"\nroles = [\"GlobalAdministrator\"]\n".as_bytes(), 0o600).unwrap();
     let running = cloudsync_tenant::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         http,

@@ -59,7 +59,9 @@ impl PushTenant {
     /// Starts a tenant with extra `tenant serve` flags on a free port.
     pub fn start(extra: &[&str]) -> PushTenant {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("seed.toml"), SEED).unwrap();
+        // 0600: it holds passwords, and the tenant refuses a seed others may read.
+        cloudsync_private_fs::write_atomic(&dir.path().join("seed.toml"), SEED.as_bytes(), 0o600)
+            .unwrap();
         let mut t = PushTenant {
             child: None,
             url: String::new(),

@@ -85,7 +85,9 @@ impl TenantFixture {
     /// Starts a tenant with extra flags and environment variables (e.g. libfaketime's).
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TenantFixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("seed.toml"), SEED).unwrap();
+        // 0600: it holds passwords, and the tenant refuses a seed others may read.
+        cloudsync_private_fs::write_atomic(&dir.path().join("seed.toml"), SEED.as_bytes(), 0o600)
+            .unwrap();
         let mut fixture = TenantFixture {
             child: None,
             url: String::new(),

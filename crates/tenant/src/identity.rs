@@ -43,6 +43,16 @@ pub enum SeedError {
         /// The parse error.
         source: toml::de::Error,
     },
+    /// The seed file is readable or writable by group or others: it holds passwords.
+    #[error(
+        "seed file {path} is mode {mode:o}: it holds passwords, so it must be readable by its owner only (chmod 600 {path})"
+    )]
+    Open {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// The seed file's shape.
@@ -79,11 +89,22 @@ fn default_domain() -> String {
 
 impl Seed {
     /// Reads a seed file.
+    /// Loads the seed file, refusing one that group or others may read or change (it holds the
+    /// seeded users' passwords).
     pub fn load(path: &Path) -> Result<Seed, SeedError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SeedError::Io {
+        use std::os::unix::fs::PermissionsExt as _;
+        let io = |source| SeedError::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SeedError::Open {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
         toml::from_str(&text).map_err(|source| SeedError::Parse {
             path: path.display().to_string(),
             source,
@@ -186,4 +207,31 @@ pub fn random_password() -> String {
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    const SEED: &str = "[[users]]\nuser_principal_name = \"ga@contoso.onmicrosoft.com\"\npassword = \"Ga-Passw0rd!\"\nroles = [\"GlobalAdministrator\"]\n";
+
+    #[test]
+    fn a_seed_file_others_may_read_is_refused_and_a_private_one_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.toml");
+        std::fs::write(&path, SEED).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Seed::load(&path).unwrap_err();
+            assert!(
+                matches!(err, SeedError::Open { mode: m, .. } if m == mode),
+                "{mode:o}: {err}"
+            );
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let seed = Seed::load(&path).unwrap();
+        assert_eq!(seed.users.len(), 1);
+    }
 }

@@ -581,5 +581,25 @@ async fn no_secret_reaches_a_log_a_loose_file_or_a_response_at_trace() {
             found.len()
         );
     }
+    // The figures, for RELIABILITY.md (tests/reliability_doc.rs reads them).
+    let report = json!({
+        "secrets": secrets.len(),
+        "storedHashes": stored_hashes.len(),
+        "logLines": logs.values().map(|l| l.lines().count()).sum::<usize>(),
+        "traceLines": trace_lines,
+        "filesHoldingSecretsWhereMeant": positives.len(),
+        "httpBodies": bodies.len(),
+        "problems": problems.len(),
+    });
+    let artifacts = std::env::var_os("CLOUDSYNC_ARTIFACTS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(
+        artifacts.join("secrets-trace.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -320,6 +320,13 @@ impl<S: EventSink> FeedTask<S> {
                     fatal.raise(err);
                     break;
                 }
+                Some(Err(LdapSourceError::Sink(err))) => {
+                    // Retriable (e.g. the disk below the journal's reserve): the DC is fine, so the
+                    // connection stays; the next pass resumes from the last checkpoint appended.
+                    let delay = backoff.next_delay();
+                    tracing::warn!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "The journal cannot take the pass's events now; the pass is retried from the last checkpoint.");
+                    delay
+                }
                 Some(Err(err)) => {
                     conn = None;
                     let delay = backoff.next_delay();

@@ -390,16 +390,17 @@ async fn errors_5xx(c: &mut Campaign) -> Vec<FaultReport> {
             m.get("dropped").copied().unwrap_or(0),
         )
     };
-    let mut more = true;
+    // At least 10 s of faults, and until each kind was seen; waves of changes keep batches coming.
+    let mut next_wave = Instant::now() + Duration::from_secs(3);
     loop {
         let (e, d) = seen(&c.t);
-        if (e >= 3 && d >= 1) || start.elapsed() > SHOW_WITHIN {
+        let long_enough = start.elapsed() >= Duration::from_secs(10);
+        if (long_enough && e >= 3 && d >= 1) || start.elapsed() > SHOW_WITHIN {
             break;
         }
-        // A second wave of changes keeps batches coming while the faults last.
-        if more && start.elapsed() > Duration::from_secs(5) {
-            changes += c.changes(3).len();
-            more = false;
+        if Instant::now() >= next_wave {
+            changes += c.changes(2).len();
+            next_wave = Instant::now() + Duration::from_secs(3);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -871,8 +872,28 @@ async fn cookie_rejected(c: &mut Campaign) -> Vec<FaultReport> {
             |l| l.contains("The server rejected the DirSync cookie; starting a full resync."),
         )
         .await;
-    r.check("the agent re-read the domain in full", resync.map(|_| ()));
+    r.check("the agent noticed the rejected cookie", resync.map(|_| ()));
     c.converge(&mut r).await;
+    // The pass after the rejection read the whole domain (the template alone holds 1,000 users).
+    let log = c.agent.log();
+    let entries = log
+        .get(from..)
+        .unwrap_or("")
+        .lines()
+        .find(|l| l.contains("Pass appended events."))
+        .and_then(|l| l.split("entries=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    r.detail("entriesReRead", entries);
+    r.check(
+        "the agent re-read the domain in full",
+        match entries {
+            Some(n) if n >= common::lab::TEMPLATE_USERS as u64 => Ok(()),
+            other => Err(format!(
+                "the pass after the rejection read {other:?} entries"
+            )),
+        },
+    );
     c.after(&mut r);
     vec![r]
 }

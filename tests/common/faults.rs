@@ -593,7 +593,7 @@ impl FaultReport {
             "skipped": self.skipped,
             "changes": self.changes,
             "converged": self.seconds_to_converge.is_some(),
-            "secondsToConverge": self.seconds_to_converge,
+            "secondsToConverge": self.seconds_to_converge.map(|s| (s * 10.0).round() / 10.0),
             "passed": self.passed(),
             "failures": self.failures,
             "details": self.details,

@@ -111,6 +111,16 @@ pub enum RunError {
     /// The journal refused a write and cannot take more (poisoned); the agent stopped every feed.
     #[error("the journal cannot be written: {0}")]
     Journal(#[source] SinkError),
+    /// A daemon task (projection or push) stopped on an error it cannot retry, and with it the
+    /// agent; the exit is non-zero so that a service manager restarts it (`Restart=on-failure`),
+    /// which reopens the stores.
+    #[error("the {task} task stopped the agent: {error}")]
+    TaskFailed {
+        /// The task.
+        task: &'static str,
+        /// Its error.
+        error: String,
+    },
     /// Tasks of the daemon (projection, push, heartbeats, status file) were still running when the
     /// deadline after the feeds stopped passed; they were abandoned (aborted) and are named here.
     /// What they had made durable stays; a projection snapshot not written is replayed next start.

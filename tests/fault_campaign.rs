@@ -640,7 +640,21 @@ async fn disk_full(c: &mut Campaign) -> Vec<FaultReport> {
         r.skipped = Some(format!("the agent's state is not on a tmpfs: {why}"));
         return vec![r];
     }
-    let from = c.agent.log().len();
+    let mut from = c.agent.log().len();
+    // The busy variant (off by default, docs/lab.md § Fault campaign): the disk taken to zero in
+    // one step while the agent is writing; the delay is the fault's timing, an input.
+    let busy_ms = std::env::var("CLOUDSYNC_FAULT_DISK_BUSY_MS").ok().map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("CLOUDSYNC_FAULT_DISK_BUSY_MS must be a number, not {v:?}"))
+    });
+    if let Some(ms) = busy_ms {
+        r.injected.push_str(&format!(
+            "; busy variant: filled {ms} ms after a wave of 6 changes"
+        ));
+        r.changes += c.changes(6).len();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let ballast = c.state.fill();
     r.detail("ballastMiB", ballast / (1024 * 1024));
     r.detail("freeBytesWithBallast", c.state.available());
@@ -651,8 +665,22 @@ async fn disk_full(c: &mut Campaign) -> Vec<FaultReport> {
     c.dc.ldif_admin(&format!(
         "dn: {dn}\nchangetype: modify\nreplace: title\ntitle: {title}\n-\n"
     ));
-    r.changes = 1 + c.changes(3).len();
+    r.changes += 1 + c.changes(3).len();
     const REFUSED: &str = "The journal cannot take the pass's events now";
+    if busy_ms.is_some() {
+        // A sled store that met the full disk mid-write stops the agent, saying why; the service
+        // manager (Restart=on-failure) starts it again, and so does this test.
+        let start = Instant::now();
+        while c.agent.exited().is_none()
+            && !c.agent.log().get(from..).unwrap_or("").contains(REFUSED)
+            && start.elapsed() < SHOW_WITHIN
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if supervise(c, &mut r, from) {
+            from = c.agent.log().len();
+        }
+    }
     let said = c
         .agent
         .wait_log(
@@ -699,7 +727,24 @@ async fn disk_full(c: &mut Campaign) -> Vec<FaultReport> {
         },
     );
     c.state.empty();
-    c.converge(&mut r).await;
+    if busy_ms.is_some() {
+        // Converged, with the agent restarted whenever it exits (as its service manager would).
+        let start = Instant::now();
+        loop {
+            let slice = converge(&c.dc, &c.t, &c.w, Duration::from_secs(5)).await;
+            if let Ok(took) = slice {
+                r.seconds_to_converge = Some(start.elapsed().as_secs_f64().max(took.as_secs_f64()));
+                break;
+            }
+            supervise(c, &mut r, from);
+            if start.elapsed() > CONVERGE_WITHIN {
+                r.failures.push(slice.unwrap_err());
+                break;
+            }
+        }
+    } else {
+        c.converge(&mut r).await;
+    }
     c.after(&mut r);
     // The journal after the fault: stopped cleanly, verified, started again.
     let status = c.agent.stop();
@@ -734,6 +779,43 @@ async fn disk_full(c: &mut Campaign) -> Vec<FaultReport> {
         &clock,
     );
     vec![r]
+}
+
+/// When the agent has exited: records how (it must be a failure exit, so that `Restart=on-failure`
+/// restarts it, and say why) and starts it again, as its service manager would. True if it did.
+fn supervise(c: &mut Campaign, r: &mut FaultReport, from: usize) -> bool {
+    let Some(status) = c.agent.exited() else {
+        return false;
+    };
+    let log = c.agent.log();
+    let reason = log
+        .get(from..)
+        .unwrap_or("")
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("")
+        .to_owned();
+    let n = r.details["restarts"].as_u64().unwrap_or(0) + 1;
+    r.detail("restarts", n);
+    r.detail(&format!("exit{n}"), format!("{status}: {reason}"));
+    r.check(
+        "a stop on the full disk is a failure exit that says why",
+        if status.success() || reason.is_empty() {
+            Err(format!(
+                "{status}, {reason:?}: a service manager would not restart it"
+            ))
+        } else {
+            Ok(())
+        },
+    );
+    let clock = FakeClock(c.clock.0.clone());
+    c.agent = Agent::start(
+        &c.state.path.join("agent.toml"),
+        &c.state.outside().join("agent.log"),
+        &clock,
+    );
+    true
 }
 
 /// Unix seconds of the agent's last log line (its timestamps come from the stepped clock).

@@ -85,7 +85,7 @@ pub async fn storm_429(c: &mut Campaign) -> Vec<FaultReport> {
         "batchRequestsDuringStorm",
         requests
             .iter()
-            .filter(|l| l.at - lines[0].at <= storm_secs)
+            .filter(|l| l.at - lines.first().map_or(0.0, |f| f.at) <= storm_secs)
             .count(),
     );
     r.detail("tenantAnswers", json!(counts));

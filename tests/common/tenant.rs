@@ -123,11 +123,22 @@ impl TenantFixture {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0", false);
+    }
+
+    /// Starts the process listening on `listen`; with `append`, its log continues the old one.
+    fn spawn_on(&mut self, listen: &str, append: bool) {
         let log_path = self.path("tenant.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&log_path)
+            .unwrap();
         let exe = Path::new(env!("CARGO_BIN_EXE_cloudsync"));
         let (dir, extra, env) = (self.dir.path(), &self.extra_args, &self.env);
-        let (child, url) = spawn_serve(exe, dir, "127.0.0.1:0", extra, env, log, &log_path)
+        let (child, url) = spawn_serve(exe, dir, listen, extra, env, log, &log_path)
             .unwrap_or_else(|e| panic!("{e}:\n{}", self.log()));
         self.child = Some(child);
         let http = url.starts_with("http://");
@@ -147,6 +158,20 @@ impl TenantFixture {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Kills the process (SIGKILL: a crash) and starts it again over the same state on the same
+    /// address, so clients configured with [`TenantFixture::url`] reach it again; the log goes on
+    /// in the same file.
+    pub fn crash_and_restart_in_place(&mut self) {
+        let listen = self
+            .url
+            .split("://")
+            .nth(1)
+            .expect("the tenant's URL has a scheme")
+            .to_owned();
+        self.kill();
+        self.spawn_on(&listen, true);
     }
 
     /// Stops the tenant, runs `f` on its state directory, then starts it again over the same state

@@ -282,7 +282,16 @@ pub async fn batch(
     let grant = state
         .throttle
         .take_up_to(Budget::Writes, cost)
-        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+        .map_err(|retry_after| {
+            // Logged so that a client's pacing can be checked from the log (tests/fault_campaign.rs
+            // counts the requests between a 429 and its Retry-After).
+            tracing::info!(
+                operations = batch.operations.len(),
+                retry_after,
+                "Batch refused: the write budget is spent (429)."
+            );
+            ApiError::TooManyRequests { retry_after }
+        })?;
     let cut = grant
         .rest_retry_after
         .map(|retry_after_seconds| ThrottleCut {

@@ -176,6 +176,7 @@ async fn faults(State(state): State<SharedState>, req: Request, next: Next) -> R
         tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
     }
     if settings.error_rate > 0.0 && rand::random::<f64>() < settings.error_rate {
+        tracing::info!(path = %path, "Answering 503 (injected fault).");
         return ApiError::ServiceUnavailable.into_response();
     }
     let response = next.run(req).await;

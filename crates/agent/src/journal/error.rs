@@ -200,6 +200,21 @@ pub enum JournalError {
     /// The blocking task behind an async call panicked or was cancelled.
     #[error("the journal's blocking task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// The journal's file system has less free space than the journal keeps in reserve
+    /// ([`crate::journal::JournalOptions::min_free_bytes`]): nothing was written, the handle is
+    /// healthy, and the same write succeeds once space is freed.
+    #[error(
+        "the disk holding the journal at {} has {} bytes free, less than the {} bytes the journal keeps in reserve: not writing until space is freed (nothing is lost: the sources retry from their last checkpoint)",
+        dir.display(), available, reserve
+    )]
+    DiskFull {
+        /// The journal directory.
+        dir: PathBuf,
+        /// Bytes available to the agent on its file system.
+        available: u64,
+        /// The reserve.
+        reserve: u64,
+    },
 }
 
 impl From<sled::Error> for JournalError {
@@ -233,7 +248,10 @@ impl JournalError {
     /// Storage errors during reads are transient at best; every write failure poisons the handle, so
     /// [`JournalError::Poisoned`] is not retriable here (the caller must reopen).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, JournalError::Task(_) | JournalError::Locked { .. })
+        matches!(
+            self,
+            JournalError::Task(_) | JournalError::Locked { .. } | JournalError::DiskFull { .. }
+        )
     }
 
     /// True when the journal's data is damaged (a record, an entry or the sequence), as opposed to the

@@ -52,6 +52,9 @@
 //!    could still take away.
 //! 5. If step 2 or 3 fails the handle is poisoned: every later write returns [`JournalError::Poisoned`].
 //!    Reopening recovers the last durable state (sled replays its log up to the last complete batch).
+//! 6. Before step 1, a write is refused with [`JournalError::DiskFull`] while the file system has less
+//!    than [`JournalOptions::min_free_bytes`] free: nothing is written, the handle is not poisoned, and
+//!    the caller retries later (the sources from their last checkpoint, so nothing is lost).
 //!
 //! sled's flush is `sync_file_range` plus a periodic `sync_all` (see docs/journal.md): it survives a process
 //! kill (tested by SIGKILL), and power loss is bounded by sled's 500 ms `sync_all` interval. The journal is
@@ -148,7 +151,17 @@ pub struct JournalOptions {
     pub required_cursors: Vec<String>,
     /// sled's page cache size in bytes.
     pub cache_capacity_bytes: u64,
+    /// Writes are refused ([`JournalError::DiskFull`], retriable, the handle stays healthy) while the
+    /// journal's file system has less than this many bytes free; 0 turns the check off. sled that
+    /// meets a full disk fails its flush, which poisons the handle and stops the agent (and a service
+    /// manager would restart it into the same wall); refusing first lets the sources wait and retry
+    /// from their last checkpoint, and leaves the reserve to projection and the outbox, which only
+    /// write what the journal already holds. Default [`DEFAULT_MIN_FREE_BYTES`].
+    pub min_free_bytes: u64,
 }
+
+/// The free space the journal leaves on its file system by default (32 MiB).
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Default for JournalOptions {
     fn default() -> Self {
@@ -156,6 +169,7 @@ impl Default for JournalOptions {
             retention: Retention::default(),
             required_cursors: vec![CURSOR_PROJECTION.to_string()],
             cache_capacity_bytes: 64 * 1024 * 1024,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

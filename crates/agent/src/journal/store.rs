@@ -261,6 +261,7 @@ impl Journal {
     ) -> Result<u64, JournalError> {
         let mut state = lock(&self.inner.writer);
         self.check_poisoned()?;
+        self.check_space()?;
         let mut batch = sled::Batch::default();
         let saved = state.last_seq;
         if let Err(e) = build(&mut state, &mut batch) {
@@ -294,6 +295,28 @@ impl Journal {
         }
         *flushed = covers;
         self.inner.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Refuses a write while the journal's file system has less than
+    /// [`JournalOptions::min_free_bytes`] free (durability contract, step 6). A `statvfs` that fails
+    /// says nothing about space: the write goes ahead, and its own error, if any, poisons.
+    fn check_space(&self) -> Result<(), JournalError> {
+        let reserve = self.inner.opts.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let Ok(st) = rustix::fs::statvfs(&self.inner.dir) else {
+            return Ok(());
+        };
+        let available = st.f_bavail.saturating_mul(st.f_frsize);
+        if available < reserve {
+            return Err(JournalError::DiskFull {
+                dir: self.inner.dir.clone(),
+                available,
+                reserve,
+            });
+        }
         Ok(())
     }
 

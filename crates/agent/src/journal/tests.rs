@@ -332,6 +332,50 @@ fn a_poisoned_handle_refuses_writes_but_still_reads() {
 }
 
 #[test]
+fn a_disk_below_the_reserve_refuses_writes_without_poisoning_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = open(dir.path());
+        j.append(vec![upsert(1)], None).unwrap();
+    }
+    // No disk has u64::MAX bytes free: every write path refuses, retriably, and writes nothing.
+    let full = JournalOptions {
+        min_free_bytes: u64::MAX,
+        ..JournalOptions::default()
+    };
+    let j = Journal::open(dir.path(), full).unwrap();
+    let err = j.append(vec![upsert(2)], None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::DiskFull {
+                reserve: u64::MAX,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retriable() && !err.is_corruption(), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "bytes free, less than the 18446744073709551615 bytes the journal keeps in reserve"
+        ),
+        "{text}"
+    );
+    assert!(matches!(
+        j.set_cursor(CURSOR_PROJECTION, 1),
+        Err(JournalError::DiskFull { .. })
+    ));
+    assert!(!j.is_poisoned(), "a refusal is not a failed write");
+    assert_eq!(all(&j).iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
+    drop(j);
+    // Space is back (the default reserve on a test disk): the same append gets the next seq.
+    let j = open(dir.path());
+    assert_eq!(j.append(vec![upsert(2)], None).unwrap().first_seq, Some(2));
+}
+
+#[test]
 fn concurrent_appends_share_flushes_and_get_disjoint_contiguous_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let j = open(dir.path());

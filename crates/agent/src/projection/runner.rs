@@ -67,7 +67,8 @@ impl RunnerError {
     /// Whether the run can be retried as it is.
     pub fn is_retriable(&self) -> bool {
         match self {
-            RunnerError::Journal(_) => false,
+            // A full disk (the journal's reserve) passes; a poisoned or corrupt journal does not.
+            RunnerError::Journal(e) => e.is_retriable(),
             RunnerError::Store(e) => e.is_retriable(),
             RunnerError::Sink(e) => e.retriable,
             RunnerError::JournalGap { .. } | RunnerError::UnknownDn(_) => false,
@@ -388,5 +389,21 @@ impl<S: OpSink> Runner<S> {
         let (log, ops) = self.projector.provision_preview(guid);
         self.sink.enqueue(ops.clone(), None).await?;
         Ok((log, ops))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_below_its_disk_reserve_is_retried_a_poisoned_one_is_not() {
+        let full = RunnerError::Journal(JournalError::DiskFull {
+            dir: "/var/lib/cloudsync/journal".into(),
+            available: 0,
+            reserve: crate::journal::DEFAULT_MIN_FREE_BYTES,
+        });
+        assert!(full.is_retriable(), "{full}");
+        assert!(!RunnerError::Journal(JournalError::Poisoned).is_retriable());
     }
 }

@@ -55,6 +55,20 @@ pub enum OutboxError {
     /// A previous flush failed; the store refuses writes rather than pretend they are durable.
     #[error("the outbox is poisoned after a failed flush; restart the agent")]
     Poisoned,
+    /// The outbox's file system has less than [`MIN_FREE_BYTES`] free: nothing was written, the
+    /// store is not poisoned, and the same call succeeds once space is freed.
+    #[error(
+        "the disk holding the outbox at {} has {} bytes free, less than the {} bytes the outbox keeps in reserve: not writing until space is freed",
+        dir.display(), available, reserve
+    )]
+    DiskFull {
+        /// The outbox directory.
+        dir: std::path::PathBuf,
+        /// Bytes available to the agent on its file system.
+        available: u64,
+        /// The reserve.
+        reserve: u64,
+    },
     /// The checkpoint may not move backwards or past the last enqueued sequence.
     #[error("checkpoint {requested} is outside {current}..={last}")]
     CheckpointOutOfRange {
@@ -72,7 +86,9 @@ impl OutboxError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            OutboxError::Sled(sled::Error::Io(_)) | OutboxError::Locked { .. }
+            OutboxError::Sled(sled::Error::Io(_))
+                | OutboxError::Locked { .. }
+                | OutboxError::DiskFull { .. }
         )
     }
 }
@@ -119,6 +135,10 @@ pub struct QuarantinedObject {
 /// The durable outbox (its own sled database).
 #[derive(Debug)]
 pub struct Outbox {
+    /// Its directory (for the free-space check).
+    dir: std::path::PathBuf,
+    /// The free space writes leave ([`MIN_FREE_BYTES`]; tests change it).
+    reserve: u64,
     db: sled::Db,
     ops: sled::Tree,
     meta: sled::Tree,
@@ -130,6 +150,22 @@ pub struct Outbox {
     seq_lock: Mutex<()>,
     poisoned: AtomicBool,
     notify: tokio::sync::Notify,
+}
+
+/// [`OutboxError::DiskFull`] when `dir`'s file system has less than `reserve` bytes free.
+fn check_space(dir: &Path, reserve: u64) -> Result<(), OutboxError> {
+    let Ok(st) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let available = st.f_bavail.saturating_mul(st.f_frsize);
+    if available < reserve {
+        return Err(OutboxError::DiskFull {
+            dir: dir.to_path_buf(),
+            available,
+            reserve,
+        });
+    }
+    Ok(())
 }
 
 fn is_sled_lock_conflict(error: &sled::Error) -> bool {
@@ -145,6 +181,13 @@ fn u64_value(tree: &'static str, v: &[u8]) -> Result<u64, OutboxError> {
 /// large directory fills with operations it reads once: `docs/bench.md` § Where the memory goes).
 /// The pusher reads the oldest window, the producer appends at the end: a small cache holds both.
 pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Writes are refused ([`OutboxError::DiskFull`]) while the outbox's file system has less than this
+/// free: half the journal's reserve ([`crate::journal::DEFAULT_MIN_FREE_BYTES`]), so on a filling
+/// disk the journal stops taking events first and the outbox can still take and acknowledge what
+/// the journal already holds. sled that meets a full disk fails its flush, which poisons the outbox
+/// and stops the agent (found by the fault campaign, `docs/lab.md` § Fault campaign).
+pub const MIN_FREE_BYTES: u64 = crate::journal::DEFAULT_MIN_FREE_BYTES / 2;
 
 impl Outbox {
     /// Opens (or creates) the outbox database in `dir`. sled releases the file lock of a dropped
@@ -170,6 +213,8 @@ impl Outbox {
             Err(e) => return Err(e.into()),
         };
         Ok(Outbox {
+            dir: dir.to_path_buf(),
+            reserve: MIN_FREE_BYTES,
             ops: db.open_tree("ops")?,
             meta: db.open_tree("meta")?,
             quarantine_log: db.open_tree("provisioning_log")?,
@@ -191,6 +236,19 @@ impl Outbox {
         } else {
             Ok(())
         }
+    }
+
+    /// Refuses a write while the file system has less than [`MIN_FREE_BYTES`] free (a `statvfs`
+    /// that fails says nothing: the write goes ahead).
+    fn check_space(&self) -> Result<(), OutboxError> {
+        check_space(&self.dir, self.reserve)
+    }
+
+    /// The same outbox with another reserve (a test's full disk).
+    #[cfg(test)]
+    pub(crate) fn with_reserve(mut self, bytes: u64) -> Outbox {
+        self.reserve = bytes;
+        self
     }
 
     async fn flush(&self) -> Result<(), OutboxError> {
@@ -241,6 +299,7 @@ impl Outbox {
         lease_epoch: Option<(uuid::Uuid, u64)>,
     ) -> Result<Option<(u64, u64)>, OutboxError> {
         self.check_poison()?;
+        self.check_space()?;
         let mut encoded = Vec::with_capacity(ops.len());
         for op in &ops {
             encoded.push(envelope::encode(op).map_err(OutboxError::Encode)?);
@@ -350,6 +409,7 @@ impl Outbox {
         quarantined: &[QuarantinedObject],
     ) -> Result<(), OutboxError> {
         self.check_poison()?;
+        self.check_space()?;
         let current = self.checkpoint()?;
         let last = self.last_seq()?;
         if seq < current || seq > last {

@@ -158,3 +158,37 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_disk_below_the_reserve_refuses_writes_without_poisoning() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    outbox.enqueue(vec![op(1)], None).await.unwrap();
+    // No disk has u64::MAX bytes free.
+    let outbox = outbox.with_reserve(u64::MAX);
+    let err = outbox.enqueue(vec![op(2)], None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OutboxError::DiskFull {
+                reserve: u64::MAX,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retriable(), "{err:?}");
+    assert!(matches!(
+        outbox.acknowledge(1, &[]).await,
+        Err(OutboxError::DiskFull { .. })
+    ));
+    assert_eq!(outbox.last_seq().unwrap(), 1, "nothing was written");
+    assert_eq!(outbox.checkpoint().unwrap(), 0);
+    // Space is back: the same handle writes again (it was not poisoned).
+    let outbox = outbox.with_reserve(MIN_FREE_BYTES);
+    assert_eq!(
+        outbox.enqueue(vec![op(2)], None).await.unwrap(),
+        Some((2, 2))
+    );
+    outbox.acknowledge(2, &[]).await.unwrap();
+}

@@ -379,7 +379,16 @@ impl Pusher {
         let target = self.acks.checkpoint();
         if target > self.persisted || !self.to_log.is_empty() {
             let target = target.max(self.persisted);
-            self.outbox.acknowledge(target, &self.to_log).await?;
+            match self.outbox.acknowledge(target, &self.to_log).await {
+                Ok(()) => {}
+                // The checkpoint waits in memory for the next batch (or the stop); a crash until
+                // then resends the acknowledged operations, which the tenant skips.
+                Err(e @ super::OutboxError::DiskFull { .. }) => {
+                    tracing::warn!(error = %e, checkpoint = self.persisted, "Push checkpoint not written: the disk is below the outbox's reserve; delivery goes on.");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
             self.to_log.clear();
             if target > self.persisted {
                 tracing::debug!(checkpoint = target, "Push checkpoint advanced.");

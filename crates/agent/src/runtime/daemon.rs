@@ -25,7 +25,8 @@
 //!
 //! Shutdown: when the feeds have stopped (themselves bounded by the grace period), the token is
 //! cancelled for every task and they get [`task_deadline`] to finish; a task still running then is
-//! logged at ERROR, aborted, and named in [`RunError::TasksOverran`].
+//! logged at ERROR, aborted, and named in [`RunError::TasksOverran`]. Projection or push stopping
+//! on an error they cannot retry shuts the agent down with [`RunError::TaskFailed`] (exit 1).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -115,8 +116,8 @@ fn request_rereads(resyncs: &ResyncRequests, rereads: &[(String, String)]) {
 
 impl ProjectionTask {
     /// Projects until `cancel` fires, then writes projection's snapshot. A non-retriable projection
-    /// error cancels `cancel` itself: the agent shuts down.
-    pub async fn run(self, cancel: CancellationToken) {
+    /// error cancels `cancel` itself and is returned: the agent shuts down and exits non-zero.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), String> {
         let ProjectionTask {
             mut runner,
             tick,
@@ -159,7 +160,7 @@ impl ProjectionTask {
                     Err(e) => {
                         tracing::error!(error = %e, "Projection stopped; the agent shuts down.");
                         cancel.cancel();
-                        return;
+                        return Err(e.to_string());
                     }
                 }
             }
@@ -199,6 +200,7 @@ impl ProjectionTask {
         if let Err(e) = runner.snapshot() {
             tracing::warn!(error = %e, "Projection snapshot at shutdown failed; the next start replays.");
         }
+        Ok(())
     }
 }
 
@@ -218,8 +220,8 @@ pub struct PushTask {
 
 impl PushTask {
     /// Pushes until `cancel` fires (in-flight batches get `shutdown_grace`). An error that stops
-    /// the stage cancels `cancel` itself: the agent shuts down.
-    pub async fn run(self, cancel: CancellationToken) {
+    /// the stage cancels `cancel` itself and is returned: the agent shuts down and exits non-zero.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), String> {
         match push::run_leased(
             self.outbox,
             self.client,
@@ -231,10 +233,14 @@ impl PushTask {
         )
         .await
         {
-            Ok(s) => tracing::info!(checkpoint = s.checkpoint, "Push stage stopped."),
+            Ok(s) => {
+                tracing::info!(checkpoint = s.checkpoint, "Push stage stopped.");
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Push stage stopped; the agent shuts down.");
                 cancel.cancel();
+                Err(e.to_string())
             }
         }
     }
@@ -371,8 +377,8 @@ pub async fn run_all(
             };
             tasks.spawn("writeback", writeback.run(shutdown.clone()));
         }
-        tasks.spawn("projection", projection.run(shutdown.clone()));
-        tasks.spawn("push", push.run(shutdown.clone()));
+        tasks.spawn_fallible("projection", projection.run(shutdown.clone()));
+        tasks.spawn_fallible("push", push.run(shutdown.clone()));
         tasks.spawn("heartbeat", heartbeat.run(shutdown.clone()));
     }
     let status = StatusTask {
@@ -405,10 +411,13 @@ pub async fn run_all(
     feeds.and(waited)
 }
 
+/// A task's name and the error it stopped the agent with.
+type TaskFailure = (&'static str, String);
+
 /// The daemon's tasks, by name.
 #[derive(Default)]
 struct Tasks {
-    set: JoinSet<()>,
+    set: JoinSet<Result<(), TaskFailure>>,
     names: Vec<(&'static str, AbortHandle)>,
 }
 
@@ -418,23 +427,48 @@ impl Tasks {
         name: &'static str,
         task: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        let handle = self.set.spawn(task);
+        self.spawn_fallible(name, async move {
+            task.await;
+            Ok(())
+        });
+    }
+
+    /// A task that can stop the agent with an error (projection, push): [`Tasks::wait`] returns
+    /// the first such error, so that `agent run` exits non-zero and a service manager restarts it
+    /// (`Restart=on-failure`; before, a projection stopped by a poisoned outbox exited 0 and
+    /// stayed down — found by the fault campaign's full disk).
+    fn spawn_fallible(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = Result<(), String>> + Send + 'static,
+    ) {
+        let handle = self
+            .set
+            .spawn(async move { task.await.map_err(|e| (name, e)) });
         self.names.push((name, handle));
     }
 
     /// Waits for every task at most `deadline`; the ones still running then are logged, aborted
-    /// and named in the error.
+    /// and named in the error. When all finished in time, the first task that failed is the error.
     async fn wait(mut self, deadline: Duration) -> Result<(), RunError> {
         let set = &mut self.set;
+        let mut failed: Option<TaskFailure> = None;
         let all = async {
             while let Some(done) = set.join_next().await {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "A daemon task panicked.");
+                match done {
+                    Err(e) => tracing::error!(error = %e, "A daemon task panicked."),
+                    Ok(Err(failure)) => {
+                        failed.get_or_insert(failure);
+                    }
+                    Ok(Ok(())) => {}
                 }
             }
         };
         if tokio::time::timeout(deadline, all).await.is_ok() {
-            return Ok(());
+            return match failed {
+                Some((task, error)) => Err(RunError::TaskFailed { task, error }),
+                None => Ok(()),
+            };
         }
         let running: Vec<&'static str> = self
             .names
@@ -454,6 +488,26 @@ impl Tasks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_stopped_the_agent_makes_the_wait_fail_with_its_error() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("quick", async {});
+        tasks.spawn_fallible("projection", async {
+            Err("outbox: the outbox is poisoned after a failed flush; restart the agent".to_owned())
+        });
+        tasks.spawn_fallible("push", async { Ok(()) });
+        match tasks.wait(Duration::from_secs(15)).await {
+            Err(RunError::TaskFailed { task, error }) => {
+                assert_eq!(task, "projection");
+                assert!(error.contains("poisoned"), "{error}");
+            }
+            other => panic!("expected TaskFailed, got {other:?}"),
+        }
+        let mut fine = Tasks::default();
+        fine.spawn_fallible("push", async { Ok(()) });
+        assert!(fine.wait(Duration::from_secs(1)).await.is_ok());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_final_wait_names_the_tasks_still_running_at_the_deadline() {

@@ -111,6 +111,16 @@ pub enum RunError {
     /// The journal refused a write and cannot take more (poisoned); the agent stopped every feed.
     #[error("the journal cannot be written: {0}")]
     Journal(#[source] SinkError),
+    /// A daemon task (projection or push) stopped on an error it cannot retry, and with it the
+    /// agent; the exit is non-zero so that a service manager restarts it (`Restart=on-failure`),
+    /// which reopens the stores.
+    #[error("the {task} task stopped the agent: {error}")]
+    TaskFailed {
+        /// The task.
+        task: &'static str,
+        /// Its error.
+        error: String,
+    },
     /// Tasks of the daemon (projection, push, heartbeats, status file) were still running when the
     /// deadline after the feeds stopped passed; they were abandoned (aborted) and are named here.
     /// What they had made durable stays; a projection snapshot not written is replayed next start.
@@ -319,6 +329,13 @@ impl<S: EventSink> FeedTask<S> {
                     tracing::error!(domain = %domain, error = %err, "The journal refused events; stopping the agent.");
                     fatal.raise(err);
                     break;
+                }
+                Some(Err(LdapSourceError::Sink(err))) => {
+                    // Retriable (e.g. the disk below the journal's reserve): the DC is fine, so the
+                    // connection stays; the next pass resumes from the last checkpoint appended.
+                    let delay = backoff.next_delay();
+                    tracing::warn!(domain = %domain, error = %err, retry_in_ms = delay.as_millis() as u64, "The journal cannot take the pass's events now; the pass is retried from the last checkpoint.");
+                    delay
                 }
                 Some(Err(err)) => {
                     conn = None;

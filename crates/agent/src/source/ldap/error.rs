@@ -85,7 +85,7 @@ impl BindFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum LdapSourceError {
     /// The TCP/TLS connection could not be made or broke (incl. timeouts); retry with backoff.
-    #[error("LDAP connection failed: {}{source}", prefix(.url.as_deref()))]
+    #[error("LDAP connection failed: {}{source}{}", prefix(.url.as_deref()), hint(source))]
     Connection {
         /// The server's URL, when connecting to it failed (not a later operation).
         url: Option<String>,
@@ -215,6 +215,24 @@ impl From<LdapError> for LdapSourceError {
     }
 }
 
+/// What an administrator should read into ldap3's terse transport errors (`timeout: deadline has
+/// elapsed`, `op send error: channel closed`), found by the fault campaign (tests/fault_campaign.rs):
+/// a DC frozen or overloaded, a DC that stopped or dropped the connection, nothing listening.
+fn hint(source: &LdapError) -> &'static str {
+    match source {
+        LdapError::Timeout { .. } => {
+            " (the domain controller did not answer within the configured timeout, connect_timeout_secs or operation_timeout_secs: it is overloaded, frozen or unreachable)"
+        }
+        LdapError::OpSend { .. } | LdapError::ResultRecv { .. } | LdapError::EndOfStream => {
+            " (the connection to the domain controller was closed: it stopped, restarted or dropped the connection)"
+        }
+        LdapError::Io { source } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+            " (nothing listens at that address: is the domain controller running?)"
+        }
+        _ => "",
+    }
+}
+
 /// `"{context}: "`, or nothing without a context.
 fn prefix(context: Option<impl std::fmt::Display>) -> String {
     context.map_or_else(String::new, |c| format!("{c}: "))
@@ -223,6 +241,30 @@ fn prefix(context: Option<impl std::fmt::Display>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn transport_errors_say_what_they_mean_for_the_dc() {
+        let timeout = tokio::time::timeout(std::time::Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        let text = LdapSourceError::from(LdapError::from(timeout)).to_string();
+        assert!(
+            text.starts_with("LDAP connection failed: timeout: deadline has elapsed (the domain controller did not answer within the configured timeout"),
+            "{text}"
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = LdapSourceError::from(LdapError::from(refused)).to_string();
+        assert!(
+            text.ends_with("(nothing listens at that address: is the domain controller running?)"),
+            "{text}"
+        );
+        // Other errors keep ldap3's text alone.
+        let other = std::io::Error::other("boom");
+        assert_eq!(
+            LdapSourceError::from(LdapError::from(other)).to_string(),
+            "LDAP connection failed: I/O error: boom"
+        );
+    }
 
     #[test]
     fn ad_sub_codes_map_to_failures() {

@@ -1,0 +1,876 @@
+//! The crash campaign (issue 16, "Hardening"): one lab DC, one tenant (heartbeat 2 s, lease 4 s), two
+//! `agent run` daemons for the same domain with password hash sync and password writeback on. A seeded
+//! driver keeps changing AD (the differential test's generator), resets passwords in AD (PHS) and in
+//! the cloud (writeback), and each round SIGKILLs an agent — the lease holder, the standby, or both in
+//! turn — at a moment aimed at a named phase: mid initial sync, mid PHS cycle, AD changed but not read,
+//! journaled but not projected, mid push, mid writeback, mid lease handover. The phase a kill landed in
+//! is what the agent's metrics showed just before it (`common/crash_probe.rs`), checked after the kill
+//! against its log where the log can tell (initial sync, PHS, writeback); a kill that missed its aim
+//! is reported under the phase it did land in, `idle` when none.
+//!
+//! After each kill: `cloudsync journal verify` on the killed agent's journal (the crash image) passes;
+//! the agent restarts over its state; then, polled with a deadline, the tenant equals AD in full (the
+//! differential oracle: objects, every mapped attribute, memberships) and every enabled user in scope
+//! signs in with its AD password. A cloud reset is either written to AD exactly once (AD's own count
+//! of `unicodePwd` writes, `replPropertyMetaData`) and reported `succeeded`, or reported `failed` to
+//! the caller with AD written at most once; never twice, never silently lost. The tenant's log shows
+//! no batch applied twice. At the end both agents are killed once more and both journals verified.
+//!
+//! `CLOUDSYNC_CRASH_ROUNDS` (default [`DEFAULT_ROUNDS`]) sets the rounds after the initial two kills,
+//! `CLOUDSYNC_CRASH_SEED` replays a seed (printed at the start and on failure). The summary is printed
+//! and written as JSON to `$CLOUDSYNC_ARTIFACTS/crash-campaign.json` (else `target/crash-campaign.json`).
+//! `harness = false`: one long scenario with its own report; the few libtest flags nextest and
+//! `cargo test` pass (`--list`, `--exact NAME`, `--ignored`, a filter) are honoured by hand
+//! (docs/lab.md § Crash campaign).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/agent_run.rs"]
+mod agent_run;
+#[allow(unused_imports)]
+mod common;
+#[path = "common/crash_probe.rs"]
+mod crash_probe;
+#[path = "common/diff_changes.rs"]
+mod diff_changes;
+#[path = "common/diff_oracle.rs"]
+mod diff_oracle;
+#[path = "common/ha.rs"]
+mod ha;
+#[path = "common/tenant.rs"]
+mod tenant_fixture;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::lab::{self, LabDc};
+use crash_probe::{Phase, Sample};
+use diff_changes::{Kind, World, random_change, seed_world};
+use ha::{Daemon, agent_id, strip_ansi};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::json;
+use tenant_fixture::{GA, HIA, TenantFixture};
+
+/// The test's name, as `--list` reports it.
+const NAME: &str = "crash_campaign";
+/// Rounds after the two initial kills when `CLOUDSYNC_CRASH_ROUNDS` is not set: small enough for CI.
+const DEFAULT_ROUNDS: usize = 4;
+/// How long the tenant may take to equal AD again after a round (a loaded 2-core CI machine).
+const SETTLE: Duration = Duration::from_secs(240);
+/// The tenant's bounded wait for a writeback answer (`tenant serve --writeback-wait-secs`).
+const WRITEBACK_WAIT_SECS: u64 = 10;
+/// Graph's password method id (resetPassword).
+const PASSWORD_METHOD: &str = "28c10230-6103-485e-b985-444c60001490";
+
+/// What the run did, printed and written as JSON for RELIABILITY.md.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    seed: u64,
+    rounds_planned: usize,
+    rounds_done: usize,
+    kills: usize,
+    kills_by_phase: BTreeMap<String, usize>,
+    /// Kills after which the tenant came back to AD and every check passed.
+    kills_survived: usize,
+    checks_passed: usize,
+    checks_by_kind: BTreeMap<String, usize>,
+    ad_changes: usize,
+    ad_password_changes: usize,
+    /// Cloud resets: `succeeded` (written once), `failed-unwritten`, `failed-written-once`.
+    writeback: BTreeMap<String, usize>,
+    /// Lease takeovers with an image ("Lease taken over" in the agents' logs).
+    takeovers: usize,
+    /// Batches the tenant answered from its stored results (re-sent after a kill; not applied again).
+    batch_replays: usize,
+    batches_applied: usize,
+    /// The longest time between the metrics sample a kill was aimed by and the SIGKILL, ms.
+    max_sample_to_kill_ms: u64,
+    /// The longest time the tenant took to equal AD again after a round, s.
+    max_settle_secs: f64,
+    kill_log: Vec<String>,
+    duration_secs: f64,
+    passed: bool,
+    failure: Option<String>,
+}
+
+impl Report {
+    fn check(&mut self, kind: &str) {
+        self.checks_passed += 1;
+        *self.checks_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+    }
+}
+
+/// One agent: its state directory, configuration, log, and the daemon when running.
+struct Agent {
+    name: &'static str,
+    id: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    log: PathBuf,
+    daemon: Option<Daemon>,
+    starts: usize,
+    metrics: Option<String>,
+}
+
+impl Agent {
+    fn new(name: &'static str, dc: &LabDc, t: &TenantFixture, ous: &[String]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let config = agent_run::write_config(dc, t, dir.path(), ous);
+        agent_run::register(&config);
+        Agent {
+            name,
+            id: agent_id(dir.path()),
+            log: dir.path().join("agent.log"),
+            dir,
+            config,
+            daemon: None,
+            starts: 0,
+            metrics: None,
+        }
+    }
+
+    fn start(&mut self) {
+        assert!(self.daemon.is_none(), "{} is running", self.name);
+        self.daemon = Some(Daemon::start(&self.config, &self.log, &["corp"]));
+        self.starts += 1;
+        self.metrics = None;
+    }
+
+    /// SIGKILL (and reaped).
+    fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill();
+        }
+    }
+
+    fn log(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.log().matches(text).count()
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.dir.path().join("journal")
+    }
+
+    /// The metrics URL of the running process (its log's `Metrics endpoint listening.` line of this
+    /// start), once it is listening.
+    fn metrics_url(&mut self) -> Option<String> {
+        if self.metrics.is_none() {
+            let log = self.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("Metrics endpoint listening"))
+                .collect();
+            if lines.len() >= self.starts {
+                let listen = crash_probe::field(lines[self.starts - 1], "listen")?;
+                self.metrics = Some(format!("http://{listen}/metrics"));
+            }
+        }
+        self.metrics.clone()
+    }
+
+    async fn sample(&mut self, http: &reqwest::Client) -> Option<Sample> {
+        let url = self.metrics_url()?;
+        Sample::scrape(http, &url).await
+    }
+
+    /// A sample, polled until the agent answers (after a start it needs a moment).
+    async fn sample_now(&mut self, http: &reqwest::Client) -> Sample {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(s) = self.sample(http).await {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}'s metrics never answered:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One SIGKILL: who, where it landed, the figures.
+struct Kill {
+    phase: Phase,
+    line: String,
+    gap_ms: u64,
+}
+
+/// Polls `agent`'s metrics until they show `target` (against `base`, a sample of the same process
+/// from before the round's changes), then SIGKILLs it at once; after `within` it is killed wherever
+/// it is. The phase is the one the last sample showed, checked against the log where the log can
+/// tell (a PHS cycle or a full read that completed between the sample and the kill does not count).
+async fn aim(
+    http: &reqwest::Client,
+    agent: &mut Agent,
+    base: &Sample,
+    changed: bool,
+    target: Phase,
+    within: Duration,
+) -> Kill {
+    let started = Instant::now();
+    let (cycles_before, passes_before) = (
+        agent.count("Password hash sync cycle done"),
+        agent.count("Pass appended events"),
+    );
+    loop {
+        let sample = agent.sample(http).await;
+        let sampled = Instant::now();
+        let phases = sample
+            .as_ref()
+            .map(|s| Phase::of(s, base, changed))
+            .unwrap_or_default();
+        let hit = phases.contains(&target);
+        if hit || started.elapsed() >= within {
+            agent.kill();
+            let gap_ms = sampled.elapsed().as_millis() as u64;
+            let mut phase = if hit {
+                target
+            } else {
+                phases.first().copied().unwrap_or(Phase::Idle)
+            };
+            let now = sample.unwrap_or_default();
+            let mut detail = phase.detail(&now, base);
+            // The log is final after SIGKILL: what it says completed, completed before the kill.
+            if phase == Phase::Phs && agent.count("Password hash sync cycle done") > cycles_before {
+                detail =
+                    format!("a PHS cycle completed between the sample and the kill ({detail})");
+                phase = Phase::Idle;
+            }
+            if phase == Phase::InitialSync && agent.count("Pass appended events") > passes_before {
+                detail =
+                    format!("the full read completed between the sample and the kill ({detail})");
+                phase = Phase::Idle;
+            }
+            return Kill {
+                phase,
+                line: format!(
+                    "{} killed {} ({detail}; sampled {gap_ms} ms before the SIGKILL; aimed at {})",
+                    agent.name,
+                    phase.as_str(),
+                    target.as_str()
+                ),
+                gap_ms,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn record(report: &Arc<Mutex<Report>>, round: usize, kill: &Kill) {
+    let mut r = report.lock().unwrap();
+    r.kills += 1;
+    *r.kills_by_phase
+        .entry(kill.phase.as_str().to_owned())
+        .or_insert(0) += 1;
+    r.max_sample_to_kill_ms = r.max_sample_to_kill_ms.max(kill.gap_ms);
+    let line = format!("round {round}: {}", kill.line);
+    eprintln!("crash campaign: {line}");
+    r.kill_log.push(line);
+}
+
+/// `journal verify` on a killed agent's journal (must pass), counted.
+fn verify_journal(report: &Arc<Mutex<Report>>, agent: &Agent, seed: u64) {
+    assert!(agent.daemon.is_none());
+    if let Err(e) = crash_probe::journal_verify(&agent.journal()) {
+        panic!(
+            "seed {seed}: {}'s journal after the kill: {e}\n--- its log\n{}",
+            agent.name,
+            agent.log()
+        );
+    }
+    report.lock().unwrap().check("journal-verify");
+}
+
+/// Polls until the tenant equals AD in full and every enabled user in scope signs in with its AD
+/// password (`w`'s model of the passwords; the oracle re-reads AD for who is in scope and enabled).
+async fn settle(dc: &LabDc, t: &TenantFixture, w: &World, within: Duration) -> Result<f64, String> {
+    let start = Instant::now();
+    loop {
+        let mut diffs = diff_oracle::compare(dc, t, &w.ous).await;
+        if diffs.is_empty() {
+            let enabled = diff_oracle::enabled_users(dc, &w.ous);
+            for s in w
+                .slots
+                .iter()
+                .filter(|s| s.kind == Kind::User && w.in_scope(s))
+            {
+                if enabled.contains(&s.upn.to_ascii_lowercase()) {
+                    let status = tenant_fixture::signin(t, &s.upn, &s.password).await;
+                    if status != 200 {
+                        diffs.push(format!(
+                            "{} (in scope, enabled) cannot sign in with its AD password: {status}",
+                            s.upn
+                        ));
+                    }
+                }
+            }
+        }
+        if diffs.is_empty() {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > within {
+            return Err(format!(
+                "not equal to AD within {within:?} ({} differences):\n{}",
+                diffs.len(),
+                diffs
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Which of the two holds the lease (index into `agents`), per the tenant.
+async fn holder(t: &TenantFixture, token: &str, agents: &[Agent; 2]) -> Option<usize> {
+    let (id, _) = ha::lease(t, token).await?;
+    agents.iter().position(|a| a.id == id)
+}
+
+/// A cloud reset through Graph: its operation path and request id, once the tenant accepted it
+/// (202; it answers 503 while no agent has registered a writeback key yet).
+async fn reset(t: &TenantFixture, ga: &str, upn: &str, password: &str) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = t
+            .client
+            .post(t.at(&format!(
+                "/v1.0/users/{upn}/authentication/methods/{PASSWORD_METHOD}/resetPassword"
+            )))
+            .bearer_auth(ga)
+            .json(&json!({ "newPassword": password }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 202 {
+            let location = r.headers()["location"].to_str().unwrap().to_owned();
+            let path = location[t.url.len()..].to_owned();
+            let id = path.rsplit('/').next().unwrap().to_owned();
+            return (path, id);
+        }
+        let body = r.text().await.unwrap_or_default();
+        assert!(
+            Instant::now() < deadline && (status == 503 || status == 404),
+            "reset of {upn} not accepted: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Polls the operation until it is `succeeded` or `failed`: (status, statusDetail).
+async fn operation_result(t: &TenantFixture, ga: &str, path: &str) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(WRITEBACK_WAIT_SECS + 60);
+    loop {
+        let op = t.get_json(ga, path).await;
+        let status = op["status"].as_str().unwrap_or("").to_owned();
+        if status == "succeeded" || status == "failed" {
+            return (status, op["statusDetail"].as_str().unwrap_or("").to_owned());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "operation {path} never finished: {op}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An AD password change of a random user in scope (password hash sync's work); returns the line.
+fn change_password(rng: &mut StdRng, dc: &LabDc, w: &mut World) -> Option<String> {
+    let users: Vec<usize> = (0..w.slots.len())
+        .filter(|&i| w.slots[i].kind == Kind::User && w.in_scope(&w.slots[i]))
+        .collect();
+    if users.is_empty() {
+        return None;
+    }
+    let i = users[rng.random_range(0..users.len())];
+    let n = w.next();
+    let password = format!("Crash!Pw{n}x");
+    let dn = w.slots[i].dn();
+    dc.ldif_admin(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n-\n",
+        lab::unicode_pwd_base64(&password)
+    ));
+    w.slots[i].password = password;
+    Some(format!("password change of {dn}"))
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
+    })
+}
+
+#[allow(clippy::too_many_lines)]
+async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dc = LabDc::start();
+    let t = TenantFixture::start_with(&[
+        "--heartbeat-interval-secs",
+        "2",
+        "--writeback-wait-secs",
+        &WRITEBACK_WAIT_SECS.to_string(),
+        // The oracle signs every user in while password hash sync may still be catching up; those
+        // failures must not lock the users out (the campaign is not about smart lockout).
+        "--lockout-threshold",
+        "1000000",
+    ]);
+    let mut w = seed_world(&dc);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut agents = [
+        Agent::new("A", &dc, &t, &w.ous),
+        Agent::new("B", &dc, &t, &w.ous),
+    ];
+    let hia = t.user_token(HIA).await;
+    let ga = t.user_token(GA).await;
+    // Password writeback on for the configuration both agents serve.
+    let configs = t.get_json(&ga, "/api/v1/configurations").await;
+    let config_id = configs["value"][0]["id"].as_str().unwrap().to_owned();
+    let r = t
+        .client
+        .put(t.at(&format!("/api/v1/configurations/{config_id}/writeback")))
+        .bearer_auth(&ga)
+        .json(&json!({"enabled": true, "allowUnlock": false}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "writeback switch: {}", r.status());
+
+    // Round 0. A starts alone and is killed in its initial full read; B starts and is killed in its
+    // first PHS cycle (1,000+ hashes) while A comes back over its partial state.
+    agents[0].start();
+    let zero = Sample::default();
+    agents[0].sample_now(&http).await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..600))).await;
+    let kill = aim(
+        &http,
+        &mut agents[0],
+        &zero,
+        false,
+        Phase::InitialSync,
+        Duration::ZERO,
+    )
+    .await;
+    record(&report, 0, &kill);
+    verify_journal(&report, &agents[0], seed);
+    agents[1].start();
+    agents[0].start();
+    // The first cycle starts with the process (replication of 1,000+ accounts, then hashing).
+    agents[1].sample_now(&http).await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..800))).await;
+    let kill = aim(
+        &http,
+        &mut agents[1],
+        &zero,
+        false,
+        Phase::Phs,
+        Duration::ZERO,
+    )
+    .await;
+    record(&report, 0, &kill);
+    verify_journal(&report, &agents[1], seed);
+    agents[1].start();
+    let mut history: Vec<String> = Vec::new();
+    let settled = settle(&dc, &t, &w, SETTLE)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}, round 0: {e}"));
+    {
+        let mut r = report.lock().unwrap();
+        r.check("tenant-equals-ad");
+        r.kills_survived += 2;
+        r.max_settle_secs = r.max_settle_secs.max(settled);
+        r.rounds_done = 0;
+    }
+    eprintln!("crash campaign: round 0 settled in {settled:.1}s");
+
+    for round in 1..=rounds {
+        let Some(h) = holder(&t, &hia, &agents).await else {
+            panic!("seed {seed}, round {round}: no lease holder");
+        };
+        let s = 1 - h;
+        let writeback_round = rng.random_bool(0.4);
+        let mut targets = vec![
+            Phase::DeltaUnread,
+            Phase::DeltaUnprojected,
+            Phase::Push,
+            Phase::Push,
+            Phase::Phs,
+            Phase::Handover,
+        ];
+        if writeback_round {
+            targets.push(Phase::Writeback);
+            targets.push(Phase::Writeback);
+        }
+        let mut target = targets[rng.random_range(0..targets.len())];
+        let mut killed: Vec<usize> = Vec::new();
+        let mut changes: Vec<String> = Vec::new();
+
+        // A cloud reset, resolved before the round's AD changes so that AD's count of password
+        // writes of its user is the writeback's alone.
+        if writeback_round {
+            let enabled = diff_oracle::enabled_users(&dc, &w.ous);
+            let users: Vec<usize> = (0..w.slots.len())
+                .filter(|&i| {
+                    let sl = &w.slots[i];
+                    sl.kind == Kind::User
+                        && w.in_scope(sl)
+                        && enabled.contains(&sl.upn.to_ascii_lowercase())
+                })
+                .collect();
+            if users.is_empty() && target == Phase::Writeback {
+                target = Phase::Push;
+            }
+            if !users.is_empty() {
+                let i = users[rng.random_range(0..users.len())];
+                let dn = w.slots[i].dn();
+                let upn = w.slots[i].upn.clone();
+                let new_password = format!("Crash!Wb{}x", w.next());
+                let before = crash_probe::password_writes(&dc, &dn);
+                let (path, request) = reset(&t, &ga, &upn, &new_password).await;
+                if target == Phase::Writeback {
+                    // Kill whichever agent the tenant hands the request to, as soon as it has it.
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    let to = loop {
+                        if let Some(to) = crash_probe::handed_out_to(&t.log(), &request) {
+                            break to;
+                        }
+                        assert!(
+                            Instant::now() < deadline,
+                            "request {request} never handed out"
+                        );
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    };
+                    let v = agents.iter().position(|a| a.id == to).unwrap();
+                    let at = Instant::now();
+                    agents[v].kill();
+                    let gap_ms = at.elapsed().as_millis() as u64;
+                    let answered = agents[v]
+                        .log()
+                        .lines()
+                        .any(|l| l.contains("Writeback request answered") && l.contains(&request));
+                    let (phase, detail) = if answered {
+                        (
+                            Phase::Idle,
+                            "the request was answered before the kill landed",
+                        )
+                    } else {
+                        (Phase::Writeback, "handed out to it, no answer in its log")
+                    };
+                    let kill = Kill {
+                        phase,
+                        line: format!(
+                            "{} ({}) killed {} (request {request}: {detail}; {gap_ms} ms after the tenant's hand-out line was seen; aimed at writeback)",
+                            agents[v].name,
+                            if v == h { "holder" } else { "standby" },
+                            phase.as_str()
+                        ),
+                        gap_ms,
+                    };
+                    record(&report, round, &kill);
+                    verify_journal(&report, &agents[v], seed);
+                    agents[v].start();
+                    killed.push(v);
+                }
+                let (status, detail) = operation_result(&t, &ga, &path).await;
+                let after = crash_probe::password_writes(&dc, &dn);
+                let writes = after.saturating_sub(before);
+                let outcome = match (status.as_str(), writes) {
+                    ("succeeded", 1) => "succeeded",
+                    ("failed", 0) if !detail.is_empty() => "failed-unwritten",
+                    ("failed", 1) if !detail.is_empty() => "failed-written-once",
+                    _ => panic!(
+                        "seed {seed}, round {round}: cloud reset of {upn}: the caller saw {status:?} ({detail:?}) and AD wrote the password {writes} times (before {before}, after {after})"
+                    ),
+                };
+                if writes == 1 {
+                    w.slots[i].password = new_password;
+                }
+                changes.push(format!("cloud reset of {upn}: {outcome}"));
+                let mut r = report.lock().unwrap();
+                *r.writeback.entry(outcome.to_owned()).or_insert(0) += 1;
+                r.check("writeback-once-or-error");
+            }
+        }
+
+        // Each agent's figures before the round's AD changes (after a restart: the new process's).
+        let bases = [
+            agents[0].sample_now(&http).await,
+            agents[1].sample_now(&http).await,
+        ];
+        // The round's AD changes: the generator's, and a password change for PHS in some rounds.
+        for _ in 0..rng.random_range(2..=4) {
+            changes.push(random_change(&mut rng, &dc, &mut w));
+            report.lock().unwrap().ad_changes += 1;
+        }
+        if (target == Phase::Phs || rng.random_bool(0.4))
+            && let Some(c) = change_password(&mut rng, &dc, &mut w)
+        {
+            changes.push(c);
+            let mut r = report.lock().unwrap();
+            r.ad_changes += 1;
+            r.ad_password_changes += 1;
+        }
+
+        if target != Phase::Writeback {
+            let victim = match target {
+                Phase::Push | Phase::Handover => h,
+                _ if rng.random_bool(0.5) => h,
+                _ => s,
+            };
+            let within = match target {
+                // Either the first sample shows it or the feed has already read the changes. The
+                // handover's first kill lands wherever the holder is; the aim is the second one.
+                Phase::DeltaUnread | Phase::Handover => Duration::ZERO,
+                _ => Duration::from_secs(6),
+            };
+            let delay = match target {
+                Phase::Push => rng.random_range(0..1200),
+                _ => rng.random_range(0..150),
+            };
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let (aim_at, base) = (target, bases[victim].clone());
+            let mut kill = aim(&http, &mut agents[victim], &base, true, aim_at, within).await;
+            let role = if victim == h { "holder" } else { "standby" };
+            kill.line = kill.line.replacen(
+                agents[victim].name,
+                &format!("{} ({role})", agents[victim].name),
+                1,
+            );
+            record(&report, round, &kill);
+            killed.push(victim);
+            if target == Phase::Handover {
+                // The standby takes the lease over; it is killed as soon as the tenant says it holds it.
+                let other = 1 - victim;
+                let taken_before = agents[other].count("Lease taken over");
+                ha::wait_for_holder(&t, &hia, &agents[other].id, Duration::from_secs(60)).await;
+                let at = Instant::now();
+                agents[other].kill();
+                let gap_ms = at.elapsed().as_millis() as u64;
+                let log = agents[other].log();
+                let taken = log.matches("Lease taken over").count() > taken_before;
+                let enqueued = log.matches("Takeover image enqueued").count();
+                let detail = match (taken, enqueued) {
+                    (false, _) => {
+                        "holder per the tenant; its log had not yet logged the takeover".to_owned()
+                    }
+                    (true, 0) => {
+                        "took the lease over; its takeover image not enqueued yet".to_owned()
+                    }
+                    (true, _) => {
+                        "took the lease over; takeover image enqueued, not known acknowledged"
+                            .to_owned()
+                    }
+                };
+                let kill = Kill {
+                    phase: Phase::Handover,
+                    line: format!(
+                        "{} (new holder) killed {} ({detail}; {gap_ms} ms after the tenant showed it holding)",
+                        agents[other].name,
+                        Phase::Handover.as_str()
+                    ),
+                    gap_ms,
+                };
+                record(&report, round, &kill);
+                killed.push(other);
+            }
+            for &k in &killed {
+                verify_journal(&report, &agents[k], seed);
+            }
+            // Half the time a killed holder stays down until the standby has taken the lease over
+            // (a failover with its takeover image); otherwise it comes back at once and, within the
+            // lease, renews its own lease.
+            if killed == [h] && rng.random_bool(0.5) {
+                ha::wait_for_holder(&t, &hia, &agents[s].id, Duration::from_secs(60)).await;
+                changes.push(format!("{} took the lease over", agents[s].name));
+            }
+            for &k in &killed {
+                agents[k].start();
+            }
+        }
+
+        history.push(format!("round {round}: {}", changes.join("; ")));
+        let settled = settle(&dc, &t, &w, SETTLE).await.unwrap_or_else(|e| {
+            panic!(
+                "seed {seed}, round {round}: after the kill(s) the tenant {e}\n--- changes so far\n{}",
+                history.join("\n")
+            )
+        });
+        let applied = crash_probe::applied_batches(&t.log());
+        let twice: Vec<_> = applied.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "seed {seed}, round {round}: batches applied more than once: {twice:?}"
+        );
+        let mut r = report.lock().unwrap();
+        r.check("tenant-equals-ad");
+        r.check("no-batch-applied-twice");
+        r.kills_survived += killed.len();
+        r.max_settle_secs = r.max_settle_secs.max(settled);
+        r.rounds_done = round;
+        eprintln!(
+            "crash campaign: round {round} ({}; {} changes) settled in {settled:.1}s",
+            target.as_str(),
+            changes.len()
+        );
+    }
+
+    // The end: both agents killed once more, both journals verified; the tenant's log once more.
+    for a in &mut agents {
+        a.kill();
+        verify_journal(&report, a, seed);
+    }
+    let tenant_log = strip_ansi(&t.log());
+    let applied = crash_probe::applied_batches(&tenant_log);
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "seed {seed}: a batch applied more than once"
+    );
+    for (who, log) in [
+        ("tenant", tenant_log.clone()),
+        ("A", agents[0].log()),
+        ("B", agents[1].log()),
+    ] {
+        assert!(
+            !log.contains("panicked"),
+            "seed {seed}: {who} panicked:\n{log}"
+        );
+    }
+    let mut r = report.lock().unwrap();
+    r.check("no-batch-applied-twice");
+    r.check("no-panic");
+    r.batches_applied = applied.len();
+    r.batch_replays = tenant_log.matches("Batch replayed").count();
+    r.takeovers = agents.iter().map(|a| a.count("Lease taken over")).sum();
+}
+
+/// The libtest flags nextest and `cargo test` pass: whether to run, after answering `--list`.
+fn selected() -> Option<bool> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ignored = args.iter().any(|a| a == "--ignored");
+    if args.iter().any(|a| a == "--list") {
+        if !ignored {
+            println!("{NAME}: test");
+        }
+        return None;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let mut filters = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if matches!(
+            a.as_str(),
+            "--skip" | "--test-threads" | "--format" | "--color" | "-Z" | "--logfile"
+        ) {
+            it.next();
+        } else if !a.starts_with('-') {
+            filters.push(a.clone());
+        }
+    }
+    let matches = filters.iter().all(|f| {
+        if exact {
+            f == NAME
+        } else {
+            NAME.contains(f.as_str())
+        }
+    });
+    Some(matches && !ignored)
+}
+
+fn main() -> ExitCode {
+    match selected() {
+        None => return ExitCode::SUCCESS,
+        Some(false) => {
+            println!("running 0 tests");
+            return ExitCode::SUCCESS;
+        }
+        Some(true) => {}
+    }
+    cloudsync_private_fs::restrict_umask();
+    let seed = env_number("CLOUDSYNC_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let rounds = env_number("CLOUDSYNC_CRASH_ROUNDS").map_or(DEFAULT_ROUNDS, |r| r as usize);
+    eprintln!("crash campaign: seed {seed}, {rounds} rounds after the initial two kills");
+    let report = Arc::new(Mutex::new(Report {
+        seed,
+        rounds_planned: rounds,
+        ..Report::default()
+    }));
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let inner = report.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(campaign(inner, seed, rounds));
+    }));
+    drop(runtime);
+    let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+    r.duration_secs = started.elapsed().as_secs_f64();
+    r.passed = outcome.is_ok();
+    if let Err(p) = &outcome {
+        r.failure = Some(
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panic".to_owned()),
+        );
+    }
+    let dir = std::env::var_os("CLOUDSYNC_ARTIFACTS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("crash-campaign.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&*r).unwrap()).unwrap();
+    eprintln!(
+        "crash campaign: seed {}, rounds {}/{}, kills {} by phase {:?}, kills survived {}, checks passed {} {:?}, writeback {:?}, takeovers {}, batch replays {}, {:.0}s; {} -> {}",
+        r.seed,
+        r.rounds_done,
+        r.rounds_planned,
+        r.kills,
+        r.kills_by_phase,
+        r.kills_survived,
+        r.checks_passed,
+        r.checks_by_kind,
+        r.writeback,
+        r.takeovers,
+        r.batch_replays,
+        r.duration_secs,
+        if r.passed { "PASSED" } else { "FAILED" },
+        file.display()
+    );
+    if r.passed {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "crash campaign FAILED with seed {0}; replay: CLOUDSYNC_CRASH_SEED={0} CLOUDSYNC_CRASH_ROUNDS={1} cargo nextest run --test crash_campaign",
+            r.seed, r.rounds_planned
+        );
+        ExitCode::FAILURE
+    }
+}

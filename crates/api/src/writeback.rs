@@ -10,8 +10,8 @@
 //! 3. The agent long-polls `GET /api/v1/agents/{id}/writeback/requests?waitSeconds=N` (N ≤
 //!    [`MAX_WAIT_SECONDS`], default [`DEFAULT_WAIT_SECONDS`]) and receives [`WritebackRequests`] for the
 //!    configurations it is paired with. A request handed out and not answered within
-//!    [`IN_FLIGHT_SECONDS`] is handed out again; the agent remembers the ids it applied and re-sends the
-//!    same answer instead of applying twice. Expired requests are never handed out.
+//!    [`IN_FLIGHT_SECONDS`] is handed out again, to the same agent only; the agent remembers the ids it
+//!    applied (or began) and re-sends the same answer (or "interrupted") instead of applying twice. Expired requests are never handed out.
 //! 4. The agent answers `POST /api/v1/agents/{id}/writeback/requests/{requestId}/answer` with a
 //!    [`WritebackAnswer`] (204; the first answer wins, later ones are ignored; an unknown request or one
 //!    of another agent's configuration → 404).

@@ -11,7 +11,8 @@
 //! answers and operation polling); beyond that new requests are refused.
 //!
 //! Life of a request: pending → handed out to an eligible agent (in flight; handed out again after
-//! [`IN_FLIGHT`] without an answer) → answered (the first answer wins) or expired (the caller's
+//! [`IN_FLIGHT`] without an answer, to that agent only: it alone remembers having begun it and
+//! answers "interrupted" rather than applying it twice) → answered (the first answer wins) or expired (the caller's
 //! bounded wait ended, or its `expiresAt` passed). Expired requests are never handed out. Every time
 //! is an argument (`tokio::time::Instant`, pausable in tests).
 
@@ -71,11 +72,19 @@ struct Entry {
     /// The last hand-out, answer or expiry, RFC 3339 (Graph's `lastActionDateTime`).
     last_action_at: String,
     outcome: Outcome,
+    /// The agent it was handed to: the only one it goes out to again (another agent has no record
+    /// of it and would write the password a second time).
+    handed_to: Option<Uuid>,
     finished: Option<Instant>,
     done: watch::Sender<Option<WritebackAnswer>>,
 }
 
 impl Entry {
+    /// Whether `agent` may be handed it now or later (eligible, and not handed to another agent).
+    fn for_agent(&self, agent: Uuid) -> bool {
+        self.eligible(agent) && self.handed_to.is_none_or(|to| to == agent)
+    }
+
     fn eligible(&self, agent: Uuid) -> bool {
         self.new.sealed.iter().any(|(a, _)| *a == agent)
     }
@@ -150,6 +159,7 @@ impl WritebackQueue {
                 new,
                 created: now,
                 outcome: Outcome::Pending { handed_out: None },
+                handed_to: None,
                 finished: None,
                 done,
             },
@@ -173,7 +183,7 @@ impl WritebackQueue {
         let mut ready: Vec<&mut Entry> = Vec::new();
         let mut next: Option<Instant> = None;
         let mine =
-            |e: &&mut Entry| e.eligible(agent) && paired.contains(&e.new.request.configuration_id);
+            |e: &&mut Entry| e.for_agent(agent) && paired.contains(&e.new.request.configuration_id);
         for entry in entries.values_mut().filter(mine) {
             match entry.available_at(now) {
                 Some(at) if at <= now => ready.push(entry),
@@ -189,6 +199,7 @@ impl WritebackQueue {
                 entry.outcome = Outcome::Pending {
                     handed_out: Some(now),
                 };
+                entry.handed_to = Some(agent);
                 entry.last_action_at = super::state::now_rfc3339();
                 let mut request = entry.new.request.clone();
                 request.sealed_password = entry

@@ -178,3 +178,32 @@ fn the_queue_is_bounded() {
         assert_eq!(q.len(), MAX_ENTRIES);
     });
 }
+
+/// Only the agent a request was handed to remembers that it began applying it (and answers
+/// "interrupted" instead of applying it again), so an unanswered request goes out again to that
+/// agent alone: another agent would write the password a second time. Reachable when the caller's
+/// wait (`--writeback-wait-secs`, up to 60) outlasts [`IN_FLIGHT`]; found while building the crash
+/// campaign's writeback check (`tests/crash_campaign.rs`).
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_request_goes_out_again_only_to_the_agent_that_had_it() {
+    let q = WritebackQueue::default();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = Instant::now();
+    let e = entry(&[a, b], now + Duration::from_secs(60));
+    let id = e.request.id;
+    let _rx = q.enqueue(e, now).unwrap();
+    let (got, _) = q.take(a, &[Uuid::nil()], now);
+    assert_eq!(got.len(), 1, "either agent may take it first");
+    let (got, next) = q.take(b, &[Uuid::nil()], now + IN_FLIGHT);
+    assert!(
+        got.is_empty(),
+        "b never had it, so it would apply it a second time"
+    );
+    assert_eq!(next, None, "nothing for b to wait for");
+    let (got, _) = q.take(a, &[Uuid::nil()], now + IN_FLIGHT);
+    assert_eq!(got.len(), 1, "a gets it again (and answers it)");
+    assert_eq!(got[0].id, id);
+    // If a never answers, the caller gets the failure once the wait is over.
+    let end = now + Duration::from_secs(60);
+    assert_eq!(q.view(id, end).unwrap().status, "failed");
+}

@@ -267,6 +267,48 @@ async fn aim(
     }
 }
 
+/// Kills the holder `agent` as soon as the tenant's log shows a batch from it applied beyond the
+/// `before` it had applied when the round began (polled every few ms); after `within`, wherever it
+/// is. Returns the kill and the batch id.
+async fn aim_applied(
+    t: &TenantFixture,
+    agent: &mut Agent,
+    before: usize,
+    within: Duration,
+) -> (Kill, Option<String>) {
+    let started = Instant::now();
+    loop {
+        let applied = crash_probe::applied_from(&t.log(), &agent.id);
+        let seen = Instant::now();
+        if applied.len() > before || started.elapsed() >= within {
+            agent.kill();
+            let gap_ms = seen.elapsed().as_millis() as u64;
+            let batch = applied.get(before).cloned();
+            let (phase, detail) = match &batch {
+                Some(b) => (
+                    Phase::PushApplied,
+                    format!("the tenant had applied its batch {b}"),
+                ),
+                None => (
+                    Phase::Idle,
+                    "no batch applied within the aim's window".to_owned(),
+                ),
+            };
+            let kill = Kill {
+                phase,
+                line: format!(
+                    "{} killed {} ({detail}; the log line seen {gap_ms} ms before the SIGKILL; aimed at push-applied)",
+                    agent.name,
+                    phase.as_str()
+                ),
+                gap_ms,
+            };
+            return (kill, batch);
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
 fn record(report: &Arc<Mutex<Report>>, round: usize, kill: &Kill) {
     let mut r = report.lock().unwrap();
     r.kills += 1;
@@ -512,7 +554,8 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
             Phase::DeltaUnread,
             Phase::DeltaUnprojected,
             Phase::Push,
-            Phase::Push,
+            Phase::PushApplied,
+            Phase::PushApplied,
             Phase::Phs,
             Phase::Handover,
         ];
@@ -616,6 +659,8 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
             agents[0].sample_now(&http).await,
             agents[1].sample_now(&http).await,
         ];
+        let applied_before = crash_probe::applied_from(&t.log(), &agents[h].id).len();
+        let mut applied_batch: Option<String> = None;
         // The round's AD changes: the generator's, and a password change for PHS in some rounds.
         for _ in 0..rng.random_range(2..=4) {
             changes.push(random_change(&mut rng, &dc, &mut w));
@@ -632,7 +677,7 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
 
         if target != Phase::Writeback {
             let victim = match target {
-                Phase::Push | Phase::Handover => h,
+                Phase::Push | Phase::PushApplied | Phase::Handover => h,
                 _ if rng.random_bool(0.5) => h,
                 _ => s,
             };
@@ -648,7 +693,19 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
             };
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let (aim_at, base) = (target, bases[victim].clone());
-            let mut kill = aim(&http, &mut agents[victim], &base, true, aim_at, within).await;
+            let mut kill = if target == Phase::PushApplied {
+                let (kill, batch) = aim_applied(
+                    &t,
+                    &mut agents[victim],
+                    applied_before,
+                    Duration::from_secs(8),
+                )
+                .await;
+                applied_batch = batch;
+                kill
+            } else {
+                aim(&http, &mut agents[victim], &base, true, aim_at, within).await
+            };
             let role = if victim == h { "holder" } else { "standby" };
             kill.line = kill.line.replacen(
                 agents[victim].name,
@@ -714,7 +771,22 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
                 history.join("\n")
             )
         });
-        let applied = crash_probe::applied_batches(&t.log());
+        let tenant_log = t.log();
+        if let Some(b) = &applied_batch {
+            let replays = crash_probe::replays_of(&tenant_log, b);
+            let line = if replays > 0 {
+                format!(
+                    "round {round}: batch {b} was re-sent after the restart and replayed {replays} time(s), not applied again"
+                )
+            } else {
+                format!(
+                    "round {round}: batch {b} was not re-sent (the agent had recorded the answer)"
+                )
+            };
+            eprintln!("crash campaign: {line}");
+            report.lock().unwrap().kill_log.push(line);
+        }
+        let applied = crash_probe::applied_batches(&tenant_log);
         let twice: Vec<_> = applied.iter().filter(|(_, n)| **n > 1).collect();
         assert!(
             twice.is_empty(),

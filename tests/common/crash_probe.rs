@@ -114,8 +114,13 @@ pub enum Phase {
     Phs,
     /// Events journaled and not yet projected (projection's lag > 0).
     DeltaUnprojected,
-    /// The holder has projected operations the tenant has not acknowledged (outbox depth > 0).
+    /// The holder has projected operations the tenant has not acknowledged (outbox depth > 0):
+    /// lingering in the push window or in flight.
     Push,
+    /// The tenant's log shows it applied a batch from the holder since the round began, seen a few
+    /// ms before the kill: the answer on its way back or just recorded. Whether the agent had
+    /// recorded it shows afterwards: a batch it had not is re-sent and replayed by the tenant.
+    PushApplied,
     /// The round's AD changes are made and not yet in this agent's journal (its feed had not read
     /// them: the journal's last seq is where it was before the changes).
     DeltaUnread,
@@ -133,6 +138,7 @@ impl Phase {
             Phase::Phs => "phs-cycle",
             Phase::DeltaUnprojected => "delta-unprojected",
             Phase::Push => "push",
+            Phase::PushApplied => "push-applied",
             Phase::DeltaUnread => "delta-unread",
             Phase::Idle => "idle",
         }
@@ -264,6 +270,23 @@ pub fn applied_batches(tenant_log: &str) -> BTreeMap<String, usize> {
         }
     }
     out
+}
+
+/// The batch ids the tenant's log says it applied from `agent`, in log order.
+pub fn applied_from(tenant_log: &str, agent: &str) -> Vec<String> {
+    strip_ansi(tenant_log)
+        .lines()
+        .filter(|l| l.contains("Batch applied") && l.contains(agent))
+        .map(|l| field(l, "batch_id").unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// How many times the tenant's log says it replayed `batch` (answered from its stored results).
+pub fn replays_of(tenant_log: &str, batch: &str) -> usize {
+    strip_ansi(tenant_log)
+        .lines()
+        .filter(|l| l.contains("Batch replayed") && l.contains(batch))
+        .count()
 }
 
 /// The agent the tenant handed writeback request `id` to (its "handed out" log line), if any yet.

@@ -199,6 +199,29 @@ impl Agent {
     }
 }
 
+/// The artifacts directory: `$CLOUDSYNC_ARTIFACTS`, else `target/`.
+fn artifacts() -> PathBuf {
+    std::env::var_os("CLOUDSYNC_ARTIFACTS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    )
+}
+
+/// Copies the agents' and the tenant's logs to `<artifacts>/crash-campaign-logs/` when dropped (also
+/// on a failure, before the temporary directories go): the post-mortem of a seed. The logs hold no
+/// password (ARCHITECTURE.md invariant 4).
+struct KeepLogs(Vec<(&'static str, PathBuf)>);
+
+impl Drop for KeepLogs {
+    fn drop(&mut self) {
+        let dir = artifacts().join("crash-campaign-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        for (name, path) in &self.0 {
+            let _ = std::fs::copy(path, dir.join(name));
+        }
+    }
+}
+
 /// One SIGKILL: who, where it landed, the figures.
 struct Kill {
     phase: Phase,
@@ -482,6 +505,11 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
         Agent::new("A", &dc, &t, &w.ous),
         Agent::new("B", &dc, &t, &w.ous),
     ];
+    let _keep = KeepLogs(vec![
+        ("agent-a.log", agents[0].log.clone()),
+        ("agent-b.log", agents[1].log.clone()),
+        ("tenant.log", t.dir.path().join("tenant.log")),
+    ]);
     let hia = t.user_token(HIA).await;
     let ga = t.user_token(GA).await;
     // Password writeback on for the configuration both agents serve.
@@ -691,6 +719,34 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
                 Phase::Push => rng.random_range(0..1200),
                 _ => rng.random_range(0..150),
             };
+            // How a killed holder comes back (not for the handover, which kills both): at once (it
+            // races the standby, which usually takes the lease over first: a restart replays the
+            // journal and outlasts the 4 s lease), after the standby has taken the lease over, or
+            // alone: the standby is killed first, so the holder re-takes its own lease and, having
+            // held the previous epoch, sends no takeover image — only its own recovery brings the
+            // tenant back to AD.
+            let mode = if victim == h && target != Phase::Handover {
+                rng.random_range(0..3)
+            } else {
+                0
+            };
+            if mode == 2 {
+                let mut kill = aim(
+                    &http,
+                    &mut agents[s],
+                    &bases[s],
+                    true,
+                    Phase::Idle,
+                    Duration::ZERO,
+                )
+                .await;
+                kill.line = kill
+                    .line
+                    .replacen(agents[s].name, &format!("{} (standby)", agents[s].name), 1)
+                    .replace("aimed at idle", "killed first, wherever it was");
+                record(&report, round, &kill);
+                killed.push(s);
+            }
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let (aim_at, base) = (target, bases[victim].clone());
             let mut kill = if target == Phase::PushApplied {
@@ -752,14 +808,31 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
             for &k in &killed {
                 verify_journal(&report, &agents[k], seed);
             }
-            // Half the time a killed holder stays down until the standby has taken the lease over
-            // (a failover with its takeover image); otherwise it comes back at once and, within the
-            // lease, renews its own lease.
-            if killed == [h] && rng.random_bool(0.5) {
-                ha::wait_for_holder(&t, &hia, &agents[s].id, Duration::from_secs(60)).await;
-                changes.push(format!("{} took the lease over", agents[s].name));
+            let mut to_start = killed.clone();
+            if victim == h && target != Phase::Handover {
+                let line = match mode {
+                    1 => {
+                        ha::wait_for_holder(&t, &hia, &agents[s].id, Duration::from_secs(60)).await;
+                        format!(
+                            "round {round}: {} restarted after {} took the lease over",
+                            agents[h].name, agents[s].name
+                        )
+                    }
+                    2 => {
+                        agents[h].start();
+                        ha::wait_for_holder(&t, &hia, &agents[h].id, Duration::from_secs(60)).await;
+                        to_start.retain(|k| *k != h);
+                        format!(
+                            "round {round}: {} restarted alone and holds the lease again; then {}",
+                            agents[h].name, agents[s].name
+                        )
+                    }
+                    _ => format!("round {round}: {} restarted at once", agents[h].name),
+                };
+                changes.push(line.clone());
+                report.lock().unwrap().kill_log.push(line);
             }
-            for &k in &killed {
+            for &k in &to_start {
                 agents[k].start();
             }
         }
@@ -912,10 +985,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| "panic".to_owned()),
         );
     }
-    let dir = std::env::var_os("CLOUDSYNC_ARTIFACTS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-        PathBuf::from,
-    );
+    let dir = artifacts();
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("crash-campaign.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&*r).unwrap()).unwrap();

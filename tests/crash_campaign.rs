@@ -400,6 +400,35 @@ async fn settle(dc: &LabDc, t: &TenantFixture, w: &World, within: Duration) -> R
     }
 }
 
+/// The tenant's last provisioning-log entries that were not applied (`result=error`), one line each:
+/// what a failure report needs beside the differences (refusals, quarantines).
+async fn refusals(t: &TenantFixture, ga: &str) -> String {
+    let page = t
+        .get_json(ga, "/api/v1/provisioningLogs?result=error&top=20")
+        .await;
+    page["value"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {} {} by agent {}, batch {}: {:?} {}",
+                        e["time"].as_str().unwrap_or(""),
+                        e["action"].as_str().unwrap_or(""),
+                        e["sourceAnchor"].as_str().unwrap_or(""),
+                        e["result"].as_str().unwrap_or(""),
+                        e["agentId"].as_str().unwrap_or(""),
+                        e["batchId"].as_str().unwrap_or(""),
+                        e["errorCode"].as_str().unwrap_or(""),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|| format!("(no provisioning log: {page})"))
+}
+
 /// Which of the two holds the lease (index into `agents`), per the tenant.
 async fn holder(t: &TenantFixture, token: &str, agents: &[Agent; 2]) -> Option<usize> {
     let (id, _) = ha::lease(t, token).await?;
@@ -838,12 +867,14 @@ async fn campaign(report: Arc<Mutex<Report>>, seed: u64, rounds: usize) {
         }
 
         history.push(format!("round {round}: {}", changes.join("; ")));
-        let settled = settle(&dc, &t, &w, SETTLE).await.unwrap_or_else(|e| {
-            panic!(
-                "seed {seed}, round {round}: after the kill(s) the tenant {e}\n--- changes so far\n{}",
+        let settled = match settle(&dc, &t, &w, SETTLE).await {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "seed {seed}, round {round}: after the kill(s) the tenant {e}\n--- the tenant's last refusals (provisioning log, newest first)\n{}\n--- changes so far\n{}",
+                refusals(&t, &ga).await,
                 history.join("\n")
-            )
-        });
+            ),
+        };
         let tenant_log = t.log();
         if let Some(b) = &applied_batch {
             let replays = crash_probe::replays_of(&tenant_log, b);

@@ -28,6 +28,10 @@
 mod agent_run;
 #[allow(unused_imports)]
 mod common;
+#[path = "common/crash_agent.rs"]
+mod crash_agent;
+#[path = "common/crash_driver.rs"]
+mod crash_driver;
 #[path = "common/crash_probe.rs"]
 mod crash_probe;
 #[path = "common/diff_changes.rs"]
@@ -40,15 +44,18 @@ mod ha;
 mod tenant_fixture;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::lab::{self, LabDc};
+use common::lab::LabDc;
+use crash_agent::{Agent, KeepLogs, Kill, aim, aim_applied, artifacts};
+use crash_driver::{
+    WRITEBACK_WAIT_SECS, change_password, holder, operation_result, refusals, reset, settle,
+};
 use crash_probe::{Phase, Sample};
-use diff_changes::{Kind, World, random_change, seed_world};
-use ha::{Daemon, agent_id, strip_ansi};
+use diff_changes::{Kind, random_change, seed_world};
+use ha::strip_ansi;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -61,10 +68,6 @@ const NAME: &str = "crash_campaign";
 const DEFAULT_ROUNDS: usize = 4;
 /// How long the tenant may take to equal AD again after a round (a loaded 2-core CI machine).
 const SETTLE: Duration = Duration::from_secs(240);
-/// The tenant's bounded wait for a writeback answer (`tenant serve --writeback-wait-secs`).
-const WRITEBACK_WAIT_SECS: u64 = 10;
-/// Graph's password method id (resetPassword).
-const PASSWORD_METHOD: &str = "28c10230-6103-485e-b985-444c60001490";
 
 /// What the run did, printed and written as JSON for RELIABILITY.md.
 #[derive(Debug, Default, Serialize)]
@@ -104,234 +107,6 @@ impl Report {
     }
 }
 
-/// One agent: its state directory, configuration, log, and the daemon when running.
-struct Agent {
-    name: &'static str,
-    id: String,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    log: PathBuf,
-    daemon: Option<Daemon>,
-    starts: usize,
-    metrics: Option<String>,
-}
-
-impl Agent {
-    fn new(name: &'static str, dc: &LabDc, t: &TenantFixture, ous: &[String]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let config = agent_run::write_config(dc, t, dir.path(), ous);
-        agent_run::register(&config);
-        Agent {
-            name,
-            id: agent_id(dir.path()),
-            log: dir.path().join("agent.log"),
-            dir,
-            config,
-            daemon: None,
-            starts: 0,
-            metrics: None,
-        }
-    }
-
-    fn start(&mut self) {
-        assert!(self.daemon.is_none(), "{} is running", self.name);
-        self.daemon = Some(Daemon::start(&self.config, &self.log, &["corp"]));
-        self.starts += 1;
-        self.metrics = None;
-    }
-
-    /// SIGKILL (and reaped).
-    fn kill(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            d.kill();
-        }
-    }
-
-    fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    fn count(&self, text: &str) -> usize {
-        self.log().matches(text).count()
-    }
-
-    fn journal(&self) -> PathBuf {
-        self.dir.path().join("journal")
-    }
-
-    /// The metrics URL of the running process (its log's `Metrics endpoint listening.` line of this
-    /// start), once it is listening.
-    fn metrics_url(&mut self) -> Option<String> {
-        if self.metrics.is_none() {
-            let log = self.log();
-            let lines: Vec<&str> = log
-                .lines()
-                .filter(|l| l.contains("Metrics endpoint listening"))
-                .collect();
-            if lines.len() >= self.starts {
-                let listen = crash_probe::field(lines[self.starts - 1], "listen")?;
-                self.metrics = Some(format!("http://{listen}/metrics"));
-            }
-        }
-        self.metrics.clone()
-    }
-
-    async fn sample(&mut self, http: &reqwest::Client) -> Option<Sample> {
-        let url = self.metrics_url()?;
-        Sample::scrape(http, &url).await
-    }
-
-    /// A sample, polled until the agent answers (after a start it needs a moment).
-    async fn sample_now(&mut self, http: &reqwest::Client) -> Sample {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(s) = self.sample(http).await {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}'s metrics never answered:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// The artifacts directory: `$CLOUDSYNC_ARTIFACTS`, else `target/`.
-fn artifacts() -> PathBuf {
-    std::env::var_os("CLOUDSYNC_ARTIFACTS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-        PathBuf::from,
-    )
-}
-
-/// Copies the agents' and the tenant's logs to `<artifacts>/crash-campaign-logs/` when dropped (also
-/// on a failure, before the temporary directories go): the post-mortem of a seed. The logs hold no
-/// password (ARCHITECTURE.md invariant 4).
-struct KeepLogs(Vec<(&'static str, PathBuf)>);
-
-impl Drop for KeepLogs {
-    fn drop(&mut self) {
-        let dir = artifacts().join("crash-campaign-logs");
-        let _ = std::fs::create_dir_all(&dir);
-        for (name, path) in &self.0 {
-            let _ = std::fs::copy(path, dir.join(name));
-        }
-    }
-}
-
-/// One SIGKILL: who, where it landed, the figures.
-struct Kill {
-    phase: Phase,
-    line: String,
-    gap_ms: u64,
-}
-
-/// Polls `agent`'s metrics until they show `target` (against `base`, a sample of the same process
-/// from before the round's changes), then SIGKILLs it at once; after `within` it is killed wherever
-/// it is. The phase is the one the last sample showed, checked against the log where the log can
-/// tell (a PHS cycle or a full read that completed between the sample and the kill does not count).
-async fn aim(
-    http: &reqwest::Client,
-    agent: &mut Agent,
-    base: &Sample,
-    changed: bool,
-    target: Phase,
-    within: Duration,
-) -> Kill {
-    let started = Instant::now();
-    let (cycles_before, passes_before) = (
-        agent.count("Password hash sync cycle done"),
-        agent.count("Pass appended events"),
-    );
-    loop {
-        let sample = agent.sample(http).await;
-        let sampled = Instant::now();
-        let phases = sample
-            .as_ref()
-            .map(|s| Phase::of(s, base, changed))
-            .unwrap_or_default();
-        let hit = phases.contains(&target);
-        if hit || started.elapsed() >= within {
-            agent.kill();
-            let gap_ms = sampled.elapsed().as_millis() as u64;
-            let mut phase = if hit {
-                target
-            } else {
-                phases.first().copied().unwrap_or(Phase::Idle)
-            };
-            let now = sample.unwrap_or_default();
-            let mut detail = phase.detail(&now, base);
-            // The log is final after SIGKILL: what it says completed, completed before the kill.
-            if phase == Phase::Phs && agent.count("Password hash sync cycle done") > cycles_before {
-                detail =
-                    format!("a PHS cycle completed between the sample and the kill ({detail})");
-                phase = Phase::Idle;
-            }
-            if phase == Phase::InitialSync && agent.count("Pass appended events") > passes_before {
-                detail =
-                    format!("the full read completed between the sample and the kill ({detail})");
-                phase = Phase::Idle;
-            }
-            return Kill {
-                phase,
-                line: format!(
-                    "{} killed {} ({detail}; sampled {gap_ms} ms before the SIGKILL; aimed at {})",
-                    agent.name,
-                    phase.as_str(),
-                    target.as_str()
-                ),
-                gap_ms,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Kills the holder `agent` as soon as the tenant's log shows a batch from it applied beyond the
-/// `before` it had applied when the round began (polled every few ms); after `within`, wherever it
-/// is. Returns the kill and the batch id.
-async fn aim_applied(
-    t: &TenantFixture,
-    agent: &mut Agent,
-    before: usize,
-    within: Duration,
-) -> (Kill, Option<String>) {
-    let started = Instant::now();
-    loop {
-        let applied = crash_probe::applied_from(&t.log(), &agent.id);
-        let seen = Instant::now();
-        if applied.len() > before || started.elapsed() >= within {
-            agent.kill();
-            let gap_ms = seen.elapsed().as_millis() as u64;
-            let batch = applied.get(before).cloned();
-            let (phase, detail) = match &batch {
-                Some(b) => (
-                    Phase::PushApplied,
-                    format!("the tenant had applied its batch {b}"),
-                ),
-                None => (
-                    Phase::Idle,
-                    "no batch applied within the aim's window".to_owned(),
-                ),
-            };
-            let kill = Kill {
-                phase,
-                line: format!(
-                    "{} killed {} ({detail}; the log line seen {gap_ms} ms before the SIGKILL; aimed at push-applied)",
-                    agent.name,
-                    phase.as_str()
-                ),
-                gap_ms,
-            };
-            return (kill, batch);
-        }
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
-}
-
 fn record(report: &Arc<Mutex<Report>>, round: usize, kill: &Kill) {
     let mut r = report.lock().unwrap();
     r.kills += 1;
@@ -355,152 +130,6 @@ fn verify_journal(report: &Arc<Mutex<Report>>, agent: &Agent, seed: u64) {
         );
     }
     report.lock().unwrap().check("journal-verify");
-}
-
-/// Polls until the tenant equals AD in full and every enabled user in scope signs in with its AD
-/// password (`w`'s model of the passwords; the oracle re-reads AD for who is in scope and enabled).
-async fn settle(dc: &LabDc, t: &TenantFixture, w: &World, within: Duration) -> Result<f64, String> {
-    let start = Instant::now();
-    loop {
-        let mut diffs = diff_oracle::compare(dc, t, &w.ous).await;
-        if diffs.is_empty() {
-            let enabled = diff_oracle::enabled_users(dc, &w.ous);
-            for s in w
-                .slots
-                .iter()
-                .filter(|s| s.kind == Kind::User && w.in_scope(s))
-            {
-                if enabled.contains(&s.upn.to_ascii_lowercase()) {
-                    let status = tenant_fixture::signin(t, &s.upn, &s.password).await;
-                    if status != 200 {
-                        diffs.push(format!(
-                            "{} (in scope, enabled) cannot sign in with its AD password: {status}",
-                            s.upn
-                        ));
-                    }
-                }
-            }
-        }
-        if diffs.is_empty() {
-            return Ok(start.elapsed().as_secs_f64());
-        }
-        if start.elapsed() > within {
-            return Err(format!(
-                "not equal to AD within {within:?} ({} differences):\n{}",
-                diffs.len(),
-                diffs
-                    .iter()
-                    .take(20)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// The tenant's last provisioning-log entries that were not applied (`result=error`), one line each:
-/// what a failure report needs beside the differences (refusals, quarantines).
-async fn refusals(t: &TenantFixture, ga: &str) -> String {
-    let page = t
-        .get_json(ga, "/api/v1/provisioningLogs?result=error&top=20")
-        .await;
-    page["value"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .map(|e| {
-                    format!(
-                        "{} {} {} {} by agent {}, batch {}: {:?} {}",
-                        e["time"].as_str().unwrap_or(""),
-                        e["action"].as_str().unwrap_or(""),
-                        e["sourceAnchor"].as_str().unwrap_or(""),
-                        e["result"].as_str().unwrap_or(""),
-                        e["agentId"].as_str().unwrap_or(""),
-                        e["batchId"].as_str().unwrap_or(""),
-                        e["errorCode"].as_str().unwrap_or(""),
-                        e["message"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_else(|| format!("(no provisioning log: {page})"))
-}
-
-/// Which of the two holds the lease (index into `agents`), per the tenant.
-async fn holder(t: &TenantFixture, token: &str, agents: &[Agent; 2]) -> Option<usize> {
-    let (id, _) = ha::lease(t, token).await?;
-    agents.iter().position(|a| a.id == id)
-}
-
-/// A cloud reset through Graph: its operation path and request id, once the tenant accepted it
-/// (202; it answers 503 while no agent has registered a writeback key yet).
-async fn reset(t: &TenantFixture, ga: &str, upn: &str, password: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = t
-            .client
-            .post(t.at(&format!(
-                "/v1.0/users/{upn}/authentication/methods/{PASSWORD_METHOD}/resetPassword"
-            )))
-            .bearer_auth(ga)
-            .json(&json!({ "newPassword": password }))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        if status == 202 {
-            let location = r.headers()["location"].to_str().unwrap().to_owned();
-            let path = location[t.url.len()..].to_owned();
-            let id = path.rsplit('/').next().unwrap().to_owned();
-            return (path, id);
-        }
-        let body = r.text().await.unwrap_or_default();
-        assert!(
-            Instant::now() < deadline && (status == 503 || status == 404),
-            "reset of {upn} not accepted: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Polls the operation until it is `succeeded` or `failed`: (status, statusDetail).
-async fn operation_result(t: &TenantFixture, ga: &str, path: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(WRITEBACK_WAIT_SECS + 60);
-    loop {
-        let op = t.get_json(ga, path).await;
-        let status = op["status"].as_str().unwrap_or("").to_owned();
-        if status == "succeeded" || status == "failed" {
-            return (status, op["statusDetail"].as_str().unwrap_or("").to_owned());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "operation {path} never finished: {op}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// An AD password change of a random user in scope (password hash sync's work); returns the line.
-fn change_password(rng: &mut StdRng, dc: &LabDc, w: &mut World) -> Option<String> {
-    let users: Vec<usize> = (0..w.slots.len())
-        .filter(|&i| w.slots[i].kind == Kind::User && w.in_scope(&w.slots[i]))
-        .collect();
-    if users.is_empty() {
-        return None;
-    }
-    let i = users[rng.random_range(0..users.len())];
-    let n = w.next();
-    let password = format!("Crash!Pw{n}x");
-    let dn = w.slots[i].dn();
-    dc.ldif_admin(&format!(
-        "dn: {dn}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n-\n",
-        lab::unicode_pwd_base64(&password)
-    ));
-    w.slots[i].password = password;
-    Some(format!("password change of {dn}"))
 }
 
 fn env_number(name: &str) -> Option<u64> {

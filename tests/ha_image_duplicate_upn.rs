@@ -1,15 +1,16 @@
-//! Known bug, found by the crash campaign (`tests/crash_campaign.rs`, seed 1796687246882923282 round 9):
-//! a user deleted and re-created in AD with the same name while the lease holder is down never reaches
-//! the cloud, and the deleted one stays there.
+//! Regression test for a bug the crash campaign found (`tests/crash_campaign.rs`, seed
+//! 1796687246882923282 round 9): a user deleted and re-created in AD with the same name while the lease
+//! holder is down never reached the cloud, and the deleted one stayed there.
 //!
 //! The old holder never pushed the delete. The new holder's takeover image upserts the re-created user
 //! (a new anchor) while the old one, which only the image's closing sweep (`imageComplete`) would
-//! remove, still holds its userPrincipalName: the tenant refuses the upsert (`DuplicateUserPrincipalName`,
-//! permanent) and the agent quarantines the object. The image's password hash for the new user is then
-//! refused as `ReferenceNotFound` (retriable) and retried with backoff; `imageComplete` goes only once
-//! everything before it is acknowledged (`push::batcher::may_send`), so the sweep never runs and the old
-//! user is never deleted. Ignored until fixed (ARCHITECTURE.md § lease contract, rules 10–11):
-//! `cargo nextest run --test ha_image_duplicate_upn --run-ignored all`.
+//! remove, still holds its userPrincipalName: the tenant refused the upsert (`DuplicateUserPrincipalName`,
+//! permanent), the agent quarantined the object, its password hash was retried as `ReferenceNotFound`,
+//! and `imageComplete`, which goes only once everything before it is acknowledged
+//! (`push::batcher::may_send`), never went. Fixed in the tenant: an upsert under a newer epoch supersedes
+//! a same-configuration object of an earlier holder's epoch (≥ 1) that holds its UPN — the sweep, early,
+//! for that one object (ARCHITECTURE.md § lease contract, rule 11; unit test in
+//! `crates/tenant/src/apply_image.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/agent_run.rs"]
@@ -33,7 +34,6 @@ use ha::{Daemon, agent_id, converge, wait_for_holder};
 use tenant_fixture::{HIA, TenantFixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a takeover image's upsert collides on userPrincipalName with the stale object its own sweep would delete"]
 async fn a_user_recreated_with_the_same_name_while_the_holder_is_down_reaches_the_cloud() {
     cloudsync_private_fs::restrict_umask();
     let dc = LabDc::start();

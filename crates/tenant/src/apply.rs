@@ -102,8 +102,9 @@ pub fn apply_batch_cut(
         } else {
             super::apply_ops::apply_one(store, config, op, ctx, &mut swept)?
         };
-        // Objects an `imageComplete` deleted: one log entry each, before the operation's own.
-        for (id, anchor) in swept.drain(..) {
+        // Objects an `imageComplete` (or an upsert superseding a stale holder of its
+        // userPrincipalName) deleted: one log entry each, before the operation's own.
+        for super::apply_ops::Removed { id, anchor, why } in swept.drain(..) {
             let entry = LogEntry {
                 seq: store.next_id()?,
                 time: ctx.now_text.clone(),
@@ -115,11 +116,23 @@ pub fn apply_batch_cut(
                 action: "delete".to_owned(),
                 result: OpStatus::Success,
                 error_code: None,
-                message: format!(
-                    "Not in the image of the new lease holder (epoch {}): deleted.",
-                    ctx.epoch
+                message: match why {
+                    super::apply_ops::RemovedBy::ImageComplete => format!(
+                        "Not in the image of the new lease holder (epoch {}): deleted.",
+                        ctx.epoch
+                    ),
+                    super::apply_ops::RemovedBy::SupersededInImage => format!(
+                        "Written by an earlier lease holder and not re-sent by the new one (epoch {}), whose object of another anchor claims its userPrincipalName: deleted, as the image's sweep would.",
+                        ctx.epoch
+                    ),
+                },
+                reason: Some(
+                    match why {
+                        super::apply_ops::RemovedBy::ImageComplete => "ImageComplete",
+                        super::apply_ops::RemovedBy::SupersededInImage => "SupersededInImage",
+                    }
+                    .to_owned(),
                 ),
-                reason: Some("ImageComplete".to_owned()),
             };
             put_json(&store.logs, &entry.seq.to_be_bytes(), &entry)?;
         }

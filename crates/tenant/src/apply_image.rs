@@ -295,4 +295,86 @@ mod tests {
             "deletes below the threshold went, then it stopped"
         );
     }
+
+    /// An upsert with another anchor and the same userPrincipalName as `anchor`'s.
+    fn same_upn(anchor: &str, upn_of: &str, version: u64) -> Operation {
+        let Operation::Upsert(mut u) = upsert(ObjectKind::User, anchor, version) else {
+            unreachable!()
+        };
+        u.attributes.insert(
+            "userPrincipalName".into(),
+            json!(format!("{upn_of}@x.test")),
+        );
+        Operation::Upsert(u)
+    }
+
+    #[test]
+    fn an_image_upsert_supersedes_an_earlier_holders_object_with_its_upn_and_only_that() {
+        // A user deleted and re-created in AD with the same name while the holder was down: the old
+        // holder (epoch 1) wrote "old"; the new holder's image (epoch 2) holds "new" with the same
+        // UPN. Without the supersede the upsert is refused and imageComplete never comes
+        // (tests/ha_image_duplicate_upn.rs).
+        let mut f = Fixture::new(0);
+        f.batch(1, vec![upsert(ObjectKind::User, "old", 5)]);
+        let r = f.batch(2, vec![same_upn("new", "old", 3), complete(4, &[])]);
+        assert_eq!(r, [(OpStatus::Success, None), (OpStatus::Success, None)]);
+        assert_eq!(f.live().0, ["new"]);
+        let reasons: Vec<String> = f
+            .store
+            .logs
+            .iter()
+            .map(|e| {
+                let v: serde_json::Value = serde_json::from_slice(&e.unwrap().1).unwrap();
+                format!("{} {}", v["sourceAnchor"].as_str().unwrap(), v["reason"])
+            })
+            .collect();
+        assert!(
+            reasons.contains(&"old \"SupersededInImage\"".to_owned()),
+            "{reasons:?}"
+        );
+        // The old holder's late write of "old" is stale against the tombstone.
+        assert_eq!(
+            f.batch(1, vec![upsert(ObjectKind::User, "old", 99)])[0].0,
+            OpStatus::Skipped
+        );
+
+        // Under the holder's own epoch, a clash is a clash: refused, nothing deleted.
+        let mut f = Fixture::new(0);
+        f.batch(2, vec![upsert(ObjectKind::User, "a", 1)]);
+        let r = f.batch(2, vec![same_upn("b", "a", 2)]);
+        assert_eq!(
+            r[0],
+            (
+                OpStatus::Error,
+                Some(OpErrorCode::DuplicateUserPrincipalName)
+            )
+        );
+        assert_eq!(f.live().0, ["a"]);
+
+        // Objects written before leases (epoch 0) are never superseded.
+        let mut f = Fixture::new(0);
+        f.batch(0, vec![upsert(ObjectKind::User, "a", 1)]);
+        let r = f.batch(1, vec![same_upn("b", "a", 2)]);
+        assert_eq!(
+            r[0],
+            (
+                OpStatus::Error,
+                Some(OpErrorCode::DuplicateUserPrincipalName)
+            )
+        );
+        assert_eq!(f.live().0, ["a"]);
+
+        // The delete threshold still holds: a supersede it blocks leaves the clash refused.
+        let mut f = Fixture::new(1);
+        f.batch(1, vec![upsert(ObjectKind::User, "a", 1)]);
+        let r = f.batch(2, vec![same_upn("b", "a", 2)]);
+        assert_eq!(
+            r[0],
+            (
+                OpStatus::Error,
+                Some(OpErrorCode::DuplicateUserPrincipalName)
+            )
+        );
+        assert_eq!(f.live().0, ["a"]);
+    }
 }

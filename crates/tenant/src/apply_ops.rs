@@ -28,7 +28,7 @@ pub(super) fn apply_one(
     config: &mut ConfigRecord,
     op: &Operation,
     ctx: &BatchContext,
-    swept: &mut Vec<(Uuid, String)>,
+    swept: &mut Vec<Removed>,
 ) -> Result<Outcome, StoreError> {
     if let Some(version) = op.version()
         && let Some(refused) = version_out_of_range(config, ctx.epoch, version)
@@ -36,7 +36,7 @@ pub(super) fn apply_one(
         return Ok(refused);
     }
     let outcome = match op {
-        Operation::Upsert(u) => upsert(store, config.config.id, u, ctx),
+        Operation::Upsert(u) => upsert(store, config, u, ctx, swept),
         Operation::Delete {
             kind,
             source_anchor,
@@ -65,7 +65,11 @@ pub(super) fn apply_one(
             store, config, *version, keep, ctx,
         )
         .map(|(outcome, removed)| {
-            swept.extend(removed.objects);
+            swept.extend(removed.objects.into_iter().map(|(id, anchor)| Removed {
+                id,
+                anchor,
+                why: RemovedBy::ImageComplete,
+            }));
             outcome
         }),
     }?;
@@ -75,12 +79,35 @@ pub(super) fn apply_one(
     Ok(outcome)
 }
 
+/// An object an operation removed besides its own target: one provisioning log entry each.
+#[derive(Debug)]
+pub(super) struct Removed {
+    /// Its cloud id.
+    pub id: Uuid,
+    /// Its source anchor.
+    pub anchor: String,
+    /// Why.
+    pub why: RemovedBy,
+}
+
+/// Why an object went without a delete of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RemovedBy {
+    /// `imageComplete` swept it: not in the new lease holder's image.
+    ImageComplete,
+    /// An upsert under a newer lease epoch claimed its userPrincipalName while the object was written
+    /// by an earlier holder and not (yet) re-sent by this one: the sweep, early, for that one object.
+    SupersededInImage,
+}
+
 fn upsert(
     store: &Store,
-    config_id: Uuid,
+    config: &mut ConfigRecord,
     u: &Upsert,
     ctx: &BatchContext,
+    swept: &mut Vec<Removed>,
 ) -> Result<Outcome, StoreError> {
+    let config_id = config.config.id;
     if u.source_anchor.is_empty() {
         return Ok(fail(
             OpErrorCode::InvalidAttribute,
@@ -141,8 +168,27 @@ fn upsert(
         && uuid_value("upns", &holder)? != id
     {
         let holder: Option<StoredObject> = get_json(&store.objects, "objects", &holder)?;
-        if holder.is_some_and(|h| h.configuration_id != config_id) {
+        if holder
+            .as_ref()
+            .is_some_and(|h| h.configuration_id != config_id)
+        {
             return Ok(foreign(&format!("userPrincipalName {upn}")));
+        }
+        // Written by an earlier lease holder (epoch ≥ 1, below this batch's) and not re-sent by this
+        // one: the takeover image's sweep would delete it unless the image re-sends it, and this
+        // upsert cannot wait for the sweep (`imageComplete` goes only after it). So it is the sweep,
+        // early, for that one object (ARCHITECTURE.md § lease contract, rule 11). Objects written
+        // before leases (epoch 0) are never superseded: a first lease sends no image.
+        if let Some(h) = holder.filter(|h| h.epoch >= 1 && h.epoch < ctx.epoch && !h.deleted) {
+            let removed = delete(store, config, h.kind, &h.source_anchor, u.version, ctx)?;
+            if matches!(removed, Outcome::Done(OpStatus::Success, ..)) {
+                swept.push(Removed {
+                    id: h.id,
+                    anchor: h.source_anchor,
+                    why: RemovedBy::SupersededInImage,
+                });
+                return upsert(store, config, u, ctx, swept);
+            }
         }
         return Ok(Outcome::Failed(
             existing.as_ref().map(|o| o.id),

@@ -126,6 +126,7 @@ mod outbox_frame;
 mod outbox_log;
 mod outbox_migrate;
 mod outbox_state;
+mod outbox_types;
 mod outcome;
 pub mod pacer;
 mod pusher;

@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use cloudsync_api::ops::ObjectKind;
+use cloudsync_api::ops::{ObjectKind, Operation};
+use uuid::Uuid;
 
 fn op(n: u64) -> OutboxOp {
     OutboxOp {

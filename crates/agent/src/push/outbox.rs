@@ -293,11 +293,6 @@ impl Outbox {
         lease_epoch: Option<(uuid::Uuid, u64)>,
     ) -> Result<Option<(u64, u64)>, OutboxError> {
         self.check_poison()?;
-        let mut envelopes = Vec::with_capacity(ops.len());
-        for op in &ops {
-            envelopes.push(envelope::encode(op).map_err(OutboxError::Encode)?);
-        }
-        drop(ops);
         let mut meta = RecordMeta::default();
         if let Some((name, cursor)) = producer_cursor {
             meta.cursors.insert(name.to_string(), cursor);
@@ -305,14 +300,18 @@ impl Outbox {
         if let Some((configuration, epoch)) = lease_epoch {
             meta.lease_epochs.insert(configuration, epoch);
         }
-        let range = if envelopes.is_empty() && meta == RecordMeta::default() {
+        let range = if ops.is_empty() && meta == RecordMeta::default() {
             None
         } else {
             let _append = self.append.lock().await;
             self.check_poison()?;
             let (first, file, offset, path) = self.active_segment()?;
-            let record = log::encode_record(first, &envelopes, &meta)?;
-            drop(envelopes);
+            // Envelope header plus a membership operation's JSON (upserts are larger; the buffer grows).
+            let hint = ops.len() * 256;
+            let record = log::encode_record(first, &ops, &meta, hint, |op, out| {
+                envelope::encode_into(out, op).map_err(OutboxError::Encode)
+            })?;
+            drop(ops);
             file.write_all_at(&record.bytes, offset)
                 .map_err(|e| self.poison(io_error(&path, e)))?;
             sync_data(file.clone(), &path, &self.poisoned).await?;

@@ -108,31 +108,36 @@ impl Encoded {
     }
 }
 
-/// Encodes a record: `envelopes` under sequences from `first_seq` on, with `meta`.
-pub fn encode_record(
+/// Encodes a record of the operations `items` under sequences from `first_seq` on, with `meta`:
+/// `write_envelope(item, out)` appends the envelope of one to `out` (so a large enqueue is encoded
+/// once, straight into the record, with no intermediate copy per operation).
+pub fn encode_record<T>(
     first_seq: u64,
-    envelopes: &[Vec<u8>],
+    items: &[T],
     meta: &RecordMeta,
+    size_hint: usize,
+    mut write_envelope: impl FnMut(&T, &mut Vec<u8>) -> Result<(), OutboxError>,
 ) -> Result<Encoded, OutboxError> {
     let meta_json = serde_json::to_vec(meta).map_err(OutboxError::Encode)?;
-    let total: usize = envelopes.iter().map(Vec::len).sum();
-    let mut bytes = Vec::with_capacity(frame::HEADER_LEN + BODY_FIXED + meta_json.len() + total);
+    let mut bytes =
+        Vec::with_capacity(frame::HEADER_LEN + BODY_FIXED + meta_json.len() + size_hint);
     let start = frame::begin(&mut bytes, MAGIC);
-    let count = u32::try_from(envelopes.len()).unwrap_or(u32::MAX);
+    let count = u32::try_from(items.len()).unwrap_or(u32::MAX);
     bytes.extend_from_slice(&first_seq.to_be_bytes());
     bytes.extend_from_slice(&count.to_be_bytes());
     let meta_len = u32::try_from(meta_json.len()).unwrap_or(u32::MAX);
     bytes.extend_from_slice(&meta_len.to_be_bytes());
     bytes.extend_from_slice(&meta_json);
     let mut blocks = Vec::new();
-    for (i, chunk) in envelopes.chunks(BLOCK_OPS as usize).enumerate() {
+    let mut seq = first_seq;
+    for chunk in items.chunks(BLOCK_OPS as usize) {
         let at = bytes.len() as u64;
-        for e in chunk {
-            bytes.extend_from_slice(e);
+        for item in chunk {
+            write_envelope(item, &mut bytes)?;
         }
         let len = u32::try_from(bytes.len() as u64 - at).unwrap_or(u32::MAX);
-        let first = first_seq + (i * BLOCK_OPS as usize) as u64;
-        blocks.push((first, chunk.len() as u32, at, len));
+        blocks.push((seq, chunk.len() as u32, at, len));
+        seq += chunk.len() as u64;
     }
     frame::seal(&mut bytes, start);
     Ok(Encoded { bytes, blocks })
@@ -300,7 +305,7 @@ pub fn create_segment(
     let tmp = path.with_extension("log.tmp");
     let _ = std::fs::remove_file(&tmp);
     let file = frame::create_private_file(&tmp)?;
-    let record = encode_record(next_seq, &[], meta)?;
+    let record = encode_record::<()>(next_seq, &[], meta, 0, |_, _| Ok(()))?;
     file.write_all_at(&record.bytes, 0)
         .and_then(|()| file.sync_all())
         .map_err(|e| io_error(&tmp, e))?;

@@ -113,7 +113,11 @@ pub fn from_sled(dir: &Path, tmp: &Path) -> Result<(), OutboxError> {
     let mut due = checkpoint + 1;
     let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
     let mut write = |first: u64, chunk: &mut Vec<Vec<u8>>| -> Result<(), OutboxError> {
-        let record = log::encode_record(first, chunk, &RecordMeta::default())?;
+        let size: usize = chunk.iter().map(Vec::len).sum();
+        let record = log::encode_record(first, chunk, &RecordMeta::default(), size, |e, out| {
+            out.extend_from_slice(e);
+            Ok(())
+        })?;
         segment
             .file
             .write_all_at(&record.bytes, offset)

@@ -117,8 +117,13 @@ async fn state_is_private_and_a_damaged_journal_is_rebuilt_from_ad() {
         let want = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(*m, want, "{} has mode {m:o}", path.display());
     }
-    for name in ["journal", "projection", "outbox"] {
-        assert!(state.join(name).join("db").is_file(), "{name} created");
+    // sled's `db` file for the journal and projection; the outbox is a segmented log (issue 17).
+    for (name, file) in [
+        ("journal", "db"),
+        ("projection", "db"),
+        ("outbox", "log/state.log"),
+    ] {
+        assert!(state.join(name).join(file).is_file(), "{name} created");
     }
     // Opened up: refused by sync-once and check-config, naming the path and the fix.
     let outbox = state.join("outbox");

@@ -25,7 +25,7 @@ pub enum PushCommand {
 /// Flags of `cloudsync push drive`.
 #[derive(Debug, Args)]
 pub struct DriveArgs {
-    /// Outbox directory (sled database).
+    /// Outbox directory (segmented log).
     #[arg(long)]
     pub outbox: PathBuf,
     /// The tenant's base URL.

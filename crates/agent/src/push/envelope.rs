@@ -43,19 +43,31 @@ pub enum EnvelopeError {
 
 /// Encodes one operation into an envelope.
 pub fn encode(op: &OutboxOp) -> Result<Vec<u8>, serde_json::Error> {
-    let payload = serde_json::to_vec(op)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    let mut out = Vec::new();
+    encode_into(&mut out, op)?;
+    Ok(out)
+}
+
+/// Appends the envelope of `op` to `out` (the outbox log writes many into one record this way).
+/// On an error `out` is left as it was.
+pub fn encode_into(out: &mut Vec<u8>, op: &OutboxOp) -> Result<(), serde_json::Error> {
+    let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    if let Err(e) = serde_json::to_writer(&mut *out, op) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let body = start + HEADER_LEN;
     // Payloads are far below 4 GiB (the API caps a request at 8 MiB).
-    out.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    let len = u32::try_from(out.len() - body).unwrap_or(u32::MAX);
+    let crc = crc32c::crc32c(out.get(body..).unwrap_or_default());
+    if let Some(header) = out.get_mut(start + 6..body) {
+        header[..4].copy_from_slice(&len.to_be_bytes());
+        header[4..].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(())
 }
 
 /// Decodes an envelope, checking magic, version, length and checksum.

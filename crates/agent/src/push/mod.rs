@@ -8,17 +8,39 @@
 //! ([`crate::control::tenant_client`]). Leaves: HTTPS batch posts to the tenant (only [`cloudsync_api`] wire types), the
 //! push checkpoint, a local provisioning log of objects the tenant refused, and a [`PushStatus`].
 //!
-//! # On-disk format: the outbox (its own sled database, separate from the journal)
+//! # On-disk format: the outbox (format 2: a segmented log, separate from the journal)
 //!
-//! | tree | key | value |
-//! |---|---|---|
-//! | `ops` | outbox sequence, u64 big-endian (1, 2, …) | envelope, below |
-//! | `meta` | `next_seq` · `push_checkpoint` · `cursor/<producer>` · `lease_epoch/<configuration id>` (the epoch of this agent's last takeover, [`Outbox::enqueue_takeover`]) | u64 big-endian each |
-//! | `provisioning_log` | sled `generate_id`, u64 big-endian | JSON [`QuarantinedObject`] |
-//! | `quarantined` | source anchor (UTF-8) | JSON [`QuarantinedObject`] (the latest refusal) |
+//! A FIFO queue needs no B-tree: the outbox is an append-only log of segments, as vector's disk
+//! buffer and Kafka keep theirs, so memory is an index of the unacknowledged window (one entry per
+//! 128 operations), not resident tree nodes (format 1, a sled database, held every enqueued
+//! operation in memory: `docs/bench.md` § Where the memory goes).
 //!
 //! ```text
-//! struct Envelope {            // see envelope.rs
+//! <outbox dir>/            0700
+//!   lock                   0600, flock'ed while a handle is open (one process at a time)
+//!   log/                   0700
+//!     seg-<id, 20 digits>.log   0600, ids consecutive; closed at 64 MiB, then the next begins
+//!     state.log                 0600
+//!
+//! struct Frame {               // every record of both files
+//!     magic:   [u8; 4],         // "CSOR" in segments, "CSOS" in state.log
+//!     version: u16 BE  = 1,
+//!     len:     u32 BE,          // body bytes
+//!     crc32c:  u32 BE,          // CRC32C (Castagnoli) of the body
+//!     body:    [u8; len],
+//! }
+//! struct SegmentRecordBody {    // one enqueue, or a segment's opening snapshot
+//!     first_seq: u64 BE,        // = the next sequence of the record before it
+//!     count:     u32 BE,        // operations (0 in a snapshot, or for a cursor/epoch only)
+//!     meta_len:  u32 BE,
+//!     meta:      [u8; meta_len],  // JSON {cursors: {name: u64}, leaseEpochs: {uuid: u64}}
+//!     ops:       [Envelope; count],  // first_seq, first_seq + 1, … (below)
+//! }
+//! // state.log bodies, JSON, tagged by "kind":
+//! //   snapshot {checkpoint, log: [QuarantinedObject], quarantined: [source anchor]}  (first record)
+//! //   ack      {checkpoint, quarantined: [QuarantinedObject]}
+//! //   release  {anchor}
+//! struct Envelope {            // one operation; see envelope.rs
 //!     magic:   [u8; 4] = "CSOB",
 //!     version: u16 BE  = 1,
 //!     len:     u32 BE,          // payload bytes
@@ -27,12 +49,36 @@
 //! }
 //! ```
 //! JSON because `Operation` is an internally tagged enum, which bincode cannot encode; the payload is
-//! exactly the wire shape. A record failing any check is reported ([`OutboxError::Corrupt`]), never
-//! skipped. Entries up to the push checkpoint are deleted in the same atomic write that moves it.
+//! exactly the wire shape. Every segment opens with a snapshot record (the next sequence, every
+//! producer cursor and lease epoch), so deleting older segments loses no meta. A segment is deleted
+//! once every operation in it is at or below the push checkpoint (never the newest segment); the
+//! state log is rewritten as one snapshot (temporary file, fsync, rename) once it passes 1 MiB and
+//! twice its last snapshot. An outbox of format 1 (sled's `conf`/`db` in the directory) is migrated
+//! on open: what is pending, the meta and the quarantine are written to `log.tmp/`, which is renamed
+//! to `log/`, and then sled's files are removed (a crash at any point redoes or finishes it).
 //!
+//! Recovery on open reads every record of every segment and of the state log. A record failing any
+//! check (magic, version, length, CRC32C, body layout, sequence continuity) is reported
+//! ([`OutboxError::CorruptLog`]; an operation failing its envelope check when read:
+//! [`OutboxError::Corrupt`]), never skipped — except the last record of the newest segment or of the
+//! state log when no valid record follows it: that is a write a crash cut short (its enqueue or
+//! acknowledgement never returned), and it is truncated away with a warning.
+//!
+//! # Durability contract of the outbox
+//! 1. `enqueue` writes ONE record holding the operations under fresh sequences AND the producer's
+//!    cursor (or the lease epoch), fsyncs the segment (`fdatasync`), and only then publishes the
+//!    operations to readers and returns. A failed write or fsync poisons the outbox (writes refused).
+//! 2. A new segment is written as a temporary file with its snapshot, fsynced, renamed in, and the
+//!    directory fsynced, before any record goes into it.
+//! 3. `acknowledge` appends ONE record to the state log (the new checkpoint and the objects it
+//!    quarantines), fsyncs it, then updates memory and deletes fully acknowledged segments. The
+//!    checkpoint never moves backwards or past the last sequence.
+//! 4. A crash at any byte leaves a valid prefix: at most the record being written is incomplete, and
+//!    recovery truncates exactly that.
+
 //! # Delivery contract
-//! 1. `enqueue` writes the operations under fresh sequences AND the producer's cursor in one sled
-//!    transaction, then flushes, before returning; a failed flush poisons the outbox (writes refused).
+//! 1. `enqueue` writes the operations under fresh sequences AND the producer's cursor in one record
+//!    of the outbox log, then fsyncs, before returning; a failed write poisons the outbox (above).
 //! 2. The push loop reads entries after the checkpoint into a bounded window (`max_pending`).
 //! 3. A batch takes due entries in sequence order for one configuration, up to `max_batch_ops`
 //!    (≤ 500) and `max_batch_bytes`, after waiting at most `linger` for a full batch. A run of
@@ -54,8 +100,8 @@
 //!    (that is what resolves `ReferenceNotFound`); it gives up after `max_reference_attempts`.
 //!    A per-item `Throttled` error carries `retryAfterSeconds`: that item is not resent before it, and
 //!    no batch is sent before it either (the write budget is the tenant's, not the item's).
-//! 8. The checkpoint advances to just below the lowest sequence not yet acknowledged, in one atomic
-//!    write with new provisioning-log entries and the pruning of acknowledged entries, then a flush.
+//! 8. The checkpoint advances to just below the lowest sequence not yet acknowledged, in one record
+//!    of the state log with the new quarantine entries, then an fsync; acknowledged segments go.
 //! 9. Shutdown (cancellation): no new batches; in-flight batches get up to `shutdown_grace`; then the
 //!    loop stops with the checkpoint exactly at the last acknowledged prefix.
 //!
@@ -76,6 +122,11 @@ pub mod batcher;
 pub mod client;
 pub mod envelope;
 pub mod outbox;
+mod outbox_frame;
+mod outbox_log;
+mod outbox_migrate;
+mod outbox_state;
+mod outbox_types;
 mod outcome;
 pub mod pacer;
 mod pusher;

@@ -27,10 +27,17 @@ pub fn path(config: &Config) -> PathBuf {
     config.agent.journal_dir.with_file_name("agent-status.json")
 }
 
-/// Whether another process (a running `agent run`) holds the sled database in `dir`: probes the
-/// `flock` sled takes on `dir/db`, without waiting. A missing database is not held.
+/// Whether another process (a running `agent run`) holds the store in `dir`: probes the `flock`
+/// sled takes on `dir/db` (journal, projection store) or the outbox takes on `dir/lock`, without
+/// waiting. A missing store is not held.
 pub fn held_by_another_process(dir: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+    ["db", crate::push::outbox::LOCK_FILE]
+        .iter()
+        .any(|name| flock_held(&dir.join(name)))
+}
+
+fn flock_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
         return false;
     };
     match file.try_lock() {
@@ -173,6 +180,18 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         assert!(held_by_another_process(dir.path()), "sled holds its flock");
         drop(db);
+    }
+
+    #[test]
+    fn the_lock_probe_sees_an_open_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = crate::push::Outbox::open(dir.path()).unwrap();
+        assert!(
+            held_by_another_process(dir.path()),
+            "the outbox holds its flock"
+        );
+        drop(outbox);
+        assert!(!held_by_another_process(dir.path()), "released on drop");
     }
 
     #[test]

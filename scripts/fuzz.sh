@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of fuzz/ for a bounded time, on the stable toolchain (docs/fuzz.md):
-#   scripts/fuzz.sh                       every target, 20 s each (CI)
+#   scripts/fuzz.sh                       every target, 20 s each (CI runs `scripts/fuzz.sh 10`)
 #   scripts/fuzz.sh 600 expr_parse        one target for ten minutes
 #   scripts/fuzz.sh 0                     build, replay the corpus and fuzz/regressions only
 #   FUZZ_SANITIZER=none scripts/fuzz.sh   without AddressSanitizer (faster; `cargo fuzz -s none`)

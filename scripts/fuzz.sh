@@ -108,7 +108,8 @@ for t in "${targets[@]}"; do
   if [ ${#regressions[@]} -gt 0 ]; then
     if ! "$bin" -rss_limit_mb=2048 -timeout=10 "${regressions[@]}" >>"$log" 2>&1; then
       crashes=1
-      artifact="regression input in fuzz/regressions/$t"
+      # libFuzzer names each input before running it: the last one named is the one that failed.
+      artifact="$(sed -n 's/^Running: //p' "$log" | tail -1)"
     fi
   fi
 

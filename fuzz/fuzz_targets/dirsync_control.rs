@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let encoded = req.encode();
         let mut outer = Reader::new(&encoded);
         let mut seq = outer.sequence().expect("own encoding");
-        assert_eq!(seq.integer().expect("flags"), i64::from(0x8000_0801u32 as i32));
+        assert_eq!(
+            seq.integer().expect("flags"),
+            i64::from(0x8000_0801u32 as i32)
+        );
         assert_eq!(seq.integer().expect("max bytes"), 1 << 20);
         assert_eq!(seq.octets().expect("cookie"), &resp.cookie[..]);
     }

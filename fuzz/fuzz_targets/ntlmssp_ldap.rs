@@ -17,6 +17,12 @@ fuzz_target!(|data: &[u8]| {
             domain: "CORP",
             nt_hash: &nt,
         };
-        let _ = ntlmssp::authenticate(id, &challenge, &Nonces::random(), LDAP_FLAGS, Some(&[1; 16]));
+        let _ = ntlmssp::authenticate(
+            id,
+            &challenge,
+            &Nonces::random(),
+            LDAP_FLAGS,
+            Some(&[1; 16]),
+        );
     }
 });

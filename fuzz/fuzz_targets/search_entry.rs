@@ -10,7 +10,9 @@ use cloudsync_agent::source::ldap::entry::parse_entry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(tag) = parse_structure(data) else { return };
+    let Ok(tag) = parse_structure(data) else {
+        return;
+    };
     let Ok(entry) = parse_entry(tag) else { return };
     let lookup = HashMap::new();
     for full_read in [true, false] {

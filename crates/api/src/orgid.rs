@@ -36,13 +36,13 @@ pub enum OrgIdError {
     /// Not exactly salt, iterations and hash separated by commas.
     #[error("expected salt, iterations and hash separated by commas")]
     Fields,
-    /// The salt is not hex, empty, or longer than MAX_SALT_LEN bytes.
+    /// The salt is not lowercase hex, empty, or longer than MAX_SALT_LEN bytes.
     #[error("the salt is not 1 to {MAX_SALT_LEN} bytes of hex")]
     Salt,
     /// The iteration count is not a decimal number between 1 and MAX_ITERATIONS.
     #[error("the iteration count is not a number between 1 and {MAX_ITERATIONS}")]
     Iterations,
-    /// The hash is not 32 bytes of hex.
+    /// The hash is not 32 bytes of lowercase hex.
     #[error("the hash is not 32 bytes of hex")]
     Hash,
 }
@@ -86,6 +86,11 @@ impl OrgIdString {
         if salt.is_empty() || salt.len() > 2 * MAX_SALT_LEN {
             return Err(OrgIdError::Salt);
         }
+        // Lowercase only, like the iteration count below: one spelling per value (`hex` alone would take
+        // `AB` too and print it back as `ab`; found by the fuzz target `phs_orgid`).
+        if !is_lower_hex(salt) {
+            return Err(OrgIdError::Salt);
+        }
         let salt = hex::decode(salt).map_err(|_| OrgIdError::Salt)?;
         // Digits only, no sign, no leading zero: one spelling per count, so a value prints back verbatim.
         if iterations.is_empty()
@@ -99,6 +104,9 @@ impl OrgIdString {
         if !(1..=MAX_ITERATIONS).contains(&iterations) {
             return Err(OrgIdError::Iterations);
         }
+        if !is_lower_hex(hash) {
+            return Err(OrgIdError::Hash);
+        }
         let mut out = [0u8; HASH_LEN];
         hex::decode_to_slice(hash, &mut out).map_err(|_| OrgIdError::Hash)?;
         Ok(OrgIdString {
@@ -107,6 +115,11 @@ impl OrgIdString {
             hash: out,
         })
     }
+}
+
+/// Whether `s` has only the characters `Display` writes for hex (`0-9`, `a-f`).
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl fmt::Display for OrgIdString {
@@ -169,6 +182,12 @@ mod tests {
                 OrgIdError::Iterations,
             ),
             ("v1;PPH1_MD4,00,1,0011;".to_owned(), OrgIdError::Hash),
+            // Uppercase hex would print back in lowercase: not the string that was parsed.
+            (format!("v1;PPH1_MD4,0A,1,{h};"), OrgIdError::Salt),
+            (
+                format!("v1;PPH1_MD4,0a,1,{}A0;", "00".repeat(31)),
+                OrgIdError::Hash,
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(OrgIdString::parse(&input), Err(expected), "{input}");
@@ -236,7 +255,7 @@ mod never_panics {
         #[test]
         fn parse_never_panics_and_round_trips(
             s in "\\PC{0,120}",
-            t in "v1;PPH1_MD4,[0-9a-fz]{0,24},[0-9+-]{0,9},[0-9a-f]{0,70};?",
+            t in "v1;PPH1_MD4,[0-9a-fA-Fz]{0,24},[0-9+-]{0,9},[0-9a-fA-F]{0,70};?",
         ) {
             let _ = s.parse::<OrgIdString>();
             if let Ok(h) = t.parse::<OrgIdString>() {

@@ -130,7 +130,10 @@ fn collection(kind: ObjectKind) -> &'static str {
     }
 }
 
-struct Options {
+/// A list read's parsed OData options. `pub` (hidden) with [`options`] and [`next_link`] only for the
+/// fuzz target `tenant_query`.
+#[doc(hidden)]
+pub struct Options {
     select: Option<Vec<String>>,
     top: usize,
     filter: Option<Filter>,
@@ -138,7 +141,10 @@ struct Options {
     passthrough: Vec<(String, String)>,
 }
 
-fn options(raw_query: &str, resource: &str) -> Result<Options, ApiError> {
+/// Parses a list read's raw query string (`$select`, `$top`, `$filter`, `$skiptoken`; other names
+/// are kept to be passed on in the next link).
+#[doc(hidden)]
+pub fn options(raw_query: &str, resource: &str) -> Result<Options, ApiError> {
     let mut o = Options {
         select: None,
         top: 100,
@@ -178,7 +184,9 @@ fn options(raw_query: &str, resource: &str) -> Result<Options, ApiError> {
     Ok(o)
 }
 
-fn next_link(base: &str, path: &str, o: &Options, last: Uuid) -> String {
+/// The `@odata.nextLink` of a page that ended at `last`: the options again, and `$skiptoken`.
+#[doc(hidden)]
+pub fn next_link(base: &str, path: &str, o: &Options, last: Uuid) -> String {
     let mut q: Vec<String> = o
         .passthrough
         .iter()

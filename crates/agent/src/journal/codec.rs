@@ -113,8 +113,11 @@ pub(super) struct StoredEvent {
 }
 
 /// Payload of a checkpoint: the checkpoint plus the last seq assigned when it was written.
+/// `pub` (hidden) only so that the fuzz target `journal_record` can call [`open`] with it as the
+/// journal does; the journal's own API returns [`super::Checkpoint`].
+#[doc(hidden)]
 #[derive(Serialize, Deserialize)]
-pub(super) struct StoredCheckpoint {
+pub struct StoredCheckpoint {
     pub domain: String,
     pub source: SourceKind,
     pub data: Vec<u8>,

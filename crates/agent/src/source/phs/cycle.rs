@@ -367,6 +367,8 @@ impl<S: EventSink> PhsCycle<S> {
         let mut off = false;
         // Whether this round was triggered by a password change or the interval (not a re-check).
         let mut triggered = true;
+        // Retriable failures in a row: the next try comes after a backoff, not a whole interval.
+        let mut failed: u32 = 0;
         loop {
             if !allowed() {
                 if triggered {
@@ -378,16 +380,23 @@ impl<S: EventSink> PhsCycle<S> {
                     tracing::info!(domain = %self.domain, "Password hash sync is switched on again in the tenant; catching up.");
                 }
                 off = false;
-                if let Err(err) = self.run_once().await {
-                    if err.is_retriable() {
-                        tracing::warn!(error = %err, "Password hash sync cycle failed; will retry.");
-                    } else {
+                match self.run_once().await {
+                    Ok(_) => failed = 0,
+                    Err(err) if err.is_retriable() => {
+                        failed = failed.saturating_add(1);
+                        let retry_in = retry_delay(failed).min(interval);
+                        tracing::warn!(error = %err, retry_in_secs = retry_in.as_secs(), "Password hash sync cycle failed; will retry.");
+                    }
+                    Err(err) => {
+                        failed = 0;
                         tracing::error!(error = %err, "Password hash sync cycle failed; fix the cause, it will be retried.");
                     }
                 }
             }
             let recheck = if off {
                 GATE_RECHECK.min(interval)
+            } else if failed > 0 {
+                retry_delay(failed).min(interval)
             } else {
                 interval
             };
@@ -402,6 +411,17 @@ impl<S: EventSink> PhsCycle<S> {
 
 /// How often a switched-off cycle asks again whether it may run.
 pub const GATE_RECHECK: Duration = Duration::from_secs(2);
+
+/// The wait after a first retriable failure (a DC that stopped answering, a full disk); it doubles
+/// with each failure in a row, up to the interval. Before, a failed cycle waited for the next
+/// password-change signal or the whole interval (120 s by default), so a password changed while the
+/// DC was frozen reached the cloud minutes late (found by the fault campaign, `samba-frozen`).
+pub const RETRY_FIRST: Duration = Duration::from_secs(5);
+
+/// The wait before try `failed + 1` after `failed` retriable failures in a row (≥ 1).
+fn retry_delay(failed: u32) -> Duration {
+    RETRY_FIRST.saturating_mul(1u32 << failed.saturating_sub(1).min(16))
+}
 
 /// The first and last sequence numbers of an append of `count` events that ended at `last`.
 fn first_and_last(last: Option<u64>, count: usize) -> Option<(u64, u64)> {
@@ -551,6 +571,55 @@ mod tests {
         signal.notify_one();
         until(&progress, 3).await;
         assert_eq!(progress.succeeded.load(Ordering::Relaxed), 0);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    /// A retriable failure is tried again after [`RETRY_FIRST`], then twice as long, not after the
+    /// hour-long interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_cycle_is_retried_with_backoff_before_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        // A socket nobody listens on any more: the connection is refused, as by a DC that stopped.
+        drop(std::os::unix::net::UnixListener::bind(dir.path().join("missing-ldapi")).unwrap());
+        let stage = failing_stage(dir.path());
+        let err = stage.run_once().await.unwrap_err();
+        assert!(
+            err.is_retriable(),
+            "the stage's failure is retriable: {err}"
+        );
+        let progress = stage.progress();
+        let before = progress.attempted.load(Ordering::Relaxed);
+        let cancel = CancellationToken::new();
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(stage.run(
+            Arc::new(Notify::new()),
+            Duration::from_secs(3600),
+            cancel.clone(),
+        ));
+        let mut at = Vec::new();
+        while at.len() < 3 {
+            let n = progress.attempted.load(Ordering::Relaxed) - before;
+            if n as usize > at.len() {
+                at.push(start.elapsed());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "attempts at {at:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(at[0] < Duration::from_secs(1), "the first at once: {at:?}");
+        let (first, second) = (at[1] - at[0], at[2] - at[1]);
+        assert!(
+            first >= RETRY_FIRST && first < RETRY_FIRST + Duration::from_secs(1),
+            "retried after {first:?}"
+        );
+        assert!(
+            second >= RETRY_FIRST * 2 && second < RETRY_FIRST * 2 + Duration::from_secs(1),
+            "then after {second:?}"
+        );
+        assert_eq!(retry_delay(40), RETRY_FIRST * 65_536, "bounded shift");
         cancel.cancel();
         task.await.unwrap();
     }

@@ -338,43 +338,26 @@ mod tests {
             OpStatus::Skipped
         );
 
-        // Under the holder's own epoch, a clash is a clash: refused, nothing deleted.
-        let mut f = Fixture::new(0);
-        f.batch(2, vec![upsert(ObjectKind::User, "a", 1)]);
-        let r = f.batch(2, vec![same_upn("b", "a", 2)]);
-        assert_eq!(
-            r[0],
-            (
-                OpStatus::Error,
-                Some(OpErrorCode::DuplicateUserPrincipalName)
-            )
-        );
-        assert_eq!(f.live().0, ["a"]);
-
-        // Objects written before leases (epoch 0) are never superseded.
-        let mut f = Fixture::new(0);
-        f.batch(0, vec![upsert(ObjectKind::User, "a", 1)]);
-        let r = f.batch(1, vec![same_upn("b", "a", 2)]);
-        assert_eq!(
-            r[0],
-            (
-                OpStatus::Error,
-                Some(OpErrorCode::DuplicateUserPrincipalName)
-            )
-        );
-        assert_eq!(f.live().0, ["a"]);
-
-        // The delete threshold still holds: a supersede it blocks leaves the clash refused.
-        let mut f = Fixture::new(1);
-        f.batch(1, vec![upsert(ObjectKind::User, "a", 1)]);
-        let r = f.batch(2, vec![same_upn("b", "a", 2)]);
-        assert_eq!(
-            r[0],
-            (
-                OpStatus::Error,
-                Some(OpErrorCode::DuplicateUserPrincipalName)
-            )
-        );
-        assert_eq!(f.live().0, ["a"]);
+        // Refused, nothing deleted: a clash under the holder's own epoch (a clash is a clash); an
+        // object written before leases (epoch 0: a first lease sends no image); a supersede the
+        // delete threshold (1) blocks.
+        for (why, threshold, old_epoch, new_epoch) in [
+            ("same epoch", 0, 2, 2),
+            ("written before leases", 0, 0, 1),
+            ("delete threshold", 1, 1, 2),
+        ] {
+            let mut f = Fixture::new(threshold);
+            f.batch(old_epoch, vec![upsert(ObjectKind::User, "a", 1)]);
+            let r = f.batch(new_epoch, vec![same_upn("b", "a", 2)]);
+            assert_eq!(
+                r[0],
+                (
+                    OpStatus::Error,
+                    Some(OpErrorCode::DuplicateUserPrincipalName)
+                ),
+                "{why}"
+            );
+            assert_eq!(f.live().0, ["a"], "{why}");
+        }
     }
 }

@@ -31,6 +31,8 @@ mod fault_report;
 mod fault_tenant;
 #[path = "common/faults.rs"]
 mod faults;
+#[path = "common/ha.rs"]
+mod ha;
 #[path = "common/tenant.rs"]
 mod tenant_fixture;
 

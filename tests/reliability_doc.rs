@@ -33,13 +33,13 @@ struct Campaign {
 const CAMPAIGNS: &[Campaign] = &[
     Campaign {
         name: "crash",
-        sources: &["tests/crash_campaign.rs"],
+        sources: &["tests/crash_campaign.rs", "tests/common/crash_*.rs"],
         report: "crash-campaign.json",
         render: render_crash,
     },
     Campaign {
         name: "fault",
-        sources: &["tests/fault_campaign.rs"],
+        sources: &["tests/fault_campaign.rs", "tests/common/fault*.rs"],
         report: "fault-campaign.json",
         render: render_fault,
     },
@@ -61,17 +61,24 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The files `sources` names, sorted.
+/// The files `sources` names, sorted: a path, or `dir/prefix*suffix` (every file of `dir` whose name
+/// starts with `prefix` and ends with `suffix`).
 fn source_files(sources: &[&str]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for s in sources {
-        if let Some((dir, ext)) = s.split_once("/*.") {
+        if let Some((head, suffix)) = s.split_once('*') {
+            let (dir, prefix) = head.rsplit_once('/').unwrap_or((".", head));
             let mut found: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
                 .unwrap_or_else(|e| panic!("{dir}: {e}"))
                 .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == ext))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+                })
                 .collect();
             found.sort();
+            assert!(!found.is_empty(), "{s} names no file");
             files.extend(found);
         } else {
             files.push(root().join(s));
@@ -390,6 +397,14 @@ fn a_changed_or_renamed_source_changes_the_hash_and_rows_are_read_back() {
         "renamed"
     );
 
+    let crash = source_files(CAMPAIGNS[0].sources);
+    assert!(
+        crash.len() > 1
+            && crash
+                .iter()
+                .any(|p| p.ends_with("tests/common/crash_driver.rs")),
+        "the campaign's helpers count as its sources: {crash:?}"
+    );
     assert_eq!(day(std::time::UNIX_EPOCH), "1970-01-01");
     assert_eq!(
         day(std::time::UNIX_EPOCH + std::time::Duration::from_secs(20_794 * 86_400)),

@@ -233,7 +233,7 @@ impl Agent {
 
     /// Its log so far, without colour codes.
     pub fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        crate::ha::strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// Polls its log until `done(log after byte offset from)` holds; `Err` with the tail after `within`.
@@ -273,24 +273,6 @@ impl Drop for Agent {
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The log without its terminal colour codes (`ESC [ … m`).
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Objects the cloud holds twice (two objects with one `onPremisesImmutableId`).

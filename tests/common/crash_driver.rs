@@ -17,7 +17,7 @@ use crate::crash_agent::Agent;
 use crate::diff_changes::{Kind, World};
 use crate::diff_oracle;
 use crate::ha;
-use crate::tenant_fixture::{self, TenantFixture};
+use crate::tenant_fixture::TenantFixture;
 
 /// Graph's password method id (resetPassword).
 pub const PASSWORD_METHOD: &str = "28c10230-6103-485e-b985-444c60001490";
@@ -36,22 +36,7 @@ pub async fn settle(
     loop {
         let mut diffs = diff_oracle::compare(dc, t, &w.ous).await;
         if diffs.is_empty() {
-            let enabled = diff_oracle::enabled_users(dc, &w.ous);
-            for s in w
-                .slots
-                .iter()
-                .filter(|s| s.kind == Kind::User && w.in_scope(s))
-            {
-                if enabled.contains(&s.upn.to_ascii_lowercase()) {
-                    let status = tenant_fixture::signin(t, &s.upn, &s.password).await;
-                    if status != 200 {
-                        diffs.push(format!(
-                            "{} (in scope, enabled) cannot sign in with its AD password: {status}",
-                            s.upn
-                        ));
-                    }
-                }
-            }
+            diffs = diff_oracle::signin_failures(dc, t, &w.ous, &w.users_in_scope()).await;
         }
         if diffs.is_empty() {
             return Ok(start.elapsed().as_secs_f64());

@@ -116,6 +116,16 @@ impl World {
         s.exists && self.ous.contains(&s.parent)
     }
 
+    /// (userPrincipalName, current password) of every user in scope, for
+    /// `diff_oracle::signin_failures`.
+    pub fn users_in_scope(&self) -> Vec<(String, String)> {
+        self.slots
+            .iter()
+            .filter(|s| s.kind == Kind::User && self.in_scope(s))
+            .map(|s| (s.upn.clone(), s.password.clone()))
+            .collect()
+    }
+
     /// The LDIF that creates slot `s`.
     pub fn add_ldif(&self, s: &Slot) -> String {
         let dn = s.dn();

@@ -210,6 +210,29 @@ pub fn enabled_users(dc: &LabDc, ous: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Of `users` ((userPrincipalName, current password)), those AD has enabled under `ous` that cannot
+/// sign in at the tenant with their password, one line each.
+pub async fn signin_failures(
+    dc: &LabDc,
+    t: &TenantFixture,
+    ous: &[String],
+    users: &[(String, String)],
+) -> Vec<String> {
+    let enabled = enabled_users(dc, ous);
+    let mut out = Vec::new();
+    for (upn, password) in users {
+        if enabled.contains(&upn.to_ascii_lowercase()) {
+            let status = crate::tenant_fixture::signin(t, upn, password).await;
+            if status != 200 {
+                out.push(format!(
+                    "{upn} (in scope, enabled) cannot sign in with its AD password: {status}"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The Graph status of `GET /v1.0/users/{upn}` (404 when the cloud has no such user).
 pub async fn user_status(t: &TenantFixture, upn: &str) -> u16 {
     let token = t.user_token(GA).await;

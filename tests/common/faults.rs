@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::lab::LabDc;
-use crate::diff_changes::{Kind, World};
+use crate::diff_changes::World;
 use crate::diff_oracle;
-use crate::tenant_fixture::{self, GA, TenantFixture};
+use crate::tenant_fixture::{GA, TenantFixture};
 
 /// libfaketime, multi-threaded flavour (the agent runs tokio's worker threads).
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -296,28 +296,6 @@ pub async fn cloud_duplicates(t: &TenantFixture) -> Vec<String> {
     out
 }
 
-/// Enabled in-scope users of the world that cannot sign in with their current AD password.
-pub async fn signin_failures(dc: &LabDc, t: &TenantFixture, w: &World) -> Vec<String> {
-    let enabled = diff_oracle::enabled_users(dc, &w.ous);
-    let mut out = Vec::new();
-    for s in w
-        .slots
-        .iter()
-        .filter(|s| s.kind == Kind::User && w.in_scope(s))
-    {
-        if enabled.contains(&s.upn.to_ascii_lowercase()) {
-            let status = tenant_fixture::signin(t, &s.upn, &s.password).await;
-            if status != 200 {
-                out.push(format!(
-                    "{} (in scope, enabled) cannot sign in with its AD password: {status}",
-                    s.upn
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// Polls until the tenant equals AD in full (the differential oracle), no object is there twice,
 /// and every enabled in-scope user signs in with its current password; how long it took, or every
 /// difference left after `within`. Sign-ins are tried only once Graph is equal, and then with a
@@ -335,7 +313,7 @@ pub async fn converge(
         diffs.extend(cloud_duplicates(t).await);
         let graph_equal = diffs.is_empty();
         if graph_equal {
-            diffs.extend(signin_failures(dc, t, w).await);
+            diffs.extend(diff_oracle::signin_failures(dc, t, &w.ous, &w.users_in_scope()).await);
         }
         if diffs.is_empty() {
             return Ok(start.elapsed());
